@@ -1,0 +1,34 @@
+"""Shared test settings: no hub downloads, few threads, paths to the shared reference data."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+REPO = Path(__file__).resolve().parents[1]
+OFFICIAL_DATA = REPO.parent / "shared" / "reference" / "official-data"
+PAPER_TABLES = REPO.parent / "shared" / "reference" / "paper_tables.json"
+
+
+@pytest.fixture(scope="session")
+def official_data() -> Path:
+    """The official split lists and class files (never copied into the project)."""
+    if not OFFICIAL_DATA.is_dir():
+        pytest.skip(f"official data folder absent: {OFFICIAL_DATA}")
+    return OFFICIAL_DATA
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_root() -> Path:
+    root = Path(os.environ.get("VLD_DATA", "/usr/share/datasets/fashion-mnist"))
+    if not (root / "t10k-labels-idx1-ubyte.gz").exists() and not (root / "t10k-labels-idx1-ubyte").exists():
+        pytest.skip(f"Fashion-MNIST not installed at {root} (apt-get install dataset-fashion-mnist)")
+    return root
