@@ -1,0 +1,180 @@
+"""vldlib.report and vldlib.reference: interval/aggregation helpers against hand-computed values."""
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from vldlib import reference, report  # noqa: E402
+
+# t quantiles from printed tables: t_{0.975, 2} = 4.302653, t_{0.975, 3} = 3.182446
+T975_2 = 4.302653
+T975_3 = 3.182446
+
+
+def test_t_interval_hand_computed():
+    iv = report.t_interval([1.0, 2.0, 3.0, 4.0])
+    # mean 2.5; sd = sqrt(5/3) = 1.290994; half = 3.182446 * 1.290994 / 2 = 2.054260
+    assert iv.n == 4
+    assert iv.mean == pytest.approx(2.5)
+    assert iv.sd == pytest.approx(math.sqrt(5 / 3))
+    assert iv.low == pytest.approx(2.5 - 2.054260, abs=1e-5)
+    assert iv.high == pytest.approx(2.5 + 2.054260, abs=1e-5)
+    assert iv.half_width == pytest.approx(T975_3 * math.sqrt(5 / 3) / 2, abs=1e-5)
+    assert iv.excludes(0.0) and not iv.excludes(2.0)
+
+
+def test_t_interval_confidence_and_degenerate_cases():
+    # 90%: t_{0.95, 3} = 2.353363
+    iv90 = report.t_interval([1, 2, 3, 4], confidence=0.90)
+    assert iv90.half_width == pytest.approx(2.353363 * math.sqrt(5 / 3) / 2, abs=1e-5)
+    one = report.t_interval([7.0])
+    assert one.mean == 7.0 and math.isnan(one.low) and math.isnan(one.high) and not one.excludes(0)
+    same = report.t_interval([3.0, 3.0, 3.0])
+    assert same.low == same.high == 3.0
+    with pytest.raises(ValueError, match="at least one value"):
+        report.t_interval([])
+    with pytest.raises(ValueError, match="NaN"):
+        report.t_interval([1.0, float("nan")])
+    with pytest.raises(ValueError, match="confidence"):
+        report.t_interval([1.0, 2.0], confidence=95)
+
+
+def _runs() -> pd.DataFrame:
+    # two methods, three replicates (seed x split); B = A + (2, 3, 2)
+    rows = []
+    for (seed, split), a, b in zip([(0, 0), (1, 0), (0, 1)], [1.0, 2.0, 2.0], [3.0, 5.0, 4.0]):
+        rows.append({"method": "A", "seed": seed, "split_seed": split, "acc": a, "other": 10 * a})
+        rows.append({"method": "B", "seed": seed, "split_seed": split, "acc": b, "other": None})
+    return pd.DataFrame(rows)
+
+
+def test_summarize_hand_computed():
+    s = report.summarize(_runs(), "method", ["acc", "other"])
+    a = s[(s.method == "A") & (s.metric == "acc")].iloc[0]
+    # A: 1, 2, 2 -> mean 5/3, sd = sqrt(1/3), half = 4.302653 * sqrt(1/3) / sqrt(3) = 1.434218
+    assert a["n"] == 3
+    assert a["mean"] == pytest.approx(5 / 3)
+    assert a["ci_low"] == pytest.approx(5 / 3 - 1.434218, abs=1e-5)
+    assert a["ci_high"] == pytest.approx(5 / 3 + 1.434218, abs=1e-5)
+    other = s[s.metric == "other"]
+    assert list(other.method) == ["A"]  # B's metric is missing entirely: no row, not a NaN row
+    assert other["mean"].iloc[0] == pytest.approx(50 / 3)
+    with pytest.raises(ValueError, match="not in the frame"):
+        report.summarize(_runs(), "method", "nope")
+
+
+def test_paired_effect_hand_computed():
+    eff = report.paired_effect(_runs(), "acc", column="method", treatment="B", baseline="A")
+    # differences 2, 3, 2 -> mean 7/3, sd sqrt(1/3), half 1.434218
+    assert eff.n == 3
+    assert eff.mean == pytest.approx(7 / 3)
+    assert eff.low == pytest.approx(7 / 3 - 1.434218, abs=1e-5)
+    assert eff.high == pytest.approx(7 / 3 + 1.434218, abs=1e-5)
+    # unpaired interval of B alone is wider than the paired interval of the difference
+    b = report.t_interval([3.0, 5.0, 4.0])
+    assert b.half_width > eff.half_width
+    table = report.paired_effects(_runs(), ["acc"], column="method", baseline="A")
+    assert table.loc[0, "method"] == "B" and bool(table.loc[0, "excludes_0"])
+    with pytest.raises(ValueError, match="no runs with method == 'C'"):
+        report.paired_effect(_runs(), "acc", column="method", treatment="C", baseline="A")
+
+
+def test_paired_effect_matches_units_only():
+    runs = _runs()
+    extra = pd.DataFrame([{"method": "B", "seed": 9, "split_seed": 9, "acc": 100.0}])
+    eff = report.paired_effect(pd.concat([runs, extra]), "acc", column="method",
+                               treatment="B", baseline="A")
+    assert eff.n == 3 and eff.mean == pytest.approx(7 / 3)  # the unmatched run is ignored
+    disjoint = runs.assign(seed=[0, 5, 1, 6, 2, 7])
+    with pytest.raises(ValueError, match="share no"):
+        report.paired_effect(disjoint, "acc", column="method", treatment="B", baseline="A")
+
+
+def test_effect_sentences():
+    up = report.Interval(4.1, 2.0, 6.2, 6, 2.0)
+    text = report.effect_sentence(up, metric="zero-shot X_ood accuracy", treatment="L_im-cst",
+                                  baseline="L_cls", paper=5.0)
+    assert text.startswith("L_im-cst raises zero-shot X_ood accuracy by 4.1 points (95% CI 2.0 to 6.2")
+    assert "agrees in direction" in text and "inside our interval" in text
+    far = report.effect_sentence(up, metric="m", treatment="t", baseline="b", paper=9.0)
+    assert "outside our interval" in far
+    down = report.Interval(-3.0, -5.0, -1.0, 6, 2.0)
+    assert "lowers m by 3.0 points" in report.effect_sentence(down, metric="m", treatment="t", baseline="b")
+    assert "reverse" in report.effect_sentence(down, metric="m", treatment="t", baseline="b", paper=2.0)
+    null = report.Interval(0.4, -1.2, 2.0, 6, 2.0)
+    text = report.effect_sentence(null, metric="m", treatment="t", baseline="b", paper=3.5)
+    assert "includes 0" in text and "the paper's difference (+3.5 points, single runs) does not appear here" in text
+    single = report.Interval(1.0, math.nan, math.nan, 1, math.nan)
+    assert "no conclusion" in report.effect_sentence(single, metric="m", treatment="t", baseline="b")
+
+
+def test_format_and_tables():
+    assert report.format_interval(45.24, 43.11, 47.36) == "45.2 [43.1, 47.4]"
+    assert report.format_interval(45.24) == "45.2"
+    assert report.format_interval(float("nan")) == "–"
+    s = report.summarize(_runs(), "method", "acc")
+    wide = report.interval_table(s, "method", labels={"acc": "Accuracy"}, order=["B", "A"])
+    assert list(wide.index) == ["B", "A"] and list(wide.columns) == ["Accuracy"]
+    assert wide.loc["B", "Accuracy"].startswith("4.0 [")
+    paper = pd.DataFrame({"method": ["A", "B"], "acc": [1.5, None], "source": "paper: x"})
+    both = report.beside_paper(s, paper, key="method", metrics={"acc": "acc"},
+                               labels={"A": "method A"})
+    assert both.loc["method A", ("acc", "paper")] == "1.5"
+    assert both.loc["B", ("acc", "paper")] == "–"
+    assert both.loc["B", ("acc", "ours")] == wide.loc["B", "Accuracy"]
+    assert report.paper_difference(paper.assign(acc=[1.5, 4.0]), "acc", column="method",
+                                   treatment="B", baseline="A") == pytest.approx(2.5)
+    assert report.paper_difference(paper, "acc", column="method", treatment="B", baseline="A") is None
+
+
+def test_plots_draw_runs_and_intervals():
+    ax = report.plot_intervals(_runs(), x="method", y="acc", paper={"A": 1.5, "B": None})
+    assert len(ax.collections) >= 2  # strip points + the paper markers
+    assert ax.get_ylabel() == "acc"
+    curve = pd.DataFrame({"k": [1, 2, 1, 2], "v": [1.0, 2.0, 1.2, 2.2], "seed": [0, 0, 1, 1]})
+    ax2 = report.plot_lines(curve, x="k", y="v")
+    assert list(ax2.lines[0].get_ydata()) == pytest.approx([1.1, 2.1])
+
+
+def test_reference_tables_are_labelled_paper_values():
+    t1 = reference.paper_table("table1", dataset="Average")
+    assert set(t1["source"]) == {"paper: arXiv 2307.03135v3, Table 1"}
+    row = t1.set_index("method_key").loc["cls"]
+    assert (row["id_acc"], row["ood_zero_shot_acc"], row["ood_5shot_acc"]) == (65.4, 12.8, 30.3)
+    assert "caption" in t1.attrs and t1.attrs["table"] == "table1"
+    long = reference.paper_table("table9", dataset="Flower102", long=True)
+    assert set(long["metric"]) == {"id_acc", "ood_zero_shot_acc", "ood_5shot_acc"}
+    assert len(long) == 5 * 3
+    m = reference.paper_table("table16_vlalign", dataset="Flower102", k=3)
+    assert len(m) == 3 and 1.30 in set(m["x_ood"])
+    with pytest.raises(ValueError, match="unknown paper table"):
+        reference.paper_table("table99")
+    with pytest.raises(ValueError, match="available values"):
+        reference.paper_table("table1", dataset="Mars")
+
+
+def test_reference_matches_shared_transcription():
+    import json
+
+    from conftest import PAPER_TABLES
+
+    if not PAPER_TABLES.exists():
+        pytest.skip("shared paper_tables.json absent")
+    shared = json.loads(PAPER_TABLES.read_text())
+    assert set(reference.table_names()) == set(shared)
+    for name, entry in shared.items():
+        ours = reference.paper_table(name).drop(columns="source")
+        assert len(ours) == len(entry["records"]), name
+
+
+def test_method_keys_for_weights():
+    assert reference.method_key_for_weights({"cls": 1, "im_cst": 1, "mse": 0}) == "cls+imcst"
+    assert reference.method_key_for_weights({"cls": 1, "im_cst": 1, "vlprox": 1}) == "cls+imcst+vlprox(+mse)"
+    assert reference.method_key_for_weights({"cls": 1, "vlprox": 1}) is None
+    assert set(reference.TABLE1_METHODS) <= set(reference.paper_table("table1")["method_key"])
