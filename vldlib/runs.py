@@ -1,0 +1,219 @@
+"""The run store: one directory per training run, keyed by the hash of its full config.
+
+``root/<hash>/`` holds ``config.json`` (written when the run starts), the trainer's per-epoch
+checkpoints (so an interrupted run resumes where it stopped), the final student weights and
+``record.json``, the result record (CLIP_benchmark style: one JSON record per run), written
+atomically when the run finishes. A notebook asks the store for the runs it needs; finished ones
+are read back, missing ones are trained, so re-executing the book costs only the changed runs.
+
+Concurrency: records and CSVs are written atomically (temp file in the same folder, then
+``os.replace``), and each run directory has a lock file held with ``fcntl.flock`` while the run
+trains, so two papermill processes never train the same run at once (the second waits, then
+reads the first one's record) and processes training different runs never touch each other.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from vldlib.trainconfig import TrainConfig
+
+RECORD = "record.json"
+CONFIG = "config.json"
+LOCK = ".lock"
+HASH_LEN = 16
+
+
+def canonical_json(obj: Any) -> str:
+    """Canonical JSON: sorted keys, no whitespace, ASCII only, NaN rejected."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def config_hash(config: Mapping[str, Any] | TrainConfig) -> str:
+    """A run's identity: ``sha256(canonical_json(canonical config))[:16]`` in hex.
+
+    The canonical config is :meth:`TrainConfig.canonical`: every field with its default filled
+    in, loss weights completed over all loss names as floats, few-shot defaults filled, and the
+    runtime-only fields (``cache_dir``, ``num_workers``) left out. So ``{}`` and the explicit
+    defaults hash alike, and the hash does not depend on key order or on ``1`` vs ``1.0``.
+    """
+    cfg = TrainConfig.from_dict(config)
+    return hashlib.sha256(canonical_json(cfg.canonical()).encode()).hexdigest()[:HASH_LEN]
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (temp file in the same folder + os.replace)."""
+    write_text_atomic(path, json.dumps(finite_json(obj), indent=1, allow_nan=False) + "\n")
+
+
+def finite_json(obj: Any) -> Any:
+    """``obj`` with non-finite floats (NaN, inf) replaced by None, so the JSON is strict."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def default_root() -> Path:
+    """``$VLD_RESULTS`` if set, else ``./results``."""
+    return Path(os.environ.get("VLD_RESULTS") or "results")
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (released when the process dies, too)."""
+    import fcntl  # noqa: PLC0415 - POSIX only; imported here so the module imports anywhere
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+class RunStore:
+    """Result records keyed by config hash under ``root`` (default: :func:`default_root`)."""
+
+    def __init__(self, root: str | os.PathLike | None = None, *, cache_dir: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else default_root()
+        self.cache_dir = cache_dir
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.root)!r})"
+
+    def run_dir(self, config: Mapping[str, Any] | TrainConfig) -> Path:
+        return self.root / config_hash(config)
+
+    def get(self, config: Mapping[str, Any] | TrainConfig) -> dict[str, Any] | None:
+        """The finished record of ``config``, or None if it has not been trained (or is unreadable)."""
+        return _read_record(self.run_dir(config) / RECORD)
+
+    def run(self, config: Mapping[str, Any] | TrainConfig, force: bool = False, *,
+            progress: bool = True) -> dict[str, Any]:
+        """Return the record of ``config``, training it first if it is not finished.
+
+        A finished record is reused unless ``force=True`` (which deletes the run directory's
+        checkpoints and record and trains from scratch). An unfinished run (checkpoints but no
+        record, e.g. after an interruption) resumes from its last checkpoint.
+        """
+        from vldlib.train import train  # noqa: PLC0415 - keeps `import vldlib.runs` light
+
+        cfg = TrainConfig.from_dict(config).validate()
+        h = config_hash(cfg)
+        run_dir = self.root / h
+        if not force:
+            found = _read_record(run_dir / RECORD)
+            if found is not None:
+                return found
+        with _locked(self.root / h / LOCK):
+            if force:
+                for child in run_dir.iterdir():
+                    if child.name == LOCK:
+                        continue
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+            else:
+                found = _read_record(run_dir / RECORD)  # another process may have finished it
+                if found is not None:
+                    return found
+            write_json_atomic(run_dir / CONFIG, {"hash": h, "config": cfg.to_dict()})
+            cache_dir = self.cache_dir if self.cache_dir is not None else cfg.cache_dir
+            record = train(cfg, run_dir=run_dir, cache_dir=cache_dir, progress=progress)
+            record["hash"] = h
+            write_json_atomic(run_dir / RECORD, record)
+        return record
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every finished record under ``root``, in hash order."""
+        if not self.root.is_dir():
+            return []
+        out = []
+        for path in sorted(self.root.glob(f"*/{RECORD}")):
+            rec = _read_record(path)
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def to_frame(self):
+        """One row per finished run: ``hash``, the flattened config (``dataset_options.split_seed``,
+        ``weights.cls``, ...), the final metrics (``acc_id``, ``acc_ood_zeroshot``,
+        ``acc_ood_5shot``, ...), ``analysis.*`` when computed, and timing columns."""
+        import pandas as pd  # noqa: PLC0415
+
+        rows = [record_row(rec) for rec in self.records()]
+        return pd.DataFrame(rows)
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_frame` as CSV atomically; returns the path."""
+        path = Path(path)
+        write_text_atomic(path, self.to_frame().to_csv(index=False))
+        return path
+
+
+def record_row(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Flatten one result record into a DataFrame row (see :meth:`RunStore.to_frame`)."""
+    row: dict[str, Any] = {"hash": record.get("hash")}
+    row.update(_flatten(record.get("config", {})))
+    row.update(record.get("final", {}))
+    if record.get("analysis"):
+        row.update(_flatten(record["analysis"], "analysis."))
+    for key, value in (record.get("timings") or {}).items():
+        row[f"time.{key}"] = value
+    row["device_used"] = record.get("device")
+    row["teacher_forward_passes"] = record.get("teacher_forward_passes")
+    return row
+
+
+def _flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, name + "."))
+        elif isinstance(value, Mapping):
+            continue
+        elif isinstance(value, (list, tuple)):
+            out[name] = json.dumps(value)
+        else:
+            out[name] = value
+    return out
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            rec = json.load(fh)
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return rec if isinstance(rec, dict) and "final" in rec else None

@@ -1,0 +1,280 @@
+"""The trainer's configuration: :class:`TrainConfig`, its validation and canonical form.
+
+A run is declared as data (torchdistill style): every field is JSON-serialisable and the run's
+identity is the hash of the canonical config (:func:`vldlib.runs.config_hash`). Validation
+happens here, before any data is loaded or any model is built, so that a typo in a notebook's
+parameters cell fails in milliseconds with a message that lists the valid values.
+
+``vldlib.train`` re-exports :class:`TrainConfig`; this module imports only the standard library.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+#: The loss names of ``vldlib.losses.LOSS_NAMES`` (kept here so that validation needs no torch).
+LOSS_NAMES: tuple[str, ...] = ("cls", "mse", "im_cst", "vlprox")
+DATASETS: tuple[str, ...] = ("fashion-mnist", "official")
+TEACHERS: tuple[str, ...] = ("conse", "openclip")
+#: Students of ``vldlib.students.STUDENTS`` (validated against that registry when importable).
+STUDENTS: tuple[str, ...] = ("resnet18", "resnet50", "vit_b_32", "small")
+OPTIMIZERS: tuple[str, ...] = ("auto", "sgd", "adamw")
+SCHEDULES: tuple[str, ...] = ("auto", "step", "onecycle", "constant")
+DESCRIPTION_VARIANTS: tuple[str, ...] = ("main", "succinct", "detailed", "distinct")
+TEXT_MODES: tuple[str, ...] = ("first", "average")
+IM_CST_MODES: tuple[str, ...] = ("bidirectional", "single")
+EVAL_EPOCHS: tuple[str, ...] = ("all", "last_n")
+#: Fields that change how a run executes but never its numbers: left out of the config hash.
+RUNTIME_FIELDS: tuple[str, ...] = ("cache_dir", "num_workers")
+
+FEWSHOT_DEFAULTS: dict[str, Any] = {
+    "shots": 5,            # support images per unseen class (paper §3.6)
+    "epochs": "auto",      # paper §5.4: 100 (small datasets) / 20 (large); "auto" picks by |X_train|
+    "lr": "auto",          # peak OneCycle lr: 0.003 (SGD students), 1e-4 (AdamW / ViT)
+    "optimizer": "auto",   # same family as the main stage
+    "weight_decay": "auto",
+    "batch_size": None,    # None: the main batch size
+}
+#: |X_train| below which a dataset counts as "small" for the paper's epoch rules (§5.3-5.4):
+#: CUB, Cars, Flowers have 2.9k-4.1k training images; Food, SUN, tiered 35.7k-314k.
+SMALL_DATASET_MAX_TRAIN = 20_000
+
+
+@dataclass
+class TrainConfig:
+    """Everything one distillation run needs (JSON-serialisable; see ``vldlib.profiles``).
+
+    Losses (paper §2): the total is ``sum_n weights[n] * L_n`` over ``cls`` (Eq. 1), ``mse``
+    (Eq. 2), ``im_cst`` (Eq. 3) and ``vlprox`` (Eq. 6); the official code uses weight 1 for each
+    term it switches on. ``k``/``filter`` are L_vlprox's top-k and teacher-correct filter,
+    ``im_cst_filter`` the Table 9 variant, ``tau`` the temperature of all three contrastive terms.
+
+    Optimisation (paper §5.3): ``optimizer="auto"`` is SGD (lr 0.05, momentum 0.9, wd 1e-4,
+    x0.1 at 1/3 and 2/3 of the epochs) for CNN students and AdamW + OneCycle (peak 2e-4,
+    wd 0.01) for ViT students. ``epochs`` counts outer epochs; each holds ``repeat_epochs`` passes
+    over X_train (the official ``--repeat-epochs``; ``"auto"`` = 5 for small datasets, 1 for
+    large). Reported accuracies are the mean over the last ``last_n`` outer epochs (App. B).
+    """
+
+    dataset: str = "fashion-mnist"
+    dataset_options: dict = field(default_factory=dict)
+    teacher: str = "conse"
+    teacher_options: dict = field(default_factory=dict)
+    student: str = "small"
+    student_options: dict = field(default_factory=dict)
+    weights: dict = field(default_factory=lambda: {"cls": 1.0, "mse": 1.0, "im_cst": 1.0, "vlprox": 1.0})
+    k: int = 256
+    filter: bool = True
+    im_cst_filter: bool = False
+    im_cst_mode: str = "bidirectional"
+    tau: float = 0.07
+    descriptions: str | None = None
+    text_mode: str = "first"
+    template: str = "a photo of {name}"
+    enriched_template: str = "a photo of {name} . {description}"
+    optimizer: str = "auto"
+    lr: float | str = "auto"
+    momentum: float = 0.9
+    weight_decay: float | str = "auto"
+    schedule: str = "auto"
+    epochs: int = 90
+    repeat_epochs: int | str = 1
+    batch_size: int = 128
+    eval_batch_size: int = 256
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    num_workers: int = 0
+    per_image_aug: bool = True
+    last_n: int = 5
+    eval_epochs: str = "all"
+    fewshot: dict | None = None
+    analysis: bool = False
+    cache_dir: str | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | "TrainConfig") -> "TrainConfig":
+        """Build from a plain dict; unknown keys -> ValueError listing the valid ones."""
+        if isinstance(data, TrainConfig):
+            return copy.deepcopy(data)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a train config must be a dict or TrainConfig, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}; valid keys: {sorted(known)}")
+        return cls(**copy.deepcopy(dict(data)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> "TrainConfig":
+        """Check every field; raise one ValueError naming the field, the value and the fix."""
+        _choice("dataset", self.dataset, DATASETS)
+        _choice("teacher", self.teacher, TEACHERS)
+        _choice("student", self.student, _known_students())
+        for name in ("dataset_options", "teacher_options", "student_options"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"{name} must be a dict of keyword options, got {getattr(self, name)!r}")
+        if self.dataset == "official" and not self.dataset_options.get("root"):
+            raise ValueError("dataset 'official' needs dataset_options={'root': <data root>} "
+                             "(a folder with train/, val/, val_on_train/ and label2text.txt)")
+        if not isinstance(self.weights, Mapping) or not self.weights:
+            raise ValueError(f"weights must be a non-empty dict {{loss name: weight}}; names: {LOSS_NAMES}")
+        bad = sorted(set(self.weights) - set(LOSS_NAMES))
+        if bad:
+            raise ValueError(f"unknown loss name(s) {bad} in weights; valid names: {list(LOSS_NAMES)}")
+        for name, w in self.weights.items():
+            if not _is_number(w) or w < 0 or not math.isfinite(w):
+                raise ValueError(f"weights[{name!r}] = {w!r}: loss weights must be finite numbers >= 0")
+        if not any(float(w) > 0 for w in self.weights.values()):
+            raise ValueError(f"all loss weights are 0 ({dict(self.weights)}); switch on at least one loss")
+        _int("k", self.k, 1)
+        for name in ("filter", "im_cst_filter", "amp", "per_image_aug", "analysis"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        _choice("im_cst_mode", self.im_cst_mode, IM_CST_MODES)
+        if not _is_number(self.tau) or not self.tau > 0:
+            raise ValueError(f"tau must be a number > 0 (the paper's code uses 0.07), got {self.tau!r}")
+        if self.descriptions is not None:
+            _choice("descriptions", self.descriptions, ("official",) + DESCRIPTION_VARIANTS,
+                    extra="or None (plain class names)")
+        _choice("text_mode", self.text_mode, TEXT_MODES)
+        if "{name}" not in self.template:
+            raise ValueError(f"template must contain '{{name}}', got {self.template!r}")
+        if "{name}" not in self.enriched_template or "{description}" not in self.enriched_template:
+            raise ValueError("enriched_template must contain '{name}' and '{description}', "
+                             f"got {self.enriched_template!r}")
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _auto_pos("lr", self.lr)
+        _auto_nonneg("weight_decay", self.weight_decay)
+        if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        _int("epochs", self.epochs, 1)
+        if self.repeat_epochs != "auto":
+            _int("repeat_epochs", self.repeat_epochs, 1, extra=" or 'auto'")
+        _int("batch_size", self.batch_size, 2)
+        _int("eval_batch_size", self.eval_batch_size, 1)
+        _int("seed", self.seed, 0)
+        _int("num_workers", self.num_workers, 0)
+        _int("last_n", self.last_n, 1)
+        if self.last_n > self.epochs:
+            raise ValueError(f"last_n={self.last_n} exceeds epochs={self.epochs}; "
+                             "the reported number averages the last last_n epochs")
+        _choice("eval_epochs", self.eval_epochs, EVAL_EPOCHS)
+        if not isinstance(self.device, str) or not (
+                self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        if self.fewshot is not None:
+            self.fewshot_options()  # validates
+        if self.cache_dir is not None and not isinstance(self.cache_dir, str):
+            raise ValueError(f"cache_dir must be a path string or None, got {self.cache_dir!r}")
+        try:
+            json.dumps(self.to_dict(), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the config must be JSON-serialisable (plain str/int/float/bool/list/dict"
+                             f"/None values): {exc}") from None
+        return self
+
+    def fewshot_options(self) -> dict[str, Any] | None:
+        """The few-shot options with defaults filled (``None`` when few-shot is off)."""
+        if self.fewshot is None:
+            return None
+        if not isinstance(self.fewshot, Mapping):
+            raise ValueError(f"fewshot must be None or a dict like {FEWSHOT_DEFAULTS}, got {self.fewshot!r}")
+        bad = sorted(set(self.fewshot) - set(FEWSHOT_DEFAULTS))
+        if bad:
+            raise ValueError(f"unknown fewshot option(s) {bad}; valid: {sorted(FEWSHOT_DEFAULTS)}")
+        opts = {**FEWSHOT_DEFAULTS, **self.fewshot}
+        _int("fewshot.shots", opts["shots"], 1)
+        if opts["epochs"] != "auto":
+            _int("fewshot.epochs", opts["epochs"], 1, extra=" or 'auto'")
+        _auto_pos("fewshot.lr", opts["lr"])
+        _auto_nonneg("fewshot.weight_decay", opts["weight_decay"])
+        _choice("fewshot.optimizer", opts["optimizer"], OPTIMIZERS)
+        if opts["batch_size"] is not None:
+            _int("fewshot.batch_size", opts["batch_size"], 2)
+        return opts
+
+    # ------------------------------------------------------------------ canonical form
+    def canonical(self) -> dict[str, Any]:
+        """The config as hashed: weights completed over LOSS_NAMES as floats, few-shot defaults
+        filled, runtime-only fields (:data:`RUNTIME_FIELDS`) dropped."""
+        d = self.to_dict()
+        d["weights"] = {n: float(d["weights"].get(n, 0.0)) for n in LOSS_NAMES}
+        if d["fewshot"] is not None:
+            d["fewshot"] = self.fewshot_options()
+        for name in ("tau", "momentum"):
+            d[name] = float(d[name])
+        for name in RUNTIME_FIELDS:
+            d.pop(name, None)
+        return d
+
+
+# ---------------------------------------------------------------------- resolution of "auto"
+def resolve_optim(config: TrainConfig, n_train: int) -> dict[str, Any]:
+    """Resolve the ``"auto"`` optimisation fields (paper §5.3-5.4) for a dataset of ``n_train``
+    training images. Returns a dict recorded in the result record."""
+    is_vit = config.student.startswith("vit")
+    opt = config.optimizer if config.optimizer != "auto" else ("adamw" if is_vit else "sgd")
+    sched = config.schedule if config.schedule != "auto" else ("onecycle" if opt == "adamw" else "step")
+    lr = config.lr if config.lr != "auto" else (2e-4 if opt == "adamw" else 0.05)
+    wd = config.weight_decay if config.weight_decay != "auto" else (0.01 if opt == "adamw" else 1e-4)
+    small = n_train < SMALL_DATASET_MAX_TRAIN
+    rep = config.repeat_epochs if config.repeat_epochs != "auto" else (5 if small else 1)
+    out: dict[str, Any] = {"optimizer": opt, "schedule": sched, "lr": float(lr),
+                           "weight_decay": float(wd), "repeat_epochs": int(rep)}
+    fs = config.fewshot_options()
+    if fs is not None:
+        fopt = fs["optimizer"] if fs["optimizer"] != "auto" else opt
+        out["fewshot"] = {
+            "shots": int(fs["shots"]),
+            "epochs": int(fs["epochs"]) if fs["epochs"] != "auto" else (100 if small else 20),
+            "lr": float(fs["lr"]) if fs["lr"] != "auto" else (1e-4 if fopt == "adamw" else 0.003),
+            "optimizer": fopt,
+            "weight_decay": float(fs["weight_decay"]) if fs["weight_decay"] != "auto"
+            else (0.01 if fopt == "adamw" else 1e-4),
+            "batch_size": int(fs["batch_size"] or config.batch_size),
+        }
+    return out
+
+
+# ---------------------------------------------------------------------- helpers
+def _known_students() -> tuple[str, ...]:
+    try:  # the registry is the source of truth once the students module is importable
+        from vldlib.students import STUDENTS as registry  # noqa: PLC0415
+        return tuple(registry)
+    except Exception:  # pragma: no cover - students module missing or broken
+        return STUDENTS
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _choice(name: str, value: Any, valid: tuple[str, ...], extra: str = "") -> None:
+    if value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(map(repr, valid))}"
+                         + (f" {extra}" if extra else ""))
+
+
+def _int(name: str, value: Any, minimum: int, extra: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}{extra}, got {value!r}")
+
+
+def _auto_pos(name: str, value: Any) -> None:
+    if value != "auto" and (not _is_number(value) or not value > 0 or not math.isfinite(value)):
+        raise ValueError(f"{name} must be a number > 0 or 'auto', got {value!r}")
+
+
+def _auto_nonneg(name: str, value: Any) -> None:
+    if value != "auto" and (not _is_number(value) or value < 0 or not math.isfinite(value)):
+        raise ValueError(f"{name} must be a number >= 0 or 'auto', got {value!r}")
