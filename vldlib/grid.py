@@ -1,0 +1,197 @@
+"""Experiment grids for the notebooks: variants x seeds x class splits, declared as data.
+
+A notebook's parameters (``profile``, ``dataset``, ``epochs``, ``seeds``, ...; ``None`` meaning
+"the profile's default") become one :class:`Grid`: a validated base config (from
+:func:`vldlib.profiles.profile_config`) plus the replicates every comparison is run on.  Each
+variant is a dict of config overrides (e.g. ``{"weights": {"cls": 1, "im_cst": 1}}``); the grid
+expands it over ``seeds x split_seeds`` and **validates every config before anything trains**, so a
+typo (unknown profile, dataset, loss name, ...) fails in milliseconds with the valid choices.
+:func:`run_grid` then asks the run store for every run (finished ones are reused, missing ones
+trained; identical configs in different notebooks are one run, since the store keys on the hash)
+and returns one tidy row per run.
+
+Replicates (``REPLICATES``): the offline default runs 3 seeds on 2 class splits of Fashion-MNIST
+(6 paired replicates per setting), which is what lets the t-intervals of :mod:`vldlib.report`
+separate methods.  The official datasets have one fixed class split (the published lists).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from vldlib.profiles import PROFILES, apply_overrides, profile_config
+from vldlib.trainconfig import TrainConfig
+
+__all__ = ["REPLICATES", "PAPER_DATASETS", "Grid", "make_grid", "run_grid"]
+
+REPLICATES: dict[str, dict[str, list]] = {
+    "offline": {"seeds": [0, 1, 2], "split_seeds": [0, 1]},
+    "smoke": {"seeds": [0, 1], "split_seeds": [0]},
+    "paper": {"seeds": [0], "split_seeds": [None]},
+}
+"""Default training seeds and class splits per profile (a notebook's ``seeds``/``split_seeds``
+parameters override them).  ``None`` as a split seed means "the dataset's own class split"."""
+
+PAPER_DATASETS: tuple[str, ...] = (
+    "CaltechBirds", "StanfordCars", "Flower102", "Food101", "SUN397", "tiered-ImageNet",
+)
+"""Dataset names of the paper's tables (and of the official data folders)."""
+
+
+@dataclass
+class Grid:
+    """A validated base config and the replicates that every variant is run on."""
+
+    profile: str
+    base: dict[str, Any]
+    seeds: list[int]
+    split_seeds: list[int | None]
+    paper_dataset: str = "Average"
+    configs: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def dataset(self) -> str:
+        return str(self.base["dataset"])
+
+    def expand(self, variants: Mapping[str, Mapping[str, Any]], column: str = "variant") -> list[tuple[dict, dict]]:
+        """``[(labels, config), ...]`` for every variant x seed x split, each config validated.
+
+        ``labels`` holds ``{column: variant name, "seed": s, "split_seed": p}``.
+        """
+        out = []
+        for name, overrides in variants.items():
+            if not isinstance(overrides, Mapping):
+                raise ValueError(f"variant {name!r} must be a dict of config overrides, got {overrides!r}")
+            for split in self.split_seeds:
+                for seed in self.seeds:
+                    extra: dict[str, Any] = {**overrides, "seed": seed}
+                    if split is not None:
+                        extra["dataset_options.split_seed"] = split
+                    try:
+                        cfg = apply_overrides(self.base, extra)
+                        TrainConfig.from_dict(cfg).validate()
+                    except ValueError as exc:
+                        raise ValueError(f"variant {name!r}: {exc}") from None
+                    out.append(({column: name, "seed": seed, "split_seed": split}, cfg))
+        self.configs.extend(out)
+        return out
+
+
+def _as_list(name: str, value: Any, default: list) -> list:
+    if value is None:
+        return list(default)
+    if isinstance(value, (int, str)) or value is None:
+        value = [value]
+    value = list(value)
+    if not value:
+        raise ValueError(f"{name} must be a non-empty list (or None for the profile's default)")
+    for v in value:
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise ValueError(f"{name} must hold integers >= 0, got {v!r}")
+    return value
+
+
+def make_grid(
+    profile: str = "offline",
+    *,
+    smoke: bool = False,
+    dataset: str | None = None,
+    dataset_root: str | None = None,
+    teacher: str | None = None,
+    student: str | None = None,
+    epochs: int | None = None,
+    per_class: int | None = None,
+    seeds: Sequence[int] | None = None,
+    split_seeds: Sequence[int] | None = None,
+    cache_dir: str | None = None,
+    paper_dataset: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Grid:
+    """The notebook's base config and replicates from its parameters (``None`` = profile default).
+
+    ``smoke=True`` turns the ``offline`` profile into ``smoke`` (tiny sizes) and shrinks any other
+    profile to one short epoch, one seed and a one-epoch few-shot stage.  ``dataset_root`` is
+    the data folder (required for ``"official"``).  ``paper_dataset`` picks the paper's column
+    the results are shown beside; default: the official folder's name when it is one of
+    :data:`PAPER_DATASETS`, else the paper's six-dataset average.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    name = "smoke" if smoke and profile == "offline" else profile
+    cfg = profile_config(name)
+    # A different dataset or teacher does not inherit the profile's options for the old one.
+    if dataset is not None and dataset != cfg["dataset"]:
+        cfg["dataset"], cfg["dataset_options"] = dataset, {}
+    if teacher is not None and teacher != cfg["teacher"]:
+        cfg["teacher"], cfg["teacher_options"] = teacher, {}
+    kw: dict[str, Any] = {}
+    if dataset_root is not None:
+        kw["dataset_options.root"] = str(dataset_root)
+    if per_class is not None:
+        kw["dataset_options.per_class"] = per_class
+    if student is not None:
+        kw["student"] = student
+    if epochs is not None:
+        kw["epochs"] = epochs
+        kw["last_n"] = min(cfg["last_n"], epochs)
+    if cache_dir is not None:
+        kw["cache_dir"] = str(cache_dir)
+    if smoke and name != "smoke":
+        kw.setdefault("epochs", 1)
+        kw["last_n"] = 1
+        if cfg.get("fewshot") is not None:
+            kw["fewshot.epochs"] = 1
+    kw.update(overrides or {})
+    base = apply_overrides(cfg, kw)
+    TrainConfig.from_dict(base).validate()
+    rep = REPLICATES.get(name, REPLICATES["offline"])
+    seeds_l = _as_list("seeds", seeds, rep["seeds"][:1] if smoke and name != "smoke" else rep["seeds"])
+    if base["dataset"] == "fashion-mnist":
+        default_splits = [s for s in rep["split_seeds"] if s is not None] or [0]
+        splits_l = _as_list("split_seeds", split_seeds, default_splits)
+        if None in splits_l:
+            raise ValueError("split_seeds for fashion-mnist must be integers (which 5 classes are seen)")
+    else:
+        if split_seeds not in (None, [None]):
+            raise ValueError(
+                f"split_seeds={split_seeds!r} applies only to fashion-mnist; the {base['dataset']!r} "
+                "dataset has the fixed class split of its official lists: leave split_seeds = None"
+            )
+        splits_l = [None]
+    if paper_dataset is None:
+        root = base.get("dataset_options", {}).get("root")
+        folder = Path(str(root)).name if root else ""
+        paper_dataset = folder if folder in PAPER_DATASETS else "Average"
+    elif paper_dataset not in (*PAPER_DATASETS, "Average"):
+        raise ValueError(f"unknown paper_dataset {paper_dataset!r}; valid: {', '.join(PAPER_DATASETS)}, Average")
+    return Grid(name, base, seeds_l, splits_l, paper_dataset)
+
+
+def run_grid(store, grid: Grid | Sequence[tuple[dict, dict]], *, progress: bool = False,
+             log: bool = True) -> pd.DataFrame:
+    """Ask the run store for every ``(labels, config)``; one row per run (labels + record row).
+
+    Finished runs are read back, missing ones trained in order.  Prints one line: how many runs
+    were reused and how many trained, and the time taken.
+    """
+    from vldlib.runs import record_row  # noqa: PLC0415
+
+    items = grid.configs if isinstance(grid, Grid) else list(grid)
+    if not items:
+        raise ValueError("run_grid got no configs; call grid.expand(variants) first")
+    rows, trained = [], 0
+    start = time.perf_counter()
+    for labels, cfg in items:
+        if store.get(cfg) is None:
+            trained += 1
+        record = store.run(cfg, progress=progress)
+        rows.append({**record_row(record), **labels})
+    if log:
+        print(f"{len(items)} runs: {len(items) - trained} reused from {store.root}, {trained} trained "
+              f"({time.perf_counter() - start:.0f} s)")
+    return pd.DataFrame(rows)
