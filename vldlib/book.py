@@ -1,0 +1,402 @@
+"""Execute the study notebooks with papermill and build the Jupyter Book.
+
+``python -m vldlib.book [--profile offline|paper|smoke] [-p NAME VALUE ...] [--only NAME ...]
+[--no-execute] [--results-dir DIR] [--build-dir DIR] [--executed-dir DIR] [--notebooks-dir DIR]``
+
+1. Every notebook ``notebooks/<name>.py`` (jupytext percent format) of :data:`BOOK_ORDER`, then the
+   summary page ``book/summary.py``, is read with :func:`jupytext.read`, its ``parameters`` cell
+   parsed (literal assignments only) and the requested parameters validated against it, **all
+   before anything executes**.
+2. Each notebook is executed by :func:`papermill.execute_notebook` (kernel ``python3``, cwd = the
+   repository root) into ``book/executed/<name>.ipynb`` (written atomically); papermill's
+   ``injected-parameters`` cell is tagged ``hide-input`` so the HTML shows it collapsed.
+3. ``jupyter-book build <root> -W --keep-going`` renders the HTML (notebooks are never re-executed
+   by Jupyter Book: ``execute_notebooks: "off"`` in ``_config.yml``).
+
+A failing notebook stops the build with a :class:`NotebookFailed` naming the notebook and the
+failing cell; the partly executed notebook is kept as ``book/executed/<name>.failed.ipynb``.
+Nothing in the library imports this module.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK_ORDER: tuple[str, ...] = (
+    "teacher_zero_shot",
+    "feature_errors",
+    "main_results",
+    "prompt_detail",
+    "k_ablation",
+)
+SUMMARY = "summary"
+FALLBACK_PROFILES: tuple[str, ...] = ("offline", "paper", "smoke")
+RESERVED = ("profile", "results_dir")
+KERNEL = "python3"
+HIDE_TAG = "hide-input"
+# Files and folders that make up the book's sources (copied when the book is staged elsewhere).
+BOOK_SOURCES: tuple[str, ...] = ("_config.yml", "_toc.yml", "book")
+
+
+class BookError(RuntimeError):
+    """A problem the user can fix (bad parameter, missing notebook, failed build)."""
+
+
+class NotebookFailed(BookError):
+    """A notebook raised during execution; the message names the notebook and the cell."""
+
+    def __init__(self, name: str, cell_index: int | None, source: str, error: str, kept: Path | None):
+        self.name, self.cell_index, self.source, self.error, self.kept = name, cell_index, source, error, kept
+        head = "\n".join("    " + line for line in source.strip().splitlines()[:6])
+        where = f"cell {cell_index}" if cell_index is not None else "an unknown cell"
+        msg = f"notebook {name!r} failed in {where}:\n{head}\n  {error}"
+        if kept is not None:
+            msg += f"\n  the partly executed notebook is kept at {kept}"
+        super().__init__(msg)
+
+
+@dataclass(frozen=True)
+class NotebookSource:
+    """One notebook of the book: its name, source path and the defaults of its parameters cell."""
+
+    name: str
+    path: Path
+    parameters: dict[str, Any] = field(hash=False)
+
+
+def known_profiles() -> tuple[str, ...]:
+    """Profile names from ``vldlib.profiles.PROFILES`` (the three standard names if absent)."""
+    try:
+        from vldlib.profiles import PROFILES
+    except ImportError:
+        return FALLBACK_PROFILES
+    return tuple(PROFILES)
+
+
+def parse_value(text: str) -> Any:
+    """A ``-p`` value: a Python literal where it parses (``3``, ``0.5``, ``(0, 1)``, ``True``), else the string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+
+
+def _parameters_cell(nb: Any) -> Any | None:
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            return cell
+    return None
+
+
+def read_parameters(nb: Any, name: str) -> dict[str, Any]:
+    """Defaults of the notebook's ``parameters`` cell: ``{name: literal}``.
+
+    The cell must hold only assignments of literals to plain names (comments allowed); anything
+    else raises :class:`BookError`, since papermill overrides values by re-assignment only.
+    """
+    cell = _parameters_cell(nb)
+    if cell is None:
+        raise BookError(
+            f"notebook {name!r} has no cell tagged 'parameters'; tag its first code cell with "
+            "`# %% tags=[\"parameters\"]`"
+        )
+    try:
+        tree = ast.parse(cell.source)
+    except SyntaxError as exc:
+        raise BookError(f"notebook {name!r}: its parameters cell is not valid Python: {exc}") from exc
+    params: dict[str, Any] = {}
+    for stmt in tree.body:
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(stmt, ast.AnnAssign) else None
+        value = getattr(stmt, "value", None)
+        if not targets or value is None or not all(isinstance(t, ast.Name) for t in targets):
+            raise BookError(
+                f"notebook {name!r}: its parameters cell may hold only `name = literal` lines; "
+                f"line {stmt.lineno} is `{ast.get_source_segment(cell.source, stmt)}`"
+            )
+        try:
+            literal = ast.literal_eval(value)
+        except ValueError as exc:
+            raise BookError(
+                f"notebook {name!r}: parameter on line {stmt.lineno} is not a literal "
+                f"(`{ast.get_source_segment(cell.source, stmt)}`); use a literal value"
+            ) from exc
+        for target in targets:
+            params[target.id] = literal
+    return params
+
+
+def notebook_sources(notebooks_dir: Path | None = None, summary: Path | None = None,
+                     only: Sequence[str] | None = None) -> list[NotebookSource]:
+    """The book's notebooks in order, with their parameter defaults (missing file -> :class:`BookError`)."""
+    import jupytext
+
+    notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else ROOT / "notebooks"
+    summary = Path(summary) if summary is not None else ROOT / "book" / f"{SUMMARY}.py"
+    paths = {name: notebooks_dir / f"{name}.py" for name in BOOK_ORDER}
+    paths[SUMMARY] = summary
+    if only:
+        unknown = [n for n in only if n not in paths]
+        if unknown:
+            raise BookError(f"--only: unknown notebook(s) {', '.join(unknown)}; the book's notebooks are "
+                            f"{', '.join(paths)}")
+        paths = {name: path for name, path in paths.items() if name in only}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise BookError(f"notebook source(s) not found: {', '.join(missing)} (run from a full checkout, or "
+                        "pass --notebooks-dir)")
+    out = []
+    for name, path in paths.items():
+        nb = jupytext.read(path)
+        out.append(NotebookSource(name, path, read_parameters(nb, name)))
+    return out
+
+
+def _coerce(value: Any, default: Any, raw: str | None) -> tuple[bool, Any]:
+    """(ok, value) after checking ``value`` against the type of the notebook's default."""
+    if default is None or type(value) is type(default):
+        return True, value
+    if isinstance(default, str):
+        return True, raw if raw is not None else str(value)
+    if isinstance(default, bool) or isinstance(value, bool):
+        return False, value
+    if isinstance(default, (int, float)) and isinstance(value, (int, float)):
+        return (True, float(value)) if isinstance(default, float) else (float(value).is_integer(), value)
+    if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
+        return True, type(default)(value)
+    return False, value
+
+
+def plan(sources: Sequence[NotebookSource], profile: str, results_dir: str,
+         overrides: Mapping[str, str] | Sequence[tuple[str, str]] = ()) -> list[tuple[NotebookSource, dict[str, Any]]]:
+    """Validate everything and return ``[(notebook, parameters)]``; raises :class:`BookError` first.
+
+    - ``profile`` must be one of :func:`known_profiles`;
+    - each override ``NAME`` must be a parameter of at least one notebook (it is passed to those
+      that define it) and its value must fit the type of that notebook's default.
+    """
+    profiles = known_profiles()
+    if profile not in profiles:
+        raise BookError(f"unknown profile {profile!r}; choose one of: {', '.join(profiles)}")
+    pairs = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides)
+    for key, _ in pairs:
+        if key in RESERVED:
+            raise BookError(f"-p {key}: set it with --{key.replace('_', '-')} instead")
+        if not key.isidentifier():
+            raise BookError(f"-p {key!r}: a parameter name must be a Python identifier")
+        if not any(key in src.parameters for src in sources):
+            listing = "\n".join(f"  {src.name}: {', '.join(src.parameters)}" for src in sources)
+            raise BookError(f"-p {key}: no notebook has a parameter {key!r}; the parameters are:\n{listing}")
+    out = []
+    for src in sources:
+        for key in RESERVED:
+            if key not in src.parameters:
+                raise BookError(f"notebook {src.name!r}: its parameters cell must define {key!r} "
+                                f"(it defines {', '.join(src.parameters) or 'nothing'})")
+        params: dict[str, Any] = {"profile": profile, "results_dir": results_dir}
+        for key, raw in pairs:
+            if key not in src.parameters:
+                continue
+            value = parse_value(raw) if isinstance(raw, str) else raw
+            ok, value = _coerce(value, src.parameters[key], raw if isinstance(raw, str) else None)
+            if not ok:
+                default = src.parameters[key]
+                raise BookError(f"-p {key} {raw!r}: notebook {src.name!r} expects a {type(default).__name__} "
+                                f"(its default is {default!r})")
+            params[key] = value
+        out.append((src, params))
+    return out
+
+
+def hide_injected(nb: Any) -> int:
+    """Tag papermill's ``injected-parameters`` cells ``hide-input`` (collapsed in HTML and JupyterLab)."""
+    count = 0
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags:
+            if HIDE_TAG not in tags:
+                cell.metadata["tags"] = [*tags, HIDE_TAG]
+            cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
+            count += 1
+    return count
+
+
+def _write_atomic(nb: Any, path: Path) -> None:
+    import nbformat
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".ipynb.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            nbformat.write(nb, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def execute_notebook(src: NotebookSource, params: Mapping[str, Any], executed_dir: Path,
+                     cwd: Path = ROOT, timeout: float | None = None) -> Path:
+    """Execute one notebook with papermill into ``executed_dir/<name>.ipynb`` (atomic); returns the path."""
+    import jupytext
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    nb = jupytext.read(src.path)
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
+    tmp = executed_dir / f".{src.name}.running.ipynb"
+    target = executed_dir / f"{src.name}.ipynb"
+    try:
+        papermill.execute_notebook(
+            nb, str(tmp), parameters=dict(params), kernel_name=KERNEL, language="python",
+            cwd=str(cwd), progress_bar=False, log_output=False, execution_timeout=timeout,
+        )
+    except PapermillExecutionError as exc:
+        kept = executed_dir / f"{src.name}.failed.ipynb"
+        os.replace(tmp, kept) if tmp.exists() else None
+        raise NotebookFailed(src.name, exc.cell_index, exc.source, f"{exc.ename}: {exc.evalue}",
+                             kept if kept.exists() else None) from None
+    except Exception as exc:  # kernel died, timeout, ...
+        kept = executed_dir / f"{src.name}.failed.ipynb"
+        os.replace(tmp, kept) if tmp.exists() else None
+        raise NotebookFailed(src.name, None, "", f"{type(exc).__name__}: {exc}",
+                             kept if kept.exists() else None) from exc
+    out = nbformat.read(tmp, as_version=4)
+    hide_injected(out)
+    _write_atomic(out, target)
+    tmp.unlink(missing_ok=True)
+    (executed_dir / f"{src.name}.failed.ipynb").unlink(missing_ok=True)
+    return target
+
+
+def toc_notebooks(root: Path = ROOT) -> list[str]:
+    """The ``book/executed/<name>`` entries of ``_toc.yml`` (what the build needs executed)."""
+    import yaml
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key in ("root", "file"):
+                value = node.get(key)
+                if isinstance(value, str) and value.startswith("book/executed/"):
+                    found.append(Path(value).stem)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc)
+    return found
+
+
+def stage_book(executed_dir: Path, dest: Path, root: Path = ROOT) -> Path:
+    """Copy the book's sources to ``dest`` with ``executed_dir`` as ``dest/book/executed``; returns ``dest``."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("executed", "__pycache__", ".ipynb_checkpoints", "*.failed.ipynb")
+    for name in BOOK_SOURCES:
+        path = root / name
+        if path.is_dir():
+            shutil.copytree(path, dest / name, ignore=ignore)
+        else:
+            shutil.copy2(path, dest / name)
+    shutil.copytree(executed_dir, dest / "book" / "executed",
+                    ignore=shutil.ignore_patterns(".*", "*.failed.ipynb"))
+    return dest
+
+
+def build_html(book_root: Path, build_dir: Path, *, strict: bool = True) -> int:
+    """Run ``jupyter-book build <book_root> [-W --keep-going] --path-output <build_dir>``; its exit code."""
+    cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(book_root),
+           "--path-output", str(build_dir)]
+    if strict:
+        cmd += ["-W", "--keep-going"]
+    return subprocess.run(cmd, cwd=book_root, check=False).returncode
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vldlib.book",
+                                description="Execute the study notebooks with papermill and build the Jupyter Book.")
+    p.add_argument("--profile", default="offline", help="offline (default) | paper | smoke")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="a notebook parameter; VALUE is read as a Python literal where it parses, else a string")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="execute only these notebooks (build uses the others' "
+                   "earlier outputs)")
+    p.add_argument("--no-execute", action="store_true", help="build from the notebooks executed earlier")
+    p.add_argument("--no-build", action="store_true", help="execute the notebooks, skip jupyter-book")
+    p.add_argument("--results-dir", default="results", help="run store folder (relative to the repo root)")
+    p.add_argument("--build-dir", default=None, type=Path,
+                   help="folder that receives _build/html (default: the repo root)")
+    p.add_argument("--executed-dir", default=None, type=Path,
+                   help="where executed notebooks go (default book/executed; elsewhere, the book is built "
+                   "from a staged copy in BUILD_DIR/_source)")
+    p.add_argument("--notebooks-dir", default=None, type=Path, help="notebook sources (default notebooks/)")
+    p.add_argument("--summary", default=None, type=Path, help="summary page source (default book/summary.py)")
+    p.add_argument("--timeout", default=None, type=float, help="per-cell timeout in seconds (default none)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.profile != "paper":
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    default_executed = ROOT / "book" / "executed"
+    executed_dir = (args.executed_dir or default_executed).resolve()
+    build_dir = (args.build_dir or ROOT).resolve()
+    try:
+        plan_ = []
+        if not args.no_execute:
+            sources = notebook_sources(args.notebooks_dir, args.summary, args.only)
+            plan_ = plan(sources, args.profile, args.results_dir, [tuple(kv) for kv in args.parameter])
+        elif args.parameter or args.only:
+            raise BookError("--no-execute cannot take -p or --only (nothing is executed)")
+        t_all = time.perf_counter()
+        for i, (src, params) in enumerate(plan_, 1):
+            shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+            print(f"[{i}/{len(plan_)}] {src.name}: executing ({shown})", flush=True)
+            t0 = time.perf_counter()
+            execute_notebook(src, params, executed_dir, timeout=args.timeout)
+            print(f"[{i}/{len(plan_)}] {src.name}: done in {time.perf_counter() - t0:.1f} s", flush=True)
+        if plan_:
+            print(f"executed {len(plan_)} notebook(s) in {time.perf_counter() - t_all:.1f} s -> {executed_dir}",
+                  flush=True)
+        if args.no_build:
+            return 0
+        needed = [n for n in toc_notebooks() if not (executed_dir / f"{n}.ipynb").is_file()]
+        if needed:
+            raise BookError(f"cannot build: not executed yet: {', '.join(needed)} (in {executed_dir}); run "
+                            "`python -m vldlib.book` without --only / --no-execute first")
+        book_root = ROOT if executed_dir == default_executed.resolve() else stage_book(executed_dir,
+                                                                                         build_dir / "_source")
+        t0 = time.perf_counter()
+        print(f"building the book: jupyter-book build {book_root} -W --keep-going", flush=True)
+        code = build_html(book_root, build_dir)
+        html = build_dir / "_build" / "html" / "index.html"
+        if code != 0:
+            print(f"jupyter-book build failed (exit {code}) after {time.perf_counter() - t0:.1f} s; see the "
+                  "warnings above", file=sys.stderr)
+            return code
+        print(f"built the book in {time.perf_counter() - t0:.1f} s: {html}", flush=True)
+        return 0
+    except BookError as exc:
+        print(f"vldlib.book: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
