@@ -1,0 +1,307 @@
+"""Generating class descriptions with an LLM through the ``openai`` client.
+
+``generate_descriptions`` fills a description cache (:mod:`vldlib.describe_cache`): it asks an
+OpenAI-compatible chat-completions server (``base_url``; the OpenAI API by default) for ``n``
+descriptions of every class that the cache lacks, ``concurrency`` requests at a time, and saves
+the cache atomically after each class, so an interrupted run resumes where it stopped. Failed
+requests with status 429 or 5xx (and connection errors / timeouts) are retried with exponential
+backoff, ``base_delay * 2**attempt`` capped at ``max_delay``, or the server's ``Retry-After``
+(``retry-after-ms``) when it sends one. The openai client's own retries are switched off
+(``max_retries=0``) so that this module alone decides.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import email.utils
+import json
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .describe_cache import (
+    DescriptionCache,
+    cache_path,
+    fill_prompt,
+    read_cache,
+    resolve_prompt,
+    write_cache,
+)
+
+RETRY_AFTER_CAP = 600.0  # never sleep longer than this on a server's Retry-After
+
+
+class DescriptionsUnavailable(ValueError):
+    """Descriptions are missing and cannot be generated (no API key, no cache)."""
+
+
+class LLMResponseError(RuntimeError):
+    """The LLM server failed (after retries) or answered with a malformed body."""
+
+
+def generator_string() -> str:
+    """``"vldlib <version> / openai <version>"`` (provenance of generated descriptions)."""
+    import openai
+
+    from . import __version__
+
+    return f"vldlib {__version__} / openai {openai.__version__}"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace(
+        "+00:00", "Z")
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` / ``Retry-After`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=_dt.timezone.utc)
+        return max(0.0, (when - _dt.datetime.now(_dt.timezone.utc)).total_seconds())
+
+
+def _clean(text: str) -> str:
+    """Strip whitespace and one pair of wrapping quotes from a generated sentence."""
+    text = " ".join(text.split())
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1].strip()
+    return text
+
+
+def parse_completion(body: str, name: str, where: str) -> list[str]:
+    """The ``choices[i].message.content`` strings of a chat-completions response body.
+
+    Anything else (not JSON, no choices, a choice without string content, empty text) raises
+    :class:`LLMResponseError` naming the class and quoting what was received.
+    """
+    def bad(why: str) -> LLMResponseError:
+        shown = body if len(body) <= 300 else body[:300] + "..."
+        return LLMResponseError(
+            f"malformed chat-completions response from {where} for class {name!r}: {why}; "
+            f"expected JSON with choices[i].message.content strings, received: {shown!r}")
+
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError:
+        raise bad("the body is not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list) \
+            or not data["choices"]:
+        raise bad("no 'choices' list")
+    out = []
+    for choice in data["choices"]:
+        content = choice.get("message", {}).get("content") if isinstance(choice, dict) else None
+        if not isinstance(content, str) or not _clean(content):
+            raise bad("a choice has no text in message.content")
+        out.append(_clean(content))
+    return out
+
+
+class _Requester:
+    """One class -> ``n`` descriptions, with retries. Shared by the worker threads."""
+
+    def __init__(self, client: Any, *, model: str, template: str, temperature: float,
+                 max_retries: int, base_delay: float, max_delay: float, where: str,
+                 sleep: Callable[[float], None]) -> None:
+        self.client = client
+        self.model = model
+        self.template = template
+        self.temperature = temperature
+        self.max_retries = max_retries
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.where = where
+        self.sleep = sleep
+
+    def _call(self, prompt: str, n: int, name: str) -> list[str]:
+        import openai
+
+        last: str = ""
+        for attempt in range(self.max_retries + 1):
+            try:
+                raw = self.client.chat.completions.with_raw_response.create(
+                    model=self.model, temperature=self.temperature, n=n,
+                    messages=[{"role": "user", "content": prompt}])
+            except openai.APIStatusError as err:
+                status = err.status_code
+                if status != 429 and not 500 <= status < 600:
+                    raise LLMResponseError(
+                        f"{self.where} refused the request for class {name!r} with HTTP "
+                        f"{status}: {err.message}; check the model name, the API key and "
+                        "--base-url") from err
+                last = f"HTTP {status}: {err.message}"
+                delay = _retry_after(err.response.headers)
+            except (openai.APIConnectionError, openai.APITimeoutError) as err:
+                last = f"{type(err).__name__}: {err}"
+                delay = None
+            else:
+                return parse_completion(raw.text, name, self.where)
+            if attempt == self.max_retries:
+                break
+            if delay is None:
+                delay = min(self.max_delay, self.base_delay * 2 ** attempt)
+            self.sleep(min(delay, RETRY_AFTER_CAP))
+        raise LLMResponseError(
+            f"{self.where} failed for class {name!r} after {self.max_retries + 1} attempts "
+            f"(last: {last}); try again later (finished classes are cached and will not be "
+            "requested again) or raise max_retries / base_delay")
+
+    def __call__(self, name: str, need: int, n_per_request: int) -> tuple[list[str], str]:
+        """Ask until ``need`` sentences are collected (servers may return fewer choices)."""
+        prompt = fill_prompt(self.template, name)
+        got: list[str] = []
+        for _ in range(need):  # at least one new sentence per round, so at most `need` rounds
+            got += self._call(prompt, min(n_per_request, need - len(got)), name)
+            if len(got) >= need:
+                break
+        return got[:need], prompt
+
+
+def _missing_message(dataset: str, variant: str, missing: Sequence[str], path: Path,
+                     api_key_env: str) -> str:
+    shown = ", ".join(repr(c) for c in missing[:20])
+    more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+    return (
+        f"{len(missing)} class(es) of {dataset!r} have no {variant!r} descriptions yet: "
+        f"{shown}{more}. Provide them in one of these ways: (1) set {api_key_env} to an "
+        "OpenAI API key and run again (python -m vldlib describe ...); (2) point at any "
+        "OpenAI-compatible server with --base-url URL (base_url=...), e.g. a local LLM server; "
+        f"(3) write the cache file by hand at {path} in the format "
+        '{"descriptions": {"class name": ["one sentence.", ...], ...}} '
+        "(see vldlib.describe_cache for the full schema).")
+
+
+def generate_descriptions(
+    classes: Sequence[str],
+    *,
+    dataset: str,
+    model: str,
+    prompt: str = "main",
+    n: int = 1,
+    temperature: float = 1.0,
+    base_url: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    out: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    concurrency: int = 4,
+    n_per_request: int | None = None,
+    max_retries: int = 5,
+    base_delay: float = 1.0,
+    max_delay: float = 60.0,
+    timeout: float = 60.0,
+    progress: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, list[str]]:
+    """Fill the cache of ``(dataset, prompt, model)`` and return ``{class: [sentence] * n}``.
+
+    Only classes with fewer than ``n`` cached descriptions are requested; a complete cache
+    needs neither a key nor a server. ``prompt`` is a :data:`PROMPTS` key or a user's own text
+    containing ``{cls}``. The API key is read from ``os.environ[api_key_env]``; it may be absent
+    when ``base_url`` is given (local servers usually need none). ``n_per_request`` (default
+    ``n``) is the chat-completions ``n`` of one request. The cache is saved after every class.
+    """
+    variant, template = resolve_prompt(prompt)
+    names = list(dict.fromkeys(classes))
+    if not names or not all(isinstance(c, str) and c.strip() for c in names):
+        raise ValueError("classes must be a non-empty list of class names")
+    if n < 1:
+        raise ValueError(f"n (descriptions per class) must be >= 1, got {n}")
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    if max_retries < 0 or base_delay < 0 or max_delay < 0:
+        raise ValueError("max_retries, base_delay and max_delay must be >= 0")
+    path = Path(out) if out is not None else cache_path(dataset, variant, model, cache_dir)
+
+    if path.exists():
+        cache = read_cache(path)
+        if cache.prompt and cache.prompt != template:
+            raise ValueError(
+                f"{path} holds descriptions made with a different prompt ({cache.prompt!r}); "
+                "use another --out file or delete it")
+        cache.classes = list(dict.fromkeys(list(cache.classes) + names))
+    else:
+        cache = DescriptionCache(dataset=dataset, variant=variant, prompt=template, model=model,
+                                 classes=list(names))
+    cache.dataset = cache.dataset or dataset
+    cache.variant = cache.variant or variant
+    cache.prompt = cache.prompt or template
+    cache.model = cache.model or model
+
+    missing = cache.missing(names, n)
+    if not missing:
+        return {c: cache.descriptions[c][:n] for c in names}
+
+    api_key = os.environ.get(api_key_env)
+    if not api_key:
+        if base_url is None:
+            raise DescriptionsUnavailable(
+                _missing_message(dataset, variant, missing, path, api_key_env))
+        api_key = "not-needed"  # OpenAI-compatible local servers usually ignore the key
+
+    import openai
+    from tqdm.auto import tqdm
+
+    client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
+    where = base_url or "the OpenAI API"
+    requester = _Requester(client, model=model, template=template, temperature=temperature,
+                           max_retries=max_retries, base_delay=base_delay,
+                           max_delay=max_delay, where=where, sleep=sleep)
+    generator = generator_string()
+    per_request = n if n_per_request is None else max(1, int(n_per_request))
+
+    errors: list[BaseException] = []
+    bar = tqdm(total=len(missing), desc=f"describe {dataset}/{variant}", unit="class",
+               disable=not progress)
+    pool = ThreadPoolExecutor(max_workers=min(concurrency, len(missing)),
+                              thread_name_prefix="vld-describe")
+    try:
+        todo: dict[Future, str] = {}
+        for name in missing:
+            need = n - len(cache.descriptions.get(name, []))
+            todo[pool.submit(requester, name, need, per_request)] = name
+        pending = set(todo)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                name = todo[fut]
+                if fut.cancelled():
+                    continue
+                err = fut.exception()
+                if err is not None:
+                    if not errors:  # stop starting new requests; let running ones finish
+                        for other in pending:
+                            other.cancel()
+                    errors.append(err)
+                    continue
+                sentences, filled = fut.result()
+                cache.descriptions[name] = cache.descriptions.get(name, []) + sentences
+                cache.provenance[name] = {
+                    "prompt": filled, "model": model, "temperature": temperature, "n": n,
+                    "time": _now(), "generator": generator, "base_url": base_url,
+                }
+                write_cache(cache, path)
+                bar.update(1)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    if errors:
+        raise errors[0]
+    return {c: cache.descriptions[c][:n] for c in names}
