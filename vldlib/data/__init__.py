@@ -1,0 +1,56 @@
+"""Datasets in the paper's protocol: X_train, X_id (seen classes) and X_ood (unseen classes).
+
+- :func:`load_dataset` - ``"fashion-mnist"`` (offline default, :mod:`.fashion_mnist`) or
+  ``"official"`` (the paper's six datasets in the official format, :mod:`.official`);
+- :func:`read_official_splits` - class names and split lists of an official data folder;
+- :class:`DatasetSplits`, :class:`ImageSplit` - what loaders return (:mod:`.splits`);
+- :func:`student_train_transform`, :func:`student_eval_transform` - batch transforms (:mod:`.transforms`).
+
+This package knows nothing of teachers, training, runs or the book.
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+from .fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
+from .fashion_mnist import class_split, find_fashion_mnist, load_fashion_mnist
+from .official import (OfficialSplits, load_official, read_chatgpt, read_descriptions,
+                       read_label2text, read_official_splits, resolve_images)
+from .splits import DatasetSplits, FileImageSplit, ImageSplit, TensorImageSplit
+from .transforms import (StudentEvalTransform, StudentTrainTransform, student_eval_transform,
+                         student_train_transform)
+
+DATASETS: tuple[str, ...] = ("fashion-mnist", "official")
+
+__all__ = [
+    "DATASETS", "DatasetSplits", "FASHION_MNIST_CLASSES", "FileImageSplit", "ImageSplit",
+    "OfficialSplits", "StudentEvalTransform", "StudentTrainTransform", "TensorImageSplit",
+    "class_split", "find_fashion_mnist", "load_dataset", "load_fashion_mnist", "load_official",
+    "read_chatgpt", "read_descriptions", "read_label2text", "read_official_splits",
+    "resolve_images", "student_eval_transform", "student_train_transform",
+]
+
+
+def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> DatasetSplits:
+    """Load a dataset by name as :class:`DatasetSplits`.
+
+    ``"fashion-mnist"``: options ``split_seed=0, per_class=600, load_size=32, crop_size=28,
+    id_fraction=0.3, seed=0, cap_seed=0, download=True, cache_dir=None``.
+    ``"official"``: ``root`` = the image folder; options ``splits=None`` (folder with
+    label2text.txt and the ``*_data.txt`` lists, default root), ``load_size=256, crop_size=224,
+    name=None, descriptions=True``.
+    """
+    key = name.lower().replace("_", "-")
+    loader = {"fashion-mnist": load_fashion_mnist, "fashionmnist": load_fashion_mnist,
+              "fmnist": load_fashion_mnist, "official": load_official}.get(key)
+    if loader is not None:
+        known = [p for p in inspect.signature(loader).parameters if p != "root"]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown} for dataset {name!r}; known: {known}")
+        return loader(root, **options)
+    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)} "
+                     "(use 'official' with root=<folder> for CUB, Flowers, Cars, Food-101, SUN397, "
+                     "tiered-ImageNet)")

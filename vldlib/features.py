@@ -1,0 +1,336 @@
+"""Teacher-feature cache: teacher image and text features computed once and kept on disk.
+
+The paper computes T_img(x) once per split, before training, on the un-augmented image, in
+batches, in fp32 (reference §4.6). The official cache file is not keyed by the teacher (a stale-cache
+risk, reference §8 quirk 7); here every entry is keyed by what determines it:
+
+- a **per-source store** ``<cache>/teacher-features/<h(teacher.identifier, teacher.preprocess_id,
+  split.source)>/`` holds ``chunk-*.pt`` files ``{"keys": [...], "features": [n, D]}``; an image
+  (identified by its key within its source) is encoded at most once per teacher and preprocessing,
+  whichever class split or subset asks for it (the Fashion-MNIST class splits share one pool);
+- a **split index** ``split-<h(dataset_id, h(keys))>.pt`` records, for an exact image list, which
+  chunks and rows hold its features: a second run loads it and does no teacher forward pass.
+
+Text features use the same machinery under ``<cache>/text-features/<h(teacher.identifier)>/``,
+keyed by the exact texts. Every file is written atomically (temp file in the same folder +
+``os.replace``). A corrupt or mismatched file (unreadable, wrong shape or dimension, non-finite
+values, another teacher's metadata, keys hash differs) is reported with ``warnings.warn``, removed
+and recomputed. Entries assume the images behind a key do not change; pass ``refresh=True`` (or
+delete the folder) after replacing images.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+
+FORMAT = 1
+DEFAULT_CHUNK_ROWS = 8192
+
+
+def default_cache_dir() -> Path:
+    """``$VLD_CACHE`` if set, else the user cache dir (platformdirs) / "vldbook"."""
+    env = os.environ.get("VLD_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir()) / "vldbook"
+
+
+def _hash(*parts: Any) -> str:
+    """First 20 hex digits of sha256 over the JSON of ``parts``."""
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode("utf-8")).hexdigest()[:20]
+
+
+def keys_hash(keys: Sequence[str]) -> str:
+    """Hash of an exact, ordered key list."""
+    return _hash(list(keys))
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temp file in ``path``'s folder, fsync, then ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _atomic_write_text(text: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+class CacheEntryError(ValueError):
+    """A cache file that cannot be used (unreadable or inconsistent)."""
+
+
+class FeatureStore:
+    """Features of one encoder (teacher + preprocessing) on one source, stored by key in chunks."""
+
+    def __init__(self, directory: Path, meta: dict[str, str], dim: int | None = None,
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS) -> None:
+        self.dir = Path(directory)
+        self.meta = dict(meta)
+        self.dim = dim
+        self.chunk_rows = int(chunk_rows)
+
+    # -- reading --------------------------------------------------------------------------
+    def _load(self, path: Path) -> dict:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as err:  # noqa: BLE001 - any failure means "unreadable"
+            raise CacheEntryError(f"unreadable ({type(err).__name__}: {err})") from None
+        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+            raise CacheEntryError("not a vldbook cache file of format %d" % FORMAT)
+        if obj.get("meta") != self.meta:
+            raise CacheEntryError(f"metadata {obj.get('meta')} differs from {self.meta}")
+        return obj
+
+    def _load_chunk(self, path: Path) -> tuple[list[str], torch.Tensor]:
+        obj = self._load(path)
+        keys, feats = obj.get("keys"), obj.get("features")
+        if not isinstance(keys, list) or not isinstance(feats, torch.Tensor) or feats.dim() != 2:
+            raise CacheEntryError("malformed chunk (needs a key list and a [n, D] tensor)")
+        if feats.shape[0] != len(keys):
+            raise CacheEntryError(f"{feats.shape[0]} feature rows for {len(keys)} keys")
+        if self.dim is not None and feats.shape[1] != self.dim:
+            raise CacheEntryError(f"feature dimension {feats.shape[1]}, expected {self.dim}")
+        if feats.dtype != torch.float32 or not bool(torch.isfinite(feats).all()):
+            raise CacheEntryError("features are not finite float32")
+        return keys, feats
+
+    def _discard(self, path: Path, reason: str) -> None:
+        warnings.warn(f"feature cache: {path} is corrupt or mismatched ({reason}); "
+                      "removing it and recomputing", RuntimeWarning, stacklevel=3)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def _from_index(self, index_path: Path, keys: list[str], khash: str) -> torch.Tensor | None:
+        try:
+            obj = self._load(index_path)
+            if obj.get("keys_hash") != khash or obj.get("n") != len(keys):
+                raise CacheEntryError(f"keys hash {obj.get('keys_hash')} / n {obj.get('n')} differ "
+                                      f"from the requested list ({khash}, {len(keys)})")
+            chunks, rows = obj.get("chunks"), obj.get("rows")
+            if not isinstance(chunks, list) or not isinstance(rows, torch.Tensor) or rows.shape != (len(keys), 2):
+                raise CacheEntryError("malformed index")
+            if len(keys) and (int(rows[:, 0].min()) < 0 or int(rows[:, 0].max()) >= len(chunks)):
+                raise CacheEntryError("chunk index out of range")
+            parts, part_keys = [], []
+            for name in chunks:
+                try:
+                    ck, cf = self._load_chunk(self.dir / name)
+                except CacheEntryError as err:
+                    raise CacheEntryError(f"chunk {name}: {err}") from None
+                parts.append(cf)
+                part_keys.append(ck)
+            out = torch.empty(len(keys), parts[0].shape[1] if parts else (self.dim or 0))
+            for c, cf in enumerate(parts):
+                sel = torch.nonzero(rows[:, 0] == c).flatten()
+                if len(sel):
+                    r = rows[sel, 1]
+                    if int(r.max()) >= cf.shape[0] or int(r.min()) < 0:
+                        raise CacheEntryError("row index out of range")
+                    out[sel] = cf[r]
+                    if any(part_keys[c][int(j)] != keys[int(i)] for i, j in zip(sel, r)):
+                        raise CacheEntryError("stored keys differ from the requested images")
+            return out
+        except CacheEntryError as err:
+            self._discard(index_path, str(err))
+            return None
+
+    def _all_chunks(self) -> tuple[list[str], dict[str, tuple[int, int]], list[torch.Tensor]]:
+        names, where, feats = [], {}, []
+        for path in sorted(self.dir.glob("chunk-*.pt")):
+            try:
+                ck, cf = self._load_chunk(path)
+            except CacheEntryError as err:
+                self._discard(path, str(err))
+                continue
+            c = len(names)
+            names.append(path.name)
+            feats.append(cf)
+            for r, k in enumerate(ck):
+                where.setdefault(k, (c, r))
+        return names, where, feats
+
+    # -- the one entry point ----------------------------------------------------------------
+    def get(self, keys: Sequence[str], index_id: str,
+            encode: Callable[[list[int]], Iterator[tuple[list[int], torch.Tensor]]], *,
+            refresh: bool = False) -> torch.Tensor:
+        """Features ``[N, D]`` for ``keys``; ``encode(positions)`` yields ``(positions, features)``
+        batches for the positions (into ``keys``) of the keys not in the store."""
+        keys = list(keys)
+        khash = keys_hash(keys)
+        index_path = self.dir / f"split-{_hash(index_id, khash)}.pt"
+        if not refresh and index_path.is_file():
+            got = self._from_index(index_path, keys, khash)
+            if got is not None:
+                return got
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write_text(json.dumps(self.meta, indent=1), self.dir / "meta.json")
+        names, where, feats = self._all_chunks()
+        if refresh:
+            where = {}
+        todo, seen = [], set()
+        for p, k in enumerate(keys):
+            if k not in where and k not in seen:
+                seen.add(k)
+                todo.append(p)
+        pending_keys: list[str] = []
+        pending: list[torch.Tensor] = []
+
+        def flush() -> None:
+            if not pending_keys:
+                return
+            block = torch.cat(pending).clone()
+            name = f"chunk-{keys_hash(pending_keys)}.pt"
+            atomic_save({"format": FORMAT, "meta": self.meta, "keys": list(pending_keys),
+                         "features": block}, self.dir / name)
+            c = len(names)
+            names.append(name)
+            feats.append(block)
+            for r, k in enumerate(pending_keys):
+                where[k] = (c, r)
+            pending_keys.clear()
+            pending.clear()
+
+        if todo:
+            for positions, out in encode(todo):
+                out = out.detach().to("cpu", torch.float32).clone()
+                if out.dim() != 2 or out.shape[0] != len(positions):
+                    raise ValueError(f"encoder returned shape {tuple(out.shape)} for {len(positions)} "
+                                     "inputs; expected [B, D]")
+                if self.dim is not None and out.shape[1] != self.dim:
+                    raise ValueError(f"encoder returned dimension {out.shape[1]} but declares "
+                                     f"embed_dim={self.dim}")
+                if not bool(torch.isfinite(out).all()):
+                    raise ValueError("encoder returned non-finite features; check the model and inputs")
+                pending_keys.extend(keys[p] for p in positions)
+                pending.append(out)
+                if len(pending_keys) >= self.chunk_rows:
+                    flush()
+            flush()
+        used = sorted({where[k][0] for k in keys})
+        remap = {c: n for n, c in enumerate(used)}
+        rows = torch.tensor([[remap[where[k][0]], where[k][1]] for k in keys],
+                            dtype=torch.long).reshape(len(keys), 2)
+        dim = feats[used[0]].shape[1] if used else (self.dim or 0)
+        result = torch.empty(len(keys), dim)
+        for c in used:
+            sel = torch.nonzero(rows[:, 0] == remap[c]).flatten()
+            result[sel] = feats[c][rows[sel, 1]]
+        atomic_save({"format": FORMAT, "meta": self.meta, "index_id": index_id, "keys_hash": khash,
+                     "n": len(keys), "chunks": [names[c] for c in used], "rows": rows}, index_path)
+        return result
+
+
+def _teacher_dim(teacher: Any) -> int | None:
+    dim = getattr(teacher, "embed_dim", None)
+    return int(dim) if dim is not None else None
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled or total == 0, leave=False)
+
+
+def teacher_image_features(teacher: Any, split: Any, *, dataset_id: str,
+                           cache_dir: str | Path | None = None, batch_size: int = 128,
+                           num_workers: int = 0, progress: bool = True, refresh: bool = False,
+                           chunk_rows: int = DEFAULT_CHUNK_ROWS) -> torch.Tensor:
+    """Teacher image features ``[N, D]`` (float32, CPU) of ``split``, row i for ``split.keys[i]``.
+
+    Keyed by ``teacher.identifier``, ``teacher.preprocess_id``, the image source
+    (``split.source``, else ``dataset_id``), ``dataset_id`` and the exact key list. Only images not
+    yet in the per-source store are encoded: batches of ``batch_size`` un-augmented loaded images
+    ``[B, C, S, S]`` in [0, 1] go to ``teacher.encode_image`` under ``torch.inference_mode``.
+    ``num_workers > 0`` decodes images in DataLoader workers.
+    """
+    if not dataset_id:
+        raise ValueError("dataset_id must be a non-empty string (e.g. DatasetSplits.name)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for attr in ("identifier", "preprocess_id"):
+        if not isinstance(getattr(teacher, attr, None), str):
+            raise ValueError(f"teacher has no string attribute {attr!r}; pass a vldlib Teacher")
+    source = getattr(split, "source", None) or dataset_id
+    meta = {"kind": "image", "teacher": teacher.identifier, "preprocess": teacher.preprocess_id,
+            "source": source}
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    store = FeatureStore(root / "teacher-features" / _hash(meta), meta, _teacher_dim(teacher),
+                         chunk_rows=chunk_rows)
+    device = getattr(teacher, "device", torch.device("cpu"))
+    name = getattr(split, "name", "split")
+
+    def encode(positions: list[int]) -> Iterator[tuple[list[int], torch.Tensor]]:
+        bar = _progress(len(positions), f"teacher features {dataset_id}/{name}", progress)
+        batches = [positions[k:k + batch_size] for k in range(0, len(positions), batch_size)]
+        if num_workers > 0 or not hasattr(split, "get_batch"):
+            subset = torch.utils.data.Subset(split, positions)
+            loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False,
+                                                 num_workers=num_workers)
+            source_iter = ((b, imgs) for b, (imgs, _) in zip(batches, loader))
+        else:
+            source_iter = ((b, split.get_batch(b)[0]) for b in batches)
+        try:
+            for batch, images in source_iter:
+                with torch.inference_mode():
+                    out = teacher.encode_image(images.to(device))
+                bar.update(len(batch))
+                yield batch, out
+        finally:
+            bar.close()
+
+    return store.get(split.keys, dataset_id, encode, refresh=refresh)
+
+
+def text_features(teacher: Any, texts: Sequence[str], cache_dir: str | Path | None = None, *,
+                  batch_size: int = 256, progress: bool = False, refresh: bool = False) -> torch.Tensor:
+    """Teacher text features ``[M, D]`` (float32, CPU) of ``texts``, cached by
+    ``teacher.identifier`` and the exact texts (each distinct text is encoded once)."""
+    texts = list(texts)
+    if not all(isinstance(t, str) for t in texts):
+        raise ValueError("texts must be a sequence of strings")
+    if not isinstance(getattr(teacher, "identifier", None), str):
+        raise ValueError("teacher has no string attribute 'identifier'; pass a vldlib Teacher")
+    meta = {"kind": "text", "teacher": teacher.identifier}
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    store = FeatureStore(root / "text-features" / _hash(meta), meta, _teacher_dim(teacher))
+
+    def encode(positions: list[int]) -> Iterator[tuple[list[int], torch.Tensor]]:
+        bar = _progress(len(positions), "teacher text features", progress)
+        try:
+            for k in range(0, len(positions), batch_size):
+                batch = positions[k:k + batch_size]
+                with torch.inference_mode():
+                    out = teacher.encode_text([texts[p] for p in batch])
+                bar.update(len(batch))
+                yield batch, out
+        finally:
+            bar.close()
+
+    if not texts:
+        return torch.empty(0, _teacher_dim(teacher) or 0)
+    return store.get(texts, "texts", encode, refresh=refresh)
