@@ -56,10 +56,13 @@ class BookError(RuntimeError):
 class NotebookFailed(BookError):
     """A notebook raised during execution; the message names the notebook and the cell."""
 
-    def __init__(self, name: str, cell_index: int | None, source: str, error: str, kept: Path | None):
+    def __init__(self, name: str, cell_index: int | None, source: str, error: str, kept: Path | None,
+                 exec_count: int | None = None):
         self.name, self.cell_index, self.source, self.error, self.kept = name, cell_index, source, error, kept
         head = "\n".join("    " + line for line in source.strip().splitlines()[:6])
-        where = f"cell {cell_index}" if cell_index is not None else "an unknown cell"
+        where = f"cell {cell_index} (0-based, in the source)" if cell_index is not None else "an unknown cell"
+        if exec_count is not None:
+            where += f", In [{exec_count}]"
         msg = f"notebook {name!r} failed in {where}:\n{head}\n  {error}"
         if kept is not None:
             msg += f"\n  the partly executed notebook is kept at {kept}"
@@ -265,8 +268,9 @@ def execute_notebook(src: NotebookSource, params: Mapping[str, Any], executed_di
     except PapermillExecutionError as exc:
         kept = executed_dir / f"{src.name}.failed.ipynb"
         os.replace(tmp, kept) if tmp.exists() else None
-        raise NotebookFailed(src.name, exc.cell_index, exc.source, f"{exc.ename}: {exc.evalue}",
-                             kept if kept.exists() else None) from None
+        index = next((i for i, cell in enumerate(nb.cells) if cell.source == exc.source), exc.cell_index)
+        raise NotebookFailed(src.name, index, exc.source, f"{exc.ename}: {exc.evalue}",
+                             kept if kept.exists() else None, exc.exec_count) from None
     except Exception as exc:  # kernel died, timeout, ...
         kept = executed_dir / f"{src.name}.failed.ipynb"
         os.replace(tmp, kept) if tmp.exists() else None
