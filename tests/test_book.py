@@ -1,0 +1,315 @@
+"""The Jupyter Book: build driver (vldlib.book), parameter validation, failing notebooks, offline HTML.
+
+Fast tests check the driver's logic on in-memory notebooks; the kernel tests use small temporary
+notebooks; the ``slow`` tests build the real book from the smoke profile once per session
+(fixture ``smoke_book`` in ``book_fixtures.py``) and check its HTML.
+"""
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from html.parser import HTMLParser
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+from vldlib import book
+
+pytest_plugins = ["book_fixtures"]
+REPO = Path(__file__).resolve().parents[1]
+
+# ----------------------------------------------------------------------------- helpers
+
+PARAMS_CELL = '# %% tags=["parameters"]\nprofile = "offline"\nresults_dir = "results"\n'
+
+
+def percent(title: str, params: str = "", body: str = "print(profile)\n") -> str:
+    """A small jupytext percent notebook: a title, a parameters cell, one code cell."""
+    return (f"# %% [markdown]\n# # {title}\n\n{PARAMS_CELL}{params}\n# %%\n{body}")
+
+
+def write_notebooks(folder: Path, bodies: dict[str, str] | None = None, params: str = "") -> Path:
+    """Every book notebook (and summary.py) as a tiny placeholder in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    bodies = bodies or {}
+    for name in (*book.BOOK_ORDER, book.SUMMARY):
+        (folder / f"{name}.py").write_text(percent(f"Placeholder {name}", params, bodies.get(name, "print(profile)\n")))
+    return folder
+
+
+def sources(tmp_path: Path, params: str = "") -> list[book.NotebookSource]:
+    folder = write_notebooks(tmp_path / "nbs", params=params)
+    return book.notebook_sources(folder, folder / "summary.py")
+
+
+# ----------------------------------------------------------------------------- fast: driver logic
+
+@pytest.mark.parametrize("text, value", [
+    ("3", 3), ("0.5", 0.5), ("(0, 1)", (0, 1)), ("[1, 2]", [1, 2]), ("True", True), ("None", None),
+    ("'abc'", "abc"), ("fashion-mnist", "fashion-mnist"), ("a photo of {name}", "a photo of {name}"),
+    ("{'cls': 1.0}", {"cls": 1.0}),
+])
+def test_parse_value_reads_literals_else_strings(text, value):
+    assert book.parse_value(text) == value
+    assert type(book.parse_value(text)) is type(value)
+
+
+def test_read_parameters_literal_only():
+    nb = jupytext.reads(percent("T", "epochs = 3\nseeds = (0, 1)  # a comment\nname: str = 'x'\n"), fmt="py:percent")
+    assert book.read_parameters(nb, "t") == {"profile": "offline", "results_dir": "results", "epochs": 3,
+                                             "seeds": (0, 1), "name": "x"}
+    bad = jupytext.reads(percent("T", "import os\n"), fmt="py:percent")
+    with pytest.raises(book.BookError, match=r"notebook 't'.*only `name = literal`.*import os"):
+        book.read_parameters(bad, "t")
+    call = jupytext.reads(percent("T", "epochs = int('3')\n"), fmt="py:percent")
+    with pytest.raises(book.BookError, match=r"not a literal.*epochs = int"):
+        book.read_parameters(call, "t")
+    none = jupytext.reads("# %%\nx = 1\n", fmt="py:percent")
+    with pytest.raises(book.BookError, match="no cell tagged 'parameters'"):
+        book.read_parameters(none, "t")
+
+
+def test_plan_unknown_profile_lists_profiles(tmp_path):
+    with pytest.raises(book.BookError) as err:
+        book.plan(sources(tmp_path), "gpu", "results")
+    msg = str(err.value)
+    assert "unknown profile 'gpu'" in msg
+    for name in book.known_profiles():
+        assert name in msg
+    assert set(book.known_profiles()) >= {"offline", "paper", "smoke"}
+
+
+def test_plan_unknown_parameter_names_notebooks_and_their_parameters(tmp_path):
+    srcs = sources(tmp_path, params="epochs = 2\n")
+    with pytest.raises(book.BookError) as err:
+        book.plan(srcs, "smoke", "results", [("epoch", "3")])
+    msg = str(err.value)
+    assert "-p epoch" in msg and "no notebook has a parameter 'epoch'" in msg
+    for src in srcs:
+        assert f"{src.name}: profile, results_dir, epochs" in msg
+
+
+def test_plan_type_mismatch_and_reserved_names(tmp_path):
+    srcs = sources(tmp_path, params="epochs = 2\nrate = 0.5\nflag = False\nseeds = (0, 1)\nname = 'a'\n")
+    with pytest.raises(book.BookError, match=r"-p epochs 'many'.*expects a int.*default is 2"):
+        book.plan(srcs, "smoke", "results", [("epochs", "many")])
+    with pytest.raises(book.BookError, match=r"-p flag '1'.*expects a bool"):
+        book.plan(srcs, "smoke", "results", [("flag", "1")])
+    with pytest.raises(book.BookError, match="--profile instead"):
+        book.plan(srcs, "smoke", "results", [("profile", "paper")])
+    planned = book.plan(srcs, "smoke", "out", [("epochs", "5"), ("rate", "1"), ("seeds", "[3]"), ("name", "7")])
+    for _, params in planned:
+        assert params == {"profile": "smoke", "results_dir": "out", "epochs": 5, "rate": 1.0, "seeds": (3,),
+                          "name": "7"}
+
+
+def test_plan_passes_a_parameter_only_to_notebooks_that_define_it(tmp_path):
+    folder = write_notebooks(tmp_path / "nbs")
+    (folder / "main_results.py").write_text(percent("Main", "epochs = 2\n"))
+    planned = book.plan(book.notebook_sources(folder, folder / "summary.py"), "offline", "results",
+                        [("epochs", "4")])
+    given = {src.name: params for src, params in planned}
+    assert given["main_results"]["epochs"] == 4
+    assert all("epochs" not in p for name, p in given.items() if name != "main_results")
+
+
+def test_plan_requires_profile_and_results_dir(tmp_path):
+    folder = write_notebooks(tmp_path / "nbs")
+    (folder / "k_ablation.py").write_text('# %% [markdown]\n# # K\n\n# %% tags=["parameters"]\nprofile = "x"\n')
+    with pytest.raises(book.BookError, match=r"'k_ablation'.*must define 'results_dir'"):
+        book.plan(book.notebook_sources(folder, folder / "summary.py"), "offline", "results")
+
+
+def test_notebook_sources_missing_and_only(tmp_path):
+    with pytest.raises(book.BookError, match="not found"):
+        book.notebook_sources(tmp_path / "nowhere", tmp_path / "nowhere" / "summary.py")
+    folder = write_notebooks(tmp_path / "nbs")
+    with pytest.raises(book.BookError, match=r"unknown notebook\(s\) nope"):
+        book.notebook_sources(folder, folder / "summary.py", only=["nope"])
+    only = book.notebook_sources(folder, folder / "summary.py", only=["summary", "k_ablation"])
+    assert [s.name for s in only] == ["k_ablation", "summary"]  # book order, not argument order
+
+
+def test_hide_injected_tags_only_papermill_cells():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("profile = 'offline'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("# Parameters\nprofile = 'smoke'", metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_code_cell("print(1)"),
+    ])
+    assert book.hide_injected(nb) == 1
+    assert nb.cells[1].metadata["tags"] == ["injected-parameters", "hide-input"]
+    assert nb.cells[1].metadata["jupyter"]["source_hidden"] is True
+    assert nb.cells[0].metadata["tags"] == ["parameters"] and "tags" not in nb.cells[2].metadata
+    assert book.hide_injected(nb) == 1 and nb.cells[1].metadata["tags"].count("hide-input") == 1
+
+
+def test_toc_lists_every_notebook_in_book_order():
+    assert book.toc_notebooks() == [*book.BOOK_ORDER, book.SUMMARY]
+
+
+def test_main_rejects_bad_input_before_executing(tmp_path, capsys):
+    folder = write_notebooks(tmp_path / "nbs", params="epochs = 2\n")
+    executed = tmp_path / "executed"
+    common = ["--notebooks-dir", str(folder), "--summary", str(folder / "summary.py"),
+              "--executed-dir", str(executed), "--build-dir", str(tmp_path / "build")]
+    assert book.main(["--profile", "laptop", *common]) == 2
+    assert "unknown profile 'laptop'; choose one of: offline, paper, smoke" in capsys.readouterr().err
+    assert book.main(["--profile", "smoke", "-p", "epoks", "3", *common]) == 2
+    err = capsys.readouterr().err
+    assert "no notebook has a parameter 'epoks'" in err and "main_results: profile, results_dir, epochs" in err
+    assert not executed.exists()
+
+
+@pytest.mark.parametrize("name", [*book.BOOK_ORDER, book.SUMMARY])
+def test_book_notebooks_follow_the_conventions(name):
+    """Each notebook: a `# ` title first (the page title, -W), then the literal parameters cell."""
+    path = REPO / ("book" if name == book.SUMMARY else "notebooks") / f"{name}.py"
+    assert path.is_file(), f"{path} is missing: the book's toc needs it"
+    nb = jupytext.read(path)
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# "), "first cell must be a `# Title`"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", []), "the first code cell must be tagged parameters"
+    params = book.read_parameters(nb, name)
+    assert params["profile"] == "offline" and params["results_dir"] == "results"
+    levels = [len(m.group(1)) for c in nb.cells if c.cell_type == "markdown"
+              for m in re.finditer(r"^(#+) ", c.source, flags=re.M)]
+    assert levels.count(1) == 1, "exactly one level-1 heading (the title)"
+    assert all(b - a <= 1 for a, b in zip(levels, levels[1:])), f"heading levels jump: {levels}"
+
+
+# ----------------------------------------------------------------------------- kernel: small notebooks
+
+def test_failing_notebook_stops_the_build_naming_it_and_the_cell(tmp_path, run_book):
+    folder = write_notebooks(tmp_path / "nbs", bodies={
+        "feature_errors": "x = 1\nraise RuntimeError('deliberate failure in the test')\n"})
+    executed, build = tmp_path / "executed", tmp_path / "build"
+    proc = run_book("--profile", "smoke", "--notebooks-dir", str(folder), "--summary", str(folder / "summary.py"),
+                    "--results-dir", str(tmp_path / "results"), "--executed-dir", str(executed),
+                    "--build-dir", str(build), timeout=300)
+    out = proc.stdout
+    assert proc.returncode != 0, out
+    assert "notebook 'feature_errors' failed in cell 2" in out, out
+    assert "raise RuntimeError('deliberate failure in the test')" in out
+    assert "RuntimeError: deliberate failure in the test" in out
+    assert re.search(r"\[1/6\] teacher_zero_shot: done in \d+\.\d s", out)
+    assert "main_results" not in out  # stopped: the next notebooks never ran
+    assert (executed / "teacher_zero_shot.ipynb").is_file()
+    assert (executed / "feature_errors.failed.ipynb").is_file()
+    assert not (executed / "feature_errors.ipynb").exists()
+    assert not (build / "_build").exists()
+
+
+def test_parameters_reach_the_kernel_and_injected_cell_is_hidden(tmp_path, run_book):
+    folder = write_notebooks(tmp_path / "nbs", params="epochs = 2\n",
+                             bodies={"main_results": "assert (profile, epochs) == ('smoke', 7), (profile, epochs)\n"})
+    executed = tmp_path / "executed"
+    proc = run_book("--profile", "smoke", "-p", "epochs", "7", "--only", "main_results", "--no-build",
+                    "--notebooks-dir", str(folder), "--summary", str(folder / "summary.py"),
+                    "--executed-dir", str(executed), timeout=300)
+    assert proc.returncode == 0, proc.stdout
+    nb = nbformat.read(executed / "main_results.ipynb", as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "hide-input" in injected[0].metadata["tags"]
+    assert 'profile = "smoke"' in injected[0].source and "epochs = 7" in injected[0].source
+    assert sorted(p.name for p in executed.iterdir()) == ["main_results.ipynb"]  # no temp files left
+
+
+# ----------------------------------------------------------------------------- slow: the smoke book
+
+class _Resources(HTMLParser):
+    """Collect the URLs a page loads (scripts, stylesheets, images, iframes, media) and inline scripts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[tuple[str, str]] = []
+        self.inline: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "script":
+            self._in_script = "src" not in a
+            if a.get("src"):
+                self.urls.append((tag, a["src"]))
+        elif tag == "link" and a.get("href") and a.get("rel", "") not in ("index", "search", "next", "prev"):
+            self.urls.append((tag, a["href"]))
+        elif tag in ("img", "iframe", "source", "video", "audio", "embed") and a.get("src"):
+            self.urls.append((tag, a["src"]))
+        elif tag == "object" and a.get("data"):
+            self.urls.append((tag, a["data"]))
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.inline.append(data)
+
+
+def _pages(html: Path) -> list[Path]:
+    return sorted(html.rglob("*.html"))
+
+
+@pytest.mark.slow
+def test_smoke_book_builds_with_W(smoke_book):
+    smoke_book.require_success()
+    out = smoke_book.output
+    for i, name in enumerate([*book.BOOK_ORDER, book.SUMMARY], 1):
+        assert re.search(rf"\[{i}/6\] {name}: done in \d+\.\d s", out), f"no progress line for {name}"
+    assert re.search(r"built the book in \d+\.\d s", out)
+    for name in ("intro", "method", "offline", "paper_profile"):
+        assert (smoke_book.html / "book" / f"{name}.html").is_file()
+    for name in (*book.BOOK_ORDER, book.SUMMARY):
+        assert (smoke_book.html / "book" / "executed" / f"{name}.html").is_file()
+        nb = nbformat.read(smoke_book.executed / f"{name}.ipynb", as_version=4)
+        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                  if o.get("output_type") == "error"]
+        assert not errors, f"{name}: error outputs {errors}"
+    assert (smoke_book.html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    print(f"smoke book: {smoke_book.seconds:.0f} s in total")
+
+
+@pytest.mark.slow
+def test_smoke_book_html_has_no_remote_resources(smoke_book):
+    smoke_book.require_success()
+    pages = _pages(smoke_book.html)
+    assert len(pages) >= 10
+    remote = re.compile(r"^(https?:)?//", re.I)
+    for page in pages:
+        parser = _Resources()
+        parser.feed(page.read_text(encoding="utf-8"))
+        bad = [(tag, url) for tag, url in parser.urls if remote.match(url.strip())]
+        assert not bad, f"{page.relative_to(smoke_book.html)} loads remote resources: {bad}"
+        inline = [s for s in parser.inline if re.search(r"https?://", s)]
+        assert not inline, f"{page.relative_to(smoke_book.html)}: inline script names a URL: {inline[0][:200]}"
+    text = (smoke_book.html / "book" / "intro.html").read_text(encoding="utf-8")
+    assert "mathjax/tex-chtml.js" in text and "googletagmanager" not in text and "fonts.googleapis" not in text
+
+
+@pytest.mark.slow
+def test_smoke_book_injected_parameters_are_collapsed(smoke_book):
+    smoke_book.require_success()
+    for name in (*book.BOOK_ORDER, book.SUMMARY):
+        html = (smoke_book.html / "book" / "executed" / f"{name}.html").read_text(encoding="utf-8")
+        starts = [m.start() for m in re.finditer(r'<div class="cell tag_injected-parameters[^"]*"', html)]
+        assert len(starts) == 1, f"{name}: expected one injected-parameters cell, found {len(starts)}"
+        head = html[starts[0]:starts[0] + 400]
+        assert "tag_hide-input" in head, f"{name}: injected cell not tagged hide-input"
+        cell = html[starts[0]:html.find('<div class="cell', starts[0] + 10)]
+        details = cell.find("<details")
+        assert details != -1 and "hide above-input" in cell[details:details + 200], f"{name}: not collapsed"
+        assert "smoke" in cell[details:], f"{name}: injected profile not inside the collapsed block"
+
+
+@pytest.mark.slow
+def test_smoke_book_leaves_the_repository_alone(smoke_book):
+    smoke_book.require_success()
+    assert smoke_book.repo_before == smoke_book.repo_after, "the smoke build wrote into book/executed or _build"
+    assert smoke_book.results.is_dir() and any(smoke_book.results.iterdir()), "the runs went elsewhere"
+    staged = smoke_book.html.parent.parent / "_source"
+    assert (staged / "_toc.yml").is_file() and (staged / "book" / "executed" / "summary.ipynb").is_file()
