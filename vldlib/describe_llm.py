@@ -15,6 +15,7 @@ import datetime as _dt
 import email.utils
 import json
 import os
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -268,6 +269,17 @@ def generate_descriptions(
     per_request = n if n_per_request is None else max(1, int(n_per_request))
 
     errors: list[BaseException] = []
+    stop = threading.Event()  # set by the first failure: queued classes are then skipped
+
+    def job(name: str, need: int) -> tuple[list[str], str] | None:
+        if stop.is_set():
+            return None
+        try:
+            return requester(name, need, per_request)
+        except BaseException:
+            stop.set()
+            raise
+
     bar = tqdm(total=len(missing), desc=f"describe {dataset}/{variant}", unit="class",
                disable=not progress)
     pool = ThreadPoolExecutor(max_workers=min(concurrency, len(missing)),
@@ -276,7 +288,7 @@ def generate_descriptions(
         todo: dict[Future, str] = {}
         for name in missing:
             need = n - len(cache.descriptions.get(name, []))
-            todo[pool.submit(requester, name, need, per_request)] = name
+            todo[pool.submit(job, name, need)] = name
         pending = set(todo)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -291,7 +303,10 @@ def generate_descriptions(
                             other.cancel()
                     errors.append(err)
                     continue
-                sentences, filled = fut.result()
+                result = fut.result()
+                if result is None:  # skipped after another class failed
+                    continue
+                sentences, filled = result
                 cache.descriptions[name] = cache.descriptions.get(name, []) + sentences
                 cache.provenance[name] = {
                     "prompt": filled, "model": model, "temperature": temperature, "n": n,

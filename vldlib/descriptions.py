@@ -106,6 +106,10 @@ def read_official(folder: str | os.PathLike) -> dict[str, list[str]]:
     code asserts equal line counts; so does this). Names as :func:`official_class_names`.
     """
     folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"official data folder {folder} does not exist; pass a folder of the official "
+            "repository's data/ directory, e.g. .../data/Flower102")
     path = folder / "chatgpt.txt"
     if not path.is_file():
         raise FileNotFoundError(

@@ -1,0 +1,491 @@
+"""Tests of vldlib.descriptions: generation against a real local chat-completions server,
+the cache, the official reader, the shipped Fashion-MNIST sets and the class text features."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from llm_server import ChatServer, completion, error, prompt_of  # noqa: E402
+
+from vldlib import describe_cache  # noqa: E402
+from vldlib.descriptions import (  # noqa: E402
+    FASHION_MNIST_CLASSES,
+    PROMPTS,
+    DescriptionsUnavailable,
+    LLMResponseError,
+    class_text_features,
+    class_texts,
+    descriptor_scores,
+    generate_descriptions,
+    load_descriptions,
+    main,
+    read_official,
+    shipped_descriptions,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER_MD = REPO.parent / "shared" / "reference" / "paper.md"
+OFFICIAL_SIZES = {"CaltechBirds": 200, "Flower102": 102, "Food101": 101, "SUN397": 397,
+                  "StanfordCars": 196, "tiered-ImageNet": 1000}
+ONE_SENTENCE = re.compile(r"^[A-Z][^\n]*[^.!?\s][.!?]$")
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch, tmp_path):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("VLD_CACHE", str(tmp_path / "cache"))
+
+
+def gen(server: ChatServer, classes, out, **kw):
+    kw.setdefault("sleep", lambda s: None)
+    kw.setdefault("progress", False)
+    kw.setdefault("timeout", 10.0)
+    return generate_descriptions(classes, dataset=kw.pop("dataset", "toy"),
+                                 model=kw.pop("model", "test-model"), base_url=server.base_url,
+                                 out=out, **kw)
+
+
+# ------------------------------------------------------------------------------- prompts
+def test_prompts_are_the_papers_exact_wordings():
+    assert set(PROMPTS) == {"main", "succinct", "detailed", "distinct"}
+    assert all(p.count("{cls}") == 1 for p in PROMPTS.values())
+    if not PAPER_MD.is_file():
+        pytest.skip(f"paper reference absent: {PAPER_MD}")
+    text = " ".join(PAPER_MD.read_text(encoding="utf-8").split())
+    for variant, prompt in PROMPTS.items():
+        assert f'"{prompt}"' in text, variant
+
+
+def test_resolve_prompt_custom_and_unknown():
+    key, tpl = describe_cache.resolve_prompt("Describe {cls} in five words.")
+    assert key == "custom-" + hashlib.sha1(tpl.encode()).hexdigest()[:8]
+    assert describe_cache.resolve_prompt("distinct") == ("distinct", PROMPTS["distinct"])
+    with pytest.raises(ValueError, match=r"\{cls\}"):
+        describe_cache.resolve_prompt("Describe a thing.")
+
+
+# ------------------------------------------------------------------------------- the server
+def test_server_binds_loopback_and_stops_by_itself():
+    srv = ChatServer(lifetime=0.3).__enter__()
+    host, port = srv._server.server_address
+    assert host == "127.0.0.1"
+    time.sleep(0.8)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+# ------------------------------------------------------------------------------- generation
+def test_generate_success_writes_cache_with_provenance(tmp_path):
+    out = tmp_path / "d.json"
+    with ChatServer() as srv:
+        got = gen(srv, ["Trouser", "Bag"], out, n=2, temperature=0.3, prompt="succinct")
+        bodies = list(srv.requests)
+        auth = {h.get("authorization") or h.get("Authorization") for h in srv.headers}
+        base_url = srv.base_url
+    assert len(bodies) == 2 and auth == {"Bearer test-key"}
+    for body in bodies:
+        assert body["model"] == "test-model" and body["n"] == 2 and body["temperature"] == 0.3
+    filled = {name: describe_cache.fill_prompt(PROMPTS["succinct"], name) for name in got}
+    assert {prompt_of(b) for b in bodies} == set(filled.values())
+    assert got == {n: [f"Answer 0 to: {filled[n]}", f"Answer 1 to: {filled[n]}"]
+                   for n in ["Trouser", "Bag"]}
+    assert list(got) == ["Trouser", "Bag"]
+    data = json.loads(out.read_text())
+    assert data["format"] == "vldbook-descriptions/1" and data["variant"] == "succinct"
+    assert data["prompt"] == PROMPTS["succinct"] and data["classes"] == ["Trouser", "Bag"]
+    prov = data["provenance"]["Bag"]
+    assert prov["prompt"] == filled["Bag"] and prov["model"] == "test-model"
+    assert prov["temperature"] == 0.3 and prov["base_url"] == base_url
+    import openai
+
+    assert prov["generator"] == f"vldlib 0.1.0 / openai {openai.__version__}"
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", prov["time"])
+    assert not list(tmp_path.glob("*.tmp"))  # atomic write left no temp file
+
+
+def test_default_cache_location_under_vld_cache(tmp_path):
+    with ChatServer() as srv:
+        generate_descriptions(["Bag"], dataset="fashion-mnist", model="org/m:1",
+                              base_url=srv.base_url, progress=False)
+    path = tmp_path / "cache" / "descriptions" / "fashion-mnist_main_org--m-1.json"
+    assert path.is_file()
+    assert load_descriptions("fashion-mnist", "main", model="org/m:1")["Bag"][0].startswith(
+        "Answer 0 to: Use a single sentence")
+
+
+def test_429_then_success_respects_retry_after_and_backoff(tmp_path):
+    sleeps: list[float] = []
+    plan = [error(429, "slow down", {"Retry-After": "0.25"}), error(503, "busy"), None]
+    with ChatServer(plan=plan) as srv:
+        got = gen(srv, ["Coat"], tmp_path / "d.json", sleep=sleeps.append, base_delay=0.01)
+        n_requests = len(srv.requests)
+    assert n_requests == 3
+    assert sleeps == [0.25, 0.02]  # Retry-After, then base_delay * 2**1
+    assert got["Coat"][0].startswith("Answer 0 to:")
+
+
+def test_retry_after_ms_header_is_used(tmp_path):
+    sleeps: list[float] = []
+    with ChatServer(plan=[error(429, headers={"retry-after-ms": "1500"})]) as srv:
+        gen(srv, ["Coat"], tmp_path / "d.json", sleep=sleeps.append)
+    assert sleeps == [1.5]
+
+
+def test_repeated_500_ends_in_clear_error(tmp_path):
+    sleeps: list[float] = []
+    with ChatServer(respond=lambda body: error(500, "boom")) as srv:
+        with pytest.raises(LLMResponseError, match=r"'Dress'.*after 3 attempts.*HTTP 500"):
+            gen(srv, ["Dress"], tmp_path / "d.json", max_retries=2, base_delay=0.5,
+                max_delay=0.75, sleep=sleeps.append)
+        assert len(srv.requests) == 3
+    assert sleeps == [0.5, 0.75]  # 0.5 * 2**0, min(0.75, 0.5 * 2**1)
+    assert not (tmp_path / "d.json").exists()
+
+
+def test_client_error_is_not_retried(tmp_path):
+    with ChatServer(respond=lambda body: error(404, "model not found")) as srv:
+        with pytest.raises(LLMResponseError, match=r"HTTP 404.*model not found"):
+            gen(srv, ["Dress"], tmp_path / "d.json")
+        assert len(srv.requests) == 1
+
+
+@pytest.mark.parametrize("body,why", [
+    (b"<html>oops</html>", "not JSON"),
+    (b'{"choices": []}', "no 'choices'"),
+    (b'{"choices": [{"message": {"content": null}}]}', "no text"),
+    (b'{"object": "error", "message": "quota"}', "no 'choices'"),
+])
+def test_malformed_body_names_class_and_quotes_body(tmp_path, body, why):
+    plan = [(200, {"Content-Type": "application/json"}, body)]
+    with ChatServer(plan=plan) as srv:
+        with pytest.raises(LLMResponseError) as info:
+            gen(srv, ["Sandal"], tmp_path / "d.json")
+    msg = str(info.value)
+    assert "'Sandal'" in msg and why in msg and repr(body.decode()[:20])[1:-1] in msg
+
+
+def test_finished_classes_are_saved_when_a_later_one_fails(tmp_path):
+    out = tmp_path / "d.json"
+    plan = [None] + [error(500)] * 10
+    with ChatServer(plan=plan) as srv:
+        with pytest.raises(LLMResponseError, match="'Shirt'"):
+            gen(srv, ["Sneaker", "Shirt", "Bag"], out, concurrency=1, max_retries=1)
+        assert len(srv.requests) == 3  # Sneaker, Shirt twice; Bag never started
+    data = json.loads(out.read_text())
+    assert list(data["descriptions"]) == ["Sneaker"]
+    assert data["classes"] == ["Sneaker", "Shirt", "Bag"]
+
+
+def test_resume_requests_only_missing_classes(tmp_path):
+    out = tmp_path / "d.json"
+    names = ["T-shirt/top", "Trouser", "Pullover", "Dress"]
+    with ChatServer() as srv:
+        first = gen(srv, names[:2], out)
+    with ChatServer() as srv:
+        second = gen(srv, names, out, concurrency=3)
+        asked = sorted(srv.prompts())
+    assert asked == sorted(describe_cache.fill_prompt(PROMPTS["main"], c) for c in names[2:])
+    assert {k: second[k] for k in names[:2]} == first
+    assert list(second) == names
+    assert json.loads(out.read_text())["classes"] == names
+
+
+def test_complete_cache_makes_no_request_and_needs_no_key(tmp_path, monkeypatch):
+    out = tmp_path / "d.json"
+    with ChatServer() as srv:
+        first = gen(srv, ["Bag", "Coat"], out, n=2)
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with ChatServer() as srv:
+        again = gen(srv, ["Coat", "Bag"], out, n=2)
+        assert srv.requests == []
+    assert again == {"Coat": first["Coat"], "Bag": first["Bag"]}
+    assert generate_descriptions(["Bag"], dataset="toy", model="test-model", out=out, n=1,
+                                 progress=False) == {"Bag": first["Bag"][:1]}
+
+
+def test_more_descriptions_than_the_server_returns_per_request(tmp_path):
+    with ChatServer(max_choices=1) as srv:
+        got = gen(srv, ["Bag"], tmp_path / "d.json", n=3)
+        assert len(srv.requests) == 3
+    assert len(got["Bag"]) == 3
+
+
+def test_concurrency_is_bounded(tmp_path):
+    lock = threading.Lock()
+    state = {"now": 0, "max": 0}
+
+    def slow(body):
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        time.sleep(0.05)
+        with lock:
+            state["now"] -= 1
+        return completion(body, ["A sentence."])
+
+    with ChatServer(respond=slow) as srv:
+        gen(srv, [f"class {i}" for i in range(8)], tmp_path / "d.json", concurrency=2)
+        assert len(srv.requests) == 8
+    assert 1 <= state["max"] <= 2
+
+
+def test_missing_key_gives_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    out = tmp_path / "d.json"
+    with pytest.raises(DescriptionsUnavailable) as info:
+        generate_descriptions(["Bag", "Coat"], dataset="fashion-mnist", model="m", out=out,
+                              api_key_env="MY_LLM_KEY", progress=False)
+    msg = str(info.value)
+    for needle in ["'Bag'", "'Coat'", "MY_LLM_KEY", "--base-url", str(out), '"descriptions"']:
+        assert needle in msg
+
+
+def test_prompt_mismatch_with_existing_cache(tmp_path):
+    out = tmp_path / "d.json"
+    with ChatServer() as srv:
+        gen(srv, ["Bag"], out, prompt="main")
+        with pytest.raises(ValueError, match="different prompt"):
+            gen(srv, ["Bag"], out, prompt="Describe {cls}.")
+
+
+def test_custom_prompt_fills_cls_and_gets_its_own_cache(tmp_path):
+    prompt = "Describe the silhouette of {cls} in one sentence."
+    with ChatServer() as srv:
+        generate_descriptions(["Sneaker"], dataset="fm", model="m", prompt=prompt,
+                              base_url=srv.base_url, progress=False)
+        assert srv.prompts() == ["Describe the silhouette of Sneaker in one sentence."]
+    key = "custom-" + hashlib.sha1(prompt.encode()).hexdigest()[:8]
+    assert (tmp_path / "cache" / "descriptions" / f"fm_{key}_m.json").is_file()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="n"):
+        generate_descriptions(["a"], dataset="d", model="m", n=0)
+    with pytest.raises(ValueError, match="class names"):
+        generate_descriptions([], dataset="d", model="m")
+
+
+def test_hand_written_cache_is_accepted(tmp_path):
+    path = tmp_path / "cache" / "descriptions" / "mine_main_by-hand.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"descriptions": {"b": ["B."], "a": ["A.", "A2."]}}))
+    assert load_descriptions("mine") == {"b": ["B."], "a": ["A.", "A2."]}
+    path.write_text(json.dumps({"descriptions": {"b": []}}))
+    with pytest.raises(ValueError, match="non-empty list"):
+        load_descriptions("mine")
+
+
+def test_load_descriptions_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m vldlib describe"):
+        load_descriptions("CaltechBirds", "main", model="m")
+    with ChatServer(plan=[None, error(400)]) as srv:
+        with pytest.raises(LLMResponseError):
+            generate_descriptions(["x", "y"], dataset="toy", model="m", base_url=srv.base_url,
+                                  concurrency=1, progress=False)
+    with pytest.raises(DescriptionsUnavailable, match="incomplete.*'y'"):
+        load_descriptions("toy", "main", model="m")
+
+
+# ------------------------------------------------------------------------------- official files
+def test_read_official_six_datasets(official_data):
+    for name, size in OFFICIAL_SIZES.items():
+        folder = official_data / name
+        got = read_official(folder)
+        lines = [x for x in (folder / "chatgpt.txt").read_text(encoding="utf-8").splitlines()]
+        rows = (folder / "label2text.txt").read_text().split("\n")
+        assert len(got) == size, name
+        assert all(len(v) == 1 and v[0].strip() for v in got.values()), name
+        names = list(got)
+        assert names[0] == rows[0].split()[2].replace("_", " ")  # label order, natural name
+        assert got[names[0]][0] == lines[0].strip()
+        assert got[names[-1]][0] == lines[size - 1].strip()
+        assert all("_" not in n for n in names if "(" not in n)
+    tiered = read_official(official_data / "tiered-ImageNet")
+    assert "crane (n02012849)" in tiered and "crane (n03126707)" in tiered
+
+
+def test_read_official_mismatch_and_missing(tmp_path):
+    (tmp_path / "label2text.txt").write_text("001.A_b 1 A_b\n002.C 2 C\n")
+    (tmp_path / "chatgpt.txt").write_text("Only one line.\n")
+    with pytest.raises(ValueError, match="1 lines but .* 2 classes"):
+        read_official(tmp_path)
+    (tmp_path / "chatgpt.txt").write_text("First.\r\nSecond.")
+    assert read_official(tmp_path) == {"A b": ["First."], "C": ["Second."]}
+    (tmp_path / "label2text.txt").write_text("001.A_b 1\n")
+    with pytest.raises(ValueError, match="3 space-separated"):
+        read_official(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_official(tmp_path / "nowhere")
+    (tmp_path / "label2text.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="no label2text.txt"):
+        read_official(tmp_path)
+
+
+# ------------------------------------------------------------------------------- shipped sets
+@pytest.mark.parametrize("variant", ["main", "succinct", "detailed", "distinct"])
+def test_shipped_sets_schema(variant):
+    cache = shipped_descriptions(variant)
+    assert cache.dataset == "fashion-mnist" and cache.variant == variant
+    assert cache.prompt == PROMPTS[variant] and cache.model == "none (hand-written)"
+    d = load_descriptions("fashion-mnist", variant)
+    assert list(d) == list(FASHION_MNIST_CLASSES)
+    for name, sentences in d.items():
+        assert len(sentences) == 5 and len(set(sentences)) == 5, name
+        for s in sentences:
+            assert ONE_SENTENCE.match(s), s
+            assert not re.search(r"[.!?]\s+[A-Z]", s), f"more than one sentence: {s}"
+        prov = cache.provenance[name]
+        assert prov["prompt"] == PROMPTS[variant].replace("{cls}", name)
+        assert prov["model"] == "none (hand-written)"
+        assert "not generated by ChatGPT" in prov["generator"]
+
+
+def test_shipped_sets_follow_their_prompts():
+    words = {v: [len(s.split()) for ss in load_descriptions("fashion-mnist", v).values()
+                 for s in ss] for v in PROMPTS}
+    assert max(words["succinct"]) < min(words["main"])  # "broadly ... not too much details"
+    distinct = [s for ss in load_descriptions("fashion-mnist", "distinct").values() for s in ss]
+    assert sum(bool(re.search(r"distinct|distinguish|unique|unlike|stands? out|recognised", s, re.I))
+               for s in distinct) == len(distinct)
+
+
+def test_shipped_sets_fit_clip_context():
+    open_clip = pytest.importorskip("open_clip")
+    tok = open_clip.get_tokenizer("ViT-L-14")
+    for v in PROMPTS:
+        d = load_descriptions("fashion-mnist", v)
+        ids = tok([t for ts in class_texts(list(d), d) for t in ts])
+        assert int((ids != 0).sum(1).max()) < 77, v  # no truncation of the enriched texts
+
+
+# ------------------------------------------------------------------------------- text features
+class FakeTeacher:
+    """encode_text: a deterministic pseudo-random vector per string (seeded by its hash)."""
+
+    embed_dim = 8
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def encode_text(self, texts):
+        self.calls.append(list(texts))
+        rows = []
+        for t in texts:
+            seed = int(hashlib.sha1(t.encode()).hexdigest()[:8], 16)
+            rows.append(torch.randn(self.embed_dim, generator=torch.Generator().manual_seed(seed)))
+        return torch.stack(rows) * 3.0
+
+
+DESCS = {"Bag": ["A box.", "A pouch.", "A tote."], "Coat": ["Long.", "Warm.", "Buttoned."]}
+
+
+def test_class_texts_plain_and_enriched():
+    assert class_texts(["Bag", "Coat"]) == [["a photo of Bag"], ["a photo of Coat"]]
+    assert class_texts(["Bag"], DESCS)[0] == [
+        "a photo of Bag . A box.", "a photo of Bag . A pouch.", "a photo of Bag . A tote."]
+    assert class_texts(["Coat"], DESCS, enriched_template="{name}: {description}")[0][1] == \
+        "Coat: Warm."
+    assert class_texts(["Coat"], template="a photo of a {name}") == [["a photo of a Coat"]]
+    with pytest.raises(ValueError, match="no descriptions.*Dress"):
+        class_texts(["Bag", "Dress"], DESCS)
+
+
+def test_class_text_features_modes():
+    t = FakeTeacher()
+    names = ["Bag", "Coat"]
+    first = class_text_features(t, names, DESCS, mode="first")
+    assert first.shape == (2, 8)
+    assert torch.allclose(first, t.encode_text(["a photo of Bag . A box.",
+                                                "a photo of Coat . Long."]))
+    avg = class_text_features(t, names, DESCS, mode="average")
+    raw = t.encode_text([s for ss in class_texts(names, DESCS) for s in ss]).reshape(2, 3, 8)
+    expect = torch.nn.functional.normalize(
+        torch.nn.functional.normalize(raw, dim=-1).mean(1), dim=-1)
+    assert avg.shape == (2, 8) and torch.allclose(avg, expect, atol=1e-6)
+    assert not torch.allclose(avg, torch.nn.functional.normalize(first, dim=-1))
+    per = class_text_features(t, names, DESCS, mode="per_descriptor")
+    assert per.shape == (2, 3, 8)
+    assert torch.allclose(per, torch.nn.functional.normalize(raw, dim=-1), atol=1e-6)
+    chunked = class_text_features(t, names, DESCS, mode="average", batch_size=2)
+    assert torch.allclose(chunked, avg, atol=1e-6)
+    plain = class_text_features(t, names, None, mode="average")
+    assert torch.allclose(plain, torch.nn.functional.normalize(
+        t.encode_text(["a photo of Bag", "a photo of Coat"]), dim=-1), atol=1e-6)
+    with pytest.raises(ValueError, match="same number"):
+        class_text_features(t, names, {"Bag": ["x"], "Coat": ["y", "z"]}, mode="per_descriptor")
+    with pytest.raises(ValueError, match="mode"):
+        class_text_features(t, names, DESCS, mode="sum")
+
+
+def test_descriptor_scores_is_mean_cosine():
+    g = torch.Generator().manual_seed(0)
+    img = torch.randn(5, 8, generator=g)
+    per = torch.randn(3, 4, 8, generator=g)
+    scores = descriptor_scores(img, per)
+    assert scores.shape == (5, 3)
+    cos = torch.nn.functional.cosine_similarity
+    for n in range(5):
+        for c in range(3):
+            want = torch.stack([cos(img[n], per[c, m], dim=0) for m in range(4)]).mean()
+            assert torch.isclose(scores[n, c], want, atol=1e-6)
+    with pytest.raises(ValueError, match="dimensions"):
+        descriptor_scores(img, torch.randn(3, 4, 7))
+
+
+# ------------------------------------------------------------------------------- command line
+def test_cli_end_to_end(tmp_path, capsys):
+    folder = tmp_path / "MyData"
+    folder.mkdir()
+    (folder / "label2text.txt").write_text("a.Red_fox 1 Red_fox\nb.Owl 2 Owl\nc.Ant 3 Ant\n")
+    out = tmp_path / "out.json"
+    with ChatServer() as srv:
+        argv = ["--dataset", "mydata", "--prompt", "detailed", "--model", "m",
+                "--base-url", srv.base_url, "--out", str(out), "--n", "2",
+                "--temperature", "0.5", "--classes-from", str(folder), "--concurrency", "2",
+                "--no-progress"]
+        assert main(argv) == 0
+        assert len(srv.requests) == 3
+        assert main(argv) == 0  # complete cache: nothing requested
+        assert len(srv.requests) == 3
+    assert "3 classes, 6 descriptions" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["classes"] == ["Red fox", "Owl", "Ant"] and data["variant"] == "detailed"
+    assert data["provenance"]["Owl"]["temperature"] == 0.5
+
+
+def test_cli_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    assert main(["--dataset", "fashion-mnist", "--model", "m", "--out",
+                 str(tmp_path / "x.json")]) == 1
+    err = capsys.readouterr().err
+    assert "10 class(es)" in err and "OPENAI_API_KEY" in err
+    assert main(["--dataset", "CUB", "--model", "m"]) == 1
+    assert "--classes-from" in capsys.readouterr().err
+
+
+def test_python_m_vldlib_describe(tmp_path):
+    out = tmp_path / "fm.json"
+    with ChatServer() as srv:
+        proc = subprocess.run(
+            [sys.executable, "-m", "vldlib", "describe", "--dataset", "fashion-mnist",
+             "--prompt", "distinct", "--model", "m", "--base-url", srv.base_url,
+             "--out", str(out), "--concurrency", "3", "--no-progress"],
+            capture_output=True, text=True, timeout=120, cwd=REPO,
+            env={**os.environ, "OPENAI_API_KEY": "", "HF_HUB_OFFLINE": "1"})
+        assert proc.returncode == 0, proc.stderr
+        assert len(srv.requests) == 10
+    data = json.loads(out.read_text())
+    assert data["classes"] == list(FASHION_MNIST_CLASSES)
+    assert all(len(v) == 1 for v in data["descriptions"].values())
