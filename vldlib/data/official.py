@@ -25,7 +25,6 @@ those in ``val``; labels follow the label2text order restricted to each set. Ima
 from __future__ import annotations
 
 import os
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,7 +112,8 @@ def read_chatgpt(path: str | Path, n_classes: int | None = None) -> list[str]:
 
 
 def unique_names(entries: Sequence[ClassEntry]) -> list[str]:
-    """Natural names, with duplicates (e.g. ImageNet's two 'crane') disambiguated as 'name (folder)'."""
+    """Natural names, with duplicates (tiered-ImageNet's two 'crane' and two 'maillot') made unique
+    as ``'name (folder)'`` over the whole label2text (the rule of ``vldlib.descriptions``)."""
     counts = Counter(e.name for e in entries)
     return [f"{e.name} ({e.folder})" if counts[e.name] > 1 else e.name for e in entries]
 
@@ -236,12 +236,7 @@ def read_official_splits(folder: str | Path) -> OfficialSplits:
             raise ValueError(f"{folder}: split {s!r} holds no images")
     seen, unseen = sorted(seen_set), sorted(unseen_set)
     pos = {**{c: k for k, c in enumerate(seen)}, **{c: k for k, c in enumerate(unseen)}}
-    used = [entries[i] for i in seen + unseen]
-    counts = Counter(e.name for e in used)
-    names = [f"{e.name} ({e.folder})" if counts[e.name] > 1 else e.name for e in entries]
-    if any(n > 1 for n in counts.values()):
-        warnings.warn(f"{folder}: duplicate class names {[n for n, k in counts.items() if k > 1][:5]}; "
-                      "they are disambiguated as 'name (folder)'", stacklevel=2)
+    names = unique_names(entries)
     splits = {s: [(rel, pos[index[c]]) for rel, c in raw[s]] for s in OFFICIAL_SPLITS}
     descriptions = None
     if (folder / "chatgpt.txt").is_file():
@@ -315,12 +310,24 @@ def _sun_class_dirs(root: Path) -> dict[str, Path]:
     return out
 
 
+def _candidates(root: Path, split: str, cls: str) -> list[tuple[str, Path]]:
+    """(layout kind, directory) candidates for the images of class folder ``cls`` in ``split``."""
+    out = [("split layout", root / split / cls), ("<class>/<img>", root / cls),
+           ("CUB", root / "CUB_200_2011" / "images" / cls), ("images/<class>", root / "images" / cls)]
+    out += [(f"tiered_imagenet/{s}", root / "tiered_imagenet" / s / cls) for s in ("train", "val", "test")]
+    out += [(f"{s}/<class>", root / s / cls) for s in ("train", "val", "test") if s != split]
+    out += [("flat jpg/", root / "jpg"), ("flat cars_train/", root / "cars_train"),
+            ("flat cars_train/cars_train/", root / "cars_train" / "cars_train"), ("flat", root)]
+    return out
+
+
 def resolve_images(root: str | Path, relpaths: Sequence[str], *, what: str = "images") -> list[Path]:
     """Absolute paths of the listed ``<split>/<class>/<file>`` images under ``root``.
 
     Each (split, class) group is looked up in the candidate layouts of the module docstring; the
     first candidate directory holding all its files wins (else the one holding most). Missing
-    files raise ONE FileNotFoundError that counts them, shows the first few and the expected layout.
+    files raise ONE FileNotFoundError that counts them (in total and per split), shows the first
+    few where they were expected (in the layout most groups were found in) and the expected layouts.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -331,43 +338,53 @@ def resolve_images(root: str | Path, relpaths: Sequence[str], *, what: str = "im
         parts = rel.split("/")
         groups.setdefault((parts[0], "/".join(parts[1:-1])), []).append(k)
     sun_dirs: dict[str, Path] | None = None
-    flat = [root / "jpg", root / "cars_train", root / "cars_train" / "cars_train", root]
     out: list[Path | None] = [None] * len(relpaths)
-    missing: list[str] = []
+    kinds: Counter[str] = Counter()
+    unresolved: list[tuple[str, str, list[int], list[str | None] | None, Path | None]] = []
     for (split, cls), members in groups.items():
         files = [relpaths[k].split("/")[-1] for k in members]
-        candidates = [root / split / cls, root / cls, root / "CUB_200_2011" / "images" / cls,
-                      root / "images" / cls]
-        candidates += [root / "tiered_imagenet" / s / cls for s in ("train", "val", "test")]
-        candidates += [root / s / cls for s in ("train", "val", "test") if s != split]
-        candidates += flat
-        best: tuple[int, Path, list[str | None]] | None = None
+        candidates = _candidates(root, split, cls)
+        best: tuple[int, str, Path, list[str | None]] | None = None
         for attempt in range(2):
-            for d in candidates:
-                found = [listing.find(d, f) for f in files] if listing.get(d) is not None else None
-                if found is None:
+            for kind, d in candidates:
+                if listing.get(d) is None:
                     continue
+                found = [listing.find(d, f) for f in files]
                 hits = sum(f is not None for f in found)
-                if best is None or hits > best[0]:
-                    best = (hits, d, found)
+                if hits and (best is None or hits > best[0]):
+                    best = (hits, kind, d, found)
                 if hits == len(files):
                     break
             if (best is not None and best[0] == len(files)) or attempt == 1:
                 break
             if sun_dirs is None:
                 sun_dirs = _sun_class_dirs(root)
-            candidates = [sun_dirs[cls]] if cls in sun_dirs else []
-        for i, k in enumerate(members):
-            name = best[2][i] if best is not None and best[0] > 0 else None
-            if name is None:
-                missing.append(relpaths[k])
-            else:
-                out[k] = best[1] / name
-    if missing:
-        shown = "\n".join(f"  {root / m}" for m in missing[:5])
+            candidates = [("SUN397", sun_dirs[cls])] if cls in sun_dirs else []
+        if best is not None:
+            kinds[best[1]] += len(members)
+            for i, k in enumerate(members):
+                if best[3][i] is not None:
+                    out[k] = best[2] / best[3][i]
+        if best is None or best[0] < len(files):
+            unresolved.append((split, cls, members, best[3] if best else None, best[2] if best else None))
+    if unresolved:
+        common = kinds.most_common(1)[0][0] if kinds else "split layout"
+        missing: list[tuple[int, str, Path]] = []
+        for split, cls, members, found, d in unresolved:
+            if d is None:
+                d = dict(_candidates(root, split, cls)).get(common, root / split / cls)
+            for i, k in enumerate(members):
+                if found is None or found[i] is None:
+                    missing.append((k, relpaths[k], d / relpaths[k].split("/")[-1]))
+        missing.sort()
+        per_split = Counter(rel.split("/")[0] for _, rel, _ in missing)
+        totals = Counter(rel.split("/")[0] for rel in relpaths)
+        counts = ", ".join(f"{s}: {per_split[s]} of {totals[s]}" for s in totals if per_split[s])
+        shown = "\n".join(f"  {path}" for _, _, path in missing[:5])
         raise FileNotFoundError(
-            f"{len(missing)} of {len(relpaths)} {what} were not found under {root}; first missing "
-            f"(as in the split layout):\n{shown}\n{EXPECTED_LAYOUT}")
+            f"{len(missing)} of {len(relpaths)} {what} were not found under {root} ({counts}); "
+            f"the others were found in the layout '{common}'. First missing (expected at):\n"
+            f"{shown}\n{EXPECTED_LAYOUT}")
     return [p for p in out if p is not None]
 
 
@@ -390,17 +407,18 @@ def load_official(root: str | Path, *, splits: str | Path | None = None, load_si
         raise ValueError(f"load_size and crop_size must be positive, got {load_size}, {crop_size}")
     info = read_official_splits(folder)
     source = f"official:{root}:{load_size}"
-    made = {}
+    rels = [r for s in OFFICIAL_SPLITS for r, _ in info.splits[s]]
+    if info.layout == "folders" and folder == root:
+        paths: list[Path] = [root / r for r in rels]
+    else:
+        paths = resolve_images(root, rels, what="images listed in the split lists")
+    made, start = {}, 0
     for s in OFFICIAL_SPLITS:
         items = info.splits[s]
-        rels = [r for r, _ in items]
-        if info.layout == "folders" and folder == root:
-            paths: list[Path] = [root / r for r in rels]
-        else:
-            paths = resolve_images(root, rels, what=f"images of {s}_data.txt")
-        made[SPLIT_TO_PAPER[s]] = FileImageSplit(paths, rels, [lab for _, lab in items],
-                                                 name=SPLIT_TO_PAPER[s], source=source,
-                                                 load_size=load_size)
+        made[SPLIT_TO_PAPER[s]] = FileImageSplit(
+            paths[start:start + len(items)], [r for r, _ in items], [lab for _, lab in items],
+            name=SPLIT_TO_PAPER[s], source=source, load_size=load_size)
+        start += len(items)
     label = name or folder.name
     return DatasetSplits(
         name=f"official/{label}", seen_classes=info.seen_classes, unseen_classes=info.unseen_classes,

@@ -14,8 +14,10 @@ Crop parameters follow ``torchvision.transforms.RandomResizedCrop.get_params``: 
 area ``A·U(scale)`` and log-uniform aspect ratio, keep the first crop that fits, else a centre crop
 clamped to ``ratio``. Per-image crops are resampled for the whole batch in one
 ``grid_sample`` call (bilinear, ``align_corners=False``: output pixel ``u`` of a crop ``[j, j + w)``
-samples input ``x = j + (u + 1/2)·w/crop − 1/2``); the per-batch draw uses ``F.interpolate``
-(bilinear, antialiased) on the sliced crop, like torchvision. Randomness comes from the
+samples input ``x = j + (u + 1/2)·w/crop − 1/2``). This equals ``F.interpolate`` of the sliced crop
+(no antialias) except that, when a crop is upsampled, its outermost output ring also blends in the
+pixels just outside the crop instead of repeating the crop's edge. The per-batch draw slices the
+crop and uses ``F.interpolate`` (bilinear, antialiased), like torchvision on a tensor. Randomness comes from the
 ``generator`` passed at call time, else the one given at construction, else torch's global RNG
 (seeded by the trainer), so a seed fixes every draw.
 """
