@@ -324,12 +324,12 @@ def test_read_official_mismatch_and_missing(tmp_path):
     (tmp_path / "chatgpt.txt").write_text("First.\r\nSecond.")
     assert read_official(tmp_path) == {"A b": ["First."], "C": ["Second."]}
     (tmp_path / "label2text.txt").write_text("001.A_b 1\n")
-    with pytest.raises(ValueError, match="3 space-separated"):
+    with pytest.raises(ValueError, match="3 space-separated tokens"):
         read_official(tmp_path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_official(tmp_path / "nowhere")
     (tmp_path / "label2text.txt").unlink()
-    with pytest.raises(FileNotFoundError, match="no label2text.txt"):
+    with pytest.raises(FileNotFoundError, match="label2text.txt not found"):
         read_official(tmp_path)
 
 
@@ -400,6 +400,8 @@ def test_class_texts_plain_and_enriched():
     assert class_texts(["Coat"], template="a photo of a {name}") == [["a photo of a Coat"]]
     with pytest.raises(ValueError, match="no descriptions.*Dress"):
         class_texts(["Bag", "Dress"], DESCS)
+    with pytest.raises(ValueError, match="only use the fields"):
+        class_texts(["Bag"], template="a photo of {name} {c}")
 
 
 def test_class_text_features_modes():

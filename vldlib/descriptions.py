@@ -46,7 +46,7 @@ from .describe_llm import (
 )
 
 __all__ = [
-    "PROMPTS", "VARIANT_TITLES", "FASHION_MNIST_CLASSES", "read_official", "read_label2text",
+    "PROMPTS", "VARIANT_TITLES", "FASHION_MNIST_CLASSES", "read_official",
     "official_class_names", "load_descriptions", "shipped_descriptions",
     "generate_descriptions", "class_texts", "class_text_features", "descriptor_scores",
     "DescriptionsUnavailable", "LLMResponseError", "main",
@@ -56,47 +56,18 @@ TEXT_MODES = ("average", "first", "per_descriptor")
 
 
 # ----------------------------------------------------------------------------- official files
-def read_label2text(folder: str | os.PathLike) -> list[tuple[str, int, str]]:
-    """Rows ``(folder_name, 1-based id, natural name)`` of ``<folder>/label2text.txt``.
-
-    Each line is ``<folder_name> <id> <natural_name_with_underscores>`` (paper ref. §4.2); the
-    natural name is the third column with underscores replaced by spaces.
-    """
-    path = Path(folder) / "label2text.txt"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no label2text.txt in {folder}; point at a dataset folder of the official "
-            "repository's data/ directory (e.g. .../data/CaltechBirds)")
-    rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 3:
-            raise ValueError(f"{path}:{i}: expected 3 space-separated fields "
-                             f"'<folder> <id> <natural_name>', got {line!r}")
-        try:
-            label = int(parts[1])
-        except ValueError:
-            raise ValueError(f"{path}:{i}: the second field must be an integer id, "
-                             f"got {parts[1]!r}") from None
-        rows.append((parts[0], label, parts[2].replace("_", " ")))
-    if not rows:
-        raise ValueError(f"{path} lists no classes")
-    return rows
-
-
 def official_class_names(folder: str | os.PathLike) -> list[str]:
     """Natural class names of an official dataset folder, in label order.
 
-    A natural name used by several classes (tiered-ImageNet's two "crane" and two "maillot")
-    gets its folder name appended, ``"crane (n02012849)"``, so that every class has its own key.
+    From ``<folder>/label2text.txt`` (``<folder_name> <id> <natural_name_with_underscores>``,
+    underscores -> spaces; parsed by :func:`vldlib.data.official.read_label2text`). A natural
+    name used by several classes (tiered-ImageNet's two "crane" and two "maillot") gets its
+    folder name appended, ``"crane (n02012849)"``, so that every class has its own key (the same
+    rule as :func:`vldlib.data.official.unique_names`).
     """
-    rows = read_label2text(folder)
-    counts: dict[str, int] = {}
-    for _, _, name in rows:
-        counts[name] = counts.get(name, 0) + 1
-    return [name if counts[name] == 1 else f"{name} ({fold})" for fold, _, name in rows]
+    from .data.official import read_label2text, unique_names
+
+    return unique_names(read_label2text(Path(folder) / "label2text.txt"))
 
 
 def read_official(folder: str | os.PathLike) -> dict[str, list[str]]:
@@ -115,10 +86,10 @@ def read_official(folder: str | os.PathLike) -> dict[str, list[str]]:
         raise FileNotFoundError(
             f"no chatgpt.txt in {folder}; it ships with the official repository's "
             "data/<dataset>/ folders (or generate descriptions: python -m vldlib describe)")
+    from .data.official import read_chatgpt
+
     names = official_class_names(folder)
-    sentences = [s.strip() for s in path.read_text(encoding="utf-8-sig").splitlines()]
-    while sentences and not sentences[-1]:
-        sentences.pop()
+    sentences = read_chatgpt(path)
     if len(sentences) != len(names):
         raise ValueError(
             f"{path} has {len(sentences)} lines but {folder / 'label2text.txt'} has "
@@ -201,15 +172,19 @@ def class_texts(names: Sequence[str], descriptions: Mapping[str, Sequence[str]] 
     names = list(names)
     if not names:
         raise ValueError("names is empty: pass the class names in label order")
-    if descriptions is None:
-        return [[template.format(name=n)] for n in names]
-    missing = [n for n in names if not descriptions.get(n)]
-    if missing:
-        raise ValueError(
-            f"no descriptions for class(es) {missing[:10]}; the descriptions' keys must be the "
-            "class names (pass descriptions=None for plain names)")
-    return [[enriched_template.format(name=n, description=d) for d in descriptions[n]]
-            for n in names]
+    try:
+        if descriptions is None:
+            return [[template.format(name=n)] for n in names]
+        missing = [n for n in names if not descriptions.get(n)]
+        if missing:
+            raise ValueError(
+                f"no descriptions for class(es) {missing[:10]}; the descriptions' keys must be "
+                "the class names (pass descriptions=None for plain names)")
+        return [[enriched_template.format(name=n, description=d) for d in descriptions[n]]
+                for n in names]
+    except (KeyError, IndexError) as err:
+        raise ValueError(f"templates may only use the fields {{name}} and {{description}}; "
+                         f"{template!r} / {enriched_template!r} use {err}") from None
 
 
 def _normalize(x: torch.Tensor) -> torch.Tensor:
