@@ -105,13 +105,13 @@ def slug(text: str) -> str:
 
 
 def default_cache_root() -> Path:
-    """``$VLD_CACHE`` if set, else the user cache dir (platformdirs) / "vldbook"."""
-    env = os.environ.get("VLD_CACHE")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
+    """``$VLD_CACHE`` if set, else the user cache dir (platformdirs) / "vldbook".
 
-    return Path(platformdirs.user_cache_dir("vldbook"))
+    The same root as the teacher-feature cache (:func:`vldlib.features.default_cache_dir`).
+    """
+    from .features import default_cache_dir
+
+    return default_cache_dir()
 
 
 def descriptions_dir(cache_dir: str | os.PathLike | None = None) -> Path:
