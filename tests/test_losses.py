@@ -1,0 +1,355 @@
+"""Tests of vldlib.losses against slow references written directly from the paper's formulas (§2)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vldlib import losses as L
+
+TAU = 0.07
+
+
+# --------------------------------------------------------------------------- references (loops)
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    return v / math.sqrt(sum(float(x) ** 2 for x in v))
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(sum(float(x) * float(y) for x, y in zip(_unit(a), _unit(b))))
+
+
+def ref_cls(s, e, y, tau=TAU) -> float:
+    total = 0.0
+    for i in range(s.shape[0]):
+        z = [_cos(s[i], e[c]) / tau for c in range(e.shape[0])]
+        total += -(z[int(y[i])] - math.log(sum(math.exp(v) for v in z)))
+    return total / s.shape[0]
+
+
+def ref_mse(s, t) -> float:
+    total = 0.0
+    for i in range(s.shape[0]):
+        a, b = _unit(s[i]), _unit(t[i])
+        total += sum((float(a[d]) - float(b[d])) ** 2 for d in range(s.shape[1]))
+    return total / s.shape[0]
+
+
+def ref_im_cst(s, t, tau=TAU, mode="bidirectional") -> float:
+    b = s.shape[0]
+    m = [[_cos(s[i], t[j]) / tau for j in range(b)] for i in range(b)]
+    s2t = sum(-(m[i][i] - math.log(sum(math.exp(m[i][j]) for j in range(b)))) for i in range(b)) / b
+    if mode == "single":
+        return s2t
+    t2s = sum(-(m[j][j] - math.log(sum(math.exp(m[i][j]) for i in range(b)))) for j in range(b)) / b
+    return 0.5 * (s2t + t2s)
+
+
+def ref_vlprox(s, t, e, y, k=256, tau=TAU, filt=True) -> float:
+    c = e.shape[0]
+    kept = []
+    for i in range(s.shape[0]):
+        zt = [_cos(t[i], e[j]) / tau for j in range(c)]
+        zs = [_cos(s[i], e[j]) / tau for j in range(c)]
+        best = max(range(c), key=lambda j: (zt[j], -j))
+        if filt and best != int(y[i]):
+            continue
+        top = sorted(range(c), key=lambda j: (-zt[j], j))[: min(k, c)]
+        nt = sum(math.exp(zt[j]) for j in top)
+        ns = sum(math.exp(zs[j]) for j in top)
+        kl = 0.0
+        for j in top:
+            pt, ps = math.exp(zt[j]) / nt, math.exp(zs[j]) / ns
+            kl += pt * (math.log(pt) - math.log(ps))
+        kept.append(kl)
+    return sum(kept) / len(kept) if kept else 0.0
+
+
+def _data(b: int, c: int, d: int, seed: int, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    t = torch.randn(b, d, generator=g, dtype=dtype) * 3
+    s = t + torch.randn(b, d, generator=g, dtype=dtype) * 2
+    e = torch.randn(c, d, generator=g, dtype=dtype)
+    y = torch.randint(0, c, (b,), generator=g)
+    return s, t, e, y
+
+
+SHAPES = [(1, 2, 3), (5, 3, 4), (8, 7, 16), (13, 20, 5)]
+
+
+# --------------------------------------------------------------------------- against the references
+@pytest.mark.parametrize("b,c,d", SHAPES)
+def test_cls_matches_reference(b, c, d):
+    s, _, e, y = _data(b, c, d, seed=b + c)
+    assert float(L.cls_loss(s, e, y)) == pytest.approx(ref_cls(s, e, y), rel=1e-9, abs=1e-12)
+    assert float(L.cls_loss(s, e, y, tau=0.5)) == pytest.approx(ref_cls(s, e, y, 0.5), rel=1e-9)
+
+
+@pytest.mark.parametrize("b,c,d", SHAPES)
+def test_mse_matches_reference(b, c, d):
+    s, t, _, _ = _data(b, c, d, seed=3 * b)
+    assert float(L.mse_loss(s, t)) == pytest.approx(ref_mse(s, t), rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["bidirectional", "single"])
+@pytest.mark.parametrize("b,c,d", SHAPES)
+def test_im_cst_matches_reference(b, c, d, mode):
+    s, t, _, _ = _data(b, c, d, seed=5 * b + 1)
+    assert float(L.im_cst_loss(s, t, mode=mode)) == pytest.approx(ref_im_cst(s, t, mode=mode), rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("filt", [True, False])
+@pytest.mark.parametrize("k", [1, 2, 5, 256])
+@pytest.mark.parametrize("b,c,d", SHAPES)
+def test_vlprox_matches_reference(b, c, d, k, filt):
+    s, t, e, _ = _data(b, c, d, seed=7 * b + c)
+    # make about half the labels teacher-correct so the filter keeps some and drops some
+    y = (t @ torch.nn.functional.normalize(e, dim=1).T).argmax(1)
+    y[::2] = (y[::2] + 1) % c
+    got = float(L.vlprox_loss(s, t, e, y, k=k, filter=filt))
+    assert got == pytest.approx(ref_vlprox(s, t, e, y, k=k, filt=filt), rel=1e-9, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- hand-worked cases
+def test_identical_features_give_zero_mse_and_vlprox():
+    s, _, e, y = _data(6, 4, 8, seed=1)
+    assert float(L.mse_loss(s, 2.5 * s)) == pytest.approx(0.0, abs=1e-12)
+    assert float(L.vlprox_loss(s, s, e, y, filter=False)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_mse_is_two_minus_two_cos():
+    s = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    t = torch.tensor([[1.0, 1.0], [0.0, -1.0]])
+    # row 0: cos = 1/sqrt2 -> 2 - sqrt2 ; row 1: cos = -1 -> 4
+    assert float(L.mse_loss(s, t)) == pytest.approx((2 - math.sqrt(2) + 4) / 2, rel=1e-6)
+
+
+def test_cls_two_classes_by_hand():
+    s = torch.tensor([[1.0, 0.0]])
+    e = torch.tensor([[2.0, 0.0], [0.0, 3.0]])  # cosines 1 and 0
+    # true class 1 (cosine 0): -log(e^0 / (e^{1/tau} + e^0)) = log(1 + e^{1/tau})
+    want = math.log(1.0 + math.exp(1 / TAU))
+    assert float(L.cls_loss(s, e, torch.tensor([1]))) == pytest.approx(want, rel=1e-6)
+
+
+def test_im_cst_single_sample_is_zero():
+    s, t, _, _ = _data(1, 2, 5, seed=2)
+    assert float(L.im_cst_loss(s, t)) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("filt", [True, False])
+def test_k1_vlprox_is_zero(filt):
+    s, t, e, y = _data(9, 6, 7, seed=4)
+    y = (t @ torch.nn.functional.normalize(e, dim=1).T).argmax(1)
+    out = L.vlprox_loss(s, t, e, y, k=1, filter=filt)
+    assert float(out) == 0.0
+
+
+def test_vlprox_k_at_least_classes_is_full_kl():
+    s, t, e, y = _data(10, 5, 6, seed=8)
+    full = L.vlprox_loss(s, t, e, y, k=5, filter=False)
+    assert torch.equal(full, L.vlprox_loss(s, t, e, y, k=1000, filter=False))
+    pt = torch.softmax(torch.nn.functional.normalize(t, dim=1) @ torch.nn.functional.normalize(e, dim=1).T / TAU, 1)
+    ps = torch.softmax(torch.nn.functional.normalize(s, dim=1) @ torch.nn.functional.normalize(e, dim=1).T / TAU, 1)
+    want = (pt * (pt.log() - ps.log())).sum(1).mean()
+    assert float(full) == pytest.approx(float(want), rel=1e-9)
+
+
+def test_vlprox_mean_is_over_kept_samples_only():
+    s, t, e, _ = _data(8, 4, 6, seed=9)
+    correct = (t @ torch.nn.functional.normalize(e, dim=1).T).argmax(1)
+    y = correct.clone()
+    y[1:] = (y[1:] + 1) % 4  # only sample 0 is teacher-correct
+    one = L.vlprox_loss(s[:1], t[:1], e, y[:1], filter=False)
+    assert float(L.vlprox_loss(s, t, e, y)) == pytest.approx(float(one), rel=1e-12)
+
+
+def test_vlprox_teacher_tie_resolves_to_smaller_class():
+    t = torch.tensor([[1.0, 1.0, 0.0]], dtype=torch.float64)
+    e = torch.eye(3, dtype=torch.float64)  # classes 0 and 1 tie for the teacher
+    s = torch.tensor([[0.3, -0.2, 0.5]], dtype=torch.float64)
+    assert bool(L.teacher_correct(t, e, torch.tensor([0]))) and not bool(L.teacher_correct(t, e, torch.tensor([1])))
+    assert float(L.vlprox_loss(s, t, e, torch.tensor([1]))) == 0.0  # filtered out
+    # k=2 keeps classes {0, 1}; k=1 of a tie keeps class 0 only -> 0 either way for k=1
+    assert float(L.vlprox_loss(s, t, e, torch.tensor([0]), k=2)) == pytest.approx(
+        ref_vlprox(s, t, e, torch.tensor([0]), k=2), rel=1e-12
+    )
+
+
+def test_empty_filter_gives_exact_zero_with_gradient_path():
+    s, t, e, _ = _data(6, 5, 4, seed=10)
+    wrong = ((t @ torch.nn.functional.normalize(e, dim=1).T).argmax(1) + 1) % 5
+    s = s.clone().requires_grad_(True)
+    out = L.vlprox_loss(s, t, e, wrong)
+    assert out.item() == 0.0 and out.requires_grad
+    out.backward()
+    assert s.grad is not None and torch.isfinite(s.grad).all() and float(s.grad.abs().max()) == 0.0
+    # the same through the combiner, and for a filtered L_im-cst
+    s.grad = None
+    total, terms = L.combined_loss({"vlprox": 1, "im_cst": 1}, student=s, teacher=t, text=e, labels=wrong, im_cst_filter=True)
+    assert terms["vlprox"].item() == 0.0 and terms["im_cst"].item() == 0.0
+    total.backward()
+    assert torch.isfinite(s.grad).all()
+
+
+# --------------------------------------------------------------------------- gradients
+def _gc(fn, *xs):
+    xs = [x.detach().clone().requires_grad_(True) for x in xs]
+    assert torch.autograd.gradcheck(fn, xs, eps=1e-6, atol=1e-5, fast_mode=True)
+
+
+def test_gradcheck_every_loss():
+    s, t, e, _ = _data(5, 4, 6, seed=11)
+    y = (t @ torch.nn.functional.normalize(e, dim=1).T).argmax(1)
+    y[0] = (y[0] + 1) % 4
+    _gc(lambda a, c: L.cls_loss(a, c, y), s, e)
+    _gc(L.mse_loss, s, t)
+    _gc(lambda a, b: L.im_cst_loss(a, b), s, t)
+    _gc(lambda a, b: L.im_cst_loss(a, b, mode="single"), s, t)
+    keep = torch.tensor([True, False, True, True, False])
+    _gc(lambda a, b: L.im_cst_loss(a, b, keep=keep), s, t)
+    for k in (2, 256):
+        for filt in (True, False):
+            _gc(lambda a, c: L.vlprox_loss(a, t, c, y, k=k, filter=filt), s, e)
+    _gc(
+        lambda a, b: L.combined_loss({"cls": 1, "mse": 0.5, "im_cst": 2, "vlprox": 1}, student=a, teacher=b, text=e, labels=y)[0],
+        s,
+        t,
+    )
+
+
+# --------------------------------------------------------------------------- combiner
+def test_combined_loss_is_weighted_sum_of_terms():
+    s, t, e, y = _data(7, 5, 6, seed=12)
+    w = {"cls": 1.0, "mse": 0.5, "im_cst": 2.0, "vlprox": 3.0}
+    total, terms = L.combined_loss(w, student=s, teacher=t, text=e, labels=y, k=3, filter=False, im_cst_mode="single")
+    assert set(terms) == set(L.LOSS_NAMES)
+    assert torch.equal(terms["cls"], L.cls_loss(s, e, y))
+    assert torch.equal(terms["mse"], L.mse_loss(s, t))
+    assert torch.equal(terms["im_cst"], L.im_cst_loss(s, t, mode="single"))
+    assert torch.equal(terms["vlprox"], L.vlprox_loss(s, t, e, y, k=3, filter=False))
+    assert float(total) == pytest.approx(sum(w[n] * float(terms[n]) for n in w), rel=1e-12)
+
+
+def test_combined_loss_skips_zero_weights_and_needs_only_used_inputs():
+    s, t, _, _ = _data(4, 3, 5, seed=13)
+    total, terms = L.combined_loss({"mse": 1, "cls": 0}, student=s, teacher=t)
+    assert list(terms) == ["mse"] and torch.equal(total, terms["mse"])
+
+
+def test_combined_loss_im_cst_filter_uses_teacher_correct_rows():
+    s, t, e, _ = _data(9, 4, 6, seed=14)
+    y = (t @ torch.nn.functional.normalize(e, dim=1).T).argmax(1)
+    y[::3] = (y[::3] + 1) % 4
+    _, terms = L.combined_loss({"im_cst": 1}, student=s, teacher=t, text=e, labels=y, im_cst_filter=True)
+    keep = L.teacher_correct(t, e, y)
+    assert 0 < int(keep.sum()) < 9
+    assert float(terms["im_cst"]) == pytest.approx(ref_im_cst(s[keep], t[keep]), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "weights,match",
+    [
+        ({"cls": 1, "foo": 1}, "unknown loss name"),
+        ({"mse": -1}, ">= 0"),
+        ({"mse": float("nan")}, ">= 0"),
+        ({"mse": 0, "cls": 0}, "positive weight"),
+        ({}, "positive weight"),
+    ],
+)
+def test_combined_loss_bad_weights(weights, match):
+    s, t, e, y = _data(4, 3, 5, seed=15)
+    with pytest.raises(ValueError, match=match):
+        L.combined_loss(weights, student=s, teacher=t, text=e, labels=y)
+
+
+def test_combined_loss_missing_inputs():
+    s, t, _, _ = _data(4, 3, 5, seed=16)
+    with pytest.raises(ValueError, match="text features and labels are required"):
+        L.combined_loss({"cls": 1}, student=s, teacher=t)
+    with pytest.raises(ValueError, match="teacher features are required"):
+        L.combined_loss({"mse": 1}, student=s)
+
+
+# --------------------------------------------------------------------------- bad input
+def _bad_cases():
+    s, t, e, y = _data(4, 3, 5, seed=17, dtype=torch.float32)
+    nan = s.clone()
+    nan[1, 2] = float("nan")
+    inf = t.clone()
+    inf[0, 0] = float("inf")
+    return [
+        ("mismatched dims", lambda: L.mse_loss(s, t[:, :4]), "dimensions differ"),
+        ("mismatched batch", lambda: L.im_cst_loss(s, t[:3]), "batch sizes differ"),
+        ("1-D input", lambda: L.mse_loss(s[0], t[0]), "2-D"),
+        ("empty", lambda: L.mse_loss(s[:0], t[:0]), "empty"),
+        ("nan", lambda: L.mse_loss(nan, t), "NaN"),
+        ("inf", lambda: L.vlprox_loss(s, inf, e, y), "NaN or inf"),
+        ("label range", lambda: L.cls_loss(s, e, y + 3), r"\[0, 2\]"),
+        ("negative label", lambda: L.cls_loss(s, e, y - 5), r"\[0, 2\]"),
+        ("label shape", lambda: L.cls_loss(s, e, y[:2]), "shape"),
+        ("float labels", lambda: L.cls_loss(s, e, y.float()), "integer"),
+        ("k < 1", lambda: L.vlprox_loss(s, t, e, y, k=0), "k must be"),
+        ("tau", lambda: L.cls_loss(s, e, y, tau=0.0), "tau"),
+        ("mode", lambda: L.im_cst_loss(s, t, mode="double"), "mode"),
+        ("text dim", lambda: L.cls_loss(s, e[:, :2], y), "dimensions differ"),
+        ("int features", lambda: L.mse_loss(s.long(), t.long()), "floating"),
+    ]
+
+
+@pytest.mark.parametrize("case", _bad_cases(), ids=lambda c: c[0])
+def test_bad_input_raises_value_error(case):
+    _, fn, match = case
+    with pytest.raises(ValueError, match=match):
+        fn()
+
+
+def test_losses_keep_input_dtype():
+    for dtype in (torch.float32, torch.float64):
+        s, t, e, y = _data(4, 3, 5, seed=18, dtype=dtype)
+        total, terms = L.combined_loss({n: 1 for n in L.LOSS_NAMES}, student=s, teacher=t, text=e, labels=y)
+        assert total.dtype == dtype and all(v.dtype == dtype for v in terms.values())
+
+
+# --------------------------------------------------------------------------- properties
+def _all_terms(s, t, e, y, **kw):
+    _, terms = L.combined_loss({n: 1 for n in L.LOSS_NAMES}, student=s, teacher=t, text=e, labels=y, k=3, **kw)
+    return torch.stack([terms[n] for n in L.LOSS_NAMES])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    b=st.integers(1, 9),
+    c=st.integers(2, 6),
+    d=st.integers(1, 6),
+    seed=st.integers(0, 10_000),
+    filt=st.booleans(),
+)
+def test_property_batch_permutation_invariance(b, c, d, seed, filt):
+    s, t, e, y = _data(b, c, d, seed)
+    perm = torch.randperm(b, generator=torch.Generator().manual_seed(seed + 1))
+    a = _all_terms(s, t, e, y, filter=filt, im_cst_filter=filt)
+    p = _all_terms(s[perm], t[perm], e, y[perm], filter=filt, im_cst_filter=filt)
+    torch.testing.assert_close(a, p, rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    b=st.integers(1, 9),
+    c=st.integers(2, 6),
+    d=st.integers(1, 6),
+    seed=st.integers(0, 10_000),
+    log_scale=st.floats(-6, 6),
+)
+def test_property_rescaling_invariance_and_ranges(b, c, d, seed, log_scale):
+    s, t, e, y = _data(b, c, d, seed)
+    g = torch.Generator().manual_seed(seed + 2)
+    row_scale = lambda n: torch.exp(torch.rand(n, 1, generator=g, dtype=torch.float64) * 2 + log_scale)  # noqa: E731
+    a = _all_terms(s, t, e, y)
+    r = _all_terms(s * row_scale(b), t * row_scale(b), e * row_scale(c), y)
+    torch.testing.assert_close(a, r, rtol=1e-7, atol=1e-9)
+    cls, mse, im_cst, vlprox = a.tolist()
+    assert cls >= 0 and 0 <= mse <= 4 + 1e-12 and im_cst >= 0 and vlprox >= -1e-12
