@@ -15,7 +15,8 @@ from vldlib.data import (DatasetSplits, ImageSplit, class_split, load_dataset, r
                          read_label2text, read_official_splits, student_eval_transform,
                          student_train_transform)
 from vldlib.data import fashion_mnist as fm
-from vldlib.data.transforms import resized_crop_grid, sample_crop_params
+from vldlib.data.transforms import (StudentTrainTransform, resized_crop, resized_crop_grid,
+                                    resized_crop_loop, sample_crop_params)
 
 # ----------------------------------------------------------------------------- official format
 TABLE13 = {  # paper Table 13: X_train, X_id, X_ood, Y_id, Y_ood
@@ -368,22 +369,29 @@ def test_train_transform_is_reproducible_under_a_seed(tiny_ds):
     d = t(x)
     torch.manual_seed(11)
     assert torch.equal(d, t(x))  # global RNG path, seeded by the trainer
+    loop = StudentTrainTransform(28, tiny_ds.mean, tiny_ds.std, method="loop")
+    assert torch.allclose(loop(x, generator=torch.Generator().manual_seed(5)), a, atol=1e-5)
 
 
-def test_grid_crop_matches_interpolate_and_flip():
-    x = torch.rand(3, 2, 20, 24)
+def test_resized_crop_matches_interpolate_and_flip():
+    x = torch.rand(3, 2, 20, 24, dtype=torch.float64)
     boxes = torch.tensor([[0, 0, 20, 24], [3, 5, 10, 12], [7, 1, 13, 9]])
-    out = resized_crop_grid(x, boxes, 16, flip=torch.tensor([False, True, False]))
+    flip = torch.tensor([False, True, False])
+    out = resized_crop(x, boxes, 16, flip)
+    grid = resized_crop_grid(x, boxes, 16, flip)
     for b, (i, j, h, w) in enumerate(boxes.tolist()):
         ref = F.interpolate(x[b:b + 1, :, i:i + h, j:j + w], size=(16, 16), mode="bilinear",
                             align_corners=False)[0]
         if b == 1:
             ref = ref.flip(-1)
-        if b == 0:  # downsampling the whole image: identical
-            assert torch.allclose(out[b], ref, atol=1e-5)
-        else:  # upsampling a crop: the outermost ring also sees the pixels just outside the crop
-            assert torch.allclose(out[b, :, 1:-1, 1:-1], ref[:, 1:-1, 1:-1], atol=1e-5)
-            assert not torch.allclose(out[b], ref, atol=1e-5)
+        assert torch.allclose(out[b], ref, atol=1e-10)
+        # grid_sample agrees inside; at an upsampled crop's border it sees outside pixels
+        assert torch.allclose(grid[b, :, 1:-1, 1:-1], ref[:, 1:-1, 1:-1], atol=1e-10)
+    assert torch.allclose(resized_crop_loop(x, boxes, 16, flip), out, atol=1e-10)
+    # one box broadcasts to the batch (the official once-per-batch draw)
+    same = resized_crop(x, boxes[1:2], 16, torch.tensor([True]))
+    assert torch.allclose(same[1], out[1]) and torch.allclose(same[0].flip(-1), resized_crop(
+        x[:1], boxes[1:2], 16)[0])
 
 
 def test_crop_params_follow_torchvision_bounds():

@@ -12,12 +12,13 @@ is shared by the whole batch (reference §8 quirk 8).
 
 Crop parameters follow ``torchvision.transforms.RandomResizedCrop.get_params``: up to 10 attempts of
 area ``A·U(scale)`` and log-uniform aspect ratio, keep the first crop that fits, else a centre crop
-clamped to ``ratio``. Per-image crops are resampled for the whole batch in one
-``grid_sample`` call (bilinear, ``align_corners=False``: output pixel ``u`` of a crop ``[j, j + w)``
-samples input ``x = j + (u + 1/2)·w/crop − 1/2``). This equals ``F.interpolate`` of the sliced crop
-(no antialias) except that, when a crop is upsampled, its outermost output ring also blends in the
-pixels just outside the crop instead of repeating the crop's edge. The per-batch draw slices the
-crop and uses ``F.interpolate`` (bilinear, antialiased), like torchvision on a tensor. Randomness comes from the
+clamped to ``ratio``. Crops are resampled for the whole batch at once by two batched matmuls with
+per-image bilinear matrices (:func:`resized_crop`), which equals ``F.interpolate`` of each sliced
+crop (bilinear, ``align_corners=False``, no antialias - torchvision's tensor default when the
+official code was written; the RRC scale factor is at most 256/224, so aliasing is negligible).
+For large images on CPU a per-image ``F.interpolate`` loop on the sliced crops gives the same
+numbers faster (``method="auto"`` picks; see ``benchmarks/transforms.py``).
+Randomness comes from the
 ``generator`` passed at call time, else the one given at construction, else torch's global RNG
 (seeded by the trainer), so a seed fixes every draw.
 """
@@ -96,10 +97,71 @@ def sample_crop_params(n: int, height: int, width: int, *, scale: tuple[float, f
     return torch.stack([i, j, h_sel, w_sel], dim=1)
 
 
+def _axis_weights(start: torch.Tensor, length: torch.Tensor, size: int, full: int,
+                  dtype: torch.dtype) -> torch.Tensor:
+    """Bilinear resampling matrices ``[B, size, full]`` for crops ``[start, start + length)``.
+
+    Output ``u`` samples ``p = start + (u + 1/2)·length/size − 1/2`` clamped to the crop, with
+    weights ``1 − frac`` at ``floor(p)`` and ``frac`` at ``min(floor(p) + 1, start + length − 1)``:
+    exactly ``F.interpolate(crop, mode="bilinear", align_corners=False)`` (no antialias).
+    """
+    b = start.shape[0]
+    start = start.to(torch.float64).view(b, 1)
+    length = length.to(torch.float64).view(b, 1)
+    u = torch.arange(size, dtype=torch.float64, device=start.device).view(1, size)
+    p = start + (u + 0.5) * length / size - 0.5
+    p = torch.maximum(torch.minimum(p, start + length - 1), start)
+    i0 = torch.floor(p)
+    frac = (p - i0).to(dtype)
+    i1 = torch.minimum(i0 + 1, start + length - 1).long()
+    w = torch.zeros(b, size, full, dtype=dtype, device=start.device)
+    w.scatter_add_(2, i0.long().unsqueeze(2), (1 - frac).unsqueeze(2))
+    w.scatter_add_(2, i1.unsqueeze(2), frac.unsqueeze(2))
+    return w
+
+
+def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size: int,
+                 flip: torch.Tensor | None = None) -> torch.Tensor:
+    """Crop ``boxes[b] = (i, j, h, w)`` of each image of ``x`` ``[B, C, H, W]`` and resize it to
+    ``size x size`` (bilinear, ``align_corners=False``, no antialias), mirrored horizontally where
+    ``flip[b]``. Separable: ``out_b = R_y(b) · x_b · R_x(b)ᵀ`` with the matrices of
+    :func:`_axis_weights`, two batched matmuls for the whole batch (one box broadcasts to all)."""
+    b, _, height, width = x.shape
+    boxes = boxes.to(x.device).expand(b, 4) if boxes.shape[0] == 1 else boxes.to(x.device)
+    i, j, h, w = boxes.unbind(1)
+    ry = _axis_weights(i, h, size, height, x.dtype)           # [B, size, H]
+    rx = _axis_weights(j, w, size, width, x.dtype)            # [B, size, W]
+    if flip is not None:
+        flip = flip.to(x.device).expand(b) if flip.numel() == 1 else flip.to(x.device)
+        rx = torch.where(flip.view(b, 1, 1), rx.flip(1), rx)
+    return torch.matmul(torch.matmul(ry.unsqueeze(1), x), rx.transpose(1, 2).unsqueeze(1))
+
+
+def resized_crop_loop(x: torch.Tensor, boxes: torch.Tensor, size: int,
+                      flip: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`resized_crop` as a per-image loop of ``F.interpolate`` on the sliced crops (the
+    faster choice for large images on CPU, where the matmuls touch every pixel)."""
+    b = x.shape[0]
+    if boxes.shape[0] == 1 and (flip is None or flip.numel() == 1):  # one draw for the batch
+        i, j, h, w = boxes[0].tolist()
+        out = F.interpolate(x[:, :, i:i + h, j:j + w], size=(size, size), mode="bilinear",
+                            align_corners=False)
+        return out.flip(-1) if flip is not None and bool(flip.flatten()[0]) else out
+    boxes = boxes.expand(b, 4) if boxes.shape[0] == 1 else boxes
+    flips = [False] * b if flip is None else (flip.expand(b) if flip.numel() == 1 else flip).tolist()
+    out = torch.empty(b, x.shape[1], size, size, dtype=x.dtype, device=x.device)
+    for k, ((i, j, h, w), f) in enumerate(zip(boxes.tolist(), flips)):
+        o = F.interpolate(x[k:k + 1, :, i:i + h, j:j + w], size=(size, size), mode="bilinear",
+                          align_corners=False)
+        out[k] = o[0].flip(-1) if f else o[0]
+    return out
+
+
 def resized_crop_grid(x: torch.Tensor, boxes: torch.Tensor, size: int,
                       flip: torch.Tensor | None = None) -> torch.Tensor:
-    """Crop ``boxes[b] = (i, j, h, w)`` of each image and resize to ``size`` (bilinear), in one
-    ``grid_sample`` call; ``flip[b]`` mirrors image b horizontally after the crop."""
+    """Same crops with one ``grid_sample`` call (kept for the benchmark): equal to
+    :func:`resized_crop` except that an upsampled crop's outermost ring also blends in the pixels
+    just outside the crop."""
     b, _, height, width = x.shape
     boxes = boxes.to(device=x.device, dtype=x.dtype)
     i, j, h, w = boxes.unbind(1)
@@ -124,13 +186,16 @@ class StudentTrainTransform:
     def __init__(self, crop_size: int, mean: Sequence[float], std: Sequence[float], *,
                  per_image: bool = True, scale: tuple[float, float] = (0.08, 1.0),
                  ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: bool = True,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, method: str = "auto") -> None:
         if not 0 < scale[0] <= scale[1] <= 1 or not 0 < ratio[0] <= ratio[1]:
             raise ValueError(f"need 0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1], got "
                              f"scale={scale}, ratio={ratio}")
         self.crop_size, self.per_image, self.flip = int(crop_size), bool(per_image), bool(flip)
         self.scale, self.ratio = (float(scale[0]), float(scale[1])), (float(ratio[0]), float(ratio[1]))
         self.generator = generator
+        if method not in ("auto", "matmul", "loop"):
+            raise ValueError(f"method must be 'auto', 'matmul' or 'loop', got {method!r}")
+        self.method = method
         self.normalize = _normalizer(mean, std)
 
     def __repr__(self) -> str:
@@ -144,14 +209,11 @@ class StudentTrainTransform:
         boxes = sample_crop_params(n, x.shape[2], x.shape[3], scale=self.scale, ratio=self.ratio,
                                    generator=g)
         flips = (torch.rand(n, generator=g) < 0.5) if self.flip else torch.zeros(n, dtype=torch.bool)
-        if self.per_image:
-            out = resized_crop_grid(x.float(), boxes, self.crop_size, flips)
-        else:
-            i, j, h, w = boxes[0].tolist()
-            out = F.interpolate(x[:, :, i:i + h, j:j + w].float(), size=(self.crop_size, self.crop_size),
-                                mode="bilinear", align_corners=False, antialias=True)
-            if bool(flips[0]):
-                out = out.flip(-1)
+        method = self.method
+        if method == "auto":  # measured by benchmarks/transforms.py
+            method = "matmul" if x.is_cuda or x.shape[2] * x.shape[3] <= 128 * 128 else "loop"
+        resize = resized_crop if method == "matmul" else resized_crop_loop
+        out = resize(x.float(), boxes, self.crop_size, flips)
         out = self.normalize(out)
         return out[0] if single else out
 
