@@ -68,7 +68,8 @@ def sample_crop_params(n: int, height: int, width: int, *, scale: tuple[float, f
     otherwise the centre crop clamped to the ratio range.
     """
     area = float(height * width)
-    u = torch.rand(n, attempts, 2, generator=generator, dtype=torch.float64)
+    dev = generator.device if generator is not None else torch.device("cpu")
+    u = torch.rand(n, attempts, 2, generator=generator, dtype=torch.float64, device=dev).cpu()
     target = area * (scale[0] + (scale[1] - scale[0]) * u[..., 0])
     log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[..., 1]
     aspect = torch.exp(log_r)
@@ -89,7 +90,7 @@ def sample_crop_params(n: int, height: int, width: int, *, scale: tuple[float, f
         fw, fh = width, height
     h_sel = torch.where(any_ok, h_sel, torch.full_like(h_sel, fh))
     w_sel = torch.where(any_ok, w_sel, torch.full_like(w_sel, fw))
-    pos = torch.rand(n, 2, generator=generator, dtype=torch.float64)
+    pos = torch.rand(n, 2, generator=generator, dtype=torch.float64, device=dev).cpu()
     i = torch.floor(pos[:, 0] * (height - h_sel + 1)).long().clamp_(max=height - h_sel)
     j = torch.floor(pos[:, 1] * (width - w_sel + 1)).long().clamp_(max=width - w_sel)
     i = torch.where(any_ok, i, (height - h_sel) // 2)
@@ -208,7 +209,9 @@ class StudentTrainTransform:
         n = x.shape[0] if self.per_image else 1
         boxes = sample_crop_params(n, x.shape[2], x.shape[3], scale=self.scale, ratio=self.ratio,
                                    generator=g)
-        flips = (torch.rand(n, generator=g) < 0.5) if self.flip else torch.zeros(n, dtype=torch.bool)
+        dev = g.device if g is not None else torch.device("cpu")
+        flips = ((torch.rand(n, generator=g, device=dev) < 0.5).cpu() if self.flip
+                 else torch.zeros(n, dtype=torch.bool))
         method = self.method
         if method == "auto":  # measured by benchmarks/transforms.py
             method = "matmul" if x.is_cuda or x.shape[2] * x.shape[3] <= 128 * 128 else "loop"
