@@ -41,6 +41,11 @@ __all__ = [
     "format_interval",
     "effect_sentence",
     "paper_difference",
+    "verdict",
+    "Comparison",
+    "compare",
+    "plot_effects",
+    "effects_table",
     "beside_paper",
     "interval_table",
     "plot_intervals",
@@ -233,22 +238,23 @@ def effect_sentence(
     runs) over L_cls." / "... the paper's effect (+7.0) does not appear here: the interval includes 0."
     """
     pct = f"{round(effect.confidence * 100):d}%"
+    u = f" {unit}" if unit else ""
     if effect.n < 2 or math.isnan(effect.low):
-        body = (f"{treatment} changes {metric} by {_signed(effect.mean, digits)} {unit} over {baseline} "
+        body = (f"{treatment} changes {metric} by {_signed(effect.mean, digits)}{u} over {baseline} "
                 f"in a single paired run: too few runs for an interval, so no conclusion.")
-        return body + (f" The paper reports {_signed(paper, digits)}." if paper is not None else "")
+        return body + (f" The paper reports {_signed(paper, digits)}{u}." if paper is not None else "")
     ci = f"({pct} CI {effect.low:.{digits}f} to {effect.high:.{digits}f}, {effect.n} paired runs)"
     if effect.excludes(0.0):
         verb = "raises" if effect.mean > 0 else "lowers"
-        body = f"{treatment} {verb} {metric} by {abs(effect.mean):.{digits}f} {unit} {ci} over {baseline}."
+        body = f"{treatment} {verb} {metric} by {abs(effect.mean):.{digits}f}{u} {ci} over {baseline}."
     else:
-        body = (f"{treatment} changes {metric} by {_signed(effect.mean, digits)} {unit} {ci} over "
+        body = (f"{treatment} changes {metric} by {_signed(effect.mean, digits)}{u} {ci} over "
                 f"{baseline}: the interval includes 0, so no effect is detectable at this scale.")
     if paper is None or (isinstance(paper, float) and math.isnan(paper)):
         return body
-    paper_txt = f"the paper's difference ({_signed(paper, digits)} {unit}, single runs)"
+    paper_txt = f"the paper's difference ({_signed(paper, digits)}{u}, single runs)"
     if paper == 0:
-        return body + f" The paper reports no difference."
+        return body + " The paper reports no difference."
     if not effect.excludes(0.0):
         return body + f" So {paper_txt} does not appear here: the interval includes 0."
     if (effect.mean > 0) == (paper > 0):
@@ -279,6 +285,137 @@ def paper_difference(
             return None
         values.append(float(hit.iloc[0]))
     return values[0] - values[1]
+
+
+def verdict(effect: Interval, paper: float | None = None) -> str:
+    """Short label for a table: how our paired effect relates to 0 and to the paper's difference.
+
+    ``"raises"`` / ``"lowers"`` / ``"no detectable effect"`` without a paper value; with one:
+    ``"as in the paper"`` (same sign, interval excludes 0), ``"reversed"`` (opposite sign),
+    ``"not seen here"`` (the interval includes 0), ``"too few runs"`` when ``n < 2``.
+    """
+    if effect.n < 2 or math.isnan(effect.low):
+        return "too few runs"
+    has_paper = paper is not None and not (isinstance(paper, float) and math.isnan(paper)) and paper != 0
+    if not effect.excludes(0.0):
+        return "not seen here" if has_paper else "no detectable effect"
+    if not has_paper:
+        return "raises" if effect.mean > 0 else "lowers"
+    return "as in the paper" if (effect.mean > 0) == (paper > 0) else "reversed"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One question a notebook asks of its runs: ``treatment`` vs ``baseline`` on ``metric``.
+
+    ``paper_treatment`` / ``paper_baseline`` name the same settings in the paper's table (default:
+    the same names); ``paper_metric`` the paper's column (default: ``metric``).
+    """
+
+    treatment: object
+    baseline: object
+    metric: str
+    paper_treatment: object | None = None
+    paper_baseline: object | None = None
+    paper_metric: str | None = None
+
+
+def compare(
+    frame: pd.DataFrame,
+    comparisons: Sequence[Comparison],
+    *,
+    column: str,
+    labels: Mapping[object, str] | None = None,
+    metric_labels: Mapping[str, str] | None = None,
+    paper: pd.DataFrame | None = None,
+    paper_column: str | None = None,
+    units: Sequence[str] = DEFAULT_UNITS,
+    confidence: float = 0.95,
+    digits: int = 1,
+    unit: str = "points",
+) -> pd.DataFrame:
+    """Paired effects for several comparisons, with the paper's difference, a verdict and a sentence.
+
+    Comparisons whose settings were not run are skipped.  Columns: ``comparison``, ``metric``,
+    ``n``, ``effect``, ``ci_low``, ``ci_high``, ``paper``, ``verdict``, ``reading``.
+    """
+    labels = dict(labels or {})
+    metric_labels = dict(metric_labels or {})
+    present = set(frame[column].unique()) if column in frame.columns else set()
+    rows = []
+    for c in comparisons:
+        if c.treatment not in present or c.baseline not in present:
+            continue
+        eff = paired_effect(frame, c.metric, column=column, treatment=c.treatment,
+                            baseline=c.baseline, units=units, confidence=confidence)
+        pdiff = None
+        if paper is not None:
+            pcol = paper_column or column
+            pmetric = c.paper_metric or c.metric
+            if pmetric in paper.columns and pcol in paper.columns:
+                pdiff = paper_difference(
+                    paper, pmetric, column=pcol,
+                    treatment=c.paper_treatment if c.paper_treatment is not None else c.treatment,
+                    baseline=c.paper_baseline if c.paper_baseline is not None else c.baseline)
+        t_label = labels.get(c.treatment, str(c.treatment))
+        b_label = labels.get(c.baseline, str(c.baseline))
+        m_label = metric_labels.get(c.metric, c.metric)
+        rows.append({
+            "comparison": f"{t_label} vs {b_label}",
+            "metric": m_label,
+            "n": eff.n, "effect": eff.mean, "ci_low": eff.low, "ci_high": eff.high,
+            "paper": pdiff,
+            "verdict": verdict(eff, pdiff),
+            "reading": effect_sentence(eff, metric=m_label, treatment=t_label, baseline=b_label,
+                                       paper=pdiff, digits=digits, unit=unit),
+        })
+    return pd.DataFrame(rows, columns=["comparison", "metric", "n", "effect", "ci_low", "ci_high",
+                                       "paper", "verdict", "reading"])
+
+
+def effects_table(comparisons: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """:func:`compare` output formatted for display (effect with interval, paper, verdict)."""
+    return pd.DataFrame({
+        "comparison": comparisons["comparison"],
+        "metric": comparisons["metric"],
+        "ours: effect [95% CI]": [format_interval(m, lo, hi, digits) for m, lo, hi in
+                                  zip(comparisons["effect"], comparisons["ci_low"], comparisons["ci_high"])],
+        "paired runs": comparisons["n"],
+        "paper: difference": ["–" if p is None or pd.isna(p) else f"{p:+.{digits}f}" for p in comparisons["paper"]],
+        "verdict": comparisons["verdict"],
+    }).set_index(["comparison", "metric"])
+
+
+def plot_effects(comparisons: pd.DataFrame, *, ax=None, title: str | None = None, unit: str = "points"):
+    """Forest plot of :func:`compare` output: our paired effects with their intervals (dots and
+    bars) and the paper's differences (hollow diamonds), one row per comparison and metric."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if comparisons.empty:
+        raise ValueError("plot_effects got no comparisons (none of the compared settings was run)")
+    n = len(comparisons)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.45 * n + 1.2))
+    names = [f"{c} — {m}" for c, m in zip(comparisons["comparison"], comparisons["metric"])]
+    y = list(range(n))[::-1]
+    colors = sns.color_palette(n_colors=3)
+    for yi, (_, row) in zip(y, comparisons.iterrows()):
+        if not pd.isna(row["ci_low"]):
+            ax.plot([row["ci_low"], row["ci_high"]], [yi, yi], color=colors[0], lw=2)
+        ax.plot(row["effect"], yi, "o", color=colors[0], label="ours (mean, 95% CI)" if yi == y[0] else None)
+        if row["paper"] is not None and not pd.isna(row["paper"]):
+            ax.plot(row["paper"], yi, "D", mfc="none", color="crimson", ms=7,
+                    label="paper (single runs)" if "paper (single runs)" not in
+                    [h.get_label() for h in ax.lines] else None)
+    ax.axvline(0.0, color="grey", lw=1, ls="--")
+    ax.set_yticks(y)
+    ax.set_yticklabels(names, fontsize=8)
+    ax.set_xlabel(f"difference ({unit})")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8, loc="best")
+    return ax
 
 
 def interval_table(

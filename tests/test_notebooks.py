@@ -1,0 +1,147 @@
+"""The experiment notebooks: papermill smoke runs, nbmake on generated .ipynb, bad parameters.
+
+All notebooks share one temporary teacher-feature cache and run store (module fixture), so the
+teacher encodes the smoke images once and runs shared between notebooks are trained once.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+jupytext = pytest.importorskip("jupytext")
+papermill = pytest.importorskip("papermill")
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+ORDER = ["teacher_zero_shot", "feature_errors", "main_results", "prompt_detail", "k_ablation"]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, fashion_mnist_root) -> Path:
+    """A results dir and a cache dir shared by this module's notebook runs."""
+    root = tmp_path_factory.mktemp("notebooks")
+    (root / "results").mkdir()
+    (root / "cache").mkdir()
+    return root
+
+
+def smoke_parameters(work: Path) -> dict:
+    return {"profile": "smoke", "results_dir": str(work / "results"), "cache_dir": str(work / "cache")}
+
+
+def execute(name: str, parameters: dict, out_dir: Path):
+    """Run notebooks/<name>.py with papermill (cwd = repo root); return the executed notebook."""
+    nb = jupytext.read(NOTEBOOKS / f"{name}.py")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    src = out_dir / f"{name}.src.ipynb"
+    jupytext.write(nb, src)
+    out = out_dir / f"{name}.ipynb"
+    papermill.execute_notebook(str(src), str(out), parameters=parameters, kernel_name="python3",
+                               cwd=str(REPO), progress_bar=False, log_output=False)
+    return json.loads(out.read_text())
+
+
+def outputs(nb: dict) -> list[dict]:
+    return [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+
+
+def test_sources_follow_book_conventions():
+    """First code cell tagged `parameters`, literal-only, with profile/results_dir/smoke; one # title."""
+    import ast
+
+    for name in ORDER:
+        nb = jupytext.read(NOTEBOOKS / f"{name}.py")
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []), name
+        tree = ast.parse(code[0].source)
+        names = {}
+        for stmt in tree.body:
+            assert isinstance(stmt, ast.Assign), (name, ast.dump(stmt))
+            names[stmt.targets[0].id] = ast.literal_eval(stmt.value)
+        assert names["profile"] == "offline" and names["results_dir"] == "results", name
+        assert names["smoke"] is False and "cache_dir" in names, name
+        titles = [c for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("# ")]
+        assert len(titles) == 1 and nb.cells.index(titles[0]) == 0, name
+        headings = [line for c in nb.cells if c.cell_type == "markdown"
+                    for line in c.source.splitlines() if line.startswith("#")]
+        levels = [len(h) - len(h.lstrip("#")) for h in headings]
+        assert all(b - a <= 1 for a, b in zip(levels, levels[1:])), (name, headings)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ORDER)
+def test_notebook_runs_under_papermill_smoke(name, work, tmp_path):
+    nb = execute(name, smoke_parameters(work), tmp_path)
+    outs = outputs(nb)
+    errors = [o for o in outs if o["output_type"] == "error"]
+    assert not errors, errors[0].get("evalue")
+    stderr = "".join("".join(o.get("text", "")) for o in outs if o.get("name") == "stderr")
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr[-2000:]
+    html = [o for o in outs if "text/html" in o.get("data", {})]
+    assert any("<table" in "".join(o["data"]["text/html"]) for o in html), f"{name}: no HTML table"
+    assert any("image/png" in o.get("data", {}) for o in outs), f"{name}: no figure"
+    markdown = "".join("".join(o["data"]["text/markdown"]) for o in outs if "text/markdown" in o.get("data", {}))
+    assert markdown.strip(), f"{name}: no computed reading"
+    # the smoke parameters reached the kernel: the notebook reports the smoke profile
+    text = "".join("".join(o.get("text", "")) for o in outs if o.get("name") == "stdout")
+    assert "profile smoke" in text, text[:500]
+    if name != "teacher_zero_shot":
+        assert any((work / "results").glob("*/record.json")), "no run was recorded in the tmp store"
+
+
+@pytest.mark.slow
+def test_nbmake_runs_generated_notebooks_with_smoke_parameters(work, tmp_path):
+    """A user's CI: .ipynb files generated with jupytext, smoke values written into the parameters
+    cell, executed by `pytest --nbmake` in a subprocess."""
+    pytest.importorskip("nbmake")
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    params = smoke_parameters(work)
+    for name in ORDER:
+        nb = jupytext.read(NOTEBOOKS / f"{name}.py")
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        lines = []
+        for line in cell.source.splitlines():
+            key = line.split("=", 1)[0].strip()
+            lines.append(f"{key} = {params[key]!r}" if key in params else line)
+        cell.source = "\n".join(lines)
+        nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
+        jupytext.write(nb, folder / f"{name}.ipynb")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbmake", "--nbmake-timeout=900", "-q", "-p", "no:cacheprovider",
+         str(folder)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "5 passed" in proc.stdout, proc.stdout[-2000:]
+    # the injected values were used: no run landed anywhere but the tmp store
+    assert any((work / "results").glob("*/record.json"))
+
+
+BAD = [
+    ("main_results", {"profile": "nonsense"}, "unknown profile 'nonsense'"),
+    ("teacher_zero_shot", {"profile": "nonsense"}, "unknown profile 'nonsense'"),
+    ("main_results", {"dataset": "imagenet-21k"}, "unknown dataset 'imagenet-21k'"),
+    ("main_results", {"extra_methods": {"mine": {"cls": 1.0, "klx": 1.0}}}, "unknown loss name"),
+    ("main_results", {"methods": ["cls", "cls+bogus"]}, "unknown Table 1 method"),
+    ("k_ablation", {"split_seeds": [0, -1]}, "split_seeds must hold integers >= 0"),
+    ("prompt_detail", {"variants": ["main", "poetic"]}, "unknown description variant"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,params,message", BAD, ids=[f"{n}-{m.split()[1]}" for n, _, m in BAD])
+def test_bad_parameters_fail_before_training(name, params, message, tmp_path):
+    results = tmp_path / "results"
+    cache = tmp_path / "cache"
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        execute(name, {"profile": "smoke", "results_dir": str(results), "cache_dir": str(cache), **params},
+                tmp_path / "out")
+    assert message in str(info.value)
+    # nothing trained and no teacher feature computed
+    assert not results.exists() or not any(results.iterdir())
+    assert not cache.exists() or not any(cache.rglob("*.pt"))
