@@ -81,6 +81,8 @@ def test_openclip_bad_inputs(tiny_teacher: OpenCLIPTeacher) -> None:
         tiny_teacher.encode_image(torch.rand(3, 32, 32))
     with pytest.raises(ValueError, match="float"):
         tiny_teacher.encode_image(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="divided by 255"):
+        tiny_teacher.encode_image(torch.full((1, 3, 32, 32), 200.0))
     with pytest.raises(ValueError, match="C = 1"):
         tiny_teacher.encode_image(torch.rand(1, 4, 32, 32))
     with pytest.raises(ValueError, match="list of strings"):

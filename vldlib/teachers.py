@@ -92,6 +92,12 @@ def _check_images(images: Tensor, who: str) -> Tensor:
             f"{who}.encode_image expects float images in [0, 1], got dtype {images.dtype}: "
             "convert with images.float() / 255"
         )
+    if images.numel() and (float(images.max()) > 1.5 or float(images.min()) < -0.5):
+        raise ValueError(
+            f"{who}.encode_image expects the loaded image in [0, 1] (the teacher normalises internally), got "
+            f"values in [{float(images.min()):.3g}, {float(images.max()):.3g}]: pass un-normalised images, "
+            "divided by 255 if they are 0..255"
+        )
     return images
 
 
