@@ -152,7 +152,8 @@ class FeatureStore:
                     if int(r.max()) >= cf.shape[0] or int(r.min()) < 0:
                         raise CacheEntryError("row index out of range")
                     out[sel] = cf[r]
-                    if any(part_keys[c][int(j)] != keys[int(i)] for i, j in zip(sel, r)):
+                    stored = part_keys[c]
+                    if any(stored[j] != keys[i] for i, j in zip(sel.tolist(), r.tolist())):
                         raise CacheEntryError("stored keys differ from the requested images")
             return out
         except CacheEntryError as err:
