@@ -21,6 +21,7 @@ Bad input (wrong dims, mismatched shapes, empty batches, NaN/inf, labels out of 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 
 import torch
@@ -95,9 +96,9 @@ def _check_tau(tau: float) -> float:
 
 
 def _check_k(k: object) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise ValueError(f"k must be an integer >= 1 (the paper uses 256), got {k!r}")
-    return k
+    return int(k)
 
 
 def _normalize(x: Tensor) -> Tensor:

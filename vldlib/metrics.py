@@ -26,6 +26,7 @@ Ties are deterministic: whenever several candidates are equally near, **the smal
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -86,13 +87,15 @@ def _pair(a: object, b: object, na: str, nb: str, same_rows: bool) -> tuple[Tens
 
 def _ks(k: object, upper: int, what: str) -> tuple[list[int], bool]:
     """Normalise k (int or sequence) to a list; return (ks, scalar?)."""
-    scalar = isinstance(k, int) and not isinstance(k, bool)
+    scalar = isinstance(k, numbers.Integral) and not isinstance(k, bool)
     ks = [k] if scalar else (list(k) if isinstance(k, Sequence) and not isinstance(k, str) else None)
     if not ks:
         raise ValueError(f"k must be an int >= 1 or a non-empty sequence of ints, got {k!r}")
     for v in ks:
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"every k must be an integer >= 1, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+            raise ValueError(f"k must be an integer >= 1 (or a sequence of them), got {v!r}")
+    ks = [int(v) for v in ks]
+    for v in ks:
         if v > upper:
             raise ValueError(f"k={v} is too large: at most {upper} {what}")
     return list(dict.fromkeys(ks)), scalar  # duplicates dropped, order kept
