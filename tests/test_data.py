@@ -403,3 +403,20 @@ def test_crop_params_follow_torchvision_bounds():
     assert 0.45 < float(area.mean()) < 0.6  # E[U(0.08, 1)] = 0.54, slightly less from clipping
     ratio = (w.double() / h.double())
     assert float(ratio.min()) > 0.6 and float(ratio.max()) < 1.7
+
+
+def test_real_flowers_lists_resolve_in_the_flat_original_layout(official_data, tmp_path):
+    """The official Flower102 lists against an original 102flowers layout (R/jpg/image_XXXXX.jpg)."""
+    folder = official_data / "Flower102"
+    rels = [line for s in ("train", "val_on_train", "val")
+            for line in (folder / f"{s}_data.txt").read_text().splitlines() if line.strip()]
+    (tmp_path / "jpg").mkdir()
+    for rel in rels:
+        (tmp_path / "jpg" / rel.split("/")[-1]).touch()  # names only; images are opened lazily
+    ds = load_dataset("official", tmp_path, splits=folder)
+    assert (len(ds.train), len(ds.id), len(ds.ood)) == (3112, 1303, 3774)
+    assert all(Path(p).parent == tmp_path / "jpg" for p in ds.ood.paths)
+    assert ds.name == "official/Flower102" and len(ds.descriptions) == 102
+    (tmp_path / "jpg" / rels[-1].split("/")[-1]).unlink()
+    with pytest.raises(FileNotFoundError, match=r"1 of 8189 .*\(val: 1 of 3774\).*layout 'flat jpg/'"):
+        load_dataset("official", tmp_path, splits=folder)
