@@ -74,6 +74,12 @@ def test_openclip_preprocessing_is_resize_crop_normalise(tiny_teacher: OpenCLIPT
     # non-square input: shortest side to 64, then centre crop
     wide = torch.rand(1, 3, 64, 128)
     torch.testing.assert_close(t.preprocess(wide), (wide[..., 32:96] - mean) / std, rtol=1e-5, atol=1e-5)
+    # same as the official torchvision pipeline (antialias off, as antialias=None on tensors)
+    from torchvision.transforms import v2
+    pipeline = v2.Compose([v2.Resize(64, interpolation=v2.InterpolationMode.BICUBIC, antialias=False),
+                           v2.CenterCrop(64), v2.Normalize(mean.flatten().tolist(), std.flatten().tolist())])
+    odd = torch.rand(2, 3, 90, 77, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(t.preprocess(odd), pipeline(odd), rtol=1e-5, atol=1e-5)
 
 
 def test_openclip_bad_inputs(tiny_teacher: OpenCLIPTeacher) -> None:

@@ -384,10 +384,9 @@ class OpenCLIPTeacher:
         h, w = self.image_size
         if tuple(x.shape[-2:]) != (h, w):
             mode = "bicubic" if self.interpolation == "bicubic" else "bilinear"
-            scale = max(h / x.shape[-2], w / x.shape[-1])  # shortest side to the target
-            new = (max(h, round(x.shape[-2] * scale)), max(w, round(x.shape[-1] * scale)))
+            new = _resize_shortest(tuple(x.shape[-2:]), max(h, w))  # as torchvision Resize(int)
             x = F.interpolate(x, size=new, mode=mode, align_corners=False, antialias=self.antialias)
-            top, left = (new[0] - h) // 2, (new[1] - w) // 2
+            top, left = int(round((new[0] - h) / 2.0)), int(round((new[1] - w) / 2.0))  # CenterCrop
             x = x[..., top : top + h, left : left + w]
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
@@ -414,6 +413,14 @@ class OpenCLIPTeacher:
 
     def __repr__(self) -> str:
         return f"OpenCLIPTeacher({self.identifier!r}, dim={self.embed_dim}, device={self.device})"
+
+
+def _resize_shortest(hw: tuple[int, int], size: int) -> tuple[int, int]:
+    """torchvision ``Resize(size)`` output size: shorter side -> size, longer side -> int(size * long / short)."""
+    h, w = hw
+    short, long = (h, w) if h <= w else (w, h)
+    new_short, new_long = size, int(size * long / short)
+    return (new_short, new_long) if h <= w else (new_long, new_short)
 
 
 def _fmt(values: Sequence[float]) -> str:
