@@ -125,6 +125,14 @@ def test_corrupt_index_is_detected_and_recomputed(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         teacher_image_features(t, split, dataset_id="toy", cache_dir=tmp_path, progress=False)
+    # an index whose recorded image list differs from the requested one
+    (index,) = _store_dir(tmp_path).glob("split-*.pt")
+    obj = torch.load(index, weights_only=True)
+    obj["keys_hash"] = "0" * 20
+    torch.save(obj, index)
+    with pytest.warns(RuntimeWarning, match="keys hash"):
+        got = teacher_image_features(t, split, dataset_id="toy", cache_dir=tmp_path, progress=False)
+    assert torch.equal(got, ref) and t.images == 12
 
 
 def test_corrupt_or_mismatched_chunk_is_recomputed(tmp_path):

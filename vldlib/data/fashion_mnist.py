@@ -92,9 +92,16 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 
 def _download(cache_dir: Path, timeout: float = 20.0) -> Path:
-    """torchvision's FashionMNIST download into ``cache_dir`` (bounded socket timeout)."""
+    """torchvision's FashionMNIST download into ``cache_dir``: a 5 s reachability check of the
+    mirror first (so that no network fails fast), then a bounded socket timeout."""
+    from urllib.parse import urlparse
+
     from torchvision.datasets import FashionMNIST
 
+    mirror = urlparse(FashionMNIST.mirrors[0])
+    port = mirror.port or (443 if mirror.scheme == "https" else 80)
+    with socket.create_connection((mirror.hostname, port), timeout=5.0):
+        pass
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)
     try:
