@@ -92,7 +92,9 @@ def profile_config(profile: str = "offline", **overrides: Any) -> dict[str, Any]
     """The profile's config with ``overrides`` applied, validated, as a complete plain dict.
 
     ``*_options`` and ``fewshot`` overrides are merged into the profile's dicts (pass
-    ``fewshot=None`` to switch few-shot off); other fields are replaced. Dotted keys set one
+    ``fewshot=None`` to switch few-shot off); other fields are replaced. Choosing another
+    ``dataset``/``teacher``/``student`` than the profile's resets its ``*_options`` to ``{}``
+    (before any ``*_options`` / dotted ``*_options.key`` overrides are applied). Dotted keys set one
     nested value: ``profile_config("offline", **{"dataset_options.split_seed": 1})``.
     Unknown profile or key -> ValueError listing the valid ones. The ``paper`` profile still
     needs ``dataset_options={"root": ...}``; that is checked when training starts.
@@ -112,6 +114,11 @@ def apply_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
     :func:`profile_config`). Keys must be config fields or ``field.subkey`` for dict fields."""
     out = copy.deepcopy(dict(config))
     valid = sorted(TrainConfig().to_dict())
+    for name in ("dataset", "teacher", "student"):
+        # another dataset/teacher/student starts from empty options: the profile's options
+        # belong to its own choice (given options are then merged onto {})
+        if name in overrides and overrides[name] != out.get(name):
+            out[f"{name}_options"] = {}
     for key, value in overrides.items():
         value = copy.deepcopy(value)
         head, _, sub = key.partition(".")

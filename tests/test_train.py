@@ -1,0 +1,286 @@
+"""The distillation trainer end to end on CPU: a tiny official-format data root, the tiny
+open_clip checkpoint as teacher, a tiny ``small`` student; cache reuse, determinism, resume,
+the 5-shot protocol, config validation and the command line."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vldlib.fewshot import fewshot_batches, fewshot_labels, select_support
+from vldlib.runs import RunStore, config_hash
+from vldlib.train import Interrupted, TrainConfig, main, train
+
+sys.path.insert(0, str(Path(__file__).parent))
+from data_fixtures import write_tiny_official_root  # noqa: E402
+from model_fixtures import make_tiny_openclip_checkpoint, tiny_openclip_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+PER_CLASS = 10  # seen classes: 7 X_train + 3 X_id each; unseen: 10 X_ood each
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: one thread avoids parallel overhead (and thrashing on a shared machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    base = tmp_path_factory.mktemp("train")
+    root = write_tiny_official_root(base / "data", n_seen=3, n_unseen=3, per_class=PER_CLASS, size=32)
+    ckpt = make_tiny_openclip_checkpoint(base / "tiny_clip.pt")
+    return {"root": root, "ckpt": ckpt, "cache": base / "cache", "base": base}
+
+
+def tiny_config(world: dict, **overrides) -> dict:
+    cfg = TrainConfig(
+        dataset="official",
+        dataset_options={"root": str(world["root"]), "load_size": 32, "crop_size": 28},
+        teacher="openclip",
+        teacher_options={"model": tiny_openclip_model(world["ckpt"]), "pretrained": str(world["ckpt"]),
+                         "device": "cpu"},
+        student="small", student_options={"width": 4},
+        weights={"cls": 1.0, "mse": 1.0, "im_cst": 1.0, "vlprox": 1.0},
+        epochs=4, last_n=2, batch_size=8, eval_batch_size=16, device="cpu",
+        fewshot={"shots": 5, "epochs": 2}, analysis=True,
+    ).to_dict()
+    cfg.update(overrides)
+    return cfg
+
+
+def numbers(record: dict) -> dict:
+    """Everything in a record that must be reproducible (no timings, paths or dates)."""
+    strip = lambda h: [{k: v for k, v in e.items() if k != "train_s"} for e in h]  # noqa: E731
+    return {"final": record["final"], "history": strip(record["history"]),
+            "fewshot": strip(record["fewshot"]["history"]) if record["fewshot"] else None,
+            "analysis": record["analysis"]}
+
+
+@pytest.fixture(scope="module")
+def reference(world) -> dict:
+    """One uninterrupted run with a cold cache (the teacher is built and encodes everything)."""
+    run_dir = world["base"] / "ref"
+    rec = train(tiny_config(world), run_dir=run_dir, cache_dir=world["cache"], progress=False)
+    return {"record": rec, "run_dir": run_dir}
+
+
+def test_end_to_end_record(reference, world):
+    rec = reference["record"]
+    json.loads(json.dumps(rec, allow_nan=False))  # strictly JSON-serialisable
+    assert rec["hash"] == config_hash(tiny_config(world))
+    assert rec["config"] == tiny_config(world)
+    assert rec["dataset"]["X_train"] == 21 and rec["dataset"]["X_id"] == 9 and rec["dataset"]["X_ood"] == 30
+    assert rec["teacher_forward_passes"] > 0 and rec["teacher"]["loaded"]
+    assert rec["teacher"]["embed_dim"] == 32
+    hist = rec["history"]
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
+    for h in hist:
+        assert {"loss", "loss_cls", "loss_mse", "loss_im_cst", "loss_vlprox", "acc_id", "acc_ood_zeroshot"} <= set(h)
+        assert 0.0 <= h["acc_id"] <= 100.0 and 0.0 <= h["acc_ood_zeroshot"] <= 100.0
+    assert hist[-1]["loss"] < hist[0]["loss"], [h["loss"] for h in hist]
+    # SGD schedule: x0.1 at round(E/3) = 1 and round(2E/3) = 3 outer epochs
+    assert [h["lr"] for h in hist] == pytest.approx([0.05, 0.005, 0.005, 0.0005])
+    fin = rec["final"]
+    assert fin["acc_id"] == pytest.approx((hist[-1]["acc_id"] + hist[-2]["acc_id"]) / 2)
+    assert fin["acc_ood_zeroshot"] == pytest.approx((hist[-1]["acc_ood_zeroshot"] + hist[-2]["acc_ood_zeroshot"]) / 2)
+    assert 0.0 <= fin["acc_ood_5shot"] <= 100.0 and 0.0 <= fin["acc_id_5shot"] <= 100.0
+    assert set(rec["timings"]) >= {"teacher_features_s", "train_s", "eval_s", "total_s"}
+    assert set(rec["versions"]) >= {"torch", "torchvision", "open_clip", "vldlib"}
+    assert rec["device"] == "cpu"
+    for split in ("X_train", "X_id", "X_ood"):
+        a = rec["analysis"][split]
+        assert 0 <= a["mse"] <= 4 and 0 <= a["angle"] <= 180 and 0 <= a["m_rel"] <= 1
+        # k must be below the split size (X_id has 9 images) and at most the number of classes (3)
+        assert set(a["m_neigh"]) == ({"3", "5"} if split == "X_id" else {"3", "5", "10"})
+        assert set(a["m_vlalign"]) == {"2", "3"}
+        assert math.isclose(a["angle"], math.degrees(math.acos(1 - a["mse"] / 2)), rel_tol=1e-6)
+    for name in ("checkpoint.pt", "student.pt", "student_fewshot.pt"):
+        assert (reference["run_dir"] / name).is_file()
+
+
+def test_fewshot_support_in_training(reference, world):
+    """Support = first 5 files per unseen class in sorted order, removed from the evaluation set."""
+    fs = reference["record"]["fewshot"]
+    val = world["root"] / "val"
+    expected = []
+    for folder in sorted(p.name for p in val.iterdir()):
+        expected += sorted(f"val/{folder}/{f.name}" for f in (val / folder).iterdir())[:5]
+    assert sorted(fs["support_keys"]) == sorted(expected)
+    assert fs["support_size"] == 15 and fs["eval_size"] == 30 - 15
+    lrs = [h["lr"] for h in fs["history"]]
+    assert max(lrs) <= 0.003 + 1e-12 and len(lrs) == 2  # fresh OneCycle, peak 0.003
+
+
+def test_cache_reuse_and_determinism(reference, world):
+    """Second run of the same config: zero teacher forward passes, teacher never built, and
+    identical numbers (same config -> same numbers on CPU)."""
+    rec = train(tiny_config(world), cache_dir=world["cache"], progress=False)
+    assert rec["teacher_forward_passes"] == 0
+    assert rec["teacher"]["loaded"] is False
+    assert numbers(rec) == numbers(reference["record"])
+
+
+def test_other_seed_differs(reference, world):
+    rec = train(tiny_config(world, seed=1, fewshot=None, analysis=False, epochs=2),
+                cache_dir=world["cache"], progress=False)
+    ref = reference["record"]["history"][0]
+    assert rec["history"][0]["loss"] != ref["loss"]
+    assert rec["fewshot"] is None and "acc_ood_5shot" not in rec["final"]
+
+
+def test_resume_equals_uninterrupted(reference, world):
+    """Interrupt in the main stage (epoch 2 of 4) and again in the few-shot stage (epoch 1 of
+    2); each resume continues from the checkpoint; the final numbers and weights are identical."""
+    run_dir = world["base"] / "resumed"
+    cfg = tiny_config(world)
+
+    def stop_at(stage, epoch):
+        def hook(info):
+            if info["stage"] == stage and info["epoch"] == epoch:
+                raise Interrupted(f"stop after {stage} epoch {epoch}")
+        return hook
+
+    with pytest.raises(Interrupted):
+        train(cfg, run_dir=run_dir, cache_dir=world["cache"], progress=False, on_epoch_end=stop_at("main", 2))
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    assert (state["stage"], state["epoch"]) == ("main", 2)
+    with pytest.raises(Interrupted):
+        train(cfg, run_dir=run_dir, cache_dir=world["cache"], progress=False, on_epoch_end=stop_at("fewshot", 1))
+    rec = train(cfg, run_dir=run_dir, cache_dir=world["cache"], progress=False)
+    assert rec["resumed_from"] == {"stage": "fewshot", "epoch": 1}
+    assert numbers(rec) == numbers(reference["record"])
+    for name in ("student.pt", "student_fewshot.pt"):
+        a = torch.load(run_dir / name, weights_only=True)
+        b = torch.load(reference["run_dir"] / name, weights_only=True)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_of_another_config_is_refused(reference, world):
+    with pytest.raises(ValueError, match="another config"):
+        train(tiny_config(world, seed=5), run_dir=reference["run_dir"], cache_dir=world["cache"], progress=False)
+
+
+def test_run_store_integration(world, reference):
+    """The store trains into root/<hash>/, resumes an interrupted run there and reuses the record."""
+    store = RunStore(world["base"] / "results", cache_dir=world["cache"])
+    cfg = tiny_config(world, epochs=2, last_n=1, fewshot={"shots": 5, "epochs": 1})
+    rec = store.run(cfg, progress=False)
+    run_dir = store.run_dir(cfg)
+    assert (run_dir / "record.json").is_file() and (run_dir / "checkpoint.pt").is_file()
+    assert rec["run_dir"] == str(run_dir) and rec["hash"] == run_dir.name
+    assert store.run(cfg) == json.loads((run_dir / "record.json").read_text())
+    df = store.to_frame()
+    assert len(df) == 1 and df.loc[0, "acc_ood_5shot"] == pytest.approx(rec["final"]["acc_ood_5shot"])
+    assert df.loc[0, "analysis.X_ood.m_neigh.5"] == pytest.approx(rec["analysis"]["X_ood"]["m_neigh"]["5"])
+
+
+# ---------------------------------------------------------------------- few-shot protocol (pure)
+def test_select_support_first_sorted_and_removed():
+    keys = ["val/b/3.jpg", "val/a/9.jpg", "val/b/1.jpg", "val/a/2.jpg", "val/a/10.jpg",
+            "val/b/2.jpg", "val/a/1.jpg"]
+    labels = [1, 0, 1, 0, 0, 1, 0]
+    support, evaluation = select_support(keys, labels, num_classes=2, shots=2)
+    assert [keys[i] for i in support] == ["val/a/1.jpg", "val/a/10.jpg", "val/b/1.jpg", "val/b/2.jpg"]
+    assert sorted(support + evaluation) == list(range(len(keys)))
+    assert not set(support) & set(evaluation)
+    assert evaluation == [0, 1, 3]  # original order kept
+    with pytest.raises(ValueError, match="fewer than shots"):
+        select_support(keys, labels, num_classes=2, shots=4)
+
+
+@pytest.mark.parametrize("n_train,n_support,batch", [(100, 40, 16), (100, 5, 16), (37, 8, 16), (7, 25, 32)])
+def test_fewshot_batch_composition(n_train, n_support, batch):
+    g = torch.Generator().manual_seed(0)
+    batches = list(fewshot_batches(n_train, n_support, batch, g))
+    seen_train = torch.cat([tr for tr, _ in batches])
+    assert sorted(seen_train.tolist()) == list(range(n_train))  # one pass over X_train
+    half = batch // 2
+    for tr, sup in batches:
+        assert len(tr) + len(sup) <= batch
+        assert len(sup) <= len(tr)  # at most half of the batch from the support set
+        assert len(set(sup.tolist())) == len(sup)  # drawn without replacement
+        assert all(0 <= i < n_support for i in sup.tolist())
+        if len(tr) == batch - min(n_support, half):  # full batches
+            assert len(sup) == (half if n_support > half else n_support)
+            assert len(tr) + len(sup) == batch
+    if n_support <= half and n_train >= batch:
+        assert sorted(batches[0][1].tolist()) == list(range(n_support))  # all support in a batch
+    y = fewshot_labels(torch.tensor([0, 2]), torch.tensor([0, 1]), num_seen=3)
+    assert y.tolist() == [0, 2, 3, 4]
+
+
+# ---------------------------------------------------------------------- validation and CLI
+@pytest.mark.parametrize("override,match", [
+    ({"weights": {"clss": 1.0}}, "unknown loss name"),
+    ({"weights": {"cls": 0.0}}, "all loss weights are 0"),
+    ({"weights": {"cls": -1.0}}, ">= 0"),
+    ({"teacher": "clip"}, "unknown teacher"),
+    ({"student": "resnet19"}, "unknown student"),
+    ({"dataset": "mnist"}, "unknown dataset"),
+    ({"k": 0}, "k must be"),
+    ({"last_n": 9}, "last_n"),
+    ({"descriptions": "long"}, "unknown descriptions"),
+    ({"optimizer": "adam"}, "unknown optimizer"),
+    ({"fewshot": {"shots": 5, "epoch": 3}}, "unknown fewshot option"),
+    ({"batch_size": 1}, "batch_size"),
+    ({"device": "gpu"}, "device"),
+    ({"dataset_options": {}}, "needs dataset_options"),
+    ({"typo_key": 1}, "unknown config key"),
+])
+def test_bad_config_fails_before_loading_data(world, monkeypatch, override, match):
+    import vldlib.data
+
+    def boom(*a, **k):  # pragma: no cover - must not be reached
+        raise AssertionError("data was loaded before the config was validated")
+
+    monkeypatch.setattr(vldlib.data, "load_dataset", boom)
+    with pytest.raises(ValueError, match=match):
+        train(tiny_config(world, **override), cache_dir=world["cache"], progress=False)
+
+
+def test_missing_data_root_is_file_not_found(world):
+    cfg = tiny_config(world, dataset_options={"root": str(world["base"] / "nope")})
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        train(cfg, cache_dir=world["cache"], progress=False)
+
+
+def test_cli_trains_into_the_store(world, reference, capsys):
+    out = world["base"] / "cli-results"
+    teacher = json.dumps({"model": tiny_openclip_model(world["ckpt"]), "pretrained": str(world["ckpt"]),
+                          "device": "cpu"})
+    argv = ["--profile", "smoke", "--dataset", "official", "--data-root", str(world["root"]),
+            "--teacher", "openclip", "--set", f"teacher_options={teacher}",
+            "--set", "dataset_options.load_size=32", "--set", "dataset_options.crop_size=28", "--set", "student_options={\"width\": 4}",
+            "--weights", "cls=1,im_cst=1", "--epochs", "2", "--batch-size", "8", "--set", "last_n=1",
+            "--no-fewshot", "--out", str(out), "--cache-dir", str(world["cache"]), "--quiet"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "X_id acc" in text and "X_ood zero-shot" in text
+    records = list(out.glob("*/record.json"))
+    assert len(records) == 1
+    rec = json.loads(records[0].read_text())
+    assert rec["config"]["weights"] == {"cls": 1.0, "im_cst": 1.0}
+    assert rec["teacher_forward_passes"] == 0  # features cached by the earlier tests
+    assert main(argv) == 0  # second call reuses the record
+    assert "run " + rec["hash"] in capsys.readouterr().out
+
+
+def test_cli_errors_and_dispatcher(capsys):
+    assert main(["--weights", "cls=1,foo=2", "--print-config"]) == 2
+    assert "unknown loss name" in capsys.readouterr().err
+    assert main(["--profile", "laptop"]) == 2
+    assert "valid profiles" in capsys.readouterr().err
+    res = subprocess.run([sys.executable, "-m", "vldlib", "train", "--profile", "smoke", "--seed", "3",
+                          "--print-config"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["config"]["seed"] == 3 and out["hash"] == config_hash(out["config"])
