@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from vldlib.trainconfig import TrainConfig
+from vldlib.trainconfig import LOSS_NAMES, TrainConfig
 
 RECORD = "record.json"
 CONFIG = "config.json"
@@ -150,7 +150,7 @@ class RunStore:
             write_json_atomic(run_dir / CONFIG, {"hash": h, "config": cfg.to_dict()})
             cache_dir = self.cache_dir if self.cache_dir is not None else cfg.cache_dir
             record = train(cfg, run_dir=run_dir, cache_dir=cache_dir, progress=progress)
-            record["hash"] = h
+            record = finite_json({**record, "hash": h})  # returned exactly as stored
             write_json_atomic(run_dir / RECORD, record)
         return record
 
@@ -167,7 +167,7 @@ class RunStore:
 
     def to_frame(self):
         """One row per finished run: ``hash``, the flattened config (``dataset_options.split_seed``,
-        ``weights.cls``, ...), the final metrics (``acc_id``, ``acc_ood_zeroshot``,
+        ``weights.cls``, ... with a weight column for every loss, 0 when off), the final metrics (``acc_id``, ``acc_ood_zeroshot``,
         ``acc_ood_5shot``, ...), ``analysis.*`` when computed, and timing columns."""
         import pandas as pd  # noqa: PLC0415
 
@@ -184,7 +184,10 @@ class RunStore:
 def record_row(record: Mapping[str, Any]) -> dict[str, Any]:
     """Flatten one result record into a DataFrame row (see :meth:`RunStore.to_frame`)."""
     row: dict[str, Any] = {"hash": record.get("hash")}
-    row.update(_flatten(record.get("config", {})))
+    config = dict(record.get("config", {}))
+    if isinstance(config.get("weights"), Mapping):  # every loss gets a column (0 = off)
+        config["weights"] = {n: float(config["weights"].get(n, 0.0)) for n in LOSS_NAMES}
+    row.update(_flatten(config))
     row.update(record.get("final", {}))
     if record.get("analysis"):
         row.update(_flatten(record["analysis"], "analysis."))
