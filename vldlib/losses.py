@@ -58,6 +58,8 @@ def _check_features(x: object, name: str) -> Tensor:
 
 
 def _check_same_dim(a: Tensor, b: Tensor, na: str, nb: str) -> None:
+    if a.device != b.device:
+        raise ValueError(f"{na} is on {a.device} but {nb} is on {b.device}; move both to the same device")
     if a.shape[1] != b.shape[1]:
         raise ValueError(
             f"feature dimensions differ: {na} has D={a.shape[1]}, {nb} has D={b.shape[1]}; "
@@ -73,9 +75,11 @@ def _check_same_batch(a: Tensor, b: Tensor, na: str, nb: str) -> None:
         )
 
 
-def _check_labels(labels: object, batch: int, num_classes: int) -> Tensor:
+def _check_labels(labels: object, batch: int, num_classes: int, device: torch.device) -> Tensor:
     if not isinstance(labels, Tensor):
         raise ValueError(f"labels must be a 1-D integer torch.Tensor, got {type(labels).__name__}")
+    if labels.device != device:
+        raise ValueError(f"labels are on {labels.device} but the features are on {device}; move them together")
     if labels.dim() != 1 or labels.shape[0] != batch:
         raise ValueError(f"labels must have shape [{batch}] (one class index per row), got {tuple(labels.shape)}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
@@ -164,7 +168,7 @@ def cls_loss(student: Tensor, text: Tensor, labels: Tensor, tau: float = 0.07) -
     _check_features(student, "student")
     _check_features(text, "text")
     _check_same_dim(student, text, "student", "text")
-    labels = _check_labels(labels, student.shape[0], text.shape[0])
+    labels = _check_labels(labels, student.shape[0], text.shape[0], student.device)
     return _cls_core(_normalize(student), _normalize(text), labels, _check_tau(tau))
 
 
@@ -228,7 +232,7 @@ def teacher_correct(teacher: Tensor, text: Tensor, labels: Tensor) -> Tensor:
     _check_features(teacher, "teacher")
     _check_features(text, "text")
     _check_same_dim(teacher, text, "teacher", "text")
-    labels = _check_labels(labels, teacher.shape[0], text.shape[0])
+    labels = _check_labels(labels, teacher.shape[0], text.shape[0], teacher.device)
     return _teacher_correct_core(_normalize(teacher), _normalize(text), labels)
 
 
@@ -265,7 +269,7 @@ def vlprox_loss(
     _check_same_batch(student, teacher, "student", "teacher")
     _check_same_dim(student, teacher, "student", "teacher")
     _check_same_dim(student, text, "student", "text")
-    labels = _check_labels(labels, student.shape[0], text.shape[0])
+    labels = _check_labels(labels, student.shape[0], text.shape[0], student.device)
     k = _check_k(k)
     return _vlprox_core(
         _normalize(student), _normalize(teacher), _normalize(text), labels, k, _check_tau(tau), bool(filter)
@@ -334,7 +338,7 @@ def combined_loss(
             raise ValueError(f"text features and labels are required by the terms {sorted(active)}; pass text=[C, D] and labels=[B]")
         _check_features(text, "text")
         _check_same_dim(student, text, "student", "text")
-        y = _check_labels(labels, student.shape[0], text.shape[0])
+        y = _check_labels(labels, student.shape[0], text.shape[0], student.device)
         e = _normalize(text)
     if "im_cst" in active and im_cst_filter and t is None:
         raise ValueError("im_cst_filter=True needs teacher features")
