@@ -73,6 +73,7 @@ def test_feature_error_matches_reference(n, d):
     mse_ref = sum(_sqdist(a, b) for a, b in zip(S, T)) / n
     mse, ang = M.feature_error(s, t)
     assert mse == pytest.approx(mse_ref, rel=1e-12)
+    assert M.feature_error(s, t, chunk_size=7) == pytest.approx((mse, ang), rel=1e-12)
     assert ang == pytest.approx(math.degrees(math.acos(1 - mse_ref / 2)), rel=1e-10)
 
 

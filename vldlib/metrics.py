@@ -141,18 +141,18 @@ def _chunked_products(a: Tensor, b_T: Tensor, step: int) -> Iterator[tuple[int, 
 
 
 # --------------------------------------------------------------------------- Table 2
-def feature_error(student: Tensor, teacher: Tensor) -> tuple[float, float]:
+def feature_error(student: Tensor, teacher: Tensor, chunk_size: int | None = None) -> tuple[float, float]:
     r"""Table 2: mean squared distance of normalised features and its angle equivalent.
 
     .. math:: \mathrm{mse} = \frac1N\sum_i \lVert \hat s_i - \hat t_i\rVert_2^2 \;(= L_{mse},\ Eq.\ 2),\qquad
               \mathrm{angle} = \frac{180}{\pi}\arccos(1 - \mathrm{mse}/2)
 
     (the published pairs decode this way, e.g. 0.24 -> 28.4°). Returns ``(mse, angle_deg)``,
-    mse in [0, 4], angle in [0, 180].
+    mse in [0, 4], angle in [0, 180]. The sum is accumulated in float64 over row chunks.
     """
     s, sn, t, tn = _pair(student, teacher, "student", "teacher", same_rows=True)
     total = torch.zeros((), dtype=torch.float64, device=s.device)
-    step = _chunk_rows(s.shape[1], s.element_size(), None, factor=4)
+    step = _chunk_rows(s.shape[1], s.element_size(), chunk_size, factor=4)
     for r0 in range(0, s.shape[0], step):
         r1 = min(r0 + step, s.shape[0])
         d = s[r0:r1] / sn[r0:r1, None] - t[r0:r1] / tn[r0:r1, None]
