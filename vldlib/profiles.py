@@ -5,7 +5,9 @@ the dataclass defaults. :func:`profile_config` turns a profile plus overrides in
 validated config dict, ready for ``vldlib.train.train`` or ``vldlib.runs.RunStore.run``.
 
 - ``offline``: CPU, no network. Fashion-MNIST (5 seen / 5 unseen classes), the ConSE *proxy*
-  teacher (EfficientNet-Lite0 + MiniLM, not CLIP), the ``small`` student; sized (epochs, images
+  teacher (EfficientNet-Lite0 + MiniLM, not CLIP) with the class-text template "a photo of a
+  {name}" (the proxy's own ImageNet-side template; the paper's code omits the article), the
+  ``small`` student; sized (epochs, images
   per class, width) so that the book's ~100 runs train in minutes on 2 CPU cores. Scale up by
   overriding e.g. ``epochs``, ``dataset_options={"per_class": 2000}`` or
   ``student_options={"width": 64}``.
@@ -31,6 +33,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "dataset_options": {"per_class": 600, "load_size": 32, "crop_size": 28},
         "teacher": "conse",
         "teacher_options": {"backbone": "lite0"},
+        "template": "a photo of a {name}",
+        "enriched_template": "a photo of a {name} . {description}",
         "student": "small",
         "student_options": {},
         "weights": dict(_FULL_METHOD),
@@ -71,6 +75,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "dataset_options": {"per_class": 24, "load_size": 32, "crop_size": 28},
         "teacher": "conse",
         "teacher_options": {"backbone": "lite0"},
+        "template": "a photo of a {name}",
+        "enriched_template": "a photo of a {name} . {description}",
         "student": "small",
         "student_options": {},
         "weights": dict(_FULL_METHOD),

@@ -69,6 +69,7 @@ class LazyTeacher:
             from vldlib.teachers import load_teacher  # noqa: PLC0415
 
             teacher = load_teacher(self.name, **self.options)
+            remembered = getattr(self, "identifier", None), getattr(self, "preprocess_id", None)
             self._teacher = teacher
             self.identifier = teacher.identifier
             self.preprocess_id = teacher.preprocess_id
@@ -77,6 +78,11 @@ class LazyTeacher:
             meta = {"name": self.name, "identifier": self.identifier, "preprocess_id": self.preprocess_id,
                     "embed_dim": self.embed_dim, "device": str(self.device)}
             _write_json_atomic(self._meta_path, meta)
+            if remembered[0] is not None and remembered != (self.identifier, self.preprocess_id):
+                raise RuntimeError(
+                    f"teacher {self.name!r} now identifies as {self.identifier!r} / {self.preprocess_id!r} "
+                    f"but the cache remembered {remembered[0]!r} / {remembered[1]!r}; the record of its "
+                    "identity is updated now, run again")
         return self._teacher
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
