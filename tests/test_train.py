@@ -261,7 +261,7 @@ def test_cli_trains_into_the_store(world, reference, capsys):
             "--teacher", "openclip", "--set", f"teacher_options={teacher}",
             "--set", "dataset_options.load_size=32", "--set", "dataset_options.crop_size=28", "--set", "student_options={\"width\": 4}",
             "--weights", "cls=1,im_cst=1", "--epochs", "2", "--batch-size", "8", "--set", "last_n=1",
-            "--no-fewshot", "--out", str(out), "--cache-dir", str(world["cache"]), "--quiet"]
+            "--set", "template=a photo of {name}", "--no-fewshot", "--out", str(out), "--cache-dir", str(world["cache"]), "--quiet"]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "X_id acc" in text and "X_ood zero-shot" in text
