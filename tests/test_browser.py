@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import http.server
 import shutil
+import sys
 import threading
 from pathlib import Path
 from urllib.parse import urlparse
@@ -37,11 +38,20 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A browser that navigates away mid-download closes its socket: not a failure of the book.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 @pytest.fixture(scope="module")
 def served(smoke_book):
     smoke_book.require_success()
     handler = functools.partial(_QuietHandler, directory=str(smoke_book.html))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -84,6 +94,11 @@ def _visit(browser, base: str, path: str) -> dict:
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
         page.goto(f"{base}/{path}", wait_until="load", timeout=60_000)
+        refresh = page.locator('meta[http-equiv="refresh"]')
+        if refresh.count():  # index.html redirects to the root page
+            target = refresh.first.get_attribute("content").split("url=", 1)[-1].strip()
+            page.wait_for_url(f"**/{target}", timeout=30_000)
+            page.wait_for_load_state("load")
         if page.evaluate("() => Boolean(window.MathJax && window.MathJax.startup)"):
             page.wait_for_function("() => window.MathJax.startup.promise !== undefined", timeout=30_000)
             page.evaluate("() => window.MathJax.startup.promise")
@@ -94,7 +109,7 @@ def _visit(browser, base: str, path: str) -> dict:
             math: document.querySelectorAll('.math').length,
             mjx: document.querySelectorAll('mjx-container').length,
             merror: document.querySelectorAll('mjx-merror').length,
-            nav: Array.from(document.querySelectorAll('nav.bd-docs-nav a.reference')).map(a => a.href),
+            nav: Array.from(document.querySelectorAll('nav.bd-docs-nav a.reference, a.navbar-brand')).map(a => a.href),
             title: document.title,
         })""")
     finally:
