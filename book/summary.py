@@ -29,6 +29,7 @@
 profile = "offline"  # offline | paper | smoke: which runs of the store to summarise
 results_dir = "results"  # run store (relative to the repository root)
 smoke = False  # True: summarise the smoke-sized runs of the offline profile
+dataset_root = None  # paper profile: the dataset folder whose runs to summarise (None: all)
 paper_dataset = None  # the paper's column to show beside ours; None: matching folder or "Average"
 
 # %%
@@ -57,6 +58,13 @@ def say(text: str) -> None:
     display(Markdown(text))
 
 
+def replicates(frame: pd.DataFrame, by: str, metrics) -> pd.DataFrame:
+    """One row per (setting, seed, class split): runs that differ only in bookkeeping (e.g. whether
+    the analyses were computed) train the same student, so they count as one replicate."""
+    keys = [by, "seed", "split_seed"]
+    return frame.groupby(keys, dropna=False, sort=False)[list(metrics)].mean().reset_index()
+
+
 def label_columns(table: pd.DataFrame, paper_name: str) -> pd.DataFrame:
     """Rename the (metric, ours/paper) header of ``report.beside_paper`` for display."""
     table = table.copy()
@@ -69,7 +77,7 @@ def label_columns(table: pd.DataFrame, paper_name: str) -> pd.DataFrame:
 # ## The run store
 
 # %%
-grid = make_grid(profile, smoke=smoke, paper_dataset=paper_dataset)
+grid = make_grid(profile, smoke=smoke, dataset_root=dataset_root, paper_dataset=paper_dataset)
 base = grid.base
 store = RunStore(results_dir)
 frame = store.to_frame()
@@ -89,6 +97,8 @@ else:
             frame[column] = None
     mine = frame[(frame["dataset"] == base["dataset"]) & (frame["teacher"] == base["teacher"])
                  & (frame["student"] == base["student"])].copy()
+    if dataset_root is not None:
+        mine = mine[mine["dataset_options.root"] == base["dataset_options"]["root"]]
     scale_cols = [c for c in SCALE if mine[c].notna().any()]
     mine["scale"] = mine[scale_cols].astype(str).agg(" / ".join, axis=1) if not mine.empty else []
     if mine.empty:
@@ -140,12 +150,13 @@ if table1.empty or not acc:
     say("No Table 1 runs in the store for this profile.")
 else:
     paper1 = paper_table("table1", dataset=grid.paper_dataset)
-    summary1 = report.summarize(table1, "method", acc)
+    table1_r = replicates(table1, "method", acc)
+    summary1 = report.summarize(table1_r, "method", acc)
     order = [m for m in TABLE1_METHODS if m in set(table1["method"])]
     display(label_columns(report.beside_paper(
         summary1, paper1, key="method", paper_key="method_key", metrics={m: ACC[m] for m in acc},
         labels=dict(zip(paper1["method_key"], paper1["method"])), order=order), grid.paper_dataset))
-    long = table1.melt(id_vars=["method"], value_vars=acc, var_name="metric", value_name="accuracy")
+    long = table1_r.melt(id_vars=["method"], value_vars=acc, var_name="metric", value_name="accuracy")
     long["metric"] = long["metric"].map(ACC_NAMES)
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(order) * len(acc) + 1.5))
     sns.pointplot(data=long, y="method", x="accuracy", hue="metric", order=order, errorbar=("ci", 95),
@@ -183,7 +194,7 @@ if not table1.empty:
     paper1 = paper_table("table1", dataset=grid.paper_dataset)
     for treatment in ("cls+imcst+vlprox(+mse)", "cls+imcst", "cls+mse"):
         for metric in ("acc_ood_zeroshot", "acc_ood_5shot"):
-            text = reading(table1, treatment, "cls", metric, paper1)
+            text = reading(replicates(table1, "method", acc), treatment, "cls", metric, paper1)
             if text:
                 sentences.append(f"- {text}")
 say("\n".join(sentences) if sentences else "Not enough paired runs for a reading.")
@@ -218,7 +229,7 @@ else:
     paper9_all = paper_table("table9")
     d9 = grid.paper_dataset if grid.paper_dataset in set(paper9_all["dataset"]) else "Flower102"
     paper9 = paper_table("table9", dataset=d9)
-    summary9 = report.summarize(full, "variant", acc)
+    summary9 = report.summarize(replicates(full, "variant", acc), "variant", acc)
     display(label_columns(report.beside_paper(
         summary9, paper9, key="variant", paper_key="variant_key", metrics={m: ACC[m] for m in acc},
         labels={**dict(zip(paper9["variant_key"], paper9["variant"]))}), d9))
@@ -242,9 +253,10 @@ else:
     paper7_all = paper_table("table7")
     d7 = grid.paper_dataset if grid.paper_dataset in set(paper7_all["dataset"]) else "tiered-ImageNet"
     paper7 = paper_table("table7", dataset=d7)
-    summary7 = report.summarize(prompt, "descriptions_key", acc)
+    summary7 = report.summarize(replicates(prompt, "descriptions_key", acc), "descriptions_key", acc)
+    order7 = [k for k in dict.fromkeys(DESC_KEYS.values()) if k in set(prompt["descriptions_key"])]
     display(label_columns(report.beside_paper(
-        summary7, paper7, key="descriptions_key", metrics={m: ACC[m] for m in acc},
+        summary7, paper7, key="descriptions_key", metrics={m: ACC[m] for m in acc}, order=order7,
         labels=dict(zip(paper7["descriptions_key"], paper7["descriptions"]))), d7))
 
 # %% [markdown]
@@ -261,7 +273,7 @@ with_analysis = table1.dropna(subset=analysis_cols, how="all") if analysis_cols 
 if not analysis_cols or with_analysis.empty:
     say("No feature analyses in the store for this profile.")
 else:
-    summary_a = report.summarize(with_analysis, "method", analysis_cols)
+    summary_a = report.summarize(replicates(with_analysis, "method", analysis_cols), "method", analysis_cols)
     wide = report.interval_table(summary_a, "method", digits=3,
                                  labels={c: c.removeprefix("analysis.") for c in analysis_cols})
     display(wide.T)
