@@ -247,6 +247,15 @@ def test_bad_config_fails_before_loading_data(world, monkeypatch, override, matc
         train(tiny_config(world, **override), cache_dir=world["cache"], progress=False)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_cuda_requested_without_cuda(world, monkeypatch):
+    import vldlib.data
+
+    monkeypatch.setattr(vldlib.data, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        train(tiny_config(world, device="cuda"), cache_dir=world["cache"], progress=False)
+
+
 def test_missing_data_root_is_file_not_found(world):
     cfg = tiny_config(world, dataset_options={"root": str(world["base"] / "nope")})
     with pytest.raises(FileNotFoundError, match="does not exist"):
