@@ -23,7 +23,8 @@
 # How to read it: ours is the mean over runs (seeds x class splits) with a 95% t-interval; the
 # paper's values are single runs on its own datasets with a CLIP ViT-L/14 teacher. Under the
 # offline profile the teacher is a ConSE *proxy* and the data Fashion-MNIST, so compare the
-# direction of each effect, not its size.
+# direction of each effect, not its size. The code behind each table is folded ("Show code cell
+# source"); the notebook is `book/summary.py`.
 
 # %% tags=["parameters"]
 profile = "offline"  # offline | paper | smoke: which runs of the store to summarise
@@ -32,7 +33,7 @@ smoke = False  # True: summarise the smoke-sized runs of the offline profile
 dataset_root = None  # paper profile: the dataset folder whose runs to summarise (None: all)
 paper_dataset = None  # the paper's column to show beside ours; None: matching folder or "Average"
 
-# %%
+# %% tags=["hide-input"]
 import math
 
 import matplotlib.pyplot as plt
@@ -76,7 +77,7 @@ def label_columns(table: pd.DataFrame, paper_name: str) -> pd.DataFrame:
 # %% [markdown]
 # ## The run store
 
-# %%
+# %% tags=["hide-input"]
 grid = make_grid(profile, smoke=smoke, dataset_root=dataset_root, paper_dataset=paper_dataset)
 base = grid.base
 store = RunStore(results_dir)
@@ -85,7 +86,7 @@ say(f"Run store `{store.root}`: **{len(frame)}** finished run(s) in total; this 
     f"profile **{grid.profile}** ({base['dataset']} data, `{base['teacher']}` teacher, "
     f"`{base['student']}` student).")
 
-# %%
+# %% tags=["hide-input"]
 if frame.empty:
     runs = frame
 else:
@@ -118,7 +119,7 @@ if runs.empty:
     say("**No finished runs of this profile in the run store yet**: execute the experiment chapters "
         "first (`python -m vldlib.book` does it), then this page fills in.")
 
-# %%
+# %% tags=["hide-input"]
 if not runs.empty:
     for name in LOSSES:
         column = f"weights.{name}"
@@ -144,7 +145,7 @@ else:
 # L_vlprox settings. The paper's column is the dataset named in the header (the six-dataset
 # average when our data is not one of the paper's datasets).
 
-# %%
+# %% tags=["hide-input"]
 table1 = plain[plain["method"].isin(list(TABLE1_METHODS))] if not plain.empty else plain
 if table1.empty or not acc:
     say("No Table 1 runs in the store for this profile.")
@@ -174,7 +175,7 @@ else:
 # teacher's visual space, against the naive L_cls baseline, with the paper's own difference for
 # the same comparison.
 
-# %%
+# %% tags=["hide-input"]
 def reading(frame, treatment, baseline, metric, paper):
     have = set(frame["method"])
     if treatment not in have or baseline not in have or metric not in frame.columns:
@@ -206,7 +207,7 @@ say("\n".join(sentences) if sentences else "Not enough paired runs for a reading
 # teacher-correctness filter, or filtering inside L_im-cst. Under the offline profile there are
 # only five seen classes, so any k of at least five is the full distribution.
 
-# %%
+# %% tags=["hide-input"]
 def table9_key(row) -> str:
     if bool(row["im_cst_filter"]):
         return "filter_in_imcst"
@@ -240,7 +241,7 @@ else:
 # The same student trained and evaluated with plain class names and with class descriptions
 # written under the paper's main prompt and its three variants.
 
-# %%
+# %% tags=["hide-input"]
 DESC_KEYS = {"none": "none", "official": "main_prompt", "main": "main_prompt", "succinct": "more_succinct",
              "detailed": "more_detailed", "distinct": "more_distinct"}
 enriched = runs[runs["descriptions"] != "none"] if not runs.empty else runs
@@ -266,7 +267,7 @@ else:
 # (Table 2) and the structure metrics M_rel, M_neigh and M_vlalign, as mean with a 95% interval.
 # The paper's Table 2 is shown below ours for reference.
 
-# %%
+# %% tags=["hide-input"]
 analysis_cols = [c for c in runs.columns if c.startswith("analysis.") and pd.api.types.is_numeric_dtype(runs[c])] \
     if not runs.empty else []
 with_analysis = table1.dropna(subset=analysis_cols, how="all") if analysis_cols and not table1.empty else table1
@@ -284,7 +285,7 @@ else:
 #
 # How many runs stand behind each row above (a row with a single run has no interval).
 
-# %%
+# %% tags=["hide-input"]
 if not runs.empty:
     coverage = (runs.groupby(["method", "descriptions", "k", "filter", "im_cst_filter"], dropna=False)
                 .agg(runs=("hash", "size"), seeds=("seed", "nunique"), class_splits=("split_seed", "nunique"))
