@@ -45,6 +45,9 @@ FALLBACK_PROFILES: tuple[str, ...] = ("offline", "paper", "smoke")
 RESERVED = ("profile", "results_dir")
 KERNEL = "python3"
 HIDE_TAG = "hide-input"
+# Kernel log level: keep the kernel's own warnings (e.g. "running over TCP without encryption")
+# out of the progress output; notebook errors still arrive as cell outputs.
+KERNEL_ARGS: tuple[str, ...] = ("--IPKernelApp.log_level=ERROR",)
 # Files and folders that make up the book's sources (copied when the book is staged elsewhere).
 BOOK_SOURCES: tuple[str, ...] = ("_config.yml", "_toc.yml", "book")
 
@@ -264,6 +267,7 @@ def execute_notebook(src: NotebookSource, params: Mapping[str, Any], executed_di
         papermill.execute_notebook(
             nb, str(tmp), parameters=dict(params), kernel_name=KERNEL, language="python",
             cwd=str(cwd), progress_bar=False, log_output=False, execution_timeout=timeout,
+            extra_arguments=list(KERNEL_ARGS),
         )
     except PapermillExecutionError as exc:
         kept = executed_dir / f"{src.name}.failed.ipynb"
