@@ -300,7 +300,8 @@ def test_smoke_book_injected_parameters_are_collapsed(smoke_book):
         assert len(starts) == 1, f"{name}: expected one injected-parameters cell, found {len(starts)}"
         head = html[starts[0]:starts[0] + 400]
         assert "tag_hide-input" in head, f"{name}: injected cell not tagged hide-input"
-        cell = html[starts[0]:html.find('<div class="cell', starts[0] + 10)]
+        following = re.compile(r'<div class="cell[ "]').search(html, starts[0] + 10)
+        cell = html[starts[0]:following.start() if following else len(html)]
         details = cell.find("<details")
         assert details != -1 and "hide above-input" in cell[details:details + 200], f"{name}: not collapsed"
         assert "smoke" in cell[details:], f"{name}: injected profile not inside the collapsed block"
