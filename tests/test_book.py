@@ -94,15 +94,15 @@ def test_plan_unknown_parameter_names_notebooks_and_their_parameters(tmp_path):
 
 def test_plan_type_mismatch_and_reserved_names(tmp_path):
     srcs = sources(tmp_path, params="epochs = 2\nrate = 0.5\nflag = False\nseeds = (0, 1)\nname = 'a'\n")
-    with pytest.raises(book.BookError, match=r"-p epochs 'many'.*expects a int.*default is 2"):
+    with pytest.raises(book.BookError, match=r"-p epochs 'many'.*expects type int.*default is 2"):
         book.plan(srcs, "smoke", "results", [("epochs", "many")])
-    with pytest.raises(book.BookError, match=r"-p flag '1'.*expects a bool"):
+    with pytest.raises(book.BookError, match=r"-p flag '1'.*expects type bool"):
         book.plan(srcs, "smoke", "results", [("flag", "1")])
     with pytest.raises(book.BookError, match="--profile instead"):
         book.plan(srcs, "smoke", "results", [("profile", "paper")])
     planned = book.plan(srcs, "smoke", "out", [("epochs", "5"), ("rate", "1"), ("seeds", "[3]"), ("name", "7")])
     for _, params in planned:
-        assert params == {"profile": "smoke", "results_dir": "out", "epochs": 5, "rate": 1.0, "seeds": (3,),
+        assert params == {"profile": "smoke", "results_dir": "out", "epochs": 5, "rate": 1.0, "seeds": [3],
                           "name": "7"}
 
 
@@ -204,10 +204,13 @@ def test_failing_notebook_stops_the_build_naming_it_and_the_cell(tmp_path, run_b
 
 
 def test_parameters_reach_the_kernel_and_injected_cell_is_hidden(tmp_path, run_book):
-    folder = write_notebooks(tmp_path / "nbs", params="epochs = 2\n",
-                             bodies={"main_results": "assert (profile, epochs) == ('smoke', 7), (profile, epochs)\n"})
+    folder = write_notebooks(tmp_path / "nbs", params="epochs = 2\nseeds = (0, 1)\nopts = {}\n", bodies={
+        "main_results": "assert (profile, epochs) == ('smoke', 7), (profile, epochs)\n"
+                        "assert list(seeds) == [4, 5], repr(seeds)\n"
+                        "assert opts == {'a': [1, 2]}, repr(opts)\n"})
     executed = tmp_path / "executed"
-    proc = run_book("--profile", "smoke", "-p", "epochs", "7", "--only", "main_results", "--no-build",
+    proc = run_book("--profile", "smoke", "-p", "epochs", "7", "-p", "seeds", "(4, 5)", "-p", "opts", "{'a': (1, 2)}",
+                    "--only", "main_results", "--no-build",
                     "--notebooks-dir", str(folder), "--summary", str(folder / "summary.py"),
                     "--executed-dir", str(executed), timeout=300)
     assert proc.returncode == 0, proc.stdout

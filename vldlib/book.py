@@ -179,8 +179,20 @@ def _coerce(value: Any, default: Any, raw: str | None) -> tuple[bool, Any]:
     if isinstance(default, (int, float)) and isinstance(value, (int, float)):
         return (True, float(value)) if isinstance(default, float) else (float(value).is_integer(), value)
     if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
-        return True, type(default)(value)
+        return True, value
     return False, value
+
+
+def papermill_value(value: Any) -> Any:
+    """``value`` with tuples (and sets) turned into lists, recursively: papermill writes a tuple
+    into the injected cell as a *string* (``"(0, 1)"``), a list as a list."""
+    if isinstance(value, (tuple, list)):
+        return [papermill_value(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(papermill_value(v) for v in value)
+    if isinstance(value, dict):
+        return {k: papermill_value(v) for k, v in value.items()}
+    return value
 
 
 def plan(sources: Sequence[NotebookSource], profile: str, results_dir: str,
@@ -217,9 +229,9 @@ def plan(sources: Sequence[NotebookSource], profile: str, results_dir: str,
             ok, value = _coerce(value, src.parameters[key], raw if isinstance(raw, str) else None)
             if not ok:
                 default = src.parameters[key]
-                raise BookError(f"-p {key} {raw!r}: notebook {src.name!r} expects a {type(default).__name__} "
+                raise BookError(f"-p {key} {raw!r}: notebook {src.name!r} expects type {type(default).__name__} "
                                 f"(its default is {default!r})")
-            params[key] = value
+            params[key] = papermill_value(value)
         out.append((src, params))
     return out
 
