@@ -221,6 +221,41 @@ def test_parameters_reach_the_kernel_and_injected_cell_is_hidden(tmp_path, run_b
     assert sorted(p.name for p in executed.iterdir()) == ["main_results.ipynb"]  # no temp files left
 
 
+def _executed_placeholders(folder: Path, extra: dict[str, str] | None = None) -> Path:
+    """Executed-looking notebooks for every toc entry, written directly (no kernel)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (*book.BOOK_ORDER, book.SUMMARY):
+        cells = [nbformat.v4.new_markdown_cell(f"# Page {name}\n\nSome math: $a^2 + b^2$.")]
+        if extra and name in extra:
+            cells.append(nbformat.v4.new_markdown_cell(extra[name]))
+        nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}),
+            folder / f"{name}.ipynb")
+    return folder
+
+
+@pytest.mark.slow
+def test_build_is_strict_and_warnings_fail_it(tmp_path, run_book):
+    good = _executed_placeholders(tmp_path / "good")
+    proc = run_book("--no-execute", "--executed-dir", str(good), "--build-dir", str(tmp_path / "b1"), timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert (tmp_path / "b1" / "_build" / "html" / "book" / "executed" / "k_ablation.html").is_file()
+    bad = _executed_placeholders(tmp_path / "bad", {"k_ablation": "### a heading that skips a level"})
+    proc = run_book("--no-execute", "--executed-dir", str(bad), "--build-dir", str(tmp_path / "b2"), timeout=300)
+    assert proc.returncode != 0
+    assert "k_ablation.ipynb" in proc.stdout and "Non-consecutive header level increase" in proc.stdout
+    assert "jupyter-book build failed" in proc.stdout
+
+
+def test_build_needs_every_toc_notebook(tmp_path, run_book):
+    folder = _executed_placeholders(tmp_path / "executed")
+    (folder / "prompt_detail.ipynb").unlink()
+    proc = run_book("--no-execute", "--executed-dir", str(folder), "--build-dir", str(tmp_path / "b"), timeout=120)
+    assert proc.returncode == 2
+    assert "cannot build: not executed yet: prompt_detail" in proc.stdout
+    assert not (tmp_path / "b").exists()
+
+
 # ----------------------------------------------------------------------------- slow: the smoke book
 
 class _Resources(HTMLParser):
@@ -315,5 +350,5 @@ def test_smoke_book_leaves_the_repository_alone(smoke_book):
     smoke_book.require_success()
     assert smoke_book.repo_before == smoke_book.repo_after, "the smoke build wrote into book/executed or _build"
     assert smoke_book.results.is_dir() and any(smoke_book.results.iterdir()), "the runs went elsewhere"
-    staged = smoke_book.html.parent.parent / "_source"
+    staged = smoke_book.html.parent / "_source"
     assert (staged / "_toc.yml").is_file() and (staged / "book" / "executed" / "summary.ipynb").is_file()

@@ -340,12 +340,14 @@ def stage_book(executed_dir: Path, dest: Path, root: Path = ROOT) -> Path:
     return dest
 
 
-def build_html(book_root: Path, build_dir: Path, *, strict: bool = True) -> int:
-    """Run ``jupyter-book build <book_root> [-W --keep-going] --path-output <build_dir>``; its exit code."""
+def build_html(book_root: Path, build_dir: Path, *, strict: bool = True, quiet: bool = True) -> int:
+    """Run ``jupyter-book build <book_root> [-W --keep-going] [-q] --path-output <build_dir>``; its exit code."""
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(book_root),
            "--path-output", str(build_dir)]
     if strict:
         cmd += ["-W", "--keep-going"]
+    if quiet:
+        cmd.append("-q")  # no Sphinx status lines; warnings are still printed
     return subprocess.run(cmd, cwd=book_root, check=False).returncode
 
 
@@ -364,10 +366,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="folder that receives _build/html (default: the repo root)")
     p.add_argument("--executed-dir", default=None, type=Path,
                    help="where executed notebooks go (default book/executed; elsewhere, the book is built "
-                   "from a staged copy in BUILD_DIR/_source)")
+                   "from a staged copy in BUILD_DIR/_build/_source)")
     p.add_argument("--notebooks-dir", default=None, type=Path, help="notebook sources (default notebooks/)")
     p.add_argument("--summary", default=None, type=Path, help="summary page source (default book/summary.py)")
     p.add_argument("--timeout", default=None, type=float, help="per-cell timeout in seconds (default none)")
+    p.add_argument("--verbose", action="store_true", help="show Sphinx's status lines during the build")
     return p
 
 
@@ -401,11 +404,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if needed:
             raise BookError(f"cannot build: not executed yet: {', '.join(needed)} (in {executed_dir}); run "
                             "`python -m vldlib.book` without --only / --no-execute first")
-        book_root = ROOT if executed_dir == default_executed.resolve() else stage_book(executed_dir,
-                                                                                         build_dir / "_source")
+        in_place = executed_dir == default_executed.resolve()
+        book_root = ROOT if in_place else stage_book(executed_dir, build_dir / "_build" / "_source")
         t0 = time.perf_counter()
         print(f"building the book: jupyter-book build {book_root} -W --keep-going", flush=True)
-        code = build_html(book_root, build_dir)
+        code = build_html(book_root, build_dir, quiet=not args.verbose)
         html = build_dir / "_build" / "html" / "index.html"
         if code != 0:
             print(f"jupyter-book build failed (exit {code}) after {time.perf_counter() - t0:.1f} s; see the "
