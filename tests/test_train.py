@@ -183,6 +183,26 @@ def test_run_store_integration(world, reference):
     assert df.loc[0, "analysis.X_ood.m_neigh.5"] == pytest.approx(rec["analysis"]["X_ood"]["m_neigh"]["5"])
 
 
+def test_paper_profile_on_tiny_stand_ins(world, reference):  # reference: warm feature cache
+    """The paper profile as a user runs it (ResNet18, SGD 0.05, repeat_epochs='auto' -> 5 on a
+    small dataset, the official once-per-batch augmentation, 5-shot at peak 0.003), shrunk only
+    in image size, epochs and batch: the teacher is the tiny open_clip checkpoint."""
+    from vldlib.profiles import profile_config
+
+    cfg = profile_config(
+        "paper", dataset_options={"root": str(world["root"]), "load_size": 32, "crop_size": 28},
+        teacher_options={"model": tiny_openclip_model(world["ckpt"]), "pretrained": str(world["ckpt"]),
+                         "device": "cpu"},
+        epochs=2, last_n=1, batch_size=16, eval_batch_size=16, num_workers=0,
+        **{"fewshot.epochs": 1})
+    assert cfg["student"] == "resnet18" and cfg["per_image_aug"] is False
+    rec = train(cfg, cache_dir=world["cache"], progress=False)
+    assert rec["resolved"]["repeat_epochs"] == 5 and rec["resolved"]["fewshot"]["lr"] == 0.003
+    assert rec["device"] == "cpu" and rec["teacher_forward_passes"] == 0
+    assert rec["student"]["parameters"] > 10_000_000  # a real ResNet18
+    assert rec["final"]["acc_ood_5shot"] is not None and rec["fewshot"]["support_size"] == 15
+
+
 # ---------------------------------------------------------------------- few-shot protocol (pure)
 def test_select_support_first_sorted_and_removed():
     keys = ["val/b/3.jpg", "val/a/9.jpg", "val/b/1.jpg", "val/a/2.jpg", "val/a/10.jpg",
