@@ -44,6 +44,7 @@ per_class = None  # Fashion-MNIST images per class; None: the profile's
 seeds = None  # training seeds; None: the profile's replicates
 split_seeds = None  # Fashion-MNIST class splits; None: the profile's
 paper_dataset = None  # the paper's column; None: matching folder, else Flower102 (Tables 3-4) / both Table 2 datasets
+overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
 
 # %%
 import matplotlib.pyplot as plt
@@ -75,7 +76,7 @@ METHODS = {
 }
 grid = make_grid(profile, smoke=smoke, dataset=dataset, dataset_root=dataset_root, teacher=teacher,
                  student=student, epochs=epochs, per_class=per_class, seeds=seeds,
-                 split_seeds=split_seeds, cache_dir=cache_dir, paper_dataset=paper_dataset)
+                 split_seeds=split_seeds, cache_dir=cache_dir, paper_dataset=paper_dataset, overrides=overrides)
 grid.expand({m: {"weights": TABLE1_METHODS[m], "analysis": True} for m in METHODS}, column="method")
 print(f"profile {grid.profile}: {grid.dataset}, teacher {grid.base['teacher']}, student "
       f"{grid.base['student']}; seeds {grid.seeds} x class splits {grid.split_seeds}; "

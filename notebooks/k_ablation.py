@@ -38,11 +38,12 @@ epochs = None  # None: the profile's
 per_class = None  # Fashion-MNIST images per class; None: the profile's
 seeds = None  # training seeds; None: the profile's replicates
 split_seeds = None  # Fashion-MNIST class splits; None: the profile's
-ks = None  # L_vlprox k values besides the reference; None: every k below the number of seen classes (offline), [1, 10] (paper)
+ks = None  # L_vlprox k values besides the reference; None: [1, 2, 3] on Fashion-MNIST, [1, 10] (the paper's) otherwise
 descriptions = "main"  # description set of the reference model (Table 9 builds on Table 5's); None: plain names
 weights = None  # loss weights; None: L_cls + L_im-cst + L_vlprox + L_mse
 analysis = True  # compute the feature analyses too (shares runs with the other chapters)
 paper_dataset = None  # the paper's column; None: matching folder, else both Table 9 datasets
+overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
 
 # %%
 import matplotlib.pyplot as plt
@@ -65,18 +66,20 @@ pd.set_option("display.max_colwidth", 200)
 # %%
 grid = make_grid(profile, smoke=smoke, dataset=dataset, dataset_root=dataset_root, teacher=teacher,
                  student=student, epochs=epochs, per_class=per_class, seeds=seeds,
-                 split_seeds=split_seeds, cache_dir=cache_dir, paper_dataset=paper_dataset)
+                 split_seeds=split_seeds, cache_dir=cache_dir, paper_dataset=paper_dataset, overrides=overrides)
 options = dict(grid.base["dataset_options"])
 if grid.split_seeds[0] is not None:
     options["split_seed"] = grid.split_seeds[0]
 n_seen = len(load_dataset(grid.base["dataset"], **options).seen_classes)
 k_ref = int(grid.base["k"])
 if ks is None:
-    ks = list(range(1, min(n_seen, k_ref))) if grid.dataset == "fashion-mnist" else [1, 10]
+    ks = [k for k in (1, 2, 3) if k < min(n_seen, k_ref)] if grid.dataset == "fashion-mnist" else [1, 10]
 ks = [int(k) for k in ks]
 if any(k < 1 for k in ks):
     raise ValueError(f"every k must be >= 1, got {ks}")
 full = dict(weights) if weights is not None else TABLE1_METHODS["cls+imcst+vlprox(+mse)"]
+if descriptions == "main" and grid.dataset == "official":
+    descriptions = "official"  # the official datasets' main-prompt sentences (chatgpt.txt)
 common = {"weights": full, "analysis": bool(analysis), "descriptions": descriptions}
 variants = {"reference": {**common, "k": k_ref, "filter": True, "im_cst_filter": False}}
 variants.update({f"k={k}": {**common, "k": k, "filter": True, "im_cst_filter": False}

@@ -46,6 +46,7 @@ methods = None  # Table 1 rows to run (keys of vldlib.reference.TABLE1_METHODS);
 extra_methods = {}  # more rows: {"label": {"cls": 1.0, "vlprox": 1.0}} (loss weights by name)
 analysis = True  # compute the feature analyses too (shares the runs with feature_errors)
 paper_dataset = None  # the paper's column to show beside ours; None: matching folder or "Average"
+overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
 
 # %%
 import matplotlib.pyplot as plt
@@ -70,7 +71,7 @@ pd.set_option("display.max_colwidth", 200)
 # %%
 grid = make_grid(profile, smoke=smoke, dataset=dataset, dataset_root=dataset_root, teacher=teacher,
                  student=student, epochs=epochs, per_class=per_class, seeds=seeds,
-                 split_seeds=split_seeds, cache_dir=cache_dir, paper_dataset=paper_dataset)
+                 split_seeds=split_seeds, cache_dir=cache_dir, paper_dataset=paper_dataset, overrides=overrides)
 if methods is None:
     methods = list(TABLE1_METHODS)
 unknown = [m for m in methods if m not in TABLE1_METHODS]
@@ -176,9 +177,10 @@ if not best.empty:
                     f"**{labels.get(top['method'], top['method'])}** "
                     f"({report.format_interval(top['mean'], top['ci_low'], top['ci_high'])} %, "
                     f"{int(top['n'])} runs).")
-seen = effects[effects["verdict"] == "as in the paper"]
-missing = effects[effects["verdict"].isin(["not seen here", "reversed"])]
-lines.append(f"- Of {len(effects)} comparisons with a paper value, {len(seen)} show the paper's "
-             f"direction with an interval that excludes 0, and {len(missing)} do not "
-             f"({', '.join(missing['comparison'] + ' on ' + missing['metric']) or 'none'}).")
+with_paper = effects[effects["paper"].notna()]
+seen = with_paper[with_paper["verdict"] == "as in the paper"]
+missing = with_paper[with_paper["verdict"].isin(["not seen here", "reversed"])]
+lines.append(f"- Of {len(with_paper)} comparisons with a paper value, {len(seen)} show the paper's "
+             f"direction with an interval that excludes 0, and {len(missing)} do not"
+             + (f": {'; '.join(missing['comparison'] + ' on ' + missing['metric'])}." if len(missing) else "."))
 display(Markdown("\n".join(lines)))

@@ -44,6 +44,7 @@ text_mode = None  # "first" (the paper: one sentence per class) | "average"; Non
 weights = None  # loss weights of the full method; None: L_cls + L_im-cst + L_vlprox + L_mse
 analysis = True  # compute the feature analyses too (shares runs with the other chapters)
 paper_dataset = None  # the paper's column; None: matching folder, else both Table 7 datasets
+overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
 
 # %%
 import matplotlib.pyplot as plt
@@ -73,7 +74,7 @@ PAPER_KEYS = {"none": "none", "main": "main_prompt", "succinct": "more_succinct"
               "detailed": "more_detailed", "distinct": "more_distinct"}
 grid = make_grid(profile, smoke=smoke, dataset=dataset, dataset_root=dataset_root, teacher=teacher,
                  student=student, epochs=epochs, per_class=per_class, seeds=seeds,
-                 split_seeds=split_seeds, cache_dir=cache_dir, paper_dataset=paper_dataset)
+                 split_seeds=split_seeds, cache_dir=cache_dir, paper_dataset=paper_dataset, overrides=overrides)
 if variants is None:
     variants = ALL_VARIANTS
 bad = [v for v in variants if v not in ALL_VARIANTS]
@@ -83,7 +84,10 @@ full = dict(weights) if weights is not None else TABLE1_METHODS["cls+imcst+vlpro
 common = {"weights": full, "analysis": bool(analysis)}
 if text_mode is not None:
     common["text_mode"] = text_mode
-grid.expand({v: {**common, "descriptions": None if v == "none" else v} for v in variants},
+# The official datasets' main-prompt sentences are the shipped chatgpt.txt ("official").
+official_main = grid.dataset == "official"
+grid.expand({v: {**common, "descriptions": None if v == "none" else
+                 "official" if (v == "main" and official_main) else v} for v in variants},
             column="descriptions")
 print(f"profile {grid.profile}: {grid.dataset}, teacher {grid.base['teacher']}, student "
       f"{grid.base['student']}; seeds {grid.seeds} x class splits {grid.split_seeds}; "

@@ -40,6 +40,7 @@ per_class = None  # Fashion-MNIST images per class; None: the profile's
 split_seeds = None  # Fashion-MNIST class splits; None: all ten offline (features are shared), the profile's in smoke
 descriptions = "main"  # description set for the enriched texts; None: plain names only
 paper_dataset = None  # the paper's column; None: matching folder or "Average"
+overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
 
 # %%
 from pathlib import Path
@@ -71,7 +72,7 @@ pd.set_option("display.max_colwidth", 200)
 # %%
 grid = make_grid(profile, smoke=smoke, dataset=dataset, dataset_root=dataset_root, teacher=teacher,
                  per_class=per_class, split_seeds=split_seeds, cache_dir=cache_dir,
-                 paper_dataset=paper_dataset)
+                 paper_dataset=paper_dataset, overrides=overrides)
 if split_seeds is None and grid.dataset == "fashion-mnist":
     # every class split draws on the same cached image pool, so more splits cost no teacher passes
     grid.split_seeds = list(range(3 if grid.profile == "smoke" else 10))

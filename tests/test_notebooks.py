@@ -73,10 +73,16 @@ def test_sources_follow_book_conventions():
         assert all(b - a <= 1 for a, b in zip(levels, levels[1:])), (name, headings)
 
 
+# Extra smoke parameters: main_results runs two seeds so that the interval and paired-effect
+# paths of a notebook are exercised (the smoke profile's default is a single replicate).
+EXTRA = {"main_results": {"seeds": [0, 1],
+                          "methods": ["cls", "cls+imcst", "cls+imcst+mse", "cls+imcst+vlprox(+mse)"]}}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ORDER)
 def test_notebook_runs_under_papermill_smoke(name, work, tmp_path):
-    nb = execute(name, smoke_parameters(work), tmp_path)
+    nb = execute(name, {**smoke_parameters(work), **EXTRA.get(name, {})}, tmp_path)
     outs = outputs(nb)
     errors = [o for o in outs if o["output_type"] == "error"]
     assert not errors, errors[0].get("evalue")
@@ -87,6 +93,8 @@ def test_notebook_runs_under_papermill_smoke(name, work, tmp_path):
     assert any("image/png" in o.get("data", {}) for o in outs), f"{name}: no figure"
     markdown = "".join("".join(o["data"]["text/markdown"]) for o in outs if "text/markdown" in o.get("data", {}))
     assert markdown.strip(), f"{name}: no computed reading"
+    if name == "main_results":  # two paired runs: intervals are defined and the reading uses them
+        assert "95% CI" in markdown and "2 paired runs" in markdown, markdown[:1500]
     # the smoke parameters reached the kernel: the notebook reports the smoke profile
     text = "".join("".join(o.get("text", "")) for o in outs if o.get("name") == "stdout")
     assert "profile smoke" in text, text[:500]
@@ -145,3 +153,48 @@ def test_bad_parameters_fail_before_training(name, params, message, tmp_path):
     # nothing trained and no teacher feature computed
     assert not results.exists() or not any(results.iterdir())
     assert not cache.exists() or not any(cache.rglob("*.pt"))
+
+
+@pytest.fixture(scope="module")
+def paper_world(tmp_path_factory) -> dict:
+    """A tiny stand-in for the paper profile: an official-format data root named like one of the
+    paper's datasets, and a tiny open_clip checkpoint loaded through the user's code path."""
+    from data_fixtures import write_tiny_official_root
+    from model_fixtures import make_tiny_openclip_checkpoint, tiny_openclip_model
+
+    base = tmp_path_factory.mktemp("paper")
+    root = write_tiny_official_root(base / "data" / "Flower102", n_seen=3, n_unseen=3, per_class=8, size=40)
+    ckpt = make_tiny_openclip_checkpoint(base / "tiny.pt")
+    overrides = {
+        "teacher_options": {"model": tiny_openclip_model(ckpt), "pretrained": str(ckpt), "device": "cpu"},
+        "dataset_options": {"load_size": 40, "crop_size": 32},
+        "device": "cpu", "num_workers": 0, "batch_size": 8, "eval_batch_size": 16,
+    }
+    (base / "results").mkdir()
+    (base / "cache").mkdir()
+    return {"params": {"profile": "paper", "smoke": True, "dataset_root": str(root), "overrides": overrides,
+                       "results_dir": str(base / "results"), "cache_dir": str(base / "cache")},
+            "results": base / "results"}
+
+
+PAPER_EXTRA = {
+    "main_results": {"methods": ["cls", "cls+imcst+vlprox(+mse)"]},
+    "prompt_detail": {"variants": ["none", "main"]},  # the other prompt variants need an LLM cache
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ORDER)
+def test_notebook_runs_with_paper_profile_on_tiny_stand_ins(name, paper_world, tmp_path):
+    """profile="paper": official data through vldlib.data, the openclip teacher, ResNet18 students."""
+    nb = execute(name, {**paper_world["params"], **PAPER_EXTRA.get(name, {})}, tmp_path)
+    outs = outputs(nb)
+    assert not [o for o in outs if o["output_type"] == "error"]
+    text = "".join("".join(o.get("text", "")) for o in outs if o.get("name") == "stdout")
+    assert "profile paper" in text and "official" in text, text[:500]
+    html = "".join("".join(o["data"]["text/html"]) for o in outs if "text/html" in o.get("data", {}))
+    assert "Flower102" in html, "the paper's Flower102 column is shown beside ours"
+    if name != "teacher_zero_shot":
+        records = [json.loads(p.read_text()) for p in paper_world["results"].glob("*/record.json")]
+        assert records and {r["config"]["student"] for r in records} == {"resnet18"}
+        assert {r["config"]["teacher"] for r in records} == {"openclip"}

@@ -31,7 +31,7 @@ __all__ = ["REPLICATES", "PAPER_DATASETS", "Grid", "make_grid", "run_grid"]
 
 REPLICATES: dict[str, dict[str, list]] = {
     "offline": {"seeds": [0, 1, 2], "split_seeds": [0, 1]},
-    "smoke": {"seeds": [0, 1], "split_seeds": [0]},
+    "smoke": {"seeds": [0], "split_seeds": [0]},
     "paper": {"seeds": [0], "split_seeds": [None]},
 }
 """Default training seeds and class splits per profile (a notebook's ``seeds``/``split_seeds``
