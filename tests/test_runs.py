@@ -61,7 +61,7 @@ def test_config_hash_is_canonical():
     c2 = {**a, "weights": {"cls": 1.0, "mse": 0.0, "im_cst": 0, "vlprox": 0.0}}
     assert config_hash(c1) == config_hash(c2) != h
     # runtime-only fields do not change the identity; anything else does
-    assert config_hash({**a, "cache_dir": "/elsewhere", "num_workers": 4}) == h
+    assert config_hash({**a, "cache_dir": "/elsewhere", "num_workers": 4, "num_threads": 1}) == h
     assert config_hash({**a, "seed": 1}) != h
     assert config_hash({**a, "dataset_options": {**a["dataset_options"], "split_seed": 1}}) != h
     assert config_hash({**a, "k": 3}) != h

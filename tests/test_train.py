@@ -130,8 +130,9 @@ def test_cache_reuse_and_determinism(reference, world):
 
 
 def test_other_seed_differs(reference, world):
-    rec = train(tiny_config(world, seed=1, fewshot=None, analysis=False, epochs=2),
+    rec = train(tiny_config(world, seed=1, fewshot=None, analysis=False, epochs=2, num_threads=2),
                 cache_dir=world["cache"], progress=False)
+    assert rec["torch_threads"] == 2 and torch.get_num_threads() == 1  # set for the run, restored
     ref = reference["record"]["history"][0]
     assert rec["history"][0]["loss"] != ref["loss"]
     assert rec["fewshot"] is None and "acc_ood_5shot" not in rec["final"]
@@ -290,7 +291,8 @@ def test_cli_trains_into_the_store(world, reference, capsys):
             "--teacher", "openclip", "--set", f"teacher_options={teacher}",
             "--set", "dataset_options.load_size=32", "--set", "dataset_options.crop_size=28", "--set", "student_options={\"width\": 4}",
             "--weights", "cls=1,im_cst=1", "--epochs", "2", "--batch-size", "8", "--set", "last_n=1",
-            "--set", "template=a photo of {name}", "--no-fewshot", "--out", str(out), "--cache-dir", str(world["cache"]), "--quiet"]
+            "--set", "template=a photo of {name}", "--no-fewshot", "--out", str(out), "--cache-dir", str(world["cache"]), "--quiet",
+            "--threads", "1"]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "X_id acc" in text and "X_ood zero-shot" in text

@@ -284,9 +284,15 @@ def train(config: TrainConfig | Mapping[str, Any], *, run_dir: str | os.PathLike
         from vldlib.features import default_cache_dir  # noqa: PLC0415
 
         cache_dir = default_cache_dir()
-    with isolated_rng(deterministic=device.type == "cpu"):
-        return _Run(cfg, device, Path(cache_dir), Path(run_dir) if run_dir else None,
-                    progress, on_epoch_end).execute()
+    threads = torch.get_num_threads()
+    try:
+        if cfg.num_threads is not None:
+            torch.set_num_threads(cfg.num_threads)
+        with isolated_rng(deterministic=device.type == "cpu"):
+            return _Run(cfg, device, Path(cache_dir), Path(run_dir) if run_dir else None,
+                        progress, on_epoch_end).execute()
+    finally:
+        torch.set_num_threads(threads)
 
 
 class _Run:
@@ -695,6 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results directory of the run store (default $VLD_RESULTS or ./results)")
     p.add_argument("--cache-dir", help="teacher-feature cache (default $VLD_CACHE or the user cache dir)")
     p.add_argument("--force", action="store_true", help="retrain even if a finished record exists")
+    p.add_argument("--threads", type=int, help="torch CPU threads for the run (default: torch's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--print-config", action="store_true", help="print the config and its hash, train nothing")
     return p
@@ -729,6 +736,8 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         over[key.strip()] = _parse_value(value)
     if args.cache_dir:
         over["cache_dir"] = args.cache_dir
+    if args.threads is not None:
+        over["num_threads"] = args.threads
     return profile_config(args.profile, **over)
 
 

@@ -29,7 +29,7 @@ TEXT_MODES: tuple[str, ...] = ("first", "average")
 IM_CST_MODES: tuple[str, ...] = ("bidirectional", "single")
 EVAL_EPOCHS: tuple[str, ...] = ("all", "last_n")
 #: Fields that change how a run executes but never its numbers: left out of the config hash.
-RUNTIME_FIELDS: tuple[str, ...] = ("cache_dir", "num_workers")
+RUNTIME_FIELDS: tuple[str, ...] = ("cache_dir", "num_workers", "num_threads")
 
 FEWSHOT_DEFAULTS: dict[str, Any] = {
     "shots": 5,            # support images per unseen class (paper §3.6)
@@ -58,6 +58,11 @@ class TrainConfig:
     wd 0.01) for ViT students. ``epochs`` counts outer epochs; each holds ``repeat_epochs`` passes
     over X_train (the official ``--repeat-epochs``; ``"auto"`` = 5 for small datasets, 1 for
     large). Reported accuracies are the mean over the last ``last_n`` outer epochs (App. B).
+
+    Runtime-only fields (not part of the run's identity, :data:`RUNTIME_FIELDS`): ``cache_dir``,
+    ``num_workers`` (DataLoader workers for file-backed images) and ``num_threads`` (torch CPU
+    threads during the run, restored afterwards; None keeps the caller's setting - one thread is
+    much faster on a machine whose cores are busy with other work).
     """
 
     dataset: str = "fashion-mnist"
@@ -89,6 +94,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     num_workers: int = 0
+    num_threads: int | None = None
     per_image_aug: bool = True
     last_n: int = 5
     eval_epochs: str = "all"
@@ -164,6 +170,8 @@ class TrainConfig:
         _int("eval_batch_size", self.eval_batch_size, 1)
         _int("seed", self.seed, 0)
         _int("num_workers", self.num_workers, 0)
+        if self.num_threads is not None:
+            _int("num_threads", self.num_threads, 1, extra=" or None (torch's current setting)")
         _int("last_n", self.last_n, 1)
         if self.last_n > self.epochs:
             raise ValueError(f"last_n={self.last_n} exceeds epochs={self.epochs}; "
