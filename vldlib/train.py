@@ -300,7 +300,8 @@ class _Run:
                  progress: bool, on_epoch_end: Callable | None) -> None:
         self.cfg, self.device, self.cache_dir, self.run_dir = cfg, device, cache_dir, run_dir
         self.progress, self.on_epoch_end = progress, on_epoch_end
-        self.timings: dict[str, float] = {"teacher_features_s": 0.0, "train_s": 0.0, "eval_s": 0.0,
+        self.timings: dict[str, float] = {"teacher_features_s": 0.0, "train_s": 0.0, "train_cpu_s": 0.0,
+                                          "eval_s": 0.0,
                                           "analysis_s": 0.0, "fewshot_train_s": 0.0, "fewshot_eval_s": 0.0}
 
     # ------------------------------------------------------------------ setup
@@ -426,6 +427,7 @@ class _Run:
         for epoch in range(start + 1, c.epochs + 1):
             lr = self.opt.param_groups[0]["lr"]
             t0 = time.perf_counter()
+            c0 = time.process_time()
             meter = _Meter()
             self.student.train()
             for _ in range(r["repeat_epochs"]):
@@ -440,6 +442,7 @@ class _Run:
             entry: dict[str, Any] = {"epoch": epoch, "lr": lr, **meter.means()}
             dt = time.perf_counter() - t0
             self.timings["train_s"] += dt
+            self.timings["train_cpu_s"] = self.timings.get("train_cpu_s", 0.0) + time.process_time() - c0
             entry["train_s"] = dt
             entry["acc_id"] = entry["acc_ood_zeroshot"] = None
             if self._wants_eval(epoch, c.epochs, c.last_n):
