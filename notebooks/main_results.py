@@ -49,6 +49,9 @@ paper_dataset = None  # the paper's column to show beside ours; None: matching f
 overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
 
 # %%
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns

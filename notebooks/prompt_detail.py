@@ -47,6 +47,9 @@ paper_dataset = None  # the paper's column; None: matching folder, else both Tab
 overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
 
 # %%
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns

@@ -43,6 +43,9 @@ paper_dataset = None  # the paper's column; None: matching folder or "Average"
 overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
 
 # %%
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 from pathlib import Path
 
 import matplotlib.pyplot as plt

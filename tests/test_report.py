@@ -178,3 +178,50 @@ def test_method_keys_for_weights():
     assert reference.method_key_for_weights({"cls": 1, "im_cst": 1, "vlprox": 1}) == "cls+imcst+vlprox(+mse)"
     assert reference.method_key_for_weights({"cls": 1, "vlprox": 1}) is None
     assert set(reference.TABLE1_METHODS) <= set(reference.paper_table("table1")["method_key"])
+
+
+# ---------------------------------------------------------------- vldlib.grid (notebook grids)
+def test_make_grid_validates_before_training():
+    from vldlib.grid import make_grid
+
+    g = make_grid("offline")
+    assert g.profile == "offline" and len(g.seeds) >= 3 and len(g.split_seeds) >= 2
+    assert g.paper_dataset == "Average"
+    cfgs = g.expand({"a": {"weights": {"cls": 1.0}}, "b": {"weights": {"cls": 1.0, "im_cst": 1.0}}})
+    assert len(cfgs) == 2 * len(g.seeds) * len(g.split_seeds)
+    labels, cfg = cfgs[-1]
+    assert labels == {"variant": "b", "seed": g.seeds[-1], "split_seed": g.split_seeds[-1]}
+    assert cfg["dataset_options"]["split_seed"] == g.split_seeds[-1] and cfg["seed"] == g.seeds[-1]
+    assert make_grid("offline", smoke=True).profile == "smoke"
+    for kwargs, message in [({"profile": "nope"}, "unknown profile 'nope'"),
+                            ({"dataset": "mnist"}, "unknown dataset 'mnist'"),
+                            ({"seeds": [0, -1]}, "integers >= 0"),
+                            ({"paper_dataset": "Mars"}, "unknown paper_dataset"),
+                            ({"profile": "paper"}, "needs dataset_options")]:
+        with pytest.raises(ValueError, match=message):
+            make_grid(**kwargs)
+    with pytest.raises(ValueError, match="variant 'x': unknown loss name"):
+        g.expand({"x": {"weights": {"bogus": 1.0}}})
+    paper = make_grid("paper", dataset_root="/data/Flower102", split_seeds=None)
+    assert paper.paper_dataset == "Flower102" and paper.split_seeds == [None]
+    with pytest.raises(ValueError, match="applies only to fashion-mnist"):
+        make_grid("paper", dataset_root="/data/Flower102", split_seeds=[0, 1])
+
+
+@pytest.mark.slow
+def test_run_grid_parallel_equals_sequential(tmp_path, fashion_mnist_root):
+    """Workers train with one thread each, so a run's numbers do not depend on the worker count."""
+    from vldlib.grid import make_grid, run_grid
+    from vldlib.runs import RunStore
+
+    frames = []
+    for workers in (1, 2):
+        g = make_grid("smoke", seeds=[0, 1], cache_dir=str(tmp_path / "cache"),
+                      overrides={"fewshot": None, "epochs": 2, "last_n": 1})
+        g.expand({"cls": {"weights": {"cls": 1.0}}})
+        store = RunStore(tmp_path / f"results{workers}", cache_dir=tmp_path / "cache")
+        frames.append(run_grid(store, g, workers=workers, log=False))
+        again = run_grid(store, g, workers=workers, log=False)  # reused, identical
+        assert again["acc_id"].tolist() == frames[-1]["acc_id"].tolist()
+    assert frames[0]["loss"].tolist() == frames[1]["loss"].tolist()
+    assert frames[0]["hash"].tolist() == frames[1]["hash"].tolist()

@@ -16,6 +16,7 @@ separate methods.  The official datasets have one fixed class split (the publish
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -172,26 +173,111 @@ def make_grid(
     return Grid(name, base, seeds_l, splits_l, paper_dataset)
 
 
-def run_grid(store, grid: Grid | Sequence[tuple[dict, dict]], *, progress: bool = False,
-             log: bool = True) -> pd.DataFrame:
+def _data_key(config: Mapping[str, Any]) -> str:
+    import json  # noqa: PLC0415
+
+    return json.dumps([config["dataset"], config["dataset_options"], config["teacher"],
+                       config["teacher_options"]], sort_keys=True, default=str)
+
+
+def warm_teacher_features(config: Mapping[str, Any], cache_dir: str | os.PathLike | None = None) -> None:
+    """Compute (or find cached) the teacher image features of every split of ``config``'s dataset,
+    exactly as the trainer caches them, so that parallel workers never encode the same images."""
+    from vldlib.data import load_dataset  # noqa: PLC0415
+    from vldlib.features import default_cache_dir, teacher_image_features  # noqa: PLC0415
+    from vldlib.trainenv import LazyTeacher  # noqa: PLC0415
+
+    opts = dict(config["dataset_options"])
+    root = opts.pop("root", None)
+    ds = load_dataset(config["dataset"], root=root, **opts)
+    cache = Path(cache_dir or config.get("cache_dir") or default_cache_dir())
+    teacher = LazyTeacher(config["teacher"], config["teacher_options"], cache / "teacher-meta")
+    for split in ds.splits.values():
+        teacher_image_features(teacher, split, dataset_id=ds.name, cache_dir=cache, progress=False)
+
+
+def _worker_init() -> None:
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(1)
+
+
+def _train_one(root: str, cache_dir: str | None, config: dict) -> dict:
+    from vldlib.runs import RunStore  # noqa: PLC0415
+
+    return RunStore(root, cache_dir=cache_dir).run(config, progress=False)
+
+
+def run_grid(store, grid: Grid | Sequence[tuple[dict, dict]], *, workers: int | None = None,
+             progress: bool = False, log: bool = True) -> pd.DataFrame:
     """Ask the run store for every ``(labels, config)``; one row per run (labels + record row).
 
-    Finished runs are read back, missing ones trained in order.  Prints one line: how many runs
-    were reused and how many trained, and the time taken.
+    Finished runs are read back; missing ones are trained.  On CPU the missing runs are trained
+    by ``workers`` processes (default: one per CPU core), **each with one torch thread**, after the
+    teacher features they need are cached (so no image is encoded twice).  One thread per run is
+    also what makes a run's numbers independent of ``workers`` (torch's float reductions depend on
+    the thread count).  On a GPU (``device`` other than ``"cpu"``) runs are trained one at a time.
+    Prints one line: runs reused, runs trained, time taken.
     """
     from vldlib.runs import record_row  # noqa: PLC0415
 
     items = grid.configs if isinstance(grid, Grid) else list(grid)
     if not items:
         raise ValueError("run_grid got no configs; call grid.expand(variants) first")
-    rows, trained = [], 0
     start = time.perf_counter()
-    for labels, cfg in items:
-        if store.get(cfg) is None:
-            trained += 1
-        record = store.run(cfg, progress=progress)
+    records: dict[int, dict] = {}
+    missing: list[int] = []
+    for i, (_, cfg) in enumerate(items):
+        found = store.get(cfg)
+        if found is None:
+            missing.append(i)
+        else:
+            records[i] = found
+    # identical configs (e.g. two variants that coincide) are trained once
+    unique: dict[str, int] = {}
+    from vldlib.runs import config_hash  # noqa: PLC0415
+
+    for i in missing:
+        unique.setdefault(config_hash(items[i][1]), i)
+    todo = list(unique.values())
+    cpu = all(items[i][1].get("device") == "cpu" for i in todo)
+    if workers is None:
+        workers = (os.cpu_count() or 1) if cpu else 1
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    cache_dir = None if store.cache_dir is None else str(store.cache_dir)
+    if todo and cpu:
+        import torch  # noqa: PLC0415
+
+        for key in dict.fromkeys(_data_key(items[i][1]) for i in todo):
+            first = next(i for i in todo if _data_key(items[i][1]) == key)
+            warm_teacher_features(items[first][1], cache_dir)
+        if workers > 1 and len(todo) > 1:
+            import multiprocessing  # noqa: PLC0415
+            from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx,
+                                     initializer=_worker_init) as pool:
+                futures = {i: pool.submit(_train_one, str(store.root), cache_dir, items[i][1]) for i in todo}
+                for i, fut in futures.items():
+                    records[i] = fut.result()
+        else:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                for i in todo:
+                    records[i] = store.run(items[i][1], progress=progress)
+            finally:
+                torch.set_num_threads(threads)
+    else:
+        for i in todo:
+            records[i] = store.run(items[i][1], progress=progress)
+    rows = []
+    for i, (labels, cfg) in enumerate(items):
+        record = records.get(i) or store.run(cfg, progress=progress)  # duplicates: now finished
         rows.append({**record_row(record), **labels})
     if log:
-        print(f"{len(items)} runs: {len(items) - trained} reused from {store.root}, {trained} trained "
+        print(f"{len(items)} runs: {len(items) - len(todo)} reused from {store.root}, {len(todo)} trained "
               f"({time.perf_counter() - start:.0f} s)")
     return pd.DataFrame(rows)

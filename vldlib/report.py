@@ -217,6 +217,7 @@ def format_interval(mean: float, low: float = math.nan, high: float = math.nan, 
 
 
 def _signed(x: float, digits: int) -> str:
+    x = round(float(x), digits) + 0.0  # no "-0.0"
     return f"{x:+.{digits}f}"
 
 
