@@ -262,6 +262,14 @@ def _write_atomic(nb: Any, path: Path) -> None:
         raise
 
 
+def _keep_failed(partial: Path, kept: Path) -> Path | None:
+    """Move papermill's partly executed notebook to ``kept`` (for inspection); None if there is none."""
+    if not partial.exists():
+        return None
+    os.replace(partial, kept)
+    return kept
+
+
 def execute_notebook(src: NotebookSource, params: Mapping[str, Any], executed_dir: Path,
                      cwd: Path = ROOT, timeout: float | None = None) -> Path:
     """Execute one notebook with papermill into ``executed_dir/<name>.ipynb`` (atomic); returns the path."""
@@ -282,16 +290,13 @@ def execute_notebook(src: NotebookSource, params: Mapping[str, Any], executed_di
             extra_arguments=list(KERNEL_ARGS),
         )
     except PapermillExecutionError as exc:
-        kept = executed_dir / f"{src.name}.failed.ipynb"
-        os.replace(tmp, kept) if tmp.exists() else None
+        kept = _keep_failed(tmp, executed_dir / f"{src.name}.failed.ipynb")
         index = next((i for i, cell in enumerate(nb.cells) if cell.source == exc.source), exc.cell_index)
-        raise NotebookFailed(src.name, index, exc.source, f"{exc.ename}: {exc.evalue}",
-                             kept if kept.exists() else None, exc.exec_count) from None
+        raise NotebookFailed(src.name, index, exc.source, f"{exc.ename}: {exc.evalue}", kept,
+                             exc.exec_count) from None
     except Exception as exc:  # kernel died, timeout, ...
-        kept = executed_dir / f"{src.name}.failed.ipynb"
-        os.replace(tmp, kept) if tmp.exists() else None
-        raise NotebookFailed(src.name, None, "", f"{type(exc).__name__}: {exc}",
-                             kept if kept.exists() else None) from exc
+        kept = _keep_failed(tmp, executed_dir / f"{src.name}.failed.ipynb")
+        raise NotebookFailed(src.name, None, "", f"{type(exc).__name__}: {exc}", kept) from exc
     out = nbformat.read(tmp, as_version=4)
     hide_injected(out)
     _write_atomic(out, target)
@@ -415,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "warnings above", file=sys.stderr)
             return code
         print(f"built the book in {time.perf_counter() - t0:.1f} s: {html}", flush=True)
+        if plan_:
+            print(f"total: {time.perf_counter() - t_all:.1f} s", flush=True)
         return 0
     except BookError as exc:
         print(f"vldlib.book: error: {exc}", file=sys.stderr)
