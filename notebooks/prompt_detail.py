@@ -39,7 +39,7 @@ epochs = None  # None: the profile's
 per_class = None  # Fashion-MNIST images per class; None: the profile's
 seeds = None  # training seeds; None: the profile's replicates
 split_seeds = None  # Fashion-MNIST class splits; None: the profile's
-variants = None  # description sets: None = ["none", "main", "succinct", "detailed", "distinct"]
+variants = None  # description sets; None: ["none", "main", "succinct", "detailed", "distinct"]
 text_mode = None  # "first" (the paper: one sentence per class) | "average"; None: the profile's
 weights = None  # loss weights of the full method; None: L_cls + L_im-cst + L_vlprox + L_mse
 analysis = True  # compute the feature analyses too (shares runs with the other chapters)

@@ -85,6 +85,13 @@ def test_paired_effect_hand_computed():
         report.paired_effect(_runs(), "acc", column="method", treatment="C", baseline="A")
 
 
+def test_paired_effect_with_a_fixed_class_split():
+    """Official datasets have one class split (split_seed None): pairs are matched on the seed."""
+    runs = _runs().assign(split_seed=None, seed=[0, 0, 1, 1, 2, 2])
+    eff = report.paired_effect(runs, "acc", column="method", treatment="B", baseline="A")
+    assert eff.n == 3 and eff.mean == pytest.approx(7 / 3)
+
+
 def test_paired_effect_matches_units_only():
     runs = _runs()
     extra = pd.DataFrame([{"method": "B", "seed": 9, "split_seed": 9, "acc": 100.0}])

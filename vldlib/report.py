@@ -170,7 +170,7 @@ def paired_effect(
                 f"paired_effect: no runs with {column} == {value!r} ({name}); "
                 f"values present: {sorted(map(str, frame[column].unique()))}"
             )
-        sides[name] = part.groupby(units)[metric].mean()
+        sides[name] = part.groupby(units, dropna=False)[metric].mean()  # split None: fixed split
     joined = pd.concat(sides, axis=1, join="inner").dropna()
     if joined.empty:
         raise ValueError(
