@@ -235,7 +235,8 @@ if "main" in set(text_frame["descriptions"]) and "none" in set(text_frame["descr
         eff, metric="the mean pairwise cosine of the unseen classes' text features",
         treatment="Enrichment with the main-prompt descriptions", baseline="plain names",
         paper=float(t6p["chatgpt_descriptions"] - t6p["plain_names"]), unit="", digits=3))
-n_classes = int(spectra.groupby("split_seed")["index"].max().min()) if not spectra.empty else 0
-lines.append(f"- With {n_classes} unseen-class texts per split the spectrum has at most {n_classes} "
-             "singular values (the paper's Fig. 4 shows ten of its many classes).")
+n_classes = int(text_frame.assign(n=len(ds.unseen_classes))["n"].iloc[0])
+lines.append(f"- The mean-centred text features of {n_classes} unseen classes have at most "
+             f"{n_classes - 1} non-zero singular values, so Fig. 4 here can show only that many "
+             f"(the paper's Fig. 4 plots the top ten for {t6['dataset'].iloc[0]}).")
 display(Markdown("\n".join(lines)))
