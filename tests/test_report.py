@@ -117,6 +117,10 @@ def test_effect_sentences():
     null = report.Interval(0.4, -1.2, 2.0, 6, 2.0)
     text = report.effect_sentence(null, metric="m", treatment="t", baseline="b", paper=3.5)
     assert "includes 0" in text and "the paper's difference (+3.5 points, single runs) does not appear here" in text
+    tiny = report.effect_sentence(null, metric="m", treatment="t", baseline="b", paper=-0.04)
+    assert "no difference at this precision" in tiny
+    assert report.verdict(null, -0.04) == "no detectable effect" and report.verdict(null, 3.5) == "not seen here"
+    assert report.verdict(up, 5.0) == "as in the paper" and report.verdict(down, 2.0) == "reversed"
     single = report.Interval(1.0, math.nan, math.nan, 1, math.nan)
     assert "no conclusion" in report.effect_sentence(single, metric="m", treatment="t", baseline="b")
 

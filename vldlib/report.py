@@ -254,8 +254,8 @@ def effect_sentence(
     if paper is None or (isinstance(paper, float) and math.isnan(paper)):
         return body
     paper_txt = f"the paper's difference ({_signed(paper, digits)}{u}, single runs)"
-    if paper == 0:
-        return body + " The paper reports no difference."
+    if round(float(paper), digits) == 0:
+        return body + " The paper reports no difference at this precision."
     if not effect.excludes(0.0):
         return body + f" So {paper_txt} does not appear here: the interval includes 0."
     if (effect.mean > 0) == (paper > 0):
@@ -288,16 +288,18 @@ def paper_difference(
     return values[0] - values[1]
 
 
-def verdict(effect: Interval, paper: float | None = None) -> str:
+def verdict(effect: Interval, paper: float | None = None, digits: int = 1) -> str:
     """Short label for a table: how our paired effect relates to 0 and to the paper's difference.
 
     ``"raises"`` / ``"lowers"`` / ``"no detectable effect"`` without a paper value; with one:
     ``"as in the paper"`` (same sign, interval excludes 0), ``"reversed"`` (opposite sign),
-    ``"not seen here"`` (the interval includes 0), ``"too few runs"`` when ``n < 2``.
+    ``"not seen here"`` (the interval includes 0), ``"too few runs"`` when ``n < 2``.  A paper
+    difference that rounds to 0 at ``digits`` counts as none.
     """
     if effect.n < 2 or math.isnan(effect.low):
         return "too few runs"
-    has_paper = paper is not None and not (isinstance(paper, float) and math.isnan(paper)) and paper != 0
+    has_paper = (paper is not None and not (isinstance(paper, float) and math.isnan(paper))
+                 and round(float(paper), digits) != 0)
     if not effect.excludes(0.0):
         return "not seen here" if has_paper else "no detectable effect"
     if not has_paper:
@@ -366,7 +368,7 @@ def compare(
             "metric": m_label,
             "n": eff.n, "effect": eff.mean, "ci_low": eff.low, "ci_high": eff.high,
             "paper": pdiff,
-            "verdict": verdict(eff, pdiff),
+            "verdict": verdict(eff, pdiff, digits),
             "reading": effect_sentence(eff, metric=m_label, treatment=t_label, baseline=b_label,
                                        paper=pdiff, digits=digits, unit=unit),
         })
