@@ -165,7 +165,6 @@ effects = report.compare(runs, comparisons, column="variant",
 display(report.effects_table(effects))
 if not effects.empty:
     report.plot_effects(effects, title="Variants minus the reference")
-    plt.tight_layout()
     plt.show()
 
 # %% [markdown]

@@ -120,18 +120,17 @@ table.columns = pd.MultiIndex.from_tuples(
 display(table)
 
 # %%
-fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4.2), sharey=False)
-axes = [axes] if len(metrics) == 1 else list(axes)
-plot_frame = runs.assign(row=[labels.get(m, m) for m in runs["method"]])
-order = [labels.get(m, m) for m in variants]
-for ax, metric in zip(axes, metrics):
-    report.plot_intervals(plot_frame, x="row", y=metric, order=order, ax=ax,
-                          ylabel=f"{NAMES[metric]} accuracy (%)", title=NAMES[metric])
-    ax.tick_params(axis="x", labelrotation=60)
-    for lab in ax.get_xticklabels():
-        lab.set_horizontalalignment("right")
-fig.suptitle("Each dot is one run (seed x class split); black: mean with 95% t-interval")
-fig.tight_layout()
+fig, axes = plt.subplots(len(metrics), 1, figsize=(9, 2.6 * len(metrics) + 1.6), sharex=True,
+                         squeeze=False, layout="constrained")
+short = {m: labels.get(m, m).replace(" (naive baseline)", "") for m in variants}
+plot_frame = runs.assign(row=[short.get(m, m) for m in runs["method"]])
+for ax, metric in zip(axes[:, 0], metrics):
+    report.plot_intervals(plot_frame, x="row", y=metric, order=[short[m] for m in variants], ax=ax,
+                          ylabel="accuracy (%)", title=NAMES[metric])
+axes[-1, 0].tick_params(axis="x", labelrotation=30)
+for lab in axes[-1, 0].get_xticklabels():
+    lab.set_horizontalalignment("right")
+fig.suptitle("Each dot is one run (seed x class split); black: mean with its 95% t-interval")
 plt.show()
 
 # %% [markdown]
@@ -165,7 +164,6 @@ display(report.effects_table(effects))
 # %%
 if not effects.empty:
     report.plot_effects(effects, title=f"Paired effects (ours) and the paper's differences ({grid.paper_dataset})")
-    plt.tight_layout()
     plt.show()
 
 # %% [markdown]

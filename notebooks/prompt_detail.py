@@ -163,7 +163,6 @@ effects = report.compare(runs, comparisons, column="descriptions", labels=TITLES
 display(report.effects_table(effects))
 if not effects.empty:
     report.plot_effects(effects, title="Description sets vs no enrichment")
-    plt.tight_layout()
     plt.show()
 
 # %% [markdown]

@@ -389,36 +389,41 @@ def effects_table(comparisons: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     }).set_index(["comparison", "metric"])
 
 
-def plot_effects(comparisons: pd.DataFrame, *, ax=None, title: str | None = None, unit: str = "points"):
-    """Forest plot of :func:`compare` output: our paired effects with their intervals (dots and
-    bars) and the paper's differences (hollow diamonds), one row per comparison and metric."""
+def plot_effects(comparisons: pd.DataFrame, *, title: str | None = None, unit: str = "points"):
+    """Forest plot of :func:`compare` output, one panel per metric (each with its own scale): our
+    paired effects with their intervals (dots and bars) and the paper's differences (hollow
+    diamonds).  Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     if comparisons.empty:
         raise ValueError("plot_effects got no comparisons (none of the compared settings was run)")
-    n = len(comparisons)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 0.45 * n + 1.2))
-    names = [f"{c} — {m}" for c, m in zip(comparisons["comparison"], comparisons["metric"])]
-    y = list(range(n))[::-1]
-    colors = sns.color_palette(n_colors=3)
-    for yi, (_, row) in zip(y, comparisons.iterrows()):
-        if not pd.isna(row["ci_low"]):
-            ax.plot([row["ci_low"], row["ci_high"]], [yi, yi], color=colors[0], lw=2)
-        ax.plot(row["effect"], yi, "o", color=colors[0], label="ours (mean, 95% CI)" if yi == y[0] else None)
-        if row["paper"] is not None and not pd.isna(row["paper"]):
-            ax.plot(row["paper"], yi, "D", mfc="none", color="crimson", ms=7,
-                    label="paper (single runs)" if "paper (single runs)" not in
-                    [h.get_label() for h in ax.lines] else None)
-    ax.axvline(0.0, color="grey", lw=1, ls="--")
-    ax.set_yticks(y)
-    ax.set_yticklabels(names, fontsize=8)
-    ax.set_xlabel(f"difference ({unit})")
+    metrics = list(dict.fromkeys(comparisons["metric"]))
+    sizes = [int((comparisons["metric"] == m).sum()) for m in metrics]
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(9, 0.42 * sum(sizes) + 1.1 * len(metrics) + 0.4),
+                             gridspec_kw={"height_ratios": sizes}, squeeze=False, layout="constrained")
+    color = sns.color_palette(n_colors=1)[0]
+    for ax, metric in zip(axes[:, 0], metrics):
+        part = comparisons[comparisons["metric"] == metric].reset_index(drop=True)
+        y = list(range(len(part)))[::-1]
+        for yi, (_, row) in zip(y, part.iterrows()):
+            if not pd.isna(row["ci_low"]):
+                ax.plot([row["ci_low"], row["ci_high"]], [yi, yi], color=color, lw=2)
+            ax.plot(row["effect"], yi, "o", color=color)
+            if row["paper"] is not None and not pd.isna(row["paper"]):
+                ax.plot(row["paper"], yi, "D", mfc="none", color="crimson", ms=7)
+        ax.axvline(0.0, color="grey", lw=1, ls="--")
+        ax.set_yticks(y)
+        ax.set_yticklabels(part["comparison"], fontsize=8)
+        ax.set_ylim(-0.6, len(part) - 0.4)
+        ax.set_title(metric, fontsize=10)
+        ax.set_xlabel(f"difference ({unit})" if unit else "difference", fontsize=9)
+    handles = [plt.Line2D([], [], marker="o", color=color, lw=2, label="ours: paired mean, 95% CI"),
+               plt.Line2D([], [], marker="D", mfc="none", color="crimson", lw=0, label="paper (single runs)")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
     if title:
-        ax.set_title(title)
-    ax.legend(fontsize=8, loc="best")
-    return ax
+        fig.suptitle(title, fontsize=11)
+    return fig
 
 
 def interval_table(
