@@ -22,7 +22,6 @@ Prints one JSON record (CLIP_benchmark style) and writes it atomically to ``--ou
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import platform
@@ -36,18 +35,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vldlib.data.fashion_mnist import read_idx  # noqa: E402
 from vldlib.teachers import ConSEProxyTeacher  # noqa: E402
 
 NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-
-
-def read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 def find(root: Path, stem: str) -> Path:

@@ -1,7 +1,6 @@
 """Teachers: the open_clip checkpoint round trip, fail-fast errors, the ConSE proxy teacher."""
 from __future__ import annotations
 
-import gzip
 import shutil
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from model_fixtures import TINY_OPENCLIP_DIM, make_tiny_openclip_checkpoint, tiny_openclip_model
+from vldlib.data.fashion_mnist import read_idx
 from vldlib.teachers import ConSEProxyTeacher, OpenCLIPTeacher, Teacher, imagenet_class_names, load_teacher
 
 FMNIST_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -188,16 +188,6 @@ def test_minilm_matches_sentence_transformers(conse: ConSEProxyTeacher) -> None:
     torch.testing.assert_close(conse.encode_text(texts), ref, rtol=1e-4, atol=1e-5)
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    """Minimal idx reader (gz or raw)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
 def _find(root: Path, stem: str) -> Path:
     for cand in (root / f"{stem}.gz", root / stem):
         if cand.exists():
@@ -208,8 +198,8 @@ def _find(root: Path, stem: str) -> Path:
 @pytest.mark.slow
 def test_conse_zero_shot_accuracy_well_above_chance(conse: ConSEProxyTeacher, fashion_mnist_root: Path) -> None:
     """20 t10k images per class: 10-way and 5-way (unseen half of split_seed=0) above chance."""
-    images = _read_idx(_find(fashion_mnist_root, "t10k-images-idx3-ubyte"))
-    labels = _read_idx(_find(fashion_mnist_root, "t10k-labels-idx1-ubyte")).astype(np.int64)
+    images = read_idx(_find(fashion_mnist_root, "t10k-images-idx3-ubyte"))
+    labels = read_idx(_find(fashion_mnist_root, "t10k-labels-idx1-ubyte")).astype(np.int64)
     idx = np.concatenate([np.flatnonzero(labels == c)[:20] for c in range(10)])
     x = torch.from_numpy(images[idx].copy()).float().div(255).unsqueeze(1)
     y = torch.from_numpy(labels[idx])
