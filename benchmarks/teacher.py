@@ -32,13 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vldlib.data.fashion_mnist import read_idx  # noqa: E402
+from vldlib.data.fashion_mnist import CLASS_NAMES, class_split, read_idx  # noqa: E402
+from vldlib.metrics import zero_shot_predict  # noqa: E402
 from vldlib.teachers import ConSEProxyTeacher  # noqa: E402
-
-NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
 def find(root: Path, stem: str) -> Path:
@@ -67,17 +65,15 @@ def encode(teacher: ConSEProxyTeacher, x: torch.Tensor, batch: int = 500) -> tup
 
 
 def zero_shot(teacher: ConSEProxyTeacher, feats: torch.Tensor, y: torch.Tensor, seconds: float) -> dict:
-    img = F.normalize(feats, dim=-1)
-    txt = F.normalize(teacher.encode_text([teacher.template.format(c=c) for c in NAMES]), dim=-1)
-    acc10 = ((img @ txt.T).argmax(1) == y).float().mean().item()
-    perm = torch.randperm(10, generator=torch.Generator().manual_seed(0))
-    unseen = sorted(perm[5:].tolist())
+    txt = teacher.encode_text([teacher.template.format(c=c) for c in CLASS_NAMES])
+    acc10 = (zero_shot_predict(feats, txt) == y).float().mean().item()
+    _, unseen = class_split(0)
     mask = torch.isin(y, torch.tensor(unseen))
-    pred5 = torch.tensor(unseen)[(img[mask] @ txt[unseen].T).argmax(1)]
+    pred5 = torch.tensor(unseen)[zero_shot_predict(feats[mask], txt[unseen])]
     acc5 = (pred5 == y[mask]).float().mean().item()
     return {
         "n_images": len(feats), "acc_10way": 100 * acc10, "n_unseen_images": int(mask.sum()),
-        "unseen_classes": [NAMES[i] for i in unseen], "acc_5way_unseen": 100 * acc5,
+        "unseen_classes": [CLASS_NAMES[i] for i in unseen], "acc_5way_unseen": 100 * acc5,
         "encode_seconds": seconds,
     }
 
