@@ -30,7 +30,7 @@ from collections.abc import Callable
 import psutil
 import torch
 
-from vldlib import metrics
+from vldlib.core import metrics
 
 GIB = 2**30
 

@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,8 +34,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vldlib.data.fashion_mnist import CLASS_NAMES, class_split, read_idx  # noqa: E402
-from vldlib.metrics import zero_shot_predict  # noqa: E402
-from vldlib.teachers import ConSEProxyTeacher  # noqa: E402
+from vldlib.core.metrics import zero_shot_predict  # noqa: E402
+from vldlib.io import write_json_atomic  # noqa: E402
+from vldlib.models.teachers import ConSEProxyTeacher  # noqa: E402
 
 
 def find(root: Path, stem: str) -> Path:
@@ -169,14 +169,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write(record: dict, out: Path | None) -> None:
-    """Write the record atomically (temp file in the same folder + os.replace)."""
-    if out is None:
-        return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, out)
+    """Write the record atomically (:func:`vldlib.io.write_json_atomic`)."""
+    if out is not None:
+        write_json_atomic(out, record, indent=2)
 
 
 if __name__ == "__main__":

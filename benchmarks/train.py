@@ -42,11 +42,11 @@ import torch  # noqa: E402
 
 from vldlib.data import load_dataset, student_train_transform  # noqa: E402
 from vldlib.features import teacher_image_features  # noqa: E402
-from vldlib.losses import combined_loss  # noqa: E402
-from vldlib.profiles import profile_config  # noqa: E402
-from vldlib.students import load_student  # noqa: E402
+from vldlib.core.losses import combined_loss  # noqa: E402
+from vldlib.train.profiles import profile_config  # noqa: E402
+from vldlib.models.students import load_student  # noqa: E402
 from vldlib.train import train  # noqa: E402
-from vldlib.trainenv import LazyTeacher  # noqa: E402
+from vldlib.features import LazyTeacher  # noqa: E402
 
 TINY_CLIP_384 = {
     "embed_dim": 384,

@@ -54,10 +54,10 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from vldlib import report
+from vldlib.study import report
 from vldlib.data import load_dataset
-from vldlib.grid import make_grid, run_grid
-from vldlib.reference import TABLE1_METHODS, paper_table
+from vldlib.study.grid import make_grid, run_grid
+from vldlib.study.reference import TABLE1_METHODS, paper_table
 from vldlib.runs import RunStore
 
 sns.set_theme(style="whitegrid", context="notebook")

@@ -56,14 +56,14 @@ import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 
-from vldlib import report
+from vldlib.study import report
 from vldlib.data import load_dataset
-from vldlib.descriptions import VARIANT_TITLES, class_text_features, load_descriptions, read_official
-from vldlib.grid import make_grid, run_grid
-from vldlib.metrics import mean_pairwise_cosine, text_spectrum
-from vldlib.reference import TABLE1_METHODS, paper_table
+from vldlib.text.descriptions import VARIANT_TITLES, class_text_features, load_descriptions, read_official
+from vldlib.study.grid import make_grid, run_grid
+from vldlib.core.metrics import mean_pairwise_cosine, text_spectrum
+from vldlib.study.reference import TABLE1_METHODS, paper_table
 from vldlib.runs import RunStore
-from vldlib.teachers import load_teacher
+from vldlib.models.teachers import load_teacher
 
 sns.set_theme(style="whitegrid", context="notebook")
 pd.set_option("display.max_colwidth", 200)

@@ -54,14 +54,14 @@ import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 
-from vldlib import report
+from vldlib.study import report
 from vldlib.data import load_dataset
-from vldlib.descriptions import class_text_features, load_descriptions
+from vldlib.text.descriptions import class_text_features, load_descriptions
 from vldlib.features import default_cache_dir, teacher_image_features
-from vldlib.grid import make_grid
-from vldlib.metrics import mean_per_class_accuracy, zero_shot_predict
-from vldlib.reference import paper_table
-from vldlib.trainenv import CachedTextTeacher, LazyTeacher
+from vldlib.study.grid import make_grid
+from vldlib.core.metrics import mean_per_class_accuracy, zero_shot_predict
+from vldlib.study.reference import paper_table
+from vldlib.features import CachedTextTeacher, LazyTeacher
 
 sns.set_theme(style="whitegrid", context="notebook")
 pd.set_option("display.max_colwidth", 200)

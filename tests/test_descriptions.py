@@ -19,8 +19,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from llm_server import ChatServer, completion, error, prompt_of  # noqa: E402
 
-from vldlib import describe_cache  # noqa: E402
-from vldlib.descriptions import (  # noqa: E402
+from vldlib.cli.describe import main  # noqa: E402
+from vldlib.text import cache as describe_cache  # noqa: E402
+from vldlib.text.descriptions import (  # noqa: E402
     FASHION_MNIST_CLASSES,
     PROMPTS,
     DescriptionsUnavailable,
@@ -30,7 +31,6 @@ from vldlib.descriptions import (  # noqa: E402
     descriptor_scores,
     generate_descriptions,
     load_descriptions,
-    main,
     read_official,
     shipped_descriptions,
 )

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vldlib import losses as L
+from vldlib.core import losses as L
 
 TAU = 0.07
 

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vldlib import metrics as M
+from vldlib.core import metrics as M
 
 
 # --------------------------------------------------------------------------- references (loops)

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from vldlib.profiles import PROFILES, apply_overrides, profile_config
-from vldlib.trainconfig import SMALL_DATASET_MAX_TRAIN, TrainConfig, resolve_optim
+from vldlib.train.profiles import PROFILES, apply_overrides, profile_config
+from vldlib.train.config import SMALL_DATASET_MAX_TRAIN, TrainConfig, resolve_optim
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))

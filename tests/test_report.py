@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from vldlib import reference, report  # noqa: E402
+from vldlib.study import reference, report  # noqa: E402
 
 # t quantiles from printed tables: t_{0.975, 2} = 4.302653, t_{0.975, 3} = 3.182446
 T975_2 = 4.302653
@@ -193,7 +193,7 @@ def test_method_keys_for_weights():
 
 # ---------------------------------------------------------------- vldlib.grid (notebook grids)
 def test_make_grid_validates_before_training():
-    from vldlib.grid import make_grid
+    from vldlib.study.grid import make_grid
 
     g = make_grid("offline")
     assert g.profile == "offline" and len(g.seeds) >= 3 and len(g.split_seeds) >= 2
@@ -222,7 +222,7 @@ def test_make_grid_validates_before_training():
 @pytest.mark.slow
 def test_run_grid_parallel_equals_sequential(tmp_path, fashion_mnist_root):
     """Workers train with one thread each, so a run's numbers do not depend on the worker count."""
-    from vldlib.grid import make_grid, run_grid
+    from vldlib.study.grid import make_grid, run_grid
     from vldlib.runs import RunStore
 
     frames = []

@@ -11,21 +11,22 @@ import time
 import pandas as pd
 import pytest
 
-import vldlib.train
-from vldlib.profiles import profile_config
+import vldlib.runs
+from vldlib.train.profiles import profile_config
 from vldlib.runs import RunStore, config_hash, default_root, finite_json, write_json_atomic
-from vldlib.trainconfig import TrainConfig
+from vldlib.train.config import TrainConfig
 
 
 class FakeTrainer:
-    """Stands in for ``vldlib.train.train``: returns a record derived from the config."""
+    """Stands in for the trainer the run store calls (``train_validated``): returns a record
+    derived from the config."""
 
     def __init__(self, delay: float = 0.0) -> None:
         self.calls: list[dict] = []
         self.delay = delay
         self.lock = threading.Lock()
 
-    def __call__(self, config, *, run_dir=None, cache_dir=None, progress=True):
+    def __call__(self, config, run_hash=None, *, run_dir=None, cache_dir=None, progress=True):
         cfg = TrainConfig.from_dict(config)
         with self.lock:
             self.calls.append({"config": cfg.to_dict(), "run_dir": run_dir, "cache_dir": cache_dir})
@@ -40,7 +41,7 @@ class FakeTrainer:
 @pytest.fixture
 def fake(monkeypatch) -> FakeTrainer:
     trainer = FakeTrainer()
-    monkeypatch.setattr(vldlib.train, "train", trainer)
+    monkeypatch.setattr(vldlib.runs, "train_validated", trainer)
     return trainer
 
 
@@ -148,7 +149,7 @@ def test_two_writers_of_one_run_train_it_once(tmp_path, monkeypatch):
     """Two concurrent callers (threads here; processes behave alike with flock) of the same
     config: one trains, the other waits for the lock and reads the finished record."""
     slow = FakeTrainer(delay=0.5)
-    monkeypatch.setattr(vldlib.train, "train", slow)
+    monkeypatch.setattr(vldlib.runs, "train_validated", slow)
     store_a, store_b = RunStore(tmp_path), RunStore(tmp_path)
     cfg = smoke(seed=7)
     results = []
@@ -163,7 +164,7 @@ def test_two_writers_of_one_run_train_it_once(tmp_path, monkeypatch):
 
 def test_different_runs_in_parallel(tmp_path, monkeypatch):
     slow = FakeTrainer(delay=0.3)
-    monkeypatch.setattr(vldlib.train, "train", slow)
+    monkeypatch.setattr(vldlib.runs, "train_validated", slow)
     store = RunStore(tmp_path)
     cfgs = [smoke(seed=s) for s in range(3)]
     t0 = time.perf_counter()

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from vldlib.students import STUDENTS, SmallCNN, count_parameters, load_student
+from vldlib.models.students import STUDENTS, SmallCNN, count_parameters, load_student
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from model_fixtures import TINY_OPENCLIP_DIM, make_tiny_openclip_checkpoint, tiny_openclip_model
 from vldlib.data.fashion_mnist import CLASS_NAMES, class_split, read_idx
-from vldlib.metrics import zero_shot_predict
-from vldlib.teachers import ConSEProxyTeacher, OpenCLIPTeacher, Teacher, imagenet_class_names, load_teacher
+from vldlib.core.metrics import zero_shot_predict
+from vldlib.models.teachers import ConSEProxyTeacher, OpenCLIPTeacher, Teacher, imagenet_class_names, load_teacher
 
 
 # ----------------------------------------------------------------------------- open_clip

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from vldlib.fewshot import fewshot_batches, fewshot_labels, select_support
+from vldlib.train.fewshot import fewshot_batches, fewshot_labels, select_support
 from vldlib.runs import RunStore, config_hash
-from vldlib.train import Interrupted, TrainConfig, main, train
+import vldlib.train.trainer
+from vldlib.cli.train import main
+from vldlib.train import Interrupted, TrainConfig, train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from data_fixtures import write_tiny_official_root  # noqa: E402
@@ -188,7 +190,7 @@ def test_paper_profile_on_tiny_stand_ins(world, reference):  # reference: warm f
     """The paper profile as a user runs it (ResNet18, SGD 0.05, repeat_epochs='auto' -> 5 on a
     small dataset, the official once-per-batch augmentation, 5-shot at peak 0.003), shrunk only
     in image size, epochs and batch: the teacher is the tiny open_clip checkpoint."""
-    from vldlib.profiles import profile_config
+    from vldlib.train.profiles import profile_config
 
     cfg = profile_config(
         "paper", dataset_options={"root": str(world["root"]), "load_size": 32, "crop_size": 28},
@@ -263,7 +265,7 @@ def test_bad_config_fails_before_loading_data(world, monkeypatch, override, matc
     def boom(*a, **k):  # pragma: no cover - must not be reached
         raise AssertionError("data was loaded before the config was validated")
 
-    monkeypatch.setattr(vldlib.data, "load_dataset", boom)
+    monkeypatch.setattr(vldlib.train.trainer, "load_dataset", boom)
     with pytest.raises(ValueError, match=match):
         train(tiny_config(world, **override), cache_dir=world["cache"], progress=False)
 
@@ -272,7 +274,7 @@ def test_bad_config_fails_before_loading_data(world, monkeypatch, override, matc
 def test_cuda_requested_without_cuda(world, monkeypatch):
     import vldlib.data
 
-    monkeypatch.setattr(vldlib.data, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    monkeypatch.setattr(vldlib.train.trainer, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
     with pytest.raises(ValueError, match="CUDA is not available"):
         train(tiny_config(world, device="cuda"), cache_dir=world["cache"], progress=False)
 

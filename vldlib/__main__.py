@@ -8,8 +8,8 @@ import importlib
 import sys
 
 COMMANDS = {
-    "train": ("vldlib.train", "train a student by distillation and print its result record"),
-    "describe": ("vldlib.descriptions", "fill an LLM class-description cache (openai client)"),
+    "train": ("vldlib.cli.train", "train a student by distillation and print its result record"),
+    "describe": ("vldlib.cli.describe", "fill an LLM class-description cache (openai client)"),
     "book": ("vldlib.book", "execute the notebooks with papermill and build the Jupyter Book"),
 }
 

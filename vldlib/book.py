@@ -25,12 +25,14 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from vldlib.io import replace_file, write_text_atomic
+from vldlib.train.profiles import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK_ORDER: tuple[str, ...] = (
@@ -41,7 +43,6 @@ BOOK_ORDER: tuple[str, ...] = (
     "k_ablation",
 )
 SUMMARY = "summary"
-FALLBACK_PROFILES: tuple[str, ...] = ("offline", "paper", "smoke")
 RESERVED = ("profile", "results_dir")
 KERNEL = "python3"
 HIDE_TAG = "hide-input"
@@ -82,11 +83,7 @@ class NotebookSource:
 
 
 def known_profiles() -> tuple[str, ...]:
-    """Profile names from ``vldlib.profiles.PROFILES`` (the three standard names if absent)."""
-    try:
-        from vldlib.profiles import PROFILES
-    except ImportError:
-        return FALLBACK_PROFILES
+    """Profile names from :data:`vldlib.train.profiles.PROFILES`."""
     return tuple(PROFILES)
 
 
@@ -250,23 +247,17 @@ def hide_injected(nb: Any) -> int:
 
 
 def _write_atomic(nb: Any, path: Path) -> None:
-    import nbformat
+    import nbformat  # notebook tooling: only the book driver needs it
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".ipynb.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            nbformat.write(nb, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = nbformat.writes(nb)
+    write_text_atomic(path, text if text.endswith("\n") else text + "\n")
 
 
 def _keep_failed(partial: Path, kept: Path) -> Path | None:
     """Move papermill's partly executed notebook to ``kept`` (for inspection); None if there is none."""
     if not partial.exists():
         return None
-    os.replace(partial, kept)
+    replace_file(partial, kept)
     return kept
 
 

@@ -23,25 +23,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
+from vldlib import __version__
+from vldlib.io import save_torch_atomic, try_read_json, write_json_atomic, write_text_atomic
+from vldlib.models.teachers import load_teacher
+from vldlib.paths import default_cache_dir
+
 FORMAT = 1
 DEFAULT_CHUNK_ROWS = 8192
-
-
-def default_cache_dir() -> Path:
-    """``$VLD_CACHE`` if set, else the user cache dir (platformdirs) / "vldbook"."""
-    env = os.environ.get("VLD_CACHE")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir()) / "vldbook"
 
 
 def _hash(*parts: Any) -> str:
@@ -52,30 +46,6 @@ def _hash(*parts: Any) -> str:
 def keys_hash(keys: Sequence[str]) -> str:
     """Hash of an exact, ordered key list."""
     return _hash(list(keys))
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temp file in ``path``'s folder, fsync, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 class CacheEntryError(ValueError):
@@ -189,7 +159,7 @@ class FeatureStore:
             if got is not None:
                 return got
         self.dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(json.dumps(self.meta, indent=1), self.dir / "meta.json")
+        write_text_atomic(self.dir / "meta.json", json.dumps(self.meta, indent=1))
         names, where, feats = self._all_chunks()
         if refresh:
             where = {}
@@ -206,7 +176,7 @@ class FeatureStore:
                 return
             block = torch.cat(pending).clone()
             name = f"chunk-{keys_hash(pending_keys)}.pt"
-            atomic_save({"format": FORMAT, "meta": self.meta, "keys": list(pending_keys),
+            save_torch_atomic({"format": FORMAT, "meta": self.meta, "keys": list(pending_keys),
                          "features": block}, self.dir / name)
             c = len(names)
             names.append(name)
@@ -241,7 +211,7 @@ class FeatureStore:
         for c in used:
             sel = torch.nonzero(rows[:, 0] == remap[c]).flatten()
             result[sel] = feats[c][rows[sel, 1]]
-        atomic_save({"format": FORMAT, "meta": self.meta, "index_id": index_id, "keys_hash": khash,
+        save_torch_atomic({"format": FORMAT, "meta": self.meta, "index_id": index_id, "keys_hash": khash,
                      "n": len(keys), "chunks": [names[c] for c in used], "rows": rows}, index_path)
         return result
 
@@ -335,3 +305,100 @@ def text_features(teacher: Any, texts: Sequence[str], cache_dir: str | Path | No
     if not texts:
         return torch.empty(0, _teacher_dim(teacher) or 0)
     return store.get(texts, "texts", encode, refresh=refresh)
+
+
+# ---------------------------------------------------------------------- teacher access
+def _stamp(value: Any) -> Any:
+    """Option values that name existing files also carry the file's size and mtime."""
+    if isinstance(value, str) and len(value) < 4096 and os.path.isfile(value):
+        st = os.stat(value)
+        return {"path": os.path.abspath(value), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return value
+
+
+class LazyTeacher:
+    """A teacher that loads itself on first use (see the module docstring)."""
+
+    def __init__(self, name: str, options: Mapping[str, Any], meta_dir: str | os.PathLike) -> None:
+        self.name = name
+        self.options = dict(options)
+        key_src = json.dumps({"name": name, "options": {k: _stamp(v) for k, v in sorted(self.options.items())},
+                              "vldlib": __version__}, sort_keys=True, default=str)
+        self._meta_path = Path(meta_dir) / f"{hashlib.sha256(key_src.encode()).hexdigest()[:24]}.json"
+        self._teacher: Any = None
+        self.image_calls = 0
+        self.images_encoded = 0
+        self.text_calls = 0
+        self.texts_encoded = 0
+        meta = try_read_json(self._meta_path)
+        meta = meta if isinstance(meta, dict) else None
+        if meta is not None and {"identifier", "preprocess_id", "embed_dim", "device"} <= set(meta):
+            self.identifier: str = meta["identifier"]
+            self.preprocess_id: str = meta["preprocess_id"]
+            self.embed_dim: int = int(meta["embed_dim"])
+            self.device = torch.device(meta["device"])
+        else:
+            self._load()
+
+    @property
+    def loaded(self) -> bool:
+        return self._teacher is not None
+
+    def _load(self) -> Any:
+        if self._teacher is None:
+            teacher = load_teacher(self.name, **self.options)
+            remembered = getattr(self, "identifier", None), getattr(self, "preprocess_id", None)
+            self._teacher = teacher
+            self.identifier = teacher.identifier
+            self.preprocess_id = teacher.preprocess_id
+            self.embed_dim = int(teacher.embed_dim)
+            self.device = torch.device(teacher.device)
+            meta = {"name": self.name, "identifier": self.identifier, "preprocess_id": self.preprocess_id,
+                    "embed_dim": self.embed_dim, "device": str(self.device)}
+            try:
+                write_json_atomic(self._meta_path, meta)
+            except OSError:  # a read-only cache only costs the laziness next time
+                pass
+            if remembered[0] is not None and remembered != (self.identifier, self.preprocess_id):
+                raise RuntimeError(
+                    f"teacher {self.name!r} now identifies as {self.identifier!r} / {self.preprocess_id!r} "
+                    f"but the cache remembered {remembered[0]!r} / {remembered[1]!r}; the record of its "
+                    "identity is updated now, run again")
+        return self._teacher
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        teacher = self._load()
+        self.image_calls += 1
+        self.images_encoded += int(images.shape[0])
+        return teacher.encode_image(images)
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        teacher = self._load()
+        self.text_calls += 1
+        self.texts_encoded += len(texts)
+        return teacher.encode_text(texts)
+
+    def forward_passes(self) -> dict[str, int]:
+        return {"image_batches": self.image_calls, "images": self.images_encoded,
+                "text_batches": self.text_calls, "texts": self.texts_encoded}
+
+    def __repr__(self) -> str:
+        return f"LazyTeacher({self.identifier!r}, loaded={self.loaded})"
+
+
+class CachedTextTeacher:
+    """Same identity as ``teacher``; ``encode_text`` goes through ``features.text_features``."""
+
+    def __init__(self, teacher: LazyTeacher, cache_dir: str | os.PathLike | None) -> None:
+        self._teacher = teacher
+        self._cache_dir = cache_dir
+        self.identifier = teacher.identifier
+        self.preprocess_id = teacher.preprocess_id
+        self.embed_dim = teacher.embed_dim
+        self.device = teacher.device
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        return text_features(self._teacher, list(texts), cache_dir=self._cache_dir)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self._teacher.encode_image(images)

@@ -6,97 +6,39 @@ checkpoints (so an interrupted run resumes where it stopped), the final student 
 atomically when the run finishes. A notebook asks the store for the runs it needs; finished ones
 are read back, missing ones are trained, so re-executing the book costs only the changed runs.
 
-Concurrency: records and CSVs are written atomically (temp file in the same folder, then
-``os.replace``), and each run directory has a lock file held with ``fcntl.flock`` while the run
+Concurrency: records and CSVs are written atomically (:mod:`vldlib.io`), and each run
+directory has a lock file held with ``fcntl.flock`` while the run
 trains, so two papermill processes never train the same run at once (the second waits, then
 reads the first one's record) and processes training different runs never touch each other.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from vldlib.trainconfig import LOSS_NAMES, TrainConfig
+import pandas as pd
+
+from vldlib.core.losses import LOSS_NAMES
+from vldlib.io import canonical_json, finite_json, write_json_atomic, write_text_atomic
+from vldlib.paths import default_results_root
+from vldlib.train.config import HASH_LEN, TrainConfig, config_hash
+from vldlib.train.trainer import train_validated
+
+__all__ = ["RunStore", "config_hash", "canonical_json", "record_row", "default_root", "HASH_LEN",
+           "RECORD", "CONFIG"]
 
 RECORD = "record.json"
 CONFIG = "config.json"
 LOCK = ".lock"
-HASH_LEN = 16
-
-
-def canonical_json(obj: Any) -> str:
-    """Canonical JSON: sorted keys, no whitespace, ASCII only, NaN rejected."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-
-
-def config_hash(config: Mapping[str, Any] | TrainConfig) -> str:
-    """A run's identity: ``sha256(canonical_json(canonical config))[:16]`` in hex.
-
-    The canonical config is :meth:`TrainConfig.canonical`: every field with its default filled
-    in, loss weights completed over all loss names as floats, few-shot defaults filled, and the
-    runtime-only fields (``cache_dir``, ``num_workers``) left out. So ``{}`` and the explicit
-    defaults hash alike, and the hash does not depend on key order or on ``1`` vs ``1.0``.
-    """
-    cfg = TrainConfig.from_dict(config)
-    return hashlib.sha256(canonical_json(cfg.canonical()).encode()).hexdigest()[:HASH_LEN]
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (temp file in the same folder + os.replace)."""
-    write_text_atomic(path, json.dumps(finite_json(obj), indent=1, allow_nan=False) + "\n")
-
-
-def finite_json(obj: Any) -> Any:
-    """``obj`` with non-finite floats (NaN, inf) replaced by None, so the JSON is strict."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite_json(v) for v in obj]
-    return obj
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    try:  # Linux: read it without touching it
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def default_root() -> Path:
-    """``$VLD_RESULTS`` if set, else ``./results``."""
-    return Path(os.environ.get("VLD_RESULTS") or "results")
+    """The run store's default root: ``$VLD_RESULTS`` if set, else ``./results``."""
+    return default_results_root()
 
 
 @contextlib.contextmanager
@@ -142,8 +84,6 @@ class RunStore:
         checkpoints and record and trains from scratch). An unfinished run (checkpoints but no
         record, e.g. after an interruption) resumes from its last checkpoint.
         """
-        from vldlib.train import train  # noqa: PLC0415 - keeps `import vldlib.runs` light
-
         cfg = TrainConfig.from_dict(config).validate()
         h = config_hash(cfg)
         run_dir = self.root / h
@@ -163,7 +103,7 @@ class RunStore:
                     return found
             write_json_atomic(run_dir / CONFIG, {"hash": h, "config": cfg.to_dict()})
             cache_dir = self.cache_dir if self.cache_dir is not None else cfg.cache_dir
-            record = train(cfg, run_dir=run_dir, cache_dir=cache_dir, progress=progress)
+            record = train_validated(cfg, h, run_dir=run_dir, cache_dir=cache_dir, progress=progress)
             record = finite_json({**record, "hash": h})  # returned exactly as stored
             write_json_atomic(run_dir / RECORD, record)
         return record
@@ -183,8 +123,6 @@ class RunStore:
         """One row per finished run: ``hash``, the flattened config (``dataset_options.split_seed``,
         ``weights.cls``, ... with a weight column for every loss, 0 when off), the final metrics (``acc_id``, ``acc_ood_zeroshot``,
         ``acc_ood_5shot``, ...), ``analysis.*`` when computed, and timing columns."""
-        import pandas as pd  # noqa: PLC0415
-
         rows = [record_row(rec) for rec in self.records()]
         return pd.DataFrame(rows)
 

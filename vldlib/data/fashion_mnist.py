@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vldlib.paths import default_cache_dir
+
 from .splits import DatasetSplits, TensorImageSplit
 
 CLASS_NAMES: tuple[str, ...] = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
@@ -125,8 +127,6 @@ def find_fashion_mnist(root: str | Path | None = None, *, download: bool = True,
         places.append(("$VLD_DATA", Path(os.environ["VLD_DATA"]).expanduser()))
     places.append(("system package", SYSTEM_ROOT))
     if cache_dir is None:
-        from vldlib.features import default_cache_dir
-
         cache_dir = default_cache_dir() / "datasets"
     cache_dir = Path(cache_dir)
     places.append(("earlier download", cache_dir))

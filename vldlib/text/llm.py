@@ -21,7 +21,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .describe_cache import (
+from vldlib import __version__
+from vldlib.text.cache import (
     DescriptionCache,
     cache_path,
     fill_prompt,
@@ -43,9 +44,7 @@ class LLMResponseError(RuntimeError):
 
 def generator_string() -> str:
     """``"vldlib <version> / openai <version>"`` (provenance of generated descriptions)."""
-    import openai
-
-    from . import __version__
+    import openai  # optional heavy client, imported only when descriptions are generated
 
     return f"vldlib {__version__} / openai {openai.__version__}"
 

@@ -1,32 +1,40 @@
 """The trainer's configuration: :class:`TrainConfig`, its validation and canonical form.
 
 A run is declared as data (torchdistill style): every field is JSON-serialisable and the run's
-identity is the hash of the canonical config (:func:`vldlib.runs.config_hash`). Validation
+identity is the hash of the canonical config (:func:`config_hash`). Validation
 happens here, before any data is loaded or any model is built, so that a typo in a notebook's
 parameters cell fails in milliseconds with a message that lists the valid values.
 
-``vldlib.train`` re-exports :class:`TrainConfig`; this module imports only the standard library.
+Every name list is read from the module that owns the names (one source of truth): loss names
+from :mod:`vldlib.core.losses`, teachers and students from their registries in
+:mod:`vldlib.models`, datasets from :mod:`vldlib.data`, description variants from
+:mod:`vldlib.text.prompts`, text modes from :mod:`vldlib.text.classifier`.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-#: The loss names of ``vldlib.losses.LOSS_NAMES`` (kept here so that validation needs no torch).
-LOSS_NAMES: tuple[str, ...] = ("cls", "mse", "im_cst", "vlprox")
-DATASETS: tuple[str, ...] = ("fashion-mnist", "official")
-TEACHERS: tuple[str, ...] = ("conse", "openclip")
-#: Students of ``vldlib.students.STUDENTS`` (validated against that registry when importable).
-STUDENTS: tuple[str, ...] = ("resnet18", "resnet50", "vit_b_32", "small")
+from vldlib.core.losses import IM_CST_MODES, LOSS_NAMES, PAPER_LOSS_NAMES
+from vldlib.data import DATASETS
+from vldlib.io import canonical_json
+from vldlib.models.students import STUDENTS as _STUDENT_REGISTRY
+from vldlib.models.teachers import TEACHERS as _TEACHER_REGISTRY
+from vldlib.text.classifier import TEXT_MODES as _ALL_TEXT_MODES
+from vldlib.text.prompts import PROMPTS
+
+TEACHERS: tuple[str, ...] = tuple(_TEACHER_REGISTRY)
+STUDENTS: tuple[str, ...] = tuple(_STUDENT_REGISTRY)
 OPTIMIZERS: tuple[str, ...] = ("auto", "sgd", "adamw")
 SCHEDULES: tuple[str, ...] = ("auto", "step", "onecycle", "constant")
-DESCRIPTION_VARIANTS: tuple[str, ...] = ("main", "succinct", "detailed", "distinct")
-TEXT_MODES: tuple[str, ...] = ("first", "average")
-IM_CST_MODES: tuple[str, ...] = ("bidirectional", "single")
+DESCRIPTION_VARIANTS: tuple[str, ...] = tuple(PROMPTS)
+#: Training needs one feature per class: per-descriptor scoring is for evaluation studies only.
+TEXT_MODES: tuple[str, ...] = tuple(m for m in _ALL_TEXT_MODES if m != "per_descriptor")
 EVAL_EPOCHS: tuple[str, ...] = ("all", "last_n")
 #: Fields that change how a run executes but never its numbers: left out of the config hash.
 RUNTIME_FIELDS: tuple[str, ...] = ("cache_dir", "num_workers", "num_threads")
@@ -124,7 +132,7 @@ class TrainConfig:
         """Check every field; raise one ValueError naming the field, the value and the fix."""
         _choice("dataset", self.dataset, DATASETS)
         _choice("teacher", self.teacher, TEACHERS)
-        _choice("student", self.student, _known_students())
+        _choice("student", self.student, STUDENTS)
         for name in ("dataset_options", "teacher_options", "student_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a dict of keyword options, got {getattr(self, name)!r}")
@@ -213,10 +221,10 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ canonical form
     def canonical(self) -> dict[str, Any]:
-        """The config as hashed: weights completed over LOSS_NAMES as floats, few-shot defaults
+        """The config as hashed: weights as :func:`canonical_weights`, few-shot defaults
         filled, runtime-only fields (:data:`RUNTIME_FIELDS`) dropped."""
         d = self.to_dict()
-        d["weights"] = {n: float(d["weights"].get(n, 0.0)) for n in LOSS_NAMES}
+        d["weights"] = canonical_weights(d["weights"])
         if d["fewshot"] is not None:
             d["fewshot"] = self.fewshot_options()
         for name in ("tau", "momentum"):
@@ -224,6 +232,31 @@ class TrainConfig:
         for name in RUNTIME_FIELDS:
             d.pop(name, None)
         return d
+
+
+#: Length of a run's hash in hex digits.
+HASH_LEN = 16
+
+
+def canonical_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    """Loss weights as hashed: the paper's four terms always present (0.0 when off), every other
+    loss only when switched on, all as floats. So adding a loss to the library never changes
+    the hash of a run that does not use it."""
+    out = {n: float(weights.get(n, 0.0)) for n in PAPER_LOSS_NAMES}
+    out.update({n: float(weights[n]) for n in LOSS_NAMES if n not in out and float(weights.get(n, 0.0)) != 0.0})
+    return out
+
+
+def config_hash(config: Mapping[str, Any] | TrainConfig) -> str:
+    """A run's identity: ``sha256(canonical_json(canonical config))[:16]`` in hex.
+
+    The canonical config is :meth:`TrainConfig.canonical`: every field with its default filled
+    in, loss weights as :func:`canonical_weights`, few-shot defaults filled, and the runtime-only
+    fields (:data:`RUNTIME_FIELDS`) left out. So ``{}`` and the explicit defaults hash alike, and
+    the hash does not depend on key order or on ``1`` vs ``1.0``.
+    """
+    cfg = TrainConfig.from_dict(config)
+    return hashlib.sha256(canonical_json(cfg.canonical()).encode()).hexdigest()[:HASH_LEN]
 
 
 # ---------------------------------------------------------------------- resolution of "auto"
@@ -255,14 +288,6 @@ def resolve_optim(config: TrainConfig, n_train: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- helpers
-def _known_students() -> tuple[str, ...]:
-    try:  # the registry is the source of truth once the students module is importable
-        from vldlib.students import STUDENTS as registry  # noqa: PLC0415
-        return tuple(registry)
-    except Exception:  # pragma: no cover - students module missing or broken
-        return STUDENTS
-
-
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 

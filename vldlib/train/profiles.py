@@ -2,7 +2,7 @@
 
 A profile is plain data: a dict of :class:`vldlib.train.TrainConfig` fields that differ from
 the dataclass defaults. :func:`profile_config` turns a profile plus overrides into a complete,
-validated config dict, ready for ``vldlib.train.train`` or ``vldlib.runs.RunStore.run``.
+validated config dict, ready for :func:`vldlib.train.train` or ``vldlib.runs.RunStore.run``.
 
 - ``offline``: CPU, no network. Fashion-MNIST (5 seen / 5 unseen classes, 300 images per
   class: X_train 1050, X_id 450, X_ood 1500 images), the ConSE *proxy* teacher (EfficientNet-Lite0
@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Mapping
 
-from vldlib.trainconfig import TrainConfig
+from vldlib.train.config import TrainConfig
 
 _FULL_METHOD = {"cls": 1.0, "mse": 1.0, "im_cst": 1.0, "vlprox": 1.0}
 

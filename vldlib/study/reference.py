@@ -8,7 +8,7 @@ Every frame it returns is labelled as the paper's values: a ``source`` column
 
 Typical use in a notebook::
 
-    from vldlib.reference import paper_table
+    from vldlib.study.reference import paper_table
     paper_table("table1", dataset="Average")            # wide: one row per method
     paper_table("table1", long=True)                    # long: one row per (method, dataset, metric)
 """

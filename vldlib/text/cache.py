@@ -24,77 +24,22 @@ Only ``descriptions`` is required when a file is written by hand; everything els
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from vldlib.io import read_json, write_json_atomic
+from vldlib.paths import default_cache_dir
+from vldlib.text.prompts import PROMPTS, VARIANT_TITLES, fill_prompt, resolve_prompt
+
+#: Re-exported from :mod:`vldlib.text.prompts` for callers of the cache API.
+__all__ = ["FORMAT", "PROMPTS", "VARIANT_TITLES", "DescriptionCache", "resolve_prompt", "fill_prompt",
+           "slug", "default_cache_root", "descriptions_dir", "cache_path", "parse_cache", "read_cache",
+           "write_cache"]
+
 FORMAT = "vldbook-descriptions/1"
-
-#: The paper's prompts, exact wordings (paper §5 / App. D main prompt; §6 Table 7 variants).
-PROMPTS: dict[str, str] = {
-    "main": (
-        "Use a single sentence to describe the appearance and shape of {cls}. "
-        "Only describe the shape and appearance."
-    ),
-    "succinct": (
-        "Use a single sentence to broadly describe the appearance and shape of {cls}. "
-        "Don't give too much details. Only describe the shape and appearance."
-    ),
-    "detailed": (
-        "Use a single sentence and short, simple, descriptive phrases to describe the "
-        "detailed appearance and detailed shape of {cls}."
-    ),
-    "distinct": (
-        "Use a single sentence to describe the unique, distinctive appearance and shape of "
-        "{cls}. Only describe the unique, distinctive shape and appearance."
-    ),
-}
-
-#: Display names of the variants (as in the paper's Table 7).
-VARIANT_TITLES: dict[str, str] = {
-    "main": "Main prompt",
-    "succinct": "More Succinct",
-    "detailed": "More Detailed",
-    "distinct": "More Distinct",
-}
-
-#: The ten Fashion-MNIST class names, label order (CONTRIBUTING.md).
-FASHION_MNIST_CLASSES: tuple[str, ...] = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)
-
-
-def resolve_prompt(prompt: str) -> tuple[str, str]:
-    """Return ``(variant_key, template)`` for a variant name or a user's own prompt.
-
-    A user's prompt is any string containing ``{cls}``; its variant key is
-    ``"custom-" + sha1(prompt)[:8]`` so that different prompts never share a cache file.
-    """
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError("prompt must be a variant name "
-                         f"({', '.join(PROMPTS)}) or a string containing '{{cls}}'")
-    if prompt in PROMPTS:
-        return prompt, PROMPTS[prompt]
-    if "{cls}" in prompt:
-        digest = hashlib.sha1(prompt.encode("utf-8")).hexdigest()[:8]
-        return f"custom-{digest}", prompt
-    raise ValueError(
-        f"unknown prompt {prompt!r}: use one of the paper's variants ({', '.join(PROMPTS)}) "
-        "or your own prompt text with '{cls}' where the class name goes, e.g. "
-        "'Describe the shape of {cls} in one sentence.'"
-    )
-
-
-def fill_prompt(template: str, name: str) -> str:
-    """The prompt for one class: ``template`` with every ``{cls}`` replaced by ``name``."""
-    return template.replace("{cls}", name)
-
 
 def slug(text: str) -> str:
     """A file-name-safe form of a dataset or model name ("org/model:v1" -> "org--model-v1")."""
@@ -109,8 +54,6 @@ def default_cache_root() -> Path:
 
     The same root as the teacher-feature cache (:func:`vldlib.features.default_cache_dir`).
     """
-    from .features import default_cache_dir
-
     return default_cache_dir()
 
 
@@ -204,28 +147,9 @@ def read_cache(path: str | os.PathLike) -> DescriptionCache:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no description file at {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); fix or delete it") from err
-    return parse_cache(data, where=str(path))
+    return parse_cache(read_json(path, what="description file"), where=str(path))
 
 
 def write_cache(cache: DescriptionCache, path: str | os.PathLike) -> Path:
-    """Write atomically: a temp file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(cache.to_json(), fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; caches are ordinary readable files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write atomically (:func:`vldlib.io.write_json_atomic`)."""
+    return write_json_atomic(path, cache.to_json(), indent=2, ensure_ascii=False)

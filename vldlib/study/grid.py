@@ -2,7 +2,7 @@
 
 A notebook's parameters (``profile``, ``dataset``, ``epochs``, ``seeds``, ...; ``None`` meaning
 "the profile's default") become one :class:`Grid`: a validated base config (from
-:func:`vldlib.profiles.profile_config`) plus the replicates every comparison is run on.  Each
+:func:`vldlib.train.profiles.profile_config`) plus the replicates every comparison is run on.  Each
 variant is a dict of config overrides (e.g. ``{"weights": {"cls": 1, "im_cst": 1}}``); the grid
 expands it over ``seeds x split_seeds`` and **validates every config before anything trains**, so a
 typo (unknown profile, dataset, loss name, ...) fails in milliseconds with the valid choices.
@@ -11,22 +11,30 @@ trained; identical configs in different notebooks are one run, since the store k
 and returns one tidy row per run.
 
 Replicates (``REPLICATES``): the offline default runs 3 seeds on 2 class splits of Fashion-MNIST
-(6 paired replicates per setting), which is what lets the t-intervals of :mod:`vldlib.report`
+(6 paired replicates per setting), which is what lets the intervals of :mod:`vldlib.study.stats`
 separate methods.  The official datasets have one fixed class split (the published lists).
 """
 from __future__ import annotations
 
+import json
+import multiprocessing
 import os
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
-from vldlib.profiles import PROFILES, apply_overrides, profile_config
-from vldlib.trainconfig import TrainConfig
+from vldlib.data import load_dataset
+from vldlib.features import LazyTeacher, teacher_image_features
+from vldlib.paths import default_cache_dir
+from vldlib.runs import RunStore, config_hash, record_row
+from vldlib.train.config import TrainConfig
+from vldlib.train.profiles import PROFILES, apply_overrides, profile_config
 
 __all__ = ["REPLICATES", "PAPER_DATASETS", "Grid", "make_grid", "run_grid"]
 
@@ -174,8 +182,6 @@ def make_grid(
 
 
 def _data_key(config: Mapping[str, Any]) -> str:
-    import json  # noqa: PLC0415
-
     return json.dumps([config["dataset"], config["dataset_options"], config["teacher"],
                        config["teacher_options"]], sort_keys=True, default=str)
 
@@ -183,10 +189,6 @@ def _data_key(config: Mapping[str, Any]) -> str:
 def warm_teacher_features(config: Mapping[str, Any], cache_dir: str | os.PathLike | None = None) -> None:
     """Compute (or find cached) the teacher image features of every split of ``config``'s dataset,
     exactly as the trainer caches them, so that parallel workers never encode the same images."""
-    from vldlib.data import load_dataset  # noqa: PLC0415
-    from vldlib.features import default_cache_dir, teacher_image_features  # noqa: PLC0415
-    from vldlib.trainenv import LazyTeacher  # noqa: PLC0415
-
     opts = dict(config["dataset_options"])
     root = opts.pop("root", None)
     ds = load_dataset(config["dataset"], root=root, **opts)
@@ -197,14 +199,10 @@ def warm_teacher_features(config: Mapping[str, Any], cache_dir: str | os.PathLik
 
 
 def _worker_init() -> None:
-    import torch  # noqa: PLC0415
-
     torch.set_num_threads(1)
 
 
 def _train_one(root: str, cache_dir: str | None, config: dict) -> dict:
-    from vldlib.runs import RunStore  # noqa: PLC0415
-
     return RunStore(root, cache_dir=cache_dir).run(config, progress=False)
 
 
@@ -219,8 +217,6 @@ def run_grid(store, grid: Grid | Sequence[tuple[dict, dict]], *, workers: int | 
     the thread count).  On a GPU (``device`` other than ``"cpu"``) runs are trained one at a time.
     Prints one line: runs reused, runs trained, time taken.
     """
-    from vldlib.runs import record_row  # noqa: PLC0415
-
     items = grid.configs if isinstance(grid, Grid) else list(grid)
     if not items:
         raise ValueError("run_grid got no configs; call grid.expand(variants) first")
@@ -235,8 +231,6 @@ def run_grid(store, grid: Grid | Sequence[tuple[dict, dict]], *, workers: int | 
             records[i] = found
     # identical configs (e.g. two variants that coincide) are trained once
     unique: dict[str, int] = {}
-    from vldlib.runs import config_hash  # noqa: PLC0415
-
     for i in missing:
         unique.setdefault(config_hash(items[i][1]), i)
     todo = list(unique.values())
@@ -247,15 +241,10 @@ def run_grid(store, grid: Grid | Sequence[tuple[dict, dict]], *, workers: int | 
         raise ValueError(f"workers must be >= 1, got {workers}")
     cache_dir = None if store.cache_dir is None else str(store.cache_dir)
     if todo and cpu:
-        import torch  # noqa: PLC0415
-
         for key in dict.fromkeys(_data_key(items[i][1]) for i in todo):
             first = next(i for i in todo if _data_key(items[i][1]) == key)
             warm_teacher_features(items[first][1], cache_dir)
         if workers > 1 and len(todo) > 1:
-            import multiprocessing  # noqa: PLC0415
-            from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
-
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx,
                                      initializer=_worker_init) as pool:

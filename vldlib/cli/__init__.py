@@ -1,0 +1,1 @@
+"""Command-line entry points (``python -m vldlib train|describe|book``), one module each."""

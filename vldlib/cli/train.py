@@ -1,0 +1,158 @@
+"""``python -m vldlib train``: train one run into the run store and print a summary.
+
+``--profile`` picks the base config (:mod:`vldlib.train.profiles`); named flags and ``--set
+KEY=VALUE`` override fields; the run goes through :class:`vldlib.runs.RunStore`, so a finished
+config is read back, an interrupted one resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from vldlib.core.losses import LOSS_NAMES
+from vldlib.runs import RunStore
+from vldlib.train.config import TrainConfig, config_hash
+from vldlib.train.profiles import profile_config
+
+__all__ = ["build_parser", "config_from_args", "main", "summary"]
+
+
+def _parse_value(text: str) -> Any:
+    """JSON first (``true``, ``null``, ``{"a": 1}``), then a Python literal, else the string."""
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(text)
+        except (ValueError, SyntaxError, TypeError):
+            continue
+    return text
+
+
+def _parse_weights(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, eq, value = part.partition("=")
+        name = name.strip()
+        if not eq:
+            value = "1"
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise ValueError(f"--weights: {part!r} is not NAME=NUMBER (e.g. cls=1,im_cst=1); "
+                             f"names: {', '.join(LOSS_NAMES)}") from None
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m vldlib train",
+        description="Train a student by distillation (a run of the run store) and print its result.")
+    p.add_argument("--profile", default="offline", help="offline (default) | paper | smoke")
+    p.add_argument("--dataset", help="fashion-mnist | official")
+    p.add_argument("--data-root", help="dataset root (official: folder with train/ val/ val_on_train/)")
+    p.add_argument("--teacher", help="conse | openclip")
+    p.add_argument("--student", help="small | resnet18 | resnet50 | vit_b_32")
+    p.add_argument("--weights", help="loss weights, e.g. cls=1,mse=1,im_cst=1,vlprox=1")
+    p.add_argument("--k", type=int, help="L_vlprox top-k (1 = off)")
+    p.add_argument("--no-filter", action="store_true", help="switch off L_vlprox's teacher-correct filter")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto | cpu | cuda")
+    fs = p.add_mutually_exclusive_group()
+    fs.add_argument("--fewshot", nargs="?", type=int, const=5, metavar="SHOTS",
+                    help="run 5-shot fine-tuning after training (optionally SHOTS per class)")
+    fs.add_argument("--no-fewshot", action="store_true", help="skip few-shot fine-tuning")
+    p.add_argument("--analysis", action="store_true", help="compute the analysis metrics at the end")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config field (dotted for nested: dataset_options.per_class=300); "
+                        "VALUE is JSON or a Python literal, else a string")
+    p.add_argument("--out", help="results directory of the run store (default $VLD_RESULTS or ./results)")
+    p.add_argument("--cache-dir", help="teacher-feature cache (default $VLD_CACHE or the user cache dir)")
+    p.add_argument("--force", action="store_true", help="retrain even if a finished record exists")
+    p.add_argument("--threads", type=int, help="torch CPU threads for the run (default: torch's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--print-config", action="store_true", help="print the config and its hash, train nothing")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    over: dict[str, Any] = {}
+    for key, attr in (("dataset", "dataset"), ("teacher", "teacher"), ("student", "student"),
+                      ("k", "k"), ("epochs", "epochs"), ("batch_size", "batch_size"),
+                      ("seed", "seed"), ("device", "device")):
+        value = getattr(args, attr)
+        if value is not None:
+            over[key] = value
+    if args.data_root:
+        over["dataset_options.root"] = args.data_root
+    if args.weights:
+        over["weights"] = _parse_weights(args.weights)
+    if args.no_filter:
+        over["filter"] = False
+    if args.analysis:
+        over["analysis"] = True
+    if args.no_fewshot:
+        over["fewshot"] = None
+    elif args.fewshot is not None:
+        over["fewshot.shots"] = args.fewshot
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        over[key.strip()] = _parse_value(value)
+    if args.cache_dir:
+        over["cache_dir"] = args.cache_dir
+    if args.threads is not None:
+        over["num_threads"] = args.threads
+    return profile_config(args.profile, **over)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m vldlib train``: train one run into the run store and print a summary."""
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        config = config_from_args(args)
+        TrainConfig.from_dict(config).validate()
+    except ValueError as exc:
+        print(f"vldlib train: {exc}", file=sys.stderr)
+        return 2
+    h = config_hash(config)
+    if args.print_config:
+        print(json.dumps({"hash": h, "config": config}, indent=1))
+        return 0
+    store = RunStore(args.out)
+    try:
+        record = store.run(config, force=args.force, progress=not args.quiet)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"vldlib train: {exc}", file=sys.stderr)
+        return 2
+    print(summary(record, store.run_dir(config)))
+    return 0
+
+
+def summary(record: Mapping[str, Any], run_dir: str | os.PathLike | None = None) -> str:
+    """A few human-readable lines about a result record."""
+    cfg, fin = record["config"], record["final"]
+    weights = "+".join(n for n, w in cfg["weights"].items() if w) or "-"
+    lines = [f"run {record.get('hash')}  {cfg['dataset']} | teacher {cfg['teacher']} | "
+             f"student {cfg['student']} | losses {weights} | seed {cfg['seed']}"]
+    fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+    lines.append(f"  X_id acc {fmt(fin.get('acc_id'))}%   X_ood zero-shot {fmt(fin.get('acc_ood_zeroshot'))}%"
+                 + (f"   X_ood 5-shot {fmt(fin.get('acc_ood_5shot'))}%" if "acc_ood_5shot" in fin else "")
+                 + f"   (mean of the last {cfg['last_n']} epochs)")
+    t = record.get("timings", {})
+    lines.append(f"  time {t.get('total_s', float('nan')):.1f}s (train {t.get('train_s', 0):.1f}s, "
+                 f"eval {t.get('eval_s', 0):.1f}s, teacher features {t.get('teacher_features_s', 0):.1f}s); "
+                 f"teacher forward passes {record.get('teacher_forward_passes')}; device {record.get('device')}")
+    if run_dir is not None:
+        lines.append(f"  record: {Path(run_dir) / 'record.json'}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

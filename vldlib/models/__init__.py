@@ -1,0 +1,1 @@
+"""The networks: teachers (open_clip CLIP, the ConSE proxy) and students (registries by name)."""

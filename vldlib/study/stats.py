@@ -1,0 +1,191 @@
+"""Statistics of a chapter: means, t-intervals and paired effects over replicates.
+
+Everything here works on tidy pandas frames (one row per run, as ``RunStore.to_frame()`` gives)
+and is deterministic; nothing trains or reads the run store.
+
+Statistics (all two-sided, confidence ``1 - alpha``, default 95 %):
+
+* **Mean and t-interval over runs.**  For values ``x_1..x_n`` (one per seed x class split)::
+
+      mean = (1/n) sum x_i,   sd = sqrt( sum (x_i - mean)^2 / (n - 1) ),
+      half = t_{1 - alpha/2, n - 1} * sd / sqrt(n),   CI = [mean - half, mean + half]
+
+  With ``n = 1`` the interval is undefined (NaN): one run says nothing about its noise.
+* **Paired effect of a change.**  Two settings run with the same seeds and class splits form pairs;
+  the effect is the mean of the per-pair differences ``d_i = x_i(treatment) - x_i(baseline)`` with
+  the t-interval of the ``d_i`` (a paired t-interval).  Pairing removes the split-to-split spread
+  shared by both settings, which is what lets small runs separate methods.
+* **Reading.**  An interval that excludes 0 is reported as an effect ("raises ... by 4.1 points
+  (95% CI 2.0 to 6.2)"); one that includes 0 as "no detectable effect".  When the paper's own
+  difference is given, the sentence says whether the paper's effect appears here, is reversed, or
+  does not appear (the interval includes 0).
+
+The paper reports single runs without intervals (paper.md §7.14); its values enter the tables
+as labelled reference values, never as numbers in the prose.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["DEFAULT_UNITS", "Interval", "t_interval", "require_columns", "summarize",
+           "paired_effect", "paired_effects"]
+
+DEFAULT_UNITS = ("seed", "split_seed")
+"""Columns that identify one replicate (a training seed on one class split)."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Mean of ``n`` values with its two-sided t-interval (``low``/``high`` NaN when ``n < 2``)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    sd: float
+    confidence: float = 0.95
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2.0
+
+    def excludes(self, value: float = 0.0) -> bool:
+        """True when the interval is defined and ``value`` lies outside it."""
+        if math.isnan(self.low) or math.isnan(self.high):
+            return False
+        return value < self.low or value > self.high
+
+
+def _t_quantile(q: float, dof: int) -> float:
+    from scipy.stats import t as student_t  # local import: scipy is only needed here
+
+    return float(student_t.ppf(q, dof))
+
+
+def t_interval(values: Iterable[float], confidence: float = 0.95) -> Interval:
+    """Mean and Student-t confidence interval of ``values`` (NaNs are an error, not dropped).
+
+    ``half = t_{(1+confidence)/2, n-1} * sd / sqrt(n)`` with the sample standard deviation
+    (``n - 1`` denominator).  ``n = 1`` gives NaN bounds; ``n = 0`` is an error.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r} (e.g. 0.95)")
+    x = np.asarray(list(values), dtype=float)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError("t_interval needs at least one value; got none (did a filter remove every run?)")
+    if np.isnan(x).any():
+        raise ValueError(f"t_interval got NaN among {x.size} values; drop or fix the failed runs first")
+    n = int(x.size)
+    mean = float(x.mean())
+    if n == 1:
+        return Interval(mean, math.nan, math.nan, 1, math.nan, confidence)
+    sd = float(x.std(ddof=1))
+    half = _t_quantile(0.5 + confidence / 2.0, n - 1) * sd / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, n, sd, confidence)
+
+
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{what}: column(s) {missing} not in the frame; available columns: {list(frame.columns)}"
+        )
+
+
+def summarize(
+    frame: pd.DataFrame,
+    by: str | Sequence[str],
+    metrics: str | Sequence[str],
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Mean and t-interval of each metric over the runs in each group.
+
+    Returns a long frame: the ``by`` columns, ``metric``, ``n``, ``mean``, ``sd``, ``ci_low``,
+    ``ci_high`` (one row per group and metric, groups in order of first appearance).  Runs with a
+    missing value for a metric are left out of that metric's interval (``n`` counts the rest).
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    require_columns(frame, [*by, *metrics], "summarize")
+    rows = []
+    for key, group in frame.groupby(by, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        for metric in metrics:
+            values = group[metric].dropna()
+            if values.empty:
+                continue
+            iv = t_interval(values.astype(float), confidence)
+            rows.append({**dict(zip(by, key)), "metric": metric, "n": iv.n, "mean": iv.mean,
+                         "sd": iv.sd, "ci_low": iv.low, "ci_high": iv.high})
+    return pd.DataFrame(rows, columns=[*by, "metric", "n", "mean", "sd", "ci_low", "ci_high"])
+
+
+def paired_effect(
+    frame: pd.DataFrame,
+    metric: str,
+    *,
+    column: str,
+    treatment: object,
+    baseline: object,
+    units: Sequence[str] = DEFAULT_UNITS,
+    confidence: float = 0.95,
+) -> Interval:
+    """Paired effect ``treatment - baseline`` of ``metric``, matched on the ``units`` columns.
+
+    Rows with ``frame[column] == treatment`` are matched to rows with ``== baseline`` that share
+    every ``units`` value (same seed and class split); the result is :func:`t_interval` of the
+    differences.  Several rows for one unit and setting are averaged first.
+    """
+    units = [u for u in units if u in frame.columns]
+    require_columns(frame, [column, metric], "paired_effect")
+    if not units:
+        raise ValueError(f"paired_effect needs replicate columns such as {list(DEFAULT_UNITS)}")
+    sides = {}
+    for name, value in (("treatment", treatment), ("baseline", baseline)):
+        part = frame[frame[column] == value]
+        if part.empty:
+            raise ValueError(
+                f"paired_effect: no runs with {column} == {value!r} ({name}); "
+                f"values present: {sorted(map(str, frame[column].unique()))}"
+            )
+        sides[name] = part.groupby(units, dropna=False)[metric].mean()  # split None: fixed split
+    joined = pd.concat(sides, axis=1, join="inner").dropna()
+    if joined.empty:
+        raise ValueError(
+            f"paired_effect: {treatment!r} and {baseline!r} share no (seed, split) unit; "
+            "run both with the same seeds and class splits"
+        )
+    return t_interval(joined["treatment"] - joined["baseline"], confidence)
+
+
+def paired_effects(
+    frame: pd.DataFrame,
+    metrics: Sequence[str],
+    *,
+    column: str,
+    baseline: object,
+    treatments: Sequence[object] | None = None,
+    units: Sequence[str] = DEFAULT_UNITS,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """:func:`paired_effect` of every treatment against one baseline, as a tidy frame.
+
+    Columns: ``column``, ``metric``, ``n``, ``effect``, ``ci_low``, ``ci_high``, ``excludes_0``.
+    """
+    if treatments is None:
+        treatments = [v for v in frame[column].unique() if v != baseline]
+    rows = []
+    for treatment in treatments:
+        for metric in metrics:
+            iv = paired_effect(frame, metric, column=column, treatment=treatment,
+                               baseline=baseline, units=units, confidence=confidence)
+            rows.append({column: treatment, "metric": metric, "n": iv.n, "effect": iv.mean,
+                         "ci_low": iv.low, "ci_high": iv.high, "excludes_0": iv.excludes(0.0)})
+    return pd.DataFrame(rows)
+
+

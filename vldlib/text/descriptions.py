@@ -1,0 +1,132 @@
+"""LLM class descriptions (the paper's language enrichment, §5-6): where each set comes from.
+
+What this module holds:
+
+- :data:`PROMPTS` (from :mod:`vldlib.text.prompts`): the paper's main prompt and its three variants.
+- :func:`read_official`: the official ``chatgpt.txt`` aligned with ``label2text.txt``.
+- :func:`load_descriptions`: the shipped hand-written Fashion-MNIST sets, or a filled cache.
+- :func:`generate_descriptions` (from :mod:`vldlib.text.llm`): fill a cache with the
+  ``openai`` client (command line: :mod:`vldlib.cli.describe`).
+- The class-text classifier (:func:`class_text_features`) lives in :mod:`vldlib.text.classifier`
+  and is re-exported here.
+
+The paper's construction (official code, ``--chatgpt-raw-text-file``) is one string per class,
+``l(y) = "a photo of {name} . {sentence}"``, encoded by T_txt and used as ê_y in Eq. 1 and
+Eq. 6 (and for every evaluation). Averaging several descriptions and per-descriptor scoring are
+extensions offered here for study; they are not the released method.
+"""
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+from vldlib.data.fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
+from vldlib.data.official import read_chatgpt, read_label2text, unique_names
+from vldlib.text.cache import (DescriptionCache, cache_path, descriptions_dir, parse_cache,
+                               read_cache, resolve_prompt, slug)
+from vldlib.text.classifier import TEXT_MODES, class_text_features, class_texts, descriptor_scores
+from vldlib.text.llm import DescriptionsUnavailable, LLMResponseError, generate_descriptions
+from vldlib.text.prompts import PROMPTS, VARIANT_TITLES
+
+__all__ = [
+    "PROMPTS", "VARIANT_TITLES", "FASHION_MNIST_CLASSES", "TEXT_MODES", "read_official",
+    "official_class_names", "load_descriptions", "shipped_descriptions",
+    "generate_descriptions", "class_texts", "class_text_features", "descriptor_scores",
+    "DescriptionsUnavailable", "LLMResponseError", "DescriptionCache",
+]
+
+
+# ----------------------------------------------------------------------------- official files
+def official_class_names(folder: str | os.PathLike) -> list[str]:
+    """Natural class names of an official dataset folder, in label order.
+
+    From ``<folder>/label2text.txt`` (``<folder_name> <id> <natural_name_with_underscores>``,
+    underscores -> spaces; parsed by :func:`vldlib.data.official.read_label2text`). A natural
+    name used by several classes (tiered-ImageNet's two "crane" and two "maillot") gets its
+    folder name appended, ``"crane (n02012849)"``, so that every class has its own key (the same
+    rule as :func:`vldlib.data.official.unique_names`).
+    """
+    return unique_names(read_label2text(Path(folder) / "label2text.txt"))
+
+
+def read_official(folder: str | os.PathLike) -> dict[str, list[str]]:
+    """``{class name: [sentence]}`` in label order from ``chatgpt.txt`` + ``label2text.txt``.
+
+    Line i of ``chatgpt.txt`` describes the class on line i of ``label2text.txt`` (the official
+    code asserts equal line counts; so does this). Names as :func:`official_class_names`.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"official data folder {folder} does not exist; pass a folder of the official "
+            "repository's data/ directory, e.g. .../data/Flower102")
+    path = folder / "chatgpt.txt"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no chatgpt.txt in {folder}; it ships with the official repository's "
+            "data/<dataset>/ folders (or generate descriptions: python -m vldlib describe)")
+    names = official_class_names(folder)
+    sentences = read_chatgpt(path)
+    if len(sentences) != len(names):
+        raise ValueError(
+            f"{path} has {len(sentences)} lines but {folder / 'label2text.txt'} has "
+            f"{len(names)} classes; the files must be aligned line by line (one sentence per "
+            "class) - use the two files from the same official data/<dataset>/ folder")
+    empty = [names[i] for i, s in enumerate(sentences) if not s]
+    if empty:
+        raise ValueError(f"{path}: empty description line for class(es) {empty[:5]}")
+    return {name: [s] for name, s in zip(names, sentences)}
+
+
+# ---------------------------------------------------------------------------- loading sets
+def shipped_descriptions(variant: str = "main") -> DescriptionCache:
+    """The hand-written Fashion-MNIST description set of ``variant`` (package data)."""
+    if variant not in PROMPTS:
+        raise ValueError(f"no shipped Fashion-MNIST set for {variant!r}; "
+                         f"shipped variants: {', '.join(PROMPTS)}")
+    res = resources.files("vldlib").joinpath("resources", "descriptions",
+                                              f"fashion-mnist_{variant}.json")
+    data = json.loads(res.read_text(encoding="utf-8"))
+    return parse_cache(data, where=f"vldlib/resources/descriptions/fashion-mnist_{variant}.json")
+
+
+def load_descriptions(dataset: str, variant: str = "main",
+                      cache_dir: str | os.PathLike | None = None,
+                      model: str | None = None) -> dict[str, list[str]]:
+    """``{class: [sentence, ...]}`` in label order for ``dataset`` and prompt ``variant``.
+
+    ``"fashion-mnist"`` without ``model`` -> the shipped hand-written sets (not LLM output).
+    Otherwise the cache file ``<cache_dir>/descriptions/<dataset>_<variant>_<model>.json``
+    (cache root: ``$VLD_CACHE`` or the user cache dir); with ``model=None`` the only cache file
+    of that dataset and variant. The cache must be complete. For the official datasets' shipped
+    ``chatgpt.txt`` use :func:`read_official`.
+    """
+    variant_key, _ = resolve_prompt(variant)
+    if dataset == "fashion-mnist" and model is None:
+        return shipped_descriptions(variant_key).ordered()
+    if model is not None:
+        path = cache_path(dataset, variant_key, model, cache_dir)
+    else:
+        folder = descriptions_dir(cache_dir)
+        found = sorted(folder.glob(f"{slug(dataset)}_{slug(variant_key)}_*.json"))
+        if len(found) > 1:
+            raise ValueError(
+                f"several description caches for {dataset!r}/{variant_key!r} in {folder}: "
+                f"{', '.join(p.name for p in found)}; pass model=... to choose one")
+        path = found[0] if found else cache_path(dataset, variant_key, "MODEL", cache_dir)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no {variant_key!r} descriptions for {dataset!r} at {path}; generate them with "
+            f"`python -m vldlib describe --dataset {dataset} --prompt {variant} --model M "
+            "[--classes-from FOLDER]` (needs OPENAI_API_KEY or --base-url), or for the "
+            "official main-prompt sentences use vldlib.descriptions.read_official(folder)")
+    cache = read_cache(path)
+    missing = cache.missing()
+    if missing:
+        raise DescriptionsUnavailable(
+            f"{path} is incomplete: {len(missing)} class(es) have no description "
+            f"({', '.join(repr(c) for c in missing[:10])}); resume with `python -m vldlib "
+            f"describe --dataset {dataset} --prompt {variant} --model {cache.model or 'M'}`")
+    return cache.ordered()

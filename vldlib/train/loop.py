@@ -1,0 +1,227 @@
+"""The pieces of a training stage, shared by the main stage and 5-shot fine-tuning.
+
+- :class:`Images`: batches of one split's images (an in-memory tensor indexed per batch, or a
+  DataLoader over files); :class:`EvalSet`: an evaluation split with its eval crops precomputed.
+- :func:`embed`, :func:`accuracy`: student features and the zero-shot rule
+  ŷ = argmax_y cos(S(x), ê_y) (paper §3), scored as mean per-class accuracy
+  (:mod:`vldlib.core.metrics`).
+- :func:`make_optimizer`, :func:`make_scheduler`: the paper's optimisers and epoch-stepped
+  schedules (§5.3).
+- :class:`LossSpec`, :func:`train_step`: one optimisation step of ``L = Σ_n w_n L_n``
+  (:func:`vldlib.core.losses.combined_loss`).
+- :func:`run_epoch`: one outer epoch over an iterator of ``(x, t, y)`` batches, returning the
+  sample-weighted mean loss terms. Both stages of :mod:`vldlib.train.trainer` call it.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from vldlib.core.losses import combined_loss
+from vldlib.core.metrics import mean_per_class_accuracy, zero_shot_predict
+from vldlib.data import TensorImageSplit
+from vldlib.device import autocast
+
+__all__ = ["Images", "EvalSet", "train_index_batches", "embed", "accuracy", "make_optimizer",
+           "make_scheduler", "LossSpec", "train_step", "Meter", "run_epoch", "PRELOAD_BYTES"]
+
+#: In-memory splits smaller than this are preloaded as one float tensor (indexed per batch).
+PRELOAD_BYTES = 2 * 2**30
+
+
+# ====================================================================== data access
+class Images:
+    """Batches of loaded images of one split: an in-memory float tensor indexed per batch when
+    the split is in memory (no per-item Python work), else a DataLoader over the files."""
+
+    def __init__(self, labels: torch.Tensor, *, tensor: torch.Tensor | None = None, split=None,
+                 num_workers: int = 0, pin: bool = False) -> None:
+        self.labels = labels
+        self.n = len(labels)
+        self.tensor = tensor
+        self.split = split
+        self.num_workers = num_workers
+        self.pin = pin
+
+    @classmethod
+    def of_split(cls, split, num_workers: int, device: torch.device) -> "Images":
+        labels = torch.as_tensor(split.labels, dtype=torch.long)
+        nbytes = len(split) * split.channels * split.load_size ** 2 * 4
+        if isinstance(split, TensorImageSplit) and nbytes <= PRELOAD_BYTES:
+            tensor = split.get_batch(range(len(split)))[0].contiguous().to(device)
+            return cls(labels, tensor=tensor)
+        return cls(labels, split=split, num_workers=num_workers, pin=device.type == "cuda")
+
+    def batches(self, index_batches: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
+        if self.tensor is not None:
+            for idx in index_batches:
+                yield self.tensor[idx.to(self.tensor.device)]
+            return
+        loader = torch.utils.data.DataLoader(
+            self.split, batch_sampler=[idx.tolist() for idx in index_batches],
+            num_workers=self.num_workers, pin_memory=self.pin)
+        for images, _ in loader:
+            yield images
+
+    def chunks(self, batch_size: int) -> list[torch.Tensor]:
+        return [torch.arange(i, min(i + batch_size, self.n)) for i in range(0, self.n, batch_size)]
+
+    def take(self, indices: Sequence[int]) -> torch.Tensor:
+        """A few images by index (support sets)."""
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        if self.tensor is not None:
+            return self.tensor[idx.to(self.tensor.device)]
+        return self.split.get_batch(idx.tolist())[0]
+
+    def subset(self, indices: Sequence[int]) -> "Images":
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        if self.tensor is not None:
+            return Images(self.labels[idx], tensor=self.tensor[idx.to(self.tensor.device)])
+        return Images(self.labels[idx], split=self.split.subset(idx.tolist()),
+                      num_workers=self.num_workers, pin=self.pin)
+
+    def mapped(self, transform: Callable, batch_size: int = 1024) -> "Images":
+        """In-memory images with a deterministic ``transform`` applied once (eval crops)."""
+        if self.tensor is None:
+            raise ValueError("mapped() needs in-memory images; file-backed splits keep their transform")
+        out = torch.cat([transform(self.tensor[i]) for i in self.chunks(batch_size)]) if self.n else self.tensor
+        return Images(self.labels, tensor=out)
+
+
+def train_index_batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """A shuffled pass over ``range(n)`` in batches of ``batch_size``; a last batch of a single
+    image is dropped (BatchNorm cannot train on one sample)."""
+    perm = torch.randperm(n, generator=generator)
+    out = list(perm.split(batch_size))
+    if len(out) > 1 and len(out[-1]) == 1:
+        out.pop()
+    return out
+
+
+@torch.no_grad()
+def embed(student: nn.Module, images: Images, transform: Callable, device: torch.device,
+          batch_size: int, amp: bool) -> torch.Tensor:
+    """Student features ``[N, D]`` (fp32, on ``device``) of a split under ``transform``."""
+    was_training = student.training
+    student.eval()
+    out = []
+    for x in images.batches(images.chunks(batch_size)):
+        x = transform(x.to(device, non_blocking=True))
+        with autocast(device, amp):
+            out.append(student(x).float())
+    student.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, device=device)
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+class EvalSet:
+    """An evaluation split; its eval-transformed images are precomputed when they are in memory."""
+
+    def __init__(self, images: Images, transform: Callable) -> None:
+        if images.tensor is not None:
+            images, transform = images.mapped(transform), _identity
+        self.images, self.transform, self.labels = images, transform, images.labels
+
+    def embed(self, student: nn.Module, device: torch.device, batch_size: int, amp: bool) -> torch.Tensor:
+        return embed(student, self.images, self.transform, device, batch_size, amp)
+
+    def subset(self, indices: Sequence[int]) -> "EvalSet":
+        out = EvalSet.__new__(EvalSet)
+        out.images, out.transform = self.images.subset(indices), self.transform
+        out.labels = out.images.labels
+        return out
+
+
+def accuracy(features: torch.Tensor, text: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean per-class top-1 accuracy in percent of ``argmax_y cos(features, text_y)`` (paper §3)."""
+    pred = zero_shot_predict(features, text.to(features.device)).cpu()
+    return 100.0 * float(mean_per_class_accuracy(pred, labels.cpu()))
+
+
+# ====================================================================== optimisation
+def make_optimizer(params: Iterable[nn.Parameter], kind: str, lr: float, weight_decay: float,
+                   momentum: float) -> torch.optim.Optimizer:
+    """``sgd`` (with momentum) or ``adamw`` (paper §5.3)."""
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, kind: str, epochs: int, lr: float):
+    """Stepped once per outer epoch, as the official code does (paper §5.3).
+
+    ``step``: x0.1 at round(E/3) and round(2E/3); ``onecycle``: ``OneCycleLR`` over E steps
+    (PyTorch defaults: pct_start 0.3, cosine, div_factor 25); ``constant``: none."""
+    if kind == "step":
+        milestones = sorted({max(1, round(epochs / 3)), max(1, round(2 * epochs / 3))})
+        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
+    if kind == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(epochs, 2))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+class LossSpec:
+    """The loss of one stage: positive weights, the class text features, the loss options."""
+
+    def __init__(self, *, weights: Mapping[str, float], text: torch.Tensor, tau: float, k: int,
+                 filter: bool, im_cst_mode: str, im_cst_filter: bool) -> None:
+        self.weights = {n: float(w) for n, w in weights.items() if float(w) > 0}
+        self.text = text
+        self.kw = dict(tau=float(tau), k=int(k), filter=bool(filter), im_cst_mode=im_cst_mode,
+                       im_cst_filter=bool(im_cst_filter))
+
+    @classmethod
+    def of_config(cls, config: Any, text: torch.Tensor) -> "LossSpec":
+        return cls(weights=config.weights, text=text, tau=config.tau, k=config.k, filter=config.filter,
+                   im_cst_mode=config.im_cst_mode, im_cst_filter=config.im_cst_filter)
+
+
+def train_step(student: nn.Module, opt: torch.optim.Optimizer, loss: LossSpec, x: torch.Tensor,
+               t: torch.Tensor, y: torch.Tensor, device: torch.device, amp: bool) -> dict[str, torch.Tensor]:
+    """One step: forward, ``L = Σ_n w_n L_n`` on fp32 features, backward, update.
+    Returns the detached terms (``loss_<name>``) and the total (``loss``)."""
+    with autocast(device, amp):
+        s = student(x)
+    total, terms = combined_loss(loss.weights, student=s.float(), teacher=t, text=loss.text,
+                                 labels=y, **loss.kw)
+    opt.zero_grad(set_to_none=True)
+    total.backward()
+    opt.step()
+    out = {f"loss_{n}": v.detach() for n, v in terms.items()}
+    out["loss"] = total.detach()
+    return out
+
+
+class Meter:
+    """Sample-weighted means of the loss terms over an epoch (kept on device, one sync per epoch)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, terms: Mapping[str, torch.Tensor], n: int) -> None:
+        for k, v in terms.items():
+            self.sums[k] = self.sums.get(k, 0) + v.float() * n
+        self.count += n
+
+    def means(self) -> dict[str, float]:
+        return {k: float(v) / max(self.count, 1) for k, v in self.sums.items()}
+
+
+def run_epoch(student: nn.Module, opt: torch.optim.Optimizer, loss: LossSpec,
+              batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], *,
+              augment: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
+              amp: bool) -> dict[str, float]:
+    """One pass over ``batches`` of ``(x, t, y)`` (images on ``device``, teacher features,
+    labels): augment, :func:`train_step`, accumulate. Returns the epoch-mean loss terms."""
+    meter = Meter()
+    student.train()
+    for x, t, y in batches:
+        x = augment(x)
+        meter.add(train_step(student, opt, loss, x, t, y, device, amp), len(y))
+    return meter.means()

@@ -1,0 +1,446 @@
+"""The distillation trainer (paper §2-§3, App. B-C): the only place that combines losses,
+students, data and cached teacher features.
+
+``train(config)`` runs one experiment declared as data (:class:`TrainConfig`) and returns its
+result record, a JSON-serialisable dict:
+
+1. load the dataset (X_train, X_id, X_ood) and the teacher image features of the three splits
+   from the feature cache (the teacher is built only if something is missing from the cache);
+2. class text features: seen classes (training, X_id evaluation) and unseen classes (zero-shot
+   X_ood evaluation, OOD texts only), optionally enriched with descriptions (paper §6);
+3. train the student (out_dim = teacher dim, in_chans = dataset channels) with
+   ``L = Σ_n w_n L_n`` (:func:`vldlib.core.losses.combined_loss`; Eqs. 1, 2, 3, 6) for ``epochs`` outer
+   epochs of ``repeat_epochs`` passes over X_train; after each outer epoch the epoch-mean loss
+   terms, the mean per-class accuracy on X_id (|Y_id|-way) and the zero-shot accuracy on X_ood
+   (|Y_ood|-way, OOD texts only) in percent; a checkpoint every outer epoch (resumable);
+4. optionally the analysis metrics (Table 2, Eqs. 4, 5, 7) of the trained student;
+5. optionally 5-shot fine-tuning (§3.6, :mod:`vldlib.train.fewshot`): support = the first 5 images of
+   every unseen class in sorted key order, removed from the evaluation set; labels over
+   Y_id ∪ Y_ood; at most half of each batch from the support set; a fresh OneCycle optimiser.
+
+Reported numbers (``record["final"]``) are the means over the last ``last_n`` outer epochs of
+each stage (paper App. B): ``acc_id``, ``acc_ood_zeroshot`` and, after fine-tuning,
+``acc_ood_5shot`` (|Y_ood|-way on the remaining OOD images) and ``acc_id_5shot``.
+
+Classification rule everywhere: ŷ = argmax_y cos(S(x), T_txt(l(y))) (paper §3).
+Same config -> same numbers on CPU: python, numpy and torch are seeded inside an isolated RNG
+context; shuffling and augmentation draw from dedicated generators; every random state is part
+of the checkpoint, so an interrupted run resumes to exactly the numbers of an uninterrupted one.
+"""
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from vldlib.core.metrics import feature_error, m_neigh, m_rel, m_vlalign
+from vldlib.data import load_dataset, student_eval_transform, student_train_transform
+from vldlib.device import resolve_device
+from vldlib.features import CachedTextTeacher, LazyTeacher, teacher_image_features
+from vldlib.io import save_torch_atomic
+from vldlib.models.students import load_student
+from vldlib.paths import default_cache_dir
+from vldlib.text.classifier import class_text_features
+from vldlib.text.descriptions import load_descriptions
+from vldlib.train.config import TrainConfig, config_hash, resolve_optim
+from vldlib.train.fewshot import fewshot_batches, fewshot_labels, select_support
+from vldlib.train.loop import (EvalSet, Images, LossSpec, accuracy, embed, make_optimizer,
+                               make_scheduler, run_epoch, train_index_batches)
+from vldlib.train.state import (git_commit, isolated_rng, library_versions, rng_state,
+                                seed_everything, set_rng_state)
+
+__all__ = ["TrainConfig", "train", "train_validated", "Interrupted", "SCHEMA"]
+
+CHECKPOINT = "checkpoint.pt"
+STUDENT = "student.pt"
+STUDENT_FEWSHOT = "student_fewshot.pt"
+SCHEMA = "vldbook.run/1"
+
+
+class Interrupted(RuntimeError):
+    """Raised by an ``on_epoch_end`` callback to stop a run after its checkpoint (tests, tools)."""
+
+
+def train(config: TrainConfig | Mapping[str, Any], *, run_dir: str | os.PathLike | None = None,
+          cache_dir: str | os.PathLike | None = None, progress: bool = True,
+          on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train (or resume) one run and return its result record (see the module docstring).
+
+    ``run_dir``: where checkpoints and the final student weights go (None: nothing is saved and
+    nothing resumes). ``cache_dir``: the teacher-feature cache (default: ``config.cache_dir``,
+    else :func:`vldlib.paths.default_cache_dir`). ``on_epoch_end(info)`` is called after each
+    outer epoch's checkpoint with ``{"stage", "epoch", "history"}``; raising
+    :class:`Interrupted` there stops the run (it resumes from that checkpoint next time).
+    Bad configs raise ``ValueError`` before any data is loaded.
+    """
+    cfg = TrainConfig.from_dict(config).validate()
+    return train_validated(cfg, config_hash(cfg), run_dir=run_dir, cache_dir=cache_dir,
+                           progress=progress, on_epoch_end=on_epoch_end)
+
+
+def train_validated(cfg: TrainConfig, run_hash: str, *, run_dir: str | os.PathLike | None = None,
+                    cache_dir: str | os.PathLike | None = None, progress: bool = True,
+                    on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """:func:`train` for a caller that has validated ``cfg`` and computed its hash already
+    (the run store), so that neither is done twice."""
+    if cfg.dataset == "fashion-mnist" and cfg.descriptions == "official":
+        raise ValueError("descriptions='official' needs an official dataset with chatgpt.txt; for "
+                         "fashion-mnist use one of 'main', 'succinct', 'detailed', 'distinct' or None")
+    if cfg.dataset == "official":
+        root = Path(cfg.dataset_options["root"])
+        if not root.is_dir():
+            raise FileNotFoundError(f"dataset root {str(root)!r} does not exist; set "
+                                    "dataset_options={'root': <folder with train/, val/, val_on_train/>}")
+    device = resolve_device(cfg.device)
+    if cache_dir is None:
+        cache_dir = cfg.cache_dir if cfg.cache_dir is not None else default_cache_dir()
+    threads = torch.get_num_threads()
+    try:
+        if cfg.num_threads is not None:
+            torch.set_num_threads(cfg.num_threads)
+        with isolated_rng(deterministic=device.type == "cpu"):
+            return _Run(cfg, run_hash, device, Path(cache_dir), Path(run_dir) if run_dir else None,
+                        progress, on_epoch_end).execute()
+    finally:
+        torch.set_num_threads(threads)
+
+
+class _Run:
+    def __init__(self, cfg: TrainConfig, run_hash: str, device: torch.device, cache_dir: Path,
+                 run_dir: Path | None, progress: bool, on_epoch_end: Callable | None) -> None:
+        self.cfg, self.hash, self.device, self.cache_dir, self.run_dir = cfg, run_hash, device, cache_dir, run_dir
+        self.progress, self.on_epoch_end = progress, on_epoch_end
+        self.timings: dict[str, float] = {"teacher_features_s": 0.0, "train_s": 0.0, "train_cpu_s": 0.0,
+                                          "eval_s": 0.0,
+                                          "analysis_s": 0.0, "fewshot_train_s": 0.0, "fewshot_eval_s": 0.0}
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self) -> None:
+        cfg = self.cfg
+        opts = dict(cfg.dataset_options)
+        root = opts.pop("root", None)
+        t0 = time.perf_counter()
+        ds = load_dataset(cfg.dataset, root=root, **opts)
+        self.timings["data_s"] = time.perf_counter() - t0
+        self.ds = ds
+        self.resolved = resolve_optim(cfg, len(ds.train))
+
+        t0 = time.perf_counter()
+        self.teacher = LazyTeacher(cfg.teacher, cfg.teacher_options, self.cache_dir / "teacher-meta")
+        self.tfeat = {}
+        for name, split in ds.splits.items():
+            self.tfeat[name] = teacher_image_features(
+                self.teacher, split, dataset_id=ds.name, cache_dir=self.cache_dir,
+                num_workers=cfg.num_workers, progress=self.progress).float().to(self.device)
+        self.text_seen, self.text_unseen = self._texts(cfg.descriptions)
+        self.timings["teacher_features_s"] = time.perf_counter() - t0
+
+        self.train_tf = student_train_transform(ds, per_image=cfg.per_image_aug)
+        self.eval_tf = student_eval_transform(ds)
+        self.images = {n: Images.of_split(s, cfg.num_workers, self.device) for n, s in ds.splits.items()}
+        self.evals = {n: EvalSet(self.images[n], self.eval_tf) for n in ("id", "ood")}
+
+    def _texts(self, descriptions: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+        desc = self._descriptions(descriptions)
+        enc = CachedTextTeacher(self.teacher, self.cache_dir)
+        kw = dict(mode=self.cfg.text_mode, template=self.cfg.template,
+                  enriched_template=self.cfg.enriched_template)
+        seen = class_text_features(enc, self.ds.seen_classes, desc, **kw)
+        unseen = class_text_features(enc, self.ds.unseen_classes, desc, **kw)
+        return seen.float().to(self.device), unseen.float().to(self.device)
+
+    def _descriptions(self, which: str | None) -> dict[str, list[str]] | None:
+        if which is None:
+            return None
+        if which == "official":
+            if not self.ds.descriptions:
+                raise ValueError(f"descriptions='official' but dataset {self.ds.name!r} has no "
+                                 "chatgpt.txt; add it to the data root or choose a description variant")
+            return self.ds.descriptions
+        if self.cfg.dataset == "fashion-mnist":
+            key = "fashion-mnist"
+        else:
+            key = self.cfg.dataset_options.get("name") or Path(self.cfg.dataset_options["root"]).name
+        return load_descriptions(key, which)
+
+    def _build_student(self) -> nn.Module:
+        seed_everything(self.cfg.seed)
+        student = load_student(self.cfg.student, out_dim=self.teacher.embed_dim,
+                               in_chans=self.ds.channels, **self.cfg.student_options)
+        return student.to(self.device)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save(self, stage: str, epoch: int) -> None:
+        if self.run_dir is None:
+            return
+        state = {
+            "hash": self.hash, "stage": stage, "epoch": epoch,
+            "student": self.student.state_dict(), "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(), "history": self.history,
+            "fewshot_history": self.fs_history, "analysis": self.analysis,
+            "rng": rng_state(self.gens), "timings": self.timings,
+        }
+        save_torch_atomic(state, self.run_dir / CHECKPOINT)
+
+    def _load_checkpoint(self) -> dict[str, Any] | None:
+        if self.run_dir is None or not (self.run_dir / CHECKPOINT).exists():
+            return None
+        state = torch.load(self.run_dir / CHECKPOINT, map_location=self.device, weights_only=False)
+        if state.get("hash") != self.hash:
+            raise ValueError(f"{self.run_dir / CHECKPOINT} belongs to another config (hash "
+                             f"{state.get('hash')}, this run {self.hash}); use a fresh run_dir or delete it")
+        return state
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        self.student.load_state_dict(state["student"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.history = list(state["history"])
+        self.fs_history = list(state["fewshot_history"])
+        self.analysis = state["analysis"]
+        set_rng_state(state["rng"], self.gens)
+        for k, v in state["timings"].items():
+            if k not in ("data_s", "teacher_features_s"):  # this session's setup times stay
+                self.timings[k] = v
+
+    def _epoch_done(self, stage: str, epoch: int) -> None:
+        self._save(stage, epoch)
+        if self.on_epoch_end is not None:
+            self.on_epoch_end({"stage": stage, "epoch": epoch,
+                               "history": self.history if stage == "main" else self.fs_history})
+
+    # ------------------------------------------------------------------ stages
+    def _evaluate(self, ood: "EvalSet", ood_key: str) -> dict[str, float]:
+        c = self.cfg
+        f_id = self.evals["id"].embed(self.student, self.device, c.eval_batch_size, c.amp)
+        f_ood = ood.embed(self.student, self.device, c.eval_batch_size, c.amp)
+        return {"acc_id": accuracy(f_id, self.text_seen, self.evals["id"].labels),
+                ood_key: accuracy(f_ood, self.text_unseen, ood.labels)}
+
+    def _wants_eval(self, epoch: int, epochs: int, last_n: int) -> bool:
+        return self.cfg.eval_epochs == "all" or epoch > epochs - last_n
+
+    def _stage(self, name: str, start: int, epochs: int, last_n: int, loss: LossSpec,
+               batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]],
+               ood: EvalSet, ood_key: str, history: list[dict[str, Any]], bar) -> None:
+        """The one stage loop (main and few-shot): for each outer epoch, train on ``batches()``
+        (:func:`vldlib.train.loop.run_epoch`), step the schedule, evaluate where reported,
+        append the epoch to ``history``, checkpoint."""
+        c = self.cfg
+        prefix = "" if name == "main" else "fewshot_"
+
+        def augment(x: torch.Tensor) -> torch.Tensor:
+            return self.train_tf(x, generator=self.gens["aug"])
+
+        for epoch in range(start + 1, epochs + 1):
+            lr = self.opt.param_groups[0]["lr"]
+            t0, c0 = time.perf_counter(), time.process_time()
+            means = run_epoch(self.student, self.opt, loss, batches(), augment=augment,
+                              device=self.device, amp=c.amp)
+            self.sched.step()
+            dt = time.perf_counter() - t0
+            self.timings[f"{prefix}train_s"] += dt
+            if name == "main":
+                self.timings["train_cpu_s"] = self.timings.get("train_cpu_s", 0.0) + time.process_time() - c0
+            entry: dict[str, Any] = {"epoch": epoch, "lr": lr, **means, "train_s": dt,
+                                     "acc_id": None, ood_key: None}
+            if self._wants_eval(epoch, epochs, last_n):
+                t0 = time.perf_counter()
+                entry.update(self._evaluate(ood, ood_key))
+                self.timings[f"{prefix}eval_s"] += time.perf_counter() - t0
+            history.append(entry)
+            bar.update(1)
+            bar.set_postfix(_postfix(entry))
+            self._epoch_done(name, epoch)
+
+    def _main_stage(self, start: int, bar) -> None:
+        c, r = self.cfg, self.resolved
+        imgs, t_train = self.images["train"], self.tfeat["train"]
+        y_all = imgs.labels.to(self.device)
+
+        def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+            for _ in range(r["repeat_epochs"]):
+                index = train_index_batches(imgs.n, c.batch_size, self.gens["shuffle"])
+                for idx, x in zip(index, imgs.batches(index)):
+                    idx_d = idx.to(self.device)
+                    yield x.to(self.device, non_blocking=True), t_train[idx_d], y_all[idx_d]
+
+        self._stage("main", start, c.epochs, c.last_n, LossSpec.of_config(c, self.text_seen), batches,
+                    self.evals["ood"], "acc_ood_zeroshot", self.history, bar)
+
+    def _fewshot_setup(self) -> None:
+        fs = self.resolved["fewshot"]
+        ood = self.ds.ood
+        self.support_idx, self.fs_eval_idx = select_support(ood.keys, ood.labels,
+                                                            len(self.ds.unseen_classes), fs["shots"])
+        self.support_keys = [ood.keys[i] for i in self.support_idx]
+        self.sup_x = self.images["ood"].take(self.support_idx).to(self.device)
+        self.sup_t = self.tfeat["ood"][torch.as_tensor(self.support_idx, device=self.device)]
+        self.sup_y = self.images["ood"].labels[torch.as_tensor(self.support_idx)].to(self.device)
+        self.fs_ood = self.evals["ood"].subset(self.fs_eval_idx)
+
+    def _fewshot_stage(self, start: int, bar) -> None:
+        c, fs = self.cfg, self.resolved["fewshot"]
+        text_all = torch.cat([self.text_seen, self.text_unseen])
+        imgs, t_train = self.images["train"], self.tfeat["train"]
+        y_train = imgs.labels.to(self.device)
+        n_seen = len(self.ds.seen_classes)
+
+        def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+            plan = list(fewshot_batches(imgs.n, len(self.support_idx), fs["batch_size"], self.gens["shuffle"]))
+            for (tr, sup), x_tr in zip(plan, imgs.batches([p[0] for p in plan])):
+                tr_d, sup_d = tr.to(self.device), sup.to(self.device)
+                x = torch.cat([x_tr.to(self.device, non_blocking=True), self.sup_x[sup_d]])
+                t = torch.cat([t_train[tr_d], self.sup_t[sup_d]])
+                yield x, t, fewshot_labels(y_train[tr_d], self.sup_y[sup_d], n_seen)
+
+        self._stage("fewshot", start, fs["epochs"], min(c.last_n, fs["epochs"]),
+                    LossSpec.of_config(c, text_all), batches, self.fs_ood, "acc_ood_5shot",
+                    self.fs_history, bar)
+
+    def _fewshot_optimizer(self) -> None:
+        fs = self.resolved["fewshot"]
+        self.opt = make_optimizer(self.student.parameters(), fs["optimizer"], fs["lr"], fs["weight_decay"],
+                              self.cfg.momentum)
+        self.sched = make_scheduler(self.opt, "onecycle", fs["epochs"], fs["lr"])
+
+    # ------------------------------------------------------------------ analysis
+    def _analysis(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        seen_plain, unseen_plain = self._plain_texts()
+        c = self.cfg
+        out: dict[str, Any] = {"text": "plain template; Y_id texts on X_train/X_id, Y_ood on X_ood",
+                               "student_transform": "eval (centre crop)"}
+        for split, label, text in (("train", "X_train", seen_plain), ("id", "X_id", seen_plain),
+                                   ("ood", "X_ood", unseen_plain)):
+            s = embed(self.student, self.images[split], self.eval_tf, self.device, c.eval_batch_size, c.amp)
+            t = self.tfeat[split]
+            mse, angle = feature_error(s, t)
+            n = s.shape[0]
+            neigh_k = [k for k in (3, 5, 10) if k < n]
+            align_k = [k for k in (2, 3, 5) if k <= text.shape[0]]
+            out[label] = {
+                "mse": mse, "angle": angle, "m_rel": m_rel(s, t),
+                "m_neigh": {str(k): v for k, v in m_neigh(s, t, neigh_k).items()} if neigh_k else {},
+                "m_vlalign": {str(k): v for k, v in m_vlalign(s, t, text, align_k).items()} if align_k else {},
+            }
+        self.timings["analysis_s"] += time.perf_counter() - t0
+        return out
+
+    def _plain_texts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cfg.descriptions is None and self.cfg.text_mode == "first":
+            return self.text_seen, self.text_unseen
+        enc = CachedTextTeacher(self.teacher, self.cache_dir)
+        kw = dict(mode="first", template=self.cfg.template)
+        return (class_text_features(enc, self.ds.seen_classes, None, **kw).float().to(self.device),
+                class_text_features(enc, self.ds.unseen_classes, None, **kw).float().to(self.device))
+
+    # ------------------------------------------------------------------ main
+    def execute(self) -> dict[str, Any]:
+        t_start = time.perf_counter()
+        cfg = self.cfg
+        self._setup()
+        self.student = self._build_student()
+        self.gens = {"shuffle": torch.Generator().manual_seed(cfg.seed * 2 + 1),
+                     "aug": torch.Generator().manual_seed(cfg.seed * 2 + 2)}
+        r = self.resolved
+        self.opt = make_optimizer(self.student.parameters(), r["optimizer"], r["lr"], r["weight_decay"], cfg.momentum)
+        self.sched = make_scheduler(self.opt, r["schedule"], cfg.epochs, r["lr"])
+        self.history: list[dict[str, Any]] = []
+        self.fs_history: list[dict[str, Any]] = []
+        self.analysis: dict[str, Any] | None = None
+
+        state = self._load_checkpoint()
+        resumed = None
+        stage, done = "main", 0
+        if state is not None:
+            stage, done = state["stage"], int(state["epoch"])
+            resumed = {"stage": stage, "epoch": done}
+            if stage == "fewshot":
+                self._fewshot_optimizer()
+            self._restore(state)
+
+        fs = r.get("fewshot")
+        total = cfg.epochs + (fs["epochs"] if fs else 0)
+        with tqdm(total=total, disable=not self.progress, desc=f"train {self.hash[:8]}",
+                  initial=done + (cfg.epochs if stage == "fewshot" else 0), leave=False) as bar:
+            if stage == "main":
+                self._main_stage(done, bar)
+                if cfg.analysis:
+                    self.analysis = self._analysis()
+                if self.run_dir is not None:
+                    save_torch_atomic(self.student.state_dict(), self.run_dir / STUDENT)
+            fewshot_info = None
+            if fs:
+                self._fewshot_setup()
+                if stage == "main":
+                    self._fewshot_optimizer()
+                    done = 0
+                self._fewshot_stage(done, bar)
+                if self.run_dir is not None:
+                    save_torch_atomic(self.student.state_dict(), self.run_dir / STUDENT_FEWSHOT)
+                fewshot_info = {"support_size": len(self.support_idx), "eval_size": len(self.fs_eval_idx),
+                                "support_keys": self.support_keys, "history": self.fs_history}
+        self.timings["total_s"] = time.perf_counter() - t_start
+        return self._record(fewshot_info, resumed)
+
+    def _record(self, fewshot_info: dict[str, Any] | None, resumed: dict[str, Any] | None) -> dict[str, Any]:
+        cfg = self.cfg
+        final = {"acc_id": _last_mean(self.history, "acc_id", cfg.last_n),
+                 "acc_ood_zeroshot": _last_mean(self.history, "acc_ood_zeroshot", cfg.last_n),
+                 "loss": self.history[-1]["loss"] if self.history else None}
+        if fewshot_info is not None:
+            n = min(cfg.last_n, self.resolved["fewshot"]["epochs"])
+            final["acc_ood_5shot"] = _last_mean(self.fs_history, "acc_ood_5shot", n)
+            final["acc_id_5shot"] = _last_mean(self.fs_history, "acc_id", n)
+        ds = self.ds
+        return {
+            "schema": SCHEMA,
+            "hash": self.hash,
+            "config": cfg.to_dict(),
+            "resolved": self.resolved,
+            "final": final,
+            "history": self.history,
+            "fewshot": fewshot_info,
+            "analysis": self.analysis,
+            "dataset": {"name": ds.name, **ds.summary(), "seen_classes": list(ds.seen_classes),
+                        "unseen_classes": list(ds.unseen_classes)},
+            "teacher": {"identifier": self.teacher.identifier, "embed_dim": self.teacher.embed_dim,
+                        "loaded": self.teacher.loaded},
+            "student": {"name": cfg.student, "parameters": sum(p.numel() for p in self.student.parameters())},
+            "teacher_forward_passes": self.teacher.image_calls + self.teacher.text_calls,
+            "teacher_forward_detail": self.teacher.forward_passes(),
+            "timings": dict(self.timings),
+            "throughput_img_s": _throughput(self.history, len(ds.train) * self.resolved["repeat_epochs"]),
+            "versions": library_versions(),
+            "device": str(self.device),
+            "torch_threads": torch.get_num_threads(),
+            "git_commit": git_commit(),
+            "resumed_from": resumed,
+            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "run_dir": str(self.run_dir) if self.run_dir else None,
+        }
+
+
+def _last_mean(history: Sequence[Mapping[str, Any]], key: str, n: int) -> float | None:
+    vals = [h[key] for h in history[-n:] if h.get(key) is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _throughput(history: Sequence[Mapping[str, Any]], images_per_epoch: int) -> float | None:
+    t = sum(h.get("train_s", 0.0) for h in history)
+    return images_per_epoch * len(history) / t if t > 0 else None
+
+
+def _postfix(entry: Mapping[str, Any]) -> dict[str, str]:
+    out = {"loss": f"{entry['loss']:.3f}"}
+    for k in ("acc_id", "acc_ood_zeroshot", "acc_ood_5shot"):
+        if entry.get(k) is not None:
+            out[k] = f"{entry[k]:.1f}"
+    return out
