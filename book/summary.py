@@ -45,14 +45,17 @@ from vldlib.study import report
 from vldlib.study.grid import make_grid
 from vldlib.study.reference import TABLE1_METHODS, method_key_for_weights, paper_table
 from vldlib.runs import RunStore
+from vldlib.core.losses import PAPER_LOSS_NAMES
+from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES
 
 sns.set_theme(style="whitegrid", context="notebook")
 pd.set_option("display.max_colwidth", 120)
 
-ACC = {"acc_id": "id_acc", "acc_ood_zeroshot": "ood_zero_shot_acc", "acc_ood_5shot": "ood_5shot_acc"}
-ACC_NAMES = {"acc_id": "X_id", "acc_ood_zeroshot": "X_ood zero-shot", "acc_ood_5shot": "X_ood 5-shot"}
+ACC, ACC_NAMES = ACCURACY, ACCURACY_NAMES  # declared once, in vldlib.study.chapters
 SCALE = ["dataset", "teacher", "student", "epochs", "dataset_options.per_class", "dataset_options.root"]
-LOSSES = ("cls", "mse", "im_cst", "vlprox")
+LOSSES = PAPER_LOSS_NAMES
+#: The run store's column of a run's wall time (``record['timings']['total_s']``).
+TOTAL_TIME = "time.total_s"
 
 
 def say(text: str) -> None:
@@ -291,5 +294,5 @@ if not runs.empty:
                 .agg(runs=("hash", "size"), seeds=("seed", "nunique"), class_splits=("split_seed", "nunique"))
                 .reset_index())
     display(coverage)
-    if "time.total" in runs.columns:
-        say(f"Total training time of these runs: {runs['time.total'].sum() / 60:.1f} min.")
+    if TOTAL_TIME in runs.columns:
+        say(f"Total training time of these runs: {runs[TOTAL_TIME].sum() / 60:.1f} min.")

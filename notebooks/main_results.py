@@ -42,7 +42,7 @@ epochs = None  # None: the profile's
 per_class = None  # Fashion-MNIST images per class; None: the profile's
 seeds = None  # training seeds; None: the profile's replicates
 split_seeds = None  # Fashion-MNIST class splits (which classes are seen); None: the profile's
-methods = None  # Table 1 rows to run (keys of vldlib.reference.TABLE1_METHODS); None: all
+methods = None  # Table 1 rows to run (keys of vldlib.study.reference.TABLE1_METHODS); None: all
 extra_methods = {}  # more rows: {"label": {"cls": 1.0, "vlprox": 1.0}} (loss weights by name)
 analysis = True  # compute the feature analyses too (shares the runs with feature_errors)
 paper_dataset = None  # the paper's column to show beside ours; None: matching folder or "Average"
@@ -58,9 +58,7 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from vldlib.study import report
-from vldlib.study.grid import make_grid, run_grid
-from vldlib.study.reference import TABLE1_METHODS, paper_table
-from vldlib.runs import RunStore
+from vldlib.study.chapters import open_chapter
 
 sns.set_theme(style="whitegrid", context="notebook")
 pd.set_option("display.max_colwidth", 200)
@@ -68,35 +66,13 @@ pd.set_option("display.max_colwidth", 200)
 # %% [markdown]
 # ## The runs
 #
-# Each row of Table 1 is a set of loss weights; the run store trains only the runs it has not
-# seen (runs that coincide with another chapter's are shared).
+# Each row of Table 1 is a set of loss weights (declared in `vldlib.study.chapters.main_results`);
+# the run store trains only the runs it has not seen (runs shared with another chapter are reused).
 
 # %%
-grid = make_grid(profile, smoke=smoke, dataset=dataset, dataset_root=dataset_root, teacher=teacher,
-                 student=student, epochs=epochs, per_class=per_class, seeds=seeds,
-                 split_seeds=split_seeds, cache_dir=cache_dir, paper_dataset=paper_dataset, overrides=overrides)
-if methods is None:
-    methods = list(TABLE1_METHODS)
-unknown = [m for m in methods if m not in TABLE1_METHODS]
-if unknown:
-    raise ValueError(f"unknown Table 1 method(s) {unknown}; valid: {list(TABLE1_METHODS)} "
-                     "(or add your own with extra_methods={'label': {loss: weight}})")
-if not isinstance(extra_methods, dict):
-    raise ValueError("extra_methods must be a dict {label: {loss name: weight}}")
-variants = {m: {"weights": TABLE1_METHODS[m], "analysis": bool(analysis)} for m in methods}
-variants.update({name: {"weights": dict(w), "analysis": bool(analysis)} for name, w in extra_methods.items()})
-grid.expand(variants, column="method")  # validates every config before anything trains
-print(f"profile {grid.profile}: {grid.dataset}, teacher {grid.base['teacher']}, "
-      f"student {grid.base['student']}, {grid.base['epochs']} epochs; "
-      f"seeds {grid.seeds} x class splits {grid.split_seeds}; {len(grid.configs)} runs")
-
-# %%
-store = RunStore(results_dir, cache_dir=cache_dir)
-runs = run_grid(store, grid)
-if grid.base["teacher"] == "conse":
-    display(Markdown("The teacher here is the **ConSE proxy teacher** (EfficientNet-Lite ImageNet "
-                     "classifier + MiniLM sentence embeddings), not CLIP: the text space is the same "
-                     "idea, its quality is far lower."))
+ch = open_chapter("main_results", globals())
+runs = ch.train()
+display(Markdown(ch.proxy_note()))
 
 # %% [markdown]
 # ## Table 1 beside the paper
@@ -106,31 +82,8 @@ if grid.base["teacher"] == "conse":
 # compare directions and orderings, not levels).
 
 # %%
-METRICS = {"acc_id": "id_acc", "acc_ood_zeroshot": "ood_zero_shot_acc", "acc_ood_5shot": "ood_5shot_acc"}
-NAMES = {"acc_id": "X_id", "acc_ood_zeroshot": "X_ood zero-shot", "acc_ood_5shot": "X_ood 5-shot"}
-metrics = [m for m in METRICS if m in runs.columns]
-paper = paper_table("table1", dataset=grid.paper_dataset)
-labels = dict(zip(paper["method_key"], paper["method"]))
-summary = report.summarize(runs, "method", metrics)
-table = report.beside_paper(summary, paper, key="method", paper_key="method_key",
-                            metrics={m: METRICS[m] for m in metrics}, labels=labels,
-                            order=list(variants))
-table.columns = pd.MultiIndex.from_tuples(
-    [(NAMES[m], "ours" if who == "ours" else f"paper ({grid.paper_dataset})") for m, who in table.columns])
-display(table)
-
-# %%
-fig, axes = plt.subplots(len(metrics), 1, figsize=(9, 2.6 * len(metrics) + 1.6), sharex=True,
-                         squeeze=False, layout="constrained")
-short = {m: labels.get(m, m).replace(" (naive baseline)", "") for m in variants}
-plot_frame = runs.assign(row=[short.get(m, m) for m in runs["method"]])
-for ax, metric in zip(axes[:, 0], metrics):
-    report.plot_intervals(plot_frame, x="row", y=metric, order=[short[m] for m in variants], ax=ax,
-                          ylabel="accuracy (%)", title=NAMES[metric])
-axes[-1, 0].tick_params(axis="x", labelrotation=30)
-for lab in axes[-1, 0].get_xticklabels():
-    lab.set_horizontalalignment("right")
-fig.suptitle("Each dot is one run (seed x class split); black: mean with its 95% t-interval")
+display(ch.table(runs))
+ch.figure(runs)
 plt.show()
 
 # %% [markdown]
@@ -141,47 +94,14 @@ plt.show()
 # verdict "not seen here" means our interval includes 0.
 
 # %%
-C = report.Comparison
-comparisons = [
-    C("cls+imcst", "cls", "acc_ood_zeroshot"),
-    C("cls+imcst", "cls", "acc_ood_5shot"),
-    C("cls+imcst+vlprox(+mse)", "cls+imcst+mse", "acc_ood_zeroshot"),
-    C("cls+imcst+vlprox(+mse)", "cls+imcst+mse", "acc_ood_5shot"),
-    C("cls+imcst+vlprox(+mse)", "cls", "acc_ood_zeroshot"),
-    C("cls+imcst+vlprox(+mse)", "cls", "acc_ood_5shot"),
-    C("cls+mse", "cls", "acc_ood_zeroshot"),
-    C("mse", "cls", "acc_id"),
-    C("imcst", "cls", "acc_id"),
-    C("imcst", "cls", "acc_ood_zeroshot"),
-]
-comparisons = [c for c in comparisons if c.metric in metrics]
-paper_cols = paper.rename(columns={v: k for k, v in METRICS.items()})
-effects = report.compare(runs, comparisons, column="method", labels=labels,
-                         metric_labels={m: f"{n} accuracy" for m, n in NAMES.items()},
-                         paper=paper_cols, paper_column="method_key")
+effects = ch.effects(runs)
 display(report.effects_table(effects))
-
-# %%
 if not effects.empty:
-    report.plot_effects(effects, title=f"Paired effects (ours) and the paper's differences ({grid.paper_dataset})")
+    report.plot_effects(effects, title=f"Paired effects (ours) and the paper's differences ({ch.grid.paper_dataset})")
     plt.show()
 
 # %% [markdown]
 # ## Reading
 
 # %%
-lines = [f"- {r}" for r in effects["reading"]]
-best = summary[summary["metric"] == "acc_ood_zeroshot"].sort_values("mean", ascending=False)
-if not best.empty:
-    top = best.iloc[0]
-    lines.insert(0, f"- The highest zero-shot X_ood accuracy here comes from "
-                    f"**{labels.get(top['method'], top['method'])}** "
-                    f"({report.format_interval(top['mean'], top['ci_low'], top['ci_high'])} %, "
-                    f"{int(top['n'])} runs).")
-with_paper = effects[effects["paper"].notna()]
-seen = with_paper[with_paper["verdict"] == "as in the paper"]
-missing = with_paper[with_paper["verdict"].isin(["not seen here", "reversed"])]
-lines.append(f"- Of {len(with_paper)} comparisons with a paper value, {len(seen)} show the paper's "
-             f"direction with an interval that excludes 0, and {len(missing)} do not"
-             + (f": {'; '.join(missing['comparison'] + ' on ' + missing['metric'])}." if len(missing) else "."))
-display(Markdown("\n".join(lines)))
+display(Markdown(ch.reading(runs, effects)))

@@ -53,17 +53,10 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-import torch
 from IPython.display import Markdown, display
 
 from vldlib.study import report
-from vldlib.data import load_dataset
-from vldlib.text.descriptions import VARIANT_TITLES, class_text_features, load_descriptions, read_official
-from vldlib.study.grid import make_grid, run_grid
-from vldlib.core.metrics import mean_pairwise_cosine, text_spectrum
-from vldlib.study.reference import TABLE1_METHODS, paper_table
-from vldlib.runs import RunStore
-from vldlib.models.teachers import load_teacher
+from vldlib.study.chapters import open_chapter
 
 sns.set_theme(style="whitegrid", context="notebook")
 pd.set_option("display.max_colwidth", 200)
@@ -72,34 +65,9 @@ pd.set_option("display.max_colwidth", 200)
 # ## The runs
 
 # %%
-ALL_VARIANTS = ["none", "main", "succinct", "detailed", "distinct"]
-PAPER_KEYS = {"none": "none", "main": "main_prompt", "succinct": "more_succinct",
-              "detailed": "more_detailed", "distinct": "more_distinct"}
-grid = make_grid(profile, smoke=smoke, dataset=dataset, dataset_root=dataset_root, teacher=teacher,
-                 student=student, epochs=epochs, per_class=per_class, seeds=seeds,
-                 split_seeds=split_seeds, cache_dir=cache_dir, paper_dataset=paper_dataset, overrides=overrides)
-if variants is None:
-    variants = ALL_VARIANTS
-bad = [v for v in variants if v not in ALL_VARIANTS]
-if bad:
-    raise ValueError(f"unknown description variant(s) {bad}; valid: {ALL_VARIANTS}")
-full = dict(weights) if weights is not None else TABLE1_METHODS["cls+imcst+vlprox(+mse)"]
-common = {"weights": full, "analysis": bool(analysis)}
-if text_mode is not None:
-    common["text_mode"] = text_mode
-# The official datasets' main-prompt sentences are the shipped chatgpt.txt ("official").
-official_main = grid.dataset == "official"
-grid.expand({v: {**common, "descriptions": None if v == "none" else
-                 "official" if (v == "main" and official_main) else v} for v in variants},
-            column="descriptions")
-print(f"profile {grid.profile}: {grid.dataset}, teacher {grid.base['teacher']}, student "
-      f"{grid.base['student']}; seeds {grid.seeds} x class splits {grid.split_seeds}; "
-      f"{len(grid.configs)} runs")
-store = RunStore(results_dir, cache_dir=cache_dir)
-runs = run_grid(store, grid)
-if grid.base["teacher"] == "conse":
-    display(Markdown("The teacher is the **ConSE proxy teacher** (not CLIP); its text encoder "
-                     "is MiniLM, a sentence encoder trained on text alone."))
+ch = open_chapter("prompt_detail", globals())
+runs = ch.train()
+display(Markdown(ch.proxy_note()))
 
 # %% [markdown]
 # ## Table 7 beside the paper
@@ -108,39 +76,8 @@ if grid.base["teacher"] == "conse":
 # full method with each description set, for the datasets named in the header.
 
 # %%
-METRICS = {"acc_id": "id_acc", "acc_ood_zeroshot": "ood_zero_shot_acc", "acc_ood_5shot": "ood_5shot_acc"}
-NAMES = {"acc_id": "X_id", "acc_ood_zeroshot": "X_ood zero-shot", "acc_ood_5shot": "X_ood 5-shot"}
-TITLES = {"none": "No language enrichment", **{k: VARIANT_TITLES.get(k, k) for k in ALL_VARIANTS[1:]}}
-metrics = [m for m in METRICS if m in runs.columns]
-paper_all = paper_table("table7")
-paper_datasets = ([grid.paper_dataset] if grid.paper_dataset in set(paper_all["dataset"])
-                  else sorted(paper_all["dataset"].unique()))
-summary = report.summarize(runs, "descriptions", metrics)
-ours = report.interval_table(summary, "descriptions", labels={m: NAMES[m] for m in metrics},
-                             order=list(variants))
-ours.columns = pd.MultiIndex.from_tuples([(c, "ours") for c in ours.columns])
-parts = [ours]
-for ds_name in paper_datasets:
-    p = paper_all[paper_all["dataset"] == ds_name].set_index("descriptions_key")
-    block = pd.DataFrame({(NAMES[m], f"paper ({ds_name})"): [
-        f"{p.loc[PAPER_KEYS[v], METRICS[m]]:.1f}" if PAPER_KEYS[v] in p.index else "–" for v in ours.index]
-        for m in metrics}, index=ours.index)
-    parts.append(block)
-table = pd.concat(parts, axis=1)
-table = table[[c for m in metrics for c in table.columns if c[0] == NAMES[m]]]
-table.index = [TITLES.get(v, v) for v in table.index]
-display(table)
-
-# %%
-fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.8))
-axes = [axes] if len(metrics) == 1 else list(axes)
-frame = runs.assign(set=[TITLES.get(v, v) for v in runs["descriptions"]])
-for ax, metric in zip(axes, metrics):
-    report.plot_intervals(frame, x="set", y=metric, order=[TITLES.get(v, v) for v in variants], ax=ax,
-                          ylabel=f"{NAMES[metric]} accuracy (%)", title=NAMES[metric])
-    ax.tick_params(axis="x", labelrotation=35)
-fig.suptitle("Full method with each description set: runs (dots), mean and 95% t-interval (black)")
-fig.tight_layout()
+display(ch.table(runs))
+ch.figure(runs)
 plt.show()
 
 # %% [markdown]
@@ -150,16 +87,7 @@ plt.show()
 # difference is the mean over the datasets shown above.
 
 # %%
-paper_sel = paper_all[paper_all["dataset"].isin(paper_datasets)]
-paper_mean = (paper_sel.groupby("descriptions_key")[list(METRICS.values())].mean().reset_index()
-              .rename(columns={v: k for k, v in METRICS.items()}))
-paper_mean["descriptions"] = paper_mean["descriptions_key"].map({v: k for k, v in PAPER_KEYS.items()})
-C = report.Comparison
-comparisons = [C(v, "none", m) for v in variants if v != "none" for m in metrics if m != "acc_id"]
-comparisons += [C(v, "none", "acc_id") for v in variants if v == "main"]
-effects = report.compare(runs, comparisons, column="descriptions", labels=TITLES,
-                         metric_labels={m: f"{n} accuracy" for m, n in NAMES.items()},
-                         paper=paper_mean, paper_column="descriptions")
+effects = ch.effects(runs)
 display(report.effects_table(effects))
 if not effects.empty:
     report.plot_effects(effects, title="Description sets vs no enrichment")
@@ -173,73 +101,13 @@ if not effects.empty:
 # easier to tell apart); Fig. 4 the singular values of the mean-centred, L2-normalised features.
 
 # %%
-teacher_model = load_teacher(grid.base["teacher"], **grid.base["teacher_options"])
-mode = text_mode or grid.base["text_mode"]
-text_rows, spectrum_rows = [], []
-text_splits = grid.split_seeds
-if split_seeds is None and grid.dataset == "fashion-mnist":
-    # text features are cheap: use every class split (three in the smoke profile)
-    text_splits = list(range(3 if grid.profile == "smoke" else 10))
-for split in text_splits:
-    options = dict(grid.base["dataset_options"])
-    if split is not None:
-        options["split_seed"] = split
-    ds = load_dataset(grid.base["dataset"], **options)
-    names = list(ds.unseen_classes)
-    for v in variants:
-        if v == "none":
-            desc = None
-        elif grid.dataset == "fashion-mnist":
-            desc = load_descriptions("fashion-mnist", v, cache_dir=cache_dir)
-        elif v == "main" and ds.descriptions:
-            desc = ds.descriptions
-        else:
-            desc = load_descriptions(ds.name.split("/")[0], v, cache_dir=cache_dir)
-        feats = class_text_features(teacher_model, names, desc, mode=mode,
-                                    template=grid.base["template"],
-                                    enriched_template=grid.base["enriched_template"])
-        text_rows.append({"descriptions": v, "split_seed": split, "seed": 0,
-                          "mean_cos": mean_pairwise_cosine(feats)})
-        for i, s in enumerate(text_spectrum(feats, normalize=True).tolist()[:10]):
-            spectrum_rows.append({"descriptions": TITLES.get(v, v), "split_seed": split,
-                                  "index": i + 1, "singular value": s})
-text_frame = pd.DataFrame(text_rows)
-spectra = pd.DataFrame(spectrum_rows)
-
-t6 = paper_table("table6_text_cosine")
-t6_keys = {"none": "plain_names", "main": "chatgpt_descriptions"}
-cos_summary = report.summarize(text_frame, "descriptions", "mean_cos")
-cos_table = report.interval_table(cos_summary, "descriptions", labels={"mean_cos": "ours: mean pairwise cosine"},
-                                  digits=3, order=list(variants))
-cos_table[f"paper ({t6['dataset'].iloc[0]})"] = [
-    f"{t6.set_index('text_set_key').loc[t6_keys[v], 'avg_pairwise_cos']:.4f}" if v in t6_keys else "–"
-    for v in cos_table.index]
-cos_table.index = [TITLES.get(v, v) for v in cos_table.index]
-display(cos_table)
-
-# %%
-fig, ax = plt.subplots(figsize=(5.5, 3.6))
-report.plot_lines(spectra, x="index", y="singular value", hue="descriptions", ax=ax,
-                  title="Text spectra of the unseen classes (band: 95% interval over class splits)")
-ax.set_xlabel("singular value index")
-plt.tight_layout()
+text_frame, spectra, n_classes = ch.text_features()
+display(ch.cosine_table(text_frame))
+ch.spectrum_figure(spectra)
 plt.show()
 
 # %% [markdown]
 # ## Reading
 
 # %%
-lines = [f"- {r}" for r in effects["reading"]]
-if "main" in set(text_frame["descriptions"]) and "none" in set(text_frame["descriptions"]):
-    t6p = t6.set_index("text_set_key")["avg_pairwise_cos"]
-    eff = report.paired_effect(text_frame, "mean_cos", column="descriptions", treatment="main",
-                               baseline="none", units=["split_seed"])
-    lines.append("- Text features: " + report.effect_sentence(
-        eff, metric="the mean pairwise cosine of the unseen classes' text features",
-        treatment="Enrichment with the main-prompt descriptions", baseline="plain names",
-        paper=float(t6p["chatgpt_descriptions"] - t6p["plain_names"]), unit="", digits=3))
-n_classes = int(text_frame.assign(n=len(ds.unseen_classes))["n"].iloc[0])
-lines.append(f"- The mean-centred text features of {n_classes} unseen classes have at most "
-             f"{n_classes - 1} non-zero singular values, so Fig. 4 here can show only that many "
-             f"(the paper's Fig. 4 plots the top ten for {t6['dataset'].iloc[0]}).")
-display(Markdown("\n".join(lines)))
+display(Markdown(ch.reading(effects, text_frame, n_classes)))

@@ -21,6 +21,7 @@ import json
 import os
 from importlib import resources
 from pathlib import Path
+from typing import Any, Mapping
 
 from vldlib.data.fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
 from vldlib.data.official import read_chatgpt, read_label2text, unique_names
@@ -32,7 +33,7 @@ from vldlib.text.prompts import PROMPTS, VARIANT_TITLES
 
 __all__ = [
     "PROMPTS", "VARIANT_TITLES", "FASHION_MNIST_CLASSES", "TEXT_MODES", "read_official",
-    "official_class_names", "load_descriptions", "shipped_descriptions",
+    "official_class_names", "description_key", "load_descriptions", "shipped_descriptions",
     "generate_descriptions", "class_texts", "class_text_features", "descriptor_scores",
     "DescriptionsUnavailable", "LLMResponseError", "DescriptionCache",
 ]
@@ -90,6 +91,19 @@ def shipped_descriptions(variant: str = "main") -> DescriptionCache:
                                               f"fashion-mnist_{variant}.json")
     data = json.loads(res.read_text(encoding="utf-8"))
     return parse_cache(data, where=f"vldlib/resources/descriptions/fashion-mnist_{variant}.json")
+
+
+def description_key(dataset: str, dataset_options: Mapping[str, Any]) -> str:
+    """The dataset name description caches are filed under: ``"fashion-mnist"``, or for an
+    official dataset its ``name`` option, else its data folder's name (e.g. ``"CaltechBirds"``;
+    never ``"official"``, which names the layout, not the dataset)."""
+    if dataset != "official":
+        return dataset
+    name = dataset_options.get("name") or Path(str(dataset_options.get("root", ""))).name
+    if not name:
+        raise ValueError("an official dataset needs dataset_options={'root': <data folder>} (or 'name') "
+                         "to find its description cache")
+    return str(name)
 
 
 def load_descriptions(dataset: str, variant: str = "main",

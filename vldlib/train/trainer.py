@@ -47,7 +47,7 @@ from vldlib.io import save_torch_atomic
 from vldlib.models.students import load_student
 from vldlib.paths import default_cache_dir
 from vldlib.text.classifier import class_text_features
-from vldlib.text.descriptions import load_descriptions
+from vldlib.text.descriptions import description_key, load_descriptions
 from vldlib.train.config import TrainConfig, config_hash, resolve_optim
 from vldlib.train.fewshot import fewshot_batches, fewshot_labels, select_support
 from vldlib.train.loop import (EvalSet, Images, LossSpec, accuracy, embed, make_optimizer,
@@ -163,11 +163,7 @@ class _Run:
                 raise ValueError(f"descriptions='official' but dataset {self.ds.name!r} has no "
                                  "chatgpt.txt; add it to the data root or choose a description variant")
             return self.ds.descriptions
-        if self.cfg.dataset == "fashion-mnist":
-            key = "fashion-mnist"
-        else:
-            key = self.cfg.dataset_options.get("name") or Path(self.cfg.dataset_options["root"]).name
-        return load_descriptions(key, which)
+        return load_descriptions(description_key(self.cfg.dataset, self.cfg.dataset_options), which)
 
     def _build_student(self) -> nn.Module:
         seed_everything(self.cfg.seed)

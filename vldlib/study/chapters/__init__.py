@@ -1,0 +1,130 @@
+"""The book's chapters, each declared once as data (:class:`Chapter`): its notebook, question,
+variants, metrics, the paper's keys and the comparisons its readings are made of.
+
+A notebook is a thin view of its chapter::
+
+    ch = open_chapter("main_results", globals())  # validates every config before anything trains
+    runs = ch.train()                             # the run store trains only the missing runs
+    display(ch.table(runs)); ch.figure(runs)      # beside the paper; one dot per run
+    display(Markdown(ch.reading(runs)))           # computed sentences
+
+``book/summary.py`` reads the same declarations (labels, metrics, comparisons) instead of
+reverse-engineering them from the records.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vldlib.runs import RunStore
+from vldlib.study.grid import Grid, make_grid, run_grid
+from vldlib.study.readings import Comparison
+
+__all__ = ["Chapter", "ChapterRun", "ACCURACY", "ACCURACY_NAMES", "TABLE1_LABELS", "CHAPTERS",
+           "GRID_PARAMETERS", "open_chapter", "chapter"]
+
+#: Our accuracy columns -> the paper's accuracy fields (Table 1 and the tables built like it).
+ACCURACY: dict[str, str] = {"acc_id": "id_acc", "acc_ood_zeroshot": "ood_zero_shot_acc",
+                            "acc_ood_5shot": "ood_5shot_acc"}
+ACCURACY_NAMES: dict[str, str] = {"acc_id": "X_id", "acc_ood_zeroshot": "X_ood zero-shot",
+                                  "acc_ood_5shot": "X_ood 5-shot"}
+#: Short row names of Table 1's loss combinations (the keys of ``TABLE1_METHODS``).
+TABLE1_LABELS: dict[str, str] = {
+    "cls": "L_cls (naive baseline)", "mse": "L_mse", "imcst": "L_im-cst",
+    "cls+mse": "L_cls + L_mse", "cls+imcst": "L_cls + L_im-cst",
+    "cls+imcst+mse": "L_cls + L_mse + L_im-cst",
+    "cls+imcst+vlprox(+mse)": "L_cls + L_mse + L_im-cst + L_vlprox",
+}
+#: The notebook parameters that shape the grid (passed to :func:`vldlib.study.grid.make_grid`).
+GRID_PARAMETERS: tuple[str, ...] = ("profile", "smoke", "dataset", "dataset_root", "teacher", "student",
+                                    "epochs", "per_class", "seeds", "split_seeds", "cache_dir",
+                                    "paper_dataset", "overrides")
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """One chapter as data.
+
+    ``variants``: label -> config overrides (run on every seed x class split); ``column``: the
+    run-table column naming the variant; ``metrics``: our metric columns -> the paper's field
+    names in ``paper_tables``; ``comparisons``: the paired effects its reading reports;
+    ``labels``: display names of the variants.
+    """
+
+    name: str
+    title: str
+    question: str
+    paper_tables: tuple[str, ...]
+    column: str = "method"
+    variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    metrics: Mapping[str, str] = field(default_factory=dict)
+    comparisons: tuple[Comparison, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    module: str = ""
+
+    def label(self, key: Any) -> str:
+        return str(self.labels.get(key, key))
+
+
+class ChapterRun:
+    """A chapter with its notebook's parameters: the grid (validated), the run store, the runs."""
+
+    def __init__(self, chapter: Chapter, params: Mapping[str, Any]) -> None:
+        self.chapter = chapter
+        self.params = dict(params)
+        grid_kw = {k: self.params[k] for k in GRID_PARAMETERS if k in self.params}
+        self.grid: Grid = make_grid(**grid_kw)
+        self.store = RunStore(self.params.get("results_dir", "results"), cache_dir=self.params.get("cache_dir"))
+
+    def expand(self, variants: Mapping[str, Mapping[str, Any]]) -> None:
+        """Expand the grid over ``variants`` (validating every config) and print its size."""
+        self.grid.expand(variants, column=self.chapter.column)
+        g = self.grid
+        print(f"profile {g.profile}: {g.dataset}, teacher {g.base['teacher']}, student {g.base['student']}, "
+              f"{g.base['epochs']} epochs; seeds {g.seeds} x class splits {g.split_seeds}; {len(g.configs)} runs")
+
+    def train(self):
+        """Every run of the grid from the run store (missing ones trained), one row per run."""
+        return run_grid(self.store, self.grid)
+
+    def proxy_note(self) -> str:
+        """A sentence saying that the offline teacher is a proxy, not CLIP ('' otherwise)."""
+        if self.grid.base["teacher"] != "conse":
+            return ""
+        return ("The teacher here is the **ConSE proxy teacher** (EfficientNet-Lite ImageNet classifier + "
+                "MiniLM sentence embeddings), not CLIP: the text space is the same idea, its quality is far lower.")
+
+
+#: Chapter name -> the module that declares it (``CHAPTER``) and holds its tables and figures.
+CHAPTERS: dict[str, str] = {
+    "teacher_zero_shot": "vldlib.study.chapters.teacher_zero_shot",
+    "feature_errors": "vldlib.study.chapters.feature_errors",
+    "main_results": "vldlib.study.chapters.main_results",
+    "prompt_detail": "vldlib.study.chapters.prompt_detail",
+    "k_ablation": "vldlib.study.chapters.k_ablation",
+}
+
+
+def _module(name: str):
+    if name not in CHAPTERS:
+        raise ValueError(f"unknown chapter {name!r}; chapters: {', '.join(CHAPTERS)}")
+    return importlib.import_module(CHAPTERS[name])  # the registry maps names to modules
+
+
+def chapter(name: str) -> Chapter:
+    """The declaration of chapter ``name``."""
+    return _module(name).CHAPTER
+
+
+def open_chapter(name: str, namespace: Mapping[str, Any] | None = None, **params: Any):
+    """Chapter ``name`` with a notebook's parameters: its ``ChapterRun`` subclass, grid built.
+
+    ``namespace``: a notebook's ``globals()``; the chapter takes the names of its parameters
+    cell from it (``RESERVED_PARAMETERS`` + ``GRID_PARAMETERS`` + the chapter's own) and nothing
+    else. Keyword arguments win over the namespace."""
+    module = _module(name)
+    names = set(GRID_PARAMETERS) | {"results_dir"} | set(getattr(module, "PARAMETERS", ()))
+    taken = {k: v for k, v in (namespace or {}).items() if k in names}
+    return module.Run({**taken, **params})

@@ -1,0 +1,118 @@
+"""Chapter "Main results" (paper Table 1): which losses let the student recognise unseen classes?"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from vldlib.study import report
+from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, Chapter, ChapterRun
+from vldlib.study.readings import Comparison as C
+from vldlib.study.reference import TABLE1_METHODS, paper_table
+
+#: The chapter's own notebook parameters (besides the grid's).
+PARAMETERS = ("methods", "extra_methods", "analysis")
+
+CHAPTER = Chapter(
+    name="main_results",
+    title="Main results",
+    question="Which losses let the student recognise unseen classes?",
+    paper_tables=("table1",),
+    column="method",
+    variants={m: {"weights": w} for m, w in TABLE1_METHODS.items()},
+    metrics=ACCURACY,
+    comparisons=(
+        C("cls+imcst", "cls", "acc_ood_zeroshot"),
+        C("cls+imcst", "cls", "acc_ood_5shot"),
+        C("cls+imcst+vlprox(+mse)", "cls+imcst+mse", "acc_ood_zeroshot"),
+        C("cls+imcst+vlprox(+mse)", "cls+imcst+mse", "acc_ood_5shot"),
+        C("cls+imcst+vlprox(+mse)", "cls", "acc_ood_zeroshot"),
+        C("cls+imcst+vlprox(+mse)", "cls", "acc_ood_5shot"),
+        C("cls+mse", "cls", "acc_ood_zeroshot"),
+        C("mse", "cls", "acc_id"),
+        C("imcst", "cls", "acc_id"),
+        C("imcst", "cls", "acc_ood_zeroshot"),
+    ),
+    module=__name__,
+)
+
+
+class Run(ChapterRun):
+    def __init__(self, params: Mapping) -> None:
+        super().__init__(CHAPTER, params)
+        methods: Sequence[str] | None = self.params.get("methods")
+        extra = self.params.get("extra_methods") or {}
+        methods = list(TABLE1_METHODS) if methods is None else list(methods)
+        unknown = [m for m in methods if m not in TABLE1_METHODS]
+        if unknown:
+            raise ValueError(f"unknown Table 1 method(s) {unknown}; valid: {list(TABLE1_METHODS)} "
+                             "(or add your own with extra_methods={'label': {loss: weight}})")
+        if not isinstance(extra, Mapping):
+            raise ValueError("extra_methods must be a dict {label: {loss name: weight}}")
+        analysis = bool(self.params.get("analysis", True))
+        self.variants = {m: {**CHAPTER.variants[m], "analysis": analysis} for m in methods}
+        self.variants.update({n: {"weights": dict(w), "analysis": analysis} for n, w in extra.items()})
+        self.expand(self.variants)
+        self.paper = paper_table("table1", dataset=self.grid.paper_dataset)
+        self.labels = dict(zip(self.paper["method_key"], self.paper["method"]))
+
+    def metrics(self, runs: pd.DataFrame) -> list[str]:
+        return [m for m in CHAPTER.metrics if m in runs.columns]
+
+    def table(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """Table 1: ours (mean and 95% interval) beside the paper's column."""
+        metrics = self.metrics(runs)
+        summary = report.summarize(runs, "method", metrics)
+        table = report.beside_paper(summary, self.paper, key="method", paper_key="method_key",
+                                    metrics={m: ACCURACY[m] for m in metrics}, labels=self.labels,
+                                    order=list(self.variants))
+        table.columns = pd.MultiIndex.from_tuples(
+            [(ACCURACY_NAMES[m], "ours" if who == "ours" else f"paper ({self.grid.paper_dataset})")
+             for m, who in table.columns])
+        return table
+
+    def figure(self, runs: pd.DataFrame):
+        """One panel per metric: every run as a dot, the mean with its interval."""
+        metrics = self.metrics(runs)
+        fig, axes = plt.subplots(len(metrics), 1, figsize=(9, 2.6 * len(metrics) + 1.6), sharex=True,
+                                 squeeze=False, layout="constrained")
+        short = {m: self.labels.get(m, m).replace(" (naive baseline)", "") for m in self.variants}
+        frame = runs.assign(row=[short.get(m, m) for m in runs["method"]])
+        for ax, metric in zip(axes[:, 0], metrics):
+            report.plot_intervals(frame, x="row", y=metric, order=[short[m] for m in self.variants], ax=ax,
+                                  ylabel="accuracy (%)", title=ACCURACY_NAMES[metric])
+        axes[-1, 0].tick_params(axis="x", labelrotation=30)
+        for lab in axes[-1, 0].get_xticklabels():
+            lab.set_horizontalalignment("right")
+        fig.suptitle("Each dot is one run (seed x class split); black: mean with its 95% t-interval")
+        return fig
+
+    def effects(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """The declared paired effects, each beside the paper's difference."""
+        metrics = self.metrics(runs)
+        comparisons = [c for c in CHAPTER.comparisons if c.metric in metrics]
+        paper_cols = self.paper.rename(columns={v: k for k, v in ACCURACY.items()})
+        return report.compare(runs, comparisons, column="method", labels=self.labels,
+                              metric_labels={m: f"{n} accuracy" for m, n in ACCURACY_NAMES.items()},
+                              paper=paper_cols, paper_column="method_key")
+
+    def reading(self, runs: pd.DataFrame, effects: pd.DataFrame) -> str:
+        """The computed reading: the best setting, each effect, how many match the paper."""
+        lines = [f"- {r}" for r in effects["reading"]]
+        summary = report.summarize(runs, "method", self.metrics(runs))
+        best = summary[summary["metric"] == "acc_ood_zeroshot"].sort_values("mean", ascending=False)
+        if not best.empty:
+            top = best.iloc[0]
+            lines.insert(0, f"- The highest zero-shot X_ood accuracy here comes from "
+                            f"**{self.labels.get(top['method'], top['method'])}** "
+                            f"({report.format_interval(top['mean'], top['ci_low'], top['ci_high'])} %, "
+                            f"{int(top['n'])} runs).")
+        with_paper = effects[effects["paper"].notna()]
+        seen = with_paper[with_paper["verdict"] == "as in the paper"]
+        missing = with_paper[with_paper["verdict"].isin(["not seen here", "reversed"])]
+        lines.append(f"- Of {len(with_paper)} comparisons with a paper value, {len(seen)} show the paper's "
+                     f"direction with an interval that excludes 0, and {len(missing)} do not"
+                     + (f": {'; '.join(missing['comparison'] + ' on ' + missing['metric'])}."
+                        if len(missing) else "."))
+        return "\n".join(lines)

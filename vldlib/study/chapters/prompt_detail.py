@@ -1,0 +1,178 @@
+"""Chapter "How detailed should the descriptions be?" (paper Tables 6-7, Fig. 4)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from vldlib.core.metrics import mean_pairwise_cosine, text_spectrum
+from vldlib.data import load_dataset
+from vldlib.models.teachers import load_teacher
+from vldlib.study import report
+from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, Chapter, ChapterRun
+from vldlib.study.reference import TABLE1_METHODS, paper_table
+from vldlib.text.descriptions import description_key, load_descriptions
+from vldlib.text.classifier import class_text_features
+from vldlib.text.prompts import VARIANT_TITLES
+
+PARAMETERS = ("variants", "text_mode", "weights", "analysis")
+ALL_VARIANTS = ("none", "main", "succinct", "detailed", "distinct")
+#: Our description sets -> Table 7's keys; Table 6's keys.
+PAPER_KEYS = {"none": "none", "main": "main_prompt", "succinct": "more_succinct",
+              "detailed": "more_detailed", "distinct": "more_distinct"}
+TABLE6_KEYS = {"none": "plain_names", "main": "chatgpt_descriptions"}
+
+CHAPTER = Chapter(
+    name="prompt_detail",
+    title="How detailed should the descriptions be?",
+    question="Do richer class descriptions help, and which prompt?",
+    paper_tables=("table7", "table6_text_cosine"),
+    column="descriptions",
+    variants={v: {"descriptions": None if v == "none" else v} for v in ALL_VARIANTS},
+    metrics=ACCURACY,
+    labels={"none": "No language enrichment", **{k: VARIANT_TITLES.get(k, k) for k in ALL_VARIANTS[1:]}},
+    module=__name__,
+)
+
+
+class Run(ChapterRun):
+    def __init__(self, params: Mapping) -> None:
+        super().__init__(CHAPTER, params)
+        g = self.grid
+        variants = self.params.get("variants")
+        self.variants = list(ALL_VARIANTS) if variants is None else list(variants)
+        bad = [v for v in self.variants if v not in ALL_VARIANTS]
+        if bad:
+            raise ValueError(f"unknown description variant(s) {bad}; valid: {list(ALL_VARIANTS)}")
+        weights = self.params.get("weights")
+        common = {"weights": dict(weights) if weights is not None else TABLE1_METHODS["cls+imcst+vlprox(+mse)"],
+                  "analysis": bool(self.params.get("analysis", True))}
+        self.text_mode = self.params.get("text_mode")
+        if self.text_mode is not None:
+            common["text_mode"] = self.text_mode
+        official = g.dataset == "official"  # the main prompt's sentences ship as chatgpt.txt
+        self.expand({v: {**common, "descriptions": "official" if (v == "main" and official)
+                         else CHAPTER.variants[v]["descriptions"]} for v in self.variants})
+        self.paper_all = paper_table("table7")
+        self.paper_datasets = ([g.paper_dataset] if g.paper_dataset in set(self.paper_all["dataset"])
+                               else sorted(self.paper_all["dataset"].unique()))
+
+    def metrics(self, runs: pd.DataFrame) -> list[str]:
+        return [m for m in ACCURACY if m in runs.columns]
+
+    def table(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """Table 7: ours beside the paper's datasets."""
+        metrics = self.metrics(runs)
+        summary = report.summarize(runs, "descriptions", metrics)
+        ours = report.interval_table(summary, "descriptions", labels={m: ACCURACY_NAMES[m] for m in metrics},
+                                     order=self.variants)
+        ours.columns = pd.MultiIndex.from_tuples([(c, "ours") for c in ours.columns])
+        parts = [ours]
+        for ds_name in self.paper_datasets:
+            p = self.paper_all[self.paper_all["dataset"] == ds_name].set_index("descriptions_key")
+            parts.append(pd.DataFrame({(ACCURACY_NAMES[m], f"paper ({ds_name})"): [
+                f"{p.loc[PAPER_KEYS[v], ACCURACY[m]]:.1f}" if PAPER_KEYS[v] in p.index else "–"
+                for v in ours.index] for m in metrics}, index=ours.index))
+        table = pd.concat(parts, axis=1)
+        table = table[[c for m in metrics for c in table.columns if c[0] == ACCURACY_NAMES[m]]]
+        table.index = [CHAPTER.label(v) for v in table.index]
+        return table
+
+    def figure(self, runs: pd.DataFrame):
+        metrics = self.metrics(runs)
+        fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.8))
+        axes = [axes] if len(metrics) == 1 else list(axes)
+        frame = runs.assign(set=[CHAPTER.label(v) for v in runs["descriptions"]])
+        for ax, metric in zip(axes, metrics):
+            report.plot_intervals(frame, x="set", y=metric, order=[CHAPTER.label(v) for v in self.variants], ax=ax,
+                                  ylabel=f"{ACCURACY_NAMES[metric]} accuracy (%)", title=ACCURACY_NAMES[metric])
+            ax.tick_params(axis="x", labelrotation=35)
+        fig.suptitle("Full method with each description set: runs (dots), mean and 95% t-interval (black)")
+        fig.tight_layout()
+        return fig
+
+    def effects(self, runs: pd.DataFrame) -> pd.DataFrame:
+        metrics = self.metrics(runs)
+        sel = self.paper_all[self.paper_all["dataset"].isin(self.paper_datasets)]
+        paper_mean = (sel.groupby("descriptions_key")[list(ACCURACY.values())].mean().reset_index()
+                      .rename(columns={v: k for k, v in ACCURACY.items()}))
+        paper_mean["descriptions"] = paper_mean["descriptions_key"].map({v: k for k, v in PAPER_KEYS.items()})
+        C = report.Comparison
+        comparisons = [C(v, "none", m) for v in self.variants if v != "none" for m in metrics if m != "acc_id"]
+        comparisons += [C(v, "none", "acc_id") for v in self.variants if v == "main"]
+        return report.compare(runs, comparisons, column="descriptions", labels=dict(CHAPTER.labels),
+                              metric_labels={m: f"{n} accuracy" for m, n in ACCURACY_NAMES.items()},
+                              paper=paper_mean, paper_column="descriptions")
+
+    def descriptions_for(self, variant: str, ds) -> dict[str, list[str]] | None:
+        """The description set ``variant`` of dataset ``ds`` as the trainer reads it."""
+        if variant == "none":
+            return None
+        if variant == "main" and self.grid.dataset == "official" and ds.descriptions:
+            return ds.descriptions
+        key = description_key(self.grid.base["dataset"], self.grid.base["dataset_options"])
+        return load_descriptions(key, variant, cache_dir=self.params.get("cache_dir"))
+
+    def text_features(self) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+        """Mean pairwise cosine and spectrum of the unseen classes' text features per description
+        set and class split (text features are cheap: every class split on Fashion-MNIST)."""
+        g = self.grid
+        teacher = load_teacher(g.base["teacher"], **g.base["teacher_options"])
+        mode = self.text_mode or g.base["text_mode"]
+        splits = g.split_seeds
+        if self.params.get("split_seeds") is None and g.dataset == "fashion-mnist":
+            splits = list(range(3 if g.profile == "smoke" else 10))
+        text_rows, spectrum_rows, n_classes = [], [], 0
+        for split in splits:
+            options = dict(g.base["dataset_options"])
+            if split is not None:
+                options["split_seed"] = split
+            ds = load_dataset(g.base["dataset"], **options)
+            names = list(ds.unseen_classes)
+            n_classes = len(names)
+            for v in self.variants:
+                feats = class_text_features(teacher, names, self.descriptions_for(v, ds), mode=mode,
+                                            template=g.base["template"], enriched_template=g.base["enriched_template"])
+                text_rows.append({"descriptions": v, "split_seed": split, "seed": 0,
+                                  "mean_cos": mean_pairwise_cosine(feats)})
+                for i, s in enumerate(text_spectrum(feats, normalize=True).tolist()[:10]):
+                    spectrum_rows.append({"descriptions": CHAPTER.label(v), "split_seed": split,
+                                          "index": i + 1, "singular value": s})
+        return pd.DataFrame(text_rows), pd.DataFrame(spectrum_rows), n_classes
+
+    def cosine_table(self, text_frame: pd.DataFrame) -> pd.DataFrame:
+        """Table 6: mean pairwise cosine of the class text features, ours beside the paper's."""
+        t6 = paper_table("table6_text_cosine")
+        summary = report.summarize(text_frame, "descriptions", "mean_cos")
+        table = report.interval_table(summary, "descriptions", labels={"mean_cos": "ours: mean pairwise cosine"},
+                                      digits=3, order=self.variants)
+        table[f"paper ({t6['dataset'].iloc[0]})"] = [
+            f"{t6.set_index('text_set_key').loc[TABLE6_KEYS[v], 'avg_pairwise_cos']:.4f}" if v in TABLE6_KEYS else "–"
+            for v in table.index]
+        table.index = [CHAPTER.label(v) for v in table.index]
+        return table
+
+    def spectrum_figure(self, spectra: pd.DataFrame):
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        report.plot_lines(spectra, x="index", y="singular value", hue="descriptions", ax=ax,
+                          title="Text spectra of the unseen classes (band: 95% interval over class splits)")
+        ax.set_xlabel("singular value index")
+        fig.tight_layout()
+        return fig
+
+    def reading(self, effects: pd.DataFrame, text_frame: pd.DataFrame, n_classes: int) -> str:
+        t6 = paper_table("table6_text_cosine")
+        lines = [f"- {r}" for r in effects["reading"]]
+        if {"main", "none"} <= set(text_frame["descriptions"]):
+            t6p = t6.set_index("text_set_key")["avg_pairwise_cos"]
+            eff = report.paired_effect(text_frame, "mean_cos", column="descriptions", treatment="main",
+                                       baseline="none", units=["split_seed"])
+            lines.append("- Text features: " + report.effect_sentence(
+                eff, metric="the mean pairwise cosine of the unseen classes' text features",
+                treatment="Enrichment with the main-prompt descriptions", baseline="plain names",
+                paper=float(t6p["chatgpt_descriptions"] - t6p["plain_names"]), unit="", digits=3))
+        lines.append(f"- The mean-centred text features of {n_classes} unseen classes have at most "
+                     f"{n_classes - 1} non-zero singular values, so Fig. 4 here can show only that many "
+                     f"(the paper's Fig. 4 plots the top ten for {t6['dataset'].iloc[0]}).")
+        return "\n".join(lines)

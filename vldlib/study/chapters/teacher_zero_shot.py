@@ -1,0 +1,149 @@
+"""Chapter "The teacher" (paper Table 1's teacher rows): how well does the teacher itself
+recognise the classes zero-shot, with plain names and with descriptions? No student is trained."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+
+from vldlib.core.metrics import mean_per_class_accuracy, zero_shot_predict
+from vldlib.data import load_dataset
+from vldlib.features import CachedTextTeacher, LazyTeacher, teacher_image_features
+from vldlib.paths import default_cache_dir
+from vldlib.study import report
+from vldlib.study.chapters import ACCURACY_NAMES, Chapter, ChapterRun
+from vldlib.study.reference import paper_table
+from vldlib.text.classifier import class_text_features
+from vldlib.text.descriptions import description_key, load_descriptions
+from vldlib.train.config import DESCRIPTION_VARIANTS
+
+PARAMETERS = ("descriptions",)
+METRICS = {"acc_id": ACCURACY_NAMES["acc_id"], "acc_ood_zeroshot": ACCURACY_NAMES["acc_ood_zeroshot"]}
+
+CHAPTER = Chapter(
+    name="teacher_zero_shot",
+    title="The teacher",
+    question="How well does the teacher itself recognise seen and unseen classes zero-shot?",
+    paper_tables=("table1",),
+    column="texts",
+    metrics={"acc_id": "id_acc", "acc_ood_zeroshot": "ood_zero_shot_acc"},
+    labels={"plain": "plain names"},
+    module=__name__,
+)
+
+
+class Run(ChapterRun):
+    def __init__(self, params: Mapping) -> None:
+        super().__init__(CHAPTER, params)
+        g, cfg = self.grid, self.grid.base
+        if self.params.get("split_seeds") is None and g.dataset == "fashion-mnist":
+            # every class split draws on the same cached image pool, so more splits cost no teacher passes
+            g.split_seeds = list(range(3 if g.profile == "smoke" else 10))
+        desc = self.params.get("descriptions", "main")
+        if desc is not None and desc not in (*DESCRIPTION_VARIANTS, "official"):
+            raise ValueError(f"unknown descriptions {desc!r}; valid: {', '.join(map(repr, DESCRIPTION_VARIANTS))}, "
+                             "'official' (official datasets' chatgpt.txt) or None")
+        cache_dir = self.params.get("cache_dir")
+        self.cache = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.teacher = LazyTeacher(cfg["teacher"], cfg["teacher_options"], self.cache / "teacher-meta")
+        self.text_sets = {"plain": ("plain names", None, "first")}
+        if desc is not None:
+            self.text_sets["enriched"] = (f"enriched ({desc}), first sentence", desc, "first")
+            self.text_sets["enriched-avg"] = (f"enriched ({desc}), mean over sentences", desc, "average")
+        self.teacher_name = "ConSE proxy" if cfg["teacher"] == "conse" else self.teacher.identifier
+        self.paper = paper_table("table1", dataset=g.paper_dataset,
+                                 method_key=["teacher_clip_vit_l14", "teacher_clip_rn50"])
+        print(f"profile {g.profile}: {g.dataset}, teacher {self.teacher.identifier}; class splits {g.split_seeds}")
+
+    def descriptions_for(self, ds, variant: str | None):
+        """The description set the trainer would use for this dataset and variant."""
+        if variant is None:
+            return None
+        if self.grid.dataset == "fashion-mnist":
+            return load_descriptions("fashion-mnist", "main" if variant == "official" else variant)
+        if variant in ("official", "main") and ds.descriptions:
+            return ds.descriptions
+        cfg = self.grid.base
+        return load_descriptions(description_key(cfg["dataset"], cfg["dataset_options"]), variant,
+                                 cache_dir=self.params.get("cache_dir"))
+
+    def train(self) -> pd.DataFrame:
+        """Zero-shot accuracy of the teacher per class split and text set (features cached)."""
+        cfg, rows = self.grid.base, []
+        text_encoder = CachedTextTeacher(self.teacher, self.cache)
+        for split in self.grid.split_seeds:
+            options = dict(cfg["dataset_options"])
+            root = options.pop("root", None)
+            if split is not None:
+                options["split_seed"] = split
+            ds = load_dataset(cfg["dataset"], root=root, **options)
+            feats = {name: teacher_image_features(self.teacher, getattr(ds, name), dataset_id=ds.name,
+                                                  cache_dir=self.cache, progress=False) for name in ("id", "ood")}
+            for key, (_, variant, mode) in self.text_sets.items():
+                desc = self.descriptions_for(ds, variant)
+                kw = dict(mode=mode, template=cfg["template"], enriched_template=cfg["enriched_template"])
+                texts = {"id": class_text_features(text_encoder, ds.seen_classes, desc, **kw),
+                         "ood": class_text_features(text_encoder, ds.unseen_classes, desc, **kw)}
+                row = {"texts": key, "split_seed": split, "seed": 0,
+                       "n_seen": len(ds.seen_classes), "n_unseen": len(ds.unseen_classes)}
+                for name, metric in (("id", "acc_id"), ("ood", "acc_ood_zeroshot")):
+                    labels = torch.as_tensor(getattr(ds, name).labels)
+                    row[metric] = 100.0 * mean_per_class_accuracy(zero_shot_predict(feats[name], texts[name]), labels)
+                rows.append(row)
+        print(f"teacher forward passes in this notebook: {self.teacher.forward_passes()}")
+        return pd.DataFrame(rows)
+
+    def proxy_note(self) -> str:
+        return (f"The teacher is the **ConSE proxy teacher** `{self.teacher.identifier}`, not CLIP."
+                if self.grid.base["teacher"] == "conse" else "")
+
+    def table(self, acc: pd.DataFrame) -> pd.DataFrame:
+        """Ours per text set, the paper's CLIP teacher rows, and chance."""
+        summary = report.summarize(acc, "texts", list(METRICS))
+        ours = report.interval_table(summary, "texts", labels=METRICS, order=list(self.text_sets))
+        ours.index = [f"{self.teacher_name}: {self.text_sets[k][0]}" for k in ours.index]
+        p = self.paper
+        paper_rows = pd.DataFrame({"X_id": [f"{v:.1f}" for v in p["id_acc"]],
+                                   "X_ood zero-shot": [f"{v:.1f}" for v in p["ood_zero_shot_acc"]]},
+                                  index=[f"paper ({self.grid.paper_dataset}): {m}" for m in p["method"]])
+        chance = pd.DataFrame({"X_id": [f"{100 / acc['n_seen'].iloc[0]:.1f}"],
+                               "X_ood zero-shot": [f"{100 / acc['n_unseen'].iloc[0]:.1f}"]},
+                              index=["chance (1 / number of classes)"])
+        return pd.concat([ours, paper_rows, chance])
+
+    def figure(self, acc: pd.DataFrame):
+        long = acc.melt(id_vars=["texts", "split_seed", "seed"], value_vars=list(METRICS),
+                        var_name="split", value_name="accuracy")
+        long["split"] = long["split"].map(METRICS)
+        long["text set"] = long["texts"].map({k: v[0] for k, v in self.text_sets.items()})
+        fig, ax = plt.subplots(figsize=(7.5, 4))
+        report.plot_intervals(long, x="text set", y="accuracy", hue="split", ax=ax,
+                              ylabel="mean per-class accuracy (%)",
+                              title="Teacher zero-shot accuracy: dots are class splits; bars mean and 95% CI")
+        ax.axhline(100 / acc["n_unseen"].iloc[0], color="grey", ls=":", lw=1)
+        ax.tick_params(axis="x", labelrotation=10)
+        fig.tight_layout()
+        return fig
+
+    def reading(self, acc: pd.DataFrame) -> str:
+        plain = report.t_interval(acc.loc[acc["texts"] == "plain", "acc_ood_zeroshot"])
+        chance_ood = 100 / acc["n_unseen"].iloc[0]
+        clip_ood = self.paper.loc[self.paper["method_key"] == "teacher_clip_vit_l14", "ood_zero_shot_acc"]
+        verdict = ("above chance" if plain.excludes(chance_ood) and plain.mean > chance_ood else
+                   "not distinguishable from chance" if not plain.excludes(chance_ood) else "below chance")
+        lines = [f"- With plain class names the {self.teacher_name} teacher reaches "
+                 f"{report.format_interval(plain.mean, plain.low, plain.high)} % zero-shot on X_ood "
+                 f"({plain.n} class splits), {verdict} ({chance_ood:.1f} %)"
+                 + (f"; the paper's CLIP ViT-L/14 reaches {clip_ood.iloc[0]:.1f} % on its "
+                    f"{self.grid.paper_dataset} column." if not clip_ood.empty else ".")]
+        for key in [k for k in self.text_sets if k != "plain"]:
+            for metric in METRICS:
+                eff = report.paired_effect(acc, metric, column="texts", treatment=key, baseline="plain",
+                                           units=["split_seed"])
+                lines.append("- " + report.effect_sentence(
+                    eff, metric=f"the teacher's {METRICS[metric]} accuracy",
+                    treatment=self.text_sets[key][0].capitalize(), baseline="plain names"))
+        return "\n".join(lines)
