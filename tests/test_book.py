@@ -537,3 +537,25 @@ def test_makefile_book_and_test_run_the_data_step_and_lab_opens_notebooks():
     for target in ("book", "test", "lab"):
         assert re.search(rf"^{target}: setup data$", make, flags=re.M), target
     assert "jupyter lab" in make and "/lab/tree/notebooks" in make
+
+
+@pytest.mark.slow
+def test_smoke_book_folds_every_code_cell_and_renders_references_and_build_info(smoke_book):
+    smoke_book.require_success()
+    assert re.search(r"^chapter\s+seconds$", smoke_book.output, flags=re.M), "no closing table of times"
+    for name in (*book.BOOK_ORDER, book.SUMMARY):
+        html = (smoke_book.html / "book" / "executed" / f"{name}.html").read_text(encoding="utf-8")
+        cells = re.findall(r'<div class="cell( [^"]*)?"', html)
+        assert cells, f"{name}: no code cells"
+        unfolded = [c for c in cells if "tag_hide-input" not in (c or "")]
+        assert not unfolded, f"{name}: {len(unfolded)} code cell(s) not folded"
+        nb = nbformat.read(smoke_book.executed / f"{name}.ipynb", as_version=4)
+        assert nb.metadata["vldbook"]["seconds"] >= 0 and nb.metadata["vldbook"]["profile"] == "smoke"
+    refs = (smoke_book.html / "book" / "references.html").read_text(encoding="utf-8").lower()  # plain style: sentence case
+    for title in ("Distilling Large Vision-Language Model", "Learning Transferable Visual Models",
+                  "Convex Combination of Semantic Embeddings", "Fashion-MNIST", "Relational Knowledge Distillation"):
+        assert title.lower() in refs, title
+    intro = (smoke_book.html / "book" / "intro.html").read_text(encoding="utf-8")
+    assert "references.html#id" in intro or 'href="references.html' in intro, "intro cites nothing"
+    info = (smoke_book.html / "book" / "executed" / "build_info.html").read_text(encoding="utf-8")
+    assert "How this book was built" in info and "teacher_zero_shot" in info and "this build" in info

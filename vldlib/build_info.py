@@ -92,10 +92,11 @@ def folder_size(path: Path) -> tuple[int, int]:
     return files, size
 
 
-def run_store_counts(results_dir: Path, since: float | None = None) -> dict[str, int]:
-    """Runs in the run store (``<hash>/record.json``); ``new``: records written at or after ``since``."""
+def run_store_counts(results_dir: Path, since: float | None = None) -> dict[str, int | None]:
+    """Runs in the run store (``<hash>/record.json``); ``new``: records written at or after ``since``
+    (a record is written only when its run is trained), None when nothing was executed."""
     records = sorted(Path(results_dir).glob("*/record.json")) if Path(results_dir).is_dir() else []
-    new = sum(1 for r in records if since is not None and r.stat().st_mtime >= since)
+    new = None if since is None else sum(1 for r in records if r.stat().st_mtime >= since)
     started = sum(1 for c in Path(results_dir).glob("*/config.json")) if Path(results_dir).is_dir() else 0
     return {"records": len(records), "new": new, "unfinished": max(started - len(records), 0)}
 
@@ -174,8 +175,8 @@ def render(info: Mapping[str, Any]) -> str:
     lines += [f"| **total** | **{total:.1f}** | | |", "",
               "## Run store and cache", "", "| | |", "|---|---|",
               f"| runs in the run store | {runs['records']} |",
-              f"| runs trained in this build | {runs['new']} |",
-              f"| runs reused from earlier builds | {runs['records'] - runs['new']} |"]
+              f"| runs trained in this build | {runs['new'] if runs['new'] is not None else 'none (no notebook executed)'} |",
+              f"| runs reused from earlier builds | {runs['records'] - (runs['new'] or 0)} |"]
     if runs.get("unfinished"):
         lines.append(f"| started but unfinished runs | {runs['unfinished']} |")
     lines += [f"| run store folder | `{_cell(runs['dir'])}` |",
