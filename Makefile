@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast book book-smoke bench clean
+.PHONY: setup data test test-fast book book-smoke lab bench clean
 
 setup: $(STAMP)
 
@@ -15,17 +15,33 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
-test: setup
+# Fashion-MNIST for the offline profile: found, or installed through apt as root / with sudo, or a
+# one-line message saying what to run (tools/ensure_data.sh).
+data:
+	sh tools/ensure_data.sh
+
+test: setup data
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 test-fast: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow and not browser"
 
-book: setup
+book: setup data
 	HF_HUB_OFFLINE=1 $(PY) -m vldlib.book --profile offline
 
-book-smoke: setup
+book-smoke: setup data
 	HF_HUB_OFFLINE=1 $(PY) -m vldlib.book --profile smoke
+
+# JupyterLab on the notebooks (jupytext pairing: notebooks/*.py open as notebooks, save back as .py);
+# the server's root is the repository, so a notebook's `results_dir = "results"` is the book's run store.
+# overrides.json (written once into the venv) makes "Jupytext Notebook" the default viewer of .py files.
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
+
+lab: setup data
+	test -f $(LAB_OVERRIDES) || { mkdir -p $(dir $(LAB_OVERRIDES)) && printf '%s\n' \
+	  '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}}}' \
+	  > $(LAB_OVERRIDES); }
+	HF_HUB_OFFLINE=1 $(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks
 
 bench: setup
 	$(PY) benchmarks/metrics.py

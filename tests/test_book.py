@@ -352,3 +352,210 @@ def test_smoke_book_leaves_the_repository_alone(smoke_book):
     assert smoke_book.results.is_dir() and any(smoke_book.results.iterdir()), "the runs went elsewhere"
     staged = smoke_book.html.parent / "_source"
     assert (staged / "_toc.yml").is_file() and (staged / "book" / "executed" / "summary.ipynb").is_file()
+
+
+# ----------------------------------------------------------------------------- fast: publication pieces (issue 12)
+
+BIB_KEYS = ("li2023distilling", "radford2021clip", "ilharco2021openclip", "cherti2023reproducible",
+            "norouzi2014conse", "tan2019efficientnet", "liu2020efficientnetlite", "wang2020minilm",
+            "reimers2019sbert", "allminilm2021", "xiao2017fashion", "zhou2022coop", "zhang2022tipadapter",
+            "roth2023waffle", "yang2024clipkd", "park2019rkd", "pratt2023cupl", "menon2023visual")
+
+
+def test_references_bib_parses_and_holds_the_cited_works():
+    from pybtex.database import parse_file
+
+    bib = parse_file(str(REPO / "book" / "references.bib"))
+    assert set(BIB_KEYS) <= set(bib.entries), sorted(set(BIB_KEYS) - set(bib.entries))
+    paper = bib.entries["li2023distilling"]
+    assert [str(p) for p in paper.persons["author"]][0].startswith("Li, Xuanlin")
+    assert len(paper.persons["author"]) == 6 and paper.fields["eprint"] == "2307.03135"
+    assert bib.entries["zhou2022coop"].type == "article" and bib.entries["radford2021clip"].fields["year"] == "2021"
+    for key, entry in bib.entries.items():
+        assert {"title", "year"} <= set(entry.fields), f"{key}: needs a title and a year"
+        assert "author" in entry.persons, f"{key}: no author"
+    # every {cite} key in the prose pages is in the bib file, and every work is cited somewhere
+    cited: set[str] = set()
+    for page in ("intro", "method", "offline", "paper_profile"):
+        text = (REPO / "book" / f"{page}.md").read_text(encoding="utf-8")
+        for group in re.findall(r"\{cite(?::[a-z]+)?\}`([^`]+)`", text):
+            cited |= {k.strip() for k in group.split(",")}
+    assert cited <= set(bib.entries), sorted(cited - set(bib.entries))
+    assert cited >= set(BIB_KEYS), f"never cited: {sorted(set(BIB_KEYS) - cited)}"
+
+
+def test_config_and_toc_carry_references_build_info_and_css():
+    import yaml
+
+    config = yaml.safe_load((REPO / "_config.yml").read_text(encoding="utf-8"))
+    assert config["bibtex_bibfiles"] == ["book/references.bib"]
+    sphinx = config["sphinx"]["config"]
+    assert "vldbook.css" in sphinx["html_css_files"] and sphinx["html_static_path"] == ["book/_static"]
+    css = (REPO / "book" / "_static" / "vldbook.css").read_text(encoding="utf-8")
+    assert "pre-wrap" in css and "overflow-x: auto" in css
+    toc = (REPO / "_toc.yml").read_text(encoding="utf-8")
+    assert "file: book/references\n" in toc and "file: book/executed/build_info\n" in toc
+    assert "{bibliography}" in (REPO / "book" / "references.md").read_text(encoding="utf-8")
+    assert book.BUILD_INFO not in book.toc_notebooks()  # generated page, not a notebook to execute
+    deps = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    assert '"sphinxcontrib-bibtex' in deps
+
+
+def test_hide_code_cells_folds_every_code_cell():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Title"),
+        nbformat.v4.new_code_cell("profile = 'offline'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("# Parameters\nprofile = 'smoke'", metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_code_cell("print(1)"),
+        nbformat.v4.new_code_cell("x = 2", metadata={"tags": ["hide-input"]}),
+    ])
+    assert book.hide_code_cells(nb) == 4
+    for cell in nb.cells[1:]:
+        assert cell.metadata["tags"].count("hide-input") == 1 and cell.metadata["jupyter"]["source_hidden"]
+    assert nb.cells[1].metadata["tags"] == ["parameters", "hide-input"]
+    assert "tags" not in nb.cells[0].metadata
+    assert book.hide_code_cells(nb) == 4 and nb.cells[3].metadata["tags"] == ["hide-input"]  # idempotent
+
+
+def test_times_table_lists_chapters_and_total():
+    table = book.times_table([("teacher_zero_shot", 12.34), ("summary", 1.0)])
+    lines = table.splitlines()
+    assert lines[0].split() == ["chapter", "seconds"]
+    assert lines[1].split() == ["teacher_zero_shot", "12.3"] and lines[2].split() == ["summary", "1.0"]
+    assert lines[-1].split() == ["total", "13.3"]
+
+
+def test_build_info_page_is_generated_from_measurements(tmp_path, monkeypatch):
+    from vldlib import build_info
+
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    nbformat.write(nbformat.v4.new_notebook(metadata={"vldbook": {"seconds": 12.5, "profile": "smoke",
+                                                                   "finished": "2026-01-01 00:00:00 UTC"}}),
+                   executed / "main_results.ipynb")
+    results = tmp_path / "results"
+    for h in ("aaa", "bbb"):
+        (results / h).mkdir(parents=True)
+        (results / h / "config.json").write_text("{}")
+        (results / h / "record.json").write_text("{}")
+    (results / "ccc").mkdir()
+    (results / "ccc" / "config.json").write_text("{}")  # started, not finished
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "feats.pt").write_bytes(b"x" * 2048)
+    monkeypatch.setenv("VLD_CACHE", str(cache))
+    page = book.write_build_page(executed, str(results), ["main_results"], "smoke", started=0.0)
+    assert page == executed / "build_info.md"
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith(f"# {build_info.TITLE}\n") and text.count("\n# ") == 0
+    assert re.findall(r"^(#+) ", text, flags=re.M) == ["#", "##", "##", "##", "##"]
+    import os
+    import platform
+
+    assert f"| cores | {os.cpu_count()} |" in text and f"| Python | {platform.python_version()} |" in text
+    for name in ("torch", "jupyter-book", "vldbook", "sphinxcontrib-bibtex"):
+        assert re.search(rf"^\| {re.escape(name)} \| \S", text, flags=re.M), name
+    assert "| main_results | 12.5 | smoke | this build |" in text
+    assert "| teacher_zero_shot | not measured |" in text and "| **total** | **12.5** |" in text
+    assert "| runs in the run store | 2 |" in text and "| runs trained in this build | 2 |" in text
+    assert "| started but unfinished runs | 1 |" in text
+    assert "2.0 KiB in 1 files" in text
+    assert re.search(r"Git commit `[0-9a-f]{40}", text)
+
+
+# ----------------------------------------------------------------------------- fast: tools/ensure_data.sh
+
+def _fake_bin(folder: Path, uid: int, sudo_ok: bool, log: Path, installs: Path | None = None) -> Path:
+    """A PATH holding only fake `id`, `sudo` and `apt-get` (the script uses shell builtins otherwise)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    make = installs.as_posix() if installs else ""
+    scripts = {
+        "id": f'#!/bin/sh\necho {uid}\n',
+        "sudo": f'#!/bin/sh\necho "sudo $*" >> {log}\n' + ('shift; "$@"\n' if sudo_ok else "exit 1\n"),
+        "apt-get": f'#!/bin/sh\necho "apt-get $*" >> {log}\n'
+                   + (f'[ "$1" = install ] && /bin/mkdir -p {make}\n' if make else "") + "exit 0\n",
+        "env": '#!/bin/sh\nwhile case "$1" in *=*) true;; *) false;; esac; do export "$1"; shift; done\nexec "$@"\n',
+    }
+    for name, body in scripts.items():
+        (folder / name).write_text(body)
+        (folder / name).chmod(0o755)
+    return folder
+
+
+def _ensure_data(tmp_path: Path, env_extra: dict[str, str], uid: int, sudo_ok: bool = False,
+                 install: bool = False):
+    import subprocess
+
+    log = tmp_path / "calls.log"
+    system = tmp_path / "usr-share" / "fashion-mnist"
+    fake = _fake_bin(tmp_path / "bin", uid, sudo_ok, log, system if install else None)
+    env = {"PATH": str(fake), "VLD_FMNIST_SYSTEM_DIR": str(system), **env_extra}
+    proc = subprocess.run(["/bin/sh", str(REPO / "tools" / "ensure_data.sh")], env=env, capture_output=True,
+                          text=True, timeout=30)
+    calls = log.read_text().splitlines() if log.exists() else []
+    return proc, calls, system
+
+
+def test_ensure_data_not_root_stops_with_the_one_command(tmp_path):
+    proc, calls, _ = _ensure_data(tmp_path, {}, uid=1000, sudo_ok=False)
+    assert proc.returncode == 1
+    assert "Fashion-MNIST not found" in proc.stderr
+    assert "sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist" in proc.stderr
+    assert not any(c.startswith("apt-get") for c in calls)  # nothing installed
+
+
+def test_ensure_data_root_installs_with_apt_and_goes_on(tmp_path):
+    proc, calls, system = _ensure_data(tmp_path, {}, uid=0, install=True)
+    assert proc.returncode == 0, proc.stderr
+    assert calls == ["apt-get update", "apt-get install -y dataset-fashion-mnist"]
+    assert system.is_dir() and "installed" in proc.stderr
+
+
+def test_ensure_data_passwordless_sudo_installs(tmp_path):
+    proc, calls, _ = _ensure_data(tmp_path, {}, uid=1000, sudo_ok=True, install=True)
+    assert proc.returncode == 0, proc.stderr
+    assert [c for c in calls if c.startswith("apt-get")] == ["apt-get update", "apt-get install -y dataset-fashion-mnist"]
+    assert any(c.startswith("sudo -n") for c in calls)
+
+
+def test_ensure_data_found_or_vld_data_needs_nothing(tmp_path):
+    (tmp_path / "usr-share" / "fashion-mnist").mkdir(parents=True)
+    proc, calls, _ = _ensure_data(tmp_path, {}, uid=1000)
+    assert proc.returncode == 0 and calls == []
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "own").mkdir()
+    proc, calls, _ = _ensure_data(other, {"VLD_DATA": str(other / "own")}, uid=1000)
+    assert proc.returncode == 0 and calls == []
+    proc, _, _ = _ensure_data(other, {"VLD_DATA": str(other / "missing")}, uid=1000)
+    assert proc.returncode == 1 and "is not a folder" in proc.stderr
+
+
+def test_makefile_book_and_test_run_the_data_step_and_lab_opens_notebooks():
+    make = (REPO / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"^data:\n\tsh tools/ensure_data.sh$", make, flags=re.M)
+    for target in ("book", "test", "lab"):
+        assert re.search(rf"^{target}: setup data$", make, flags=re.M), target
+    assert "jupyter lab" in make and "/lab/tree/notebooks" in make
+
+
+@pytest.mark.slow
+def test_smoke_book_folds_every_code_cell_and_renders_references_and_build_info(smoke_book):
+    smoke_book.require_success()
+    assert re.search(r"^chapter\s+seconds$", smoke_book.output, flags=re.M), "no closing table of times"
+    for name in (*book.BOOK_ORDER, book.SUMMARY):
+        html = (smoke_book.html / "book" / "executed" / f"{name}.html").read_text(encoding="utf-8")
+        cells = re.findall(r'<div class="cell( [^"]*)?"', html)
+        assert cells, f"{name}: no code cells"
+        unfolded = [c for c in cells if "tag_hide-input" not in (c or "")]
+        assert not unfolded, f"{name}: {len(unfolded)} code cell(s) not folded"
+        nb = nbformat.read(smoke_book.executed / f"{name}.ipynb", as_version=4)
+        assert nb.metadata["vldbook"]["seconds"] >= 0 and nb.metadata["vldbook"]["profile"] == "smoke"
+    refs = (smoke_book.html / "book" / "references.html").read_text(encoding="utf-8").lower()  # plain style: sentence case
+    for title in ("Distilling Large Vision-Language Model", "Learning Transferable Visual Models",
+                  "Convex Combination of Semantic Embeddings", "Fashion-MNIST", "Relational Knowledge Distillation"):
+        assert title.lower() in refs, title
+    intro = (smoke_book.html / "book" / "intro.html").read_text(encoding="utf-8")
+    assert "references.html#id" in intro or 'href="references.html' in intro, "intro cites nothing"
+    info = (smoke_book.html / "book" / "executed" / "build_info.html").read_text(encoding="utf-8")
+    assert "How this book was built" in info and "teacher_zero_shot" in info and "this build" in info

@@ -30,7 +30,8 @@ pytestmark = [
                        reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium)"),
 ]
 TOC_PAGES = ["book/intro", "book/method", "book/offline",
-             *(f"book/executed/{n}" for n in (*book.BOOK_ORDER, book.SUMMARY)), "book/paper_profile"]
+             *(f"book/executed/{n}" for n in (*book.BOOK_ORDER, book.SUMMARY)), "book/paper_profile",
+             "book/references", f"book/executed/{book.BUILD_INFO}"]
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -146,7 +147,8 @@ def test_every_page_loads_offline_with_figures_math_and_navigation(served, brows
             missing = [p for p in TOC_PAGES if f"{p}.html" not in targets and f"{p}.html" != path]
             if missing:
                 problems.append(f"{path}: navigation lacks links to {missing}")
-        if path.startswith("book/executed/") and not path.endswith(f"{book.SUMMARY}.html") and not info["images"]:
+        generated = (f"{book.SUMMARY}.html", f"{book.BUILD_INFO}.html")  # pages without a figure
+        if path.startswith("book/executed/") and not path.endswith(generated) and not info["images"]:
             problems.append(f"{path}: an experiment page without a figure")
     assert not problems, "\n".join(problems)
 

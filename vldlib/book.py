@@ -9,8 +9,13 @@
    before anything executes**.
 2. Each notebook is executed by :func:`papermill.execute_notebook` (kernel ``python3``, cwd = the
    repository root) into ``book/executed/<name>.ipynb`` (written atomically); papermill's
-   ``injected-parameters`` cell is tagged ``hide-input`` so the HTML shows it collapsed.
-3. ``jupyter-book build <root> -W --keep-going`` renders the HTML (notebooks are never re-executed
+   ``injected-parameters`` cell, the ``parameters`` cell and every other code cell are tagged
+   ``hide-input``, so the HTML shows prose, tables and figures with the code folded behind a toggle.
+   Each chapter's progress is printed with its elapsed seconds, then a table of times.
+3. The page "How this book was built" (``<executed>/build_info.md``, :func:`write_build_info`) is
+   generated from the machine, the library versions, the git commit, the chapter times measured
+   here (kept in each executed notebook's metadata, ``metadata.vldbook``), the run store and the cache.
+4. ``jupyter-book build <root> -W --keep-going`` renders the HTML (notebooks are never re-executed
    by Jupyter Book: ``execute_notebooks: "off"`` in ``_config.yml``).
 
 A failing notebook stops the build with a :class:`NotebookFailed` naming the notebook and the
@@ -43,6 +48,8 @@ BOOK_ORDER: tuple[str, ...] = (
     "k_ablation",
 )
 SUMMARY = "summary"
+BUILD_INFO = "build_info"  # generated page (book/executed/build_info.md), not a notebook
+TIMES_KEY = "vldbook"  # notebook metadata key of the driver's measurements (seconds, profile, finished)
 RESERVED = ("profile", "results_dir")
 KERNEL = "python3"
 HIDE_TAG = "hide-input"
@@ -246,6 +253,22 @@ def hide_injected(nb: Any) -> int:
     return count
 
 
+def hide_code_cells(nb: Any) -> int:
+    """Tag every code cell ``hide-input`` (folded behind a toggle in the HTML, collapsed in
+    JupyterLab), the ``parameters`` and ``injected-parameters`` cells included; returns the number
+    of code cells. Idempotent."""
+    count = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = list(cell.get("metadata", {}).get("tags", []))
+        if HIDE_TAG not in tags:
+            cell.setdefault("metadata", {})["tags"] = [*tags, HIDE_TAG]
+        cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
+        count += 1
+    return count
+
+
 def _write_atomic(nb: Any, path: Path) -> None:
     import nbformat  # notebook tooling: only the book driver needs it
 
@@ -262,7 +285,7 @@ def _keep_failed(partial: Path, kept: Path) -> Path | None:
 
 
 def execute_notebook(src: NotebookSource, params: Mapping[str, Any], executed_dir: Path,
-                     cwd: Path = ROOT, timeout: float | None = None) -> Path:
+                     cwd: Path = ROOT, timeout: float | None = None, progress_bar: bool = False) -> Path:
     """Execute one notebook with papermill into ``executed_dir/<name>.ipynb`` (atomic); returns the path."""
     import jupytext
     import nbformat
@@ -274,10 +297,11 @@ def execute_notebook(src: NotebookSource, params: Mapping[str, Any], executed_di
     nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
     tmp = executed_dir / f".{src.name}.running.ipynb"
     target = executed_dir / f"{src.name}.ipynb"
+    t0 = time.perf_counter()
     try:
         papermill.execute_notebook(
             nb, str(tmp), parameters=dict(params), kernel_name=KERNEL, language="python",
-            cwd=str(cwd), progress_bar=False, log_output=False, execution_timeout=timeout,
+            cwd=str(cwd), progress_bar=progress_bar, log_output=False, execution_timeout=timeout,
             extra_arguments=list(KERNEL_ARGS),
         )
     except PapermillExecutionError as exc:
@@ -288,8 +312,12 @@ def execute_notebook(src: NotebookSource, params: Mapping[str, Any], executed_di
     except Exception as exc:  # kernel died, timeout, ...
         kept = _keep_failed(tmp, executed_dir / f"{src.name}.failed.ipynb")
         raise NotebookFailed(src.name, None, "", f"{type(exc).__name__}: {exc}", kept) from exc
+    seconds = time.perf_counter() - t0
     out = nbformat.read(tmp, as_version=4)
+    out.metadata[TIMES_KEY] = {"seconds": round(seconds, 1), "profile": params.get("profile"),
+                               "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     hide_injected(out)
+    hide_code_cells(out)
     _write_atomic(out, target)
     tmp.unlink(missing_ok=True)
     (executed_dir / f"{src.name}.failed.ipynb").unlink(missing_ok=True)
@@ -307,7 +335,8 @@ def toc_notebooks(root: Path = ROOT) -> list[str]:
         if isinstance(node, dict):
             for key in ("root", "file"):
                 value = node.get(key)
-                if isinstance(value, str) and value.startswith("book/executed/"):
+                if (isinstance(value, str) and value.startswith("book/executed/")
+                        and Path(value).stem != BUILD_INFO):
                     found.append(Path(value).stem)
             for value in node.values():
                 walk(value)
@@ -347,6 +376,29 @@ def build_html(book_root: Path, build_dir: Path, *, strict: bool = True, quiet: 
     return subprocess.run(cmd, cwd=book_root, check=False).returncode
 
 
+def times_table(times: Sequence[tuple[str, float]]) -> str:
+    """The driver's closing table of chapter execution times (seconds), with a total line."""
+    width = max([len("chapter"), len("total"), *(len(n) for n, _ in times)])
+    rows = [f"{'chapter':<{width}}  {'seconds':>8}"]
+    rows += [f"{name:<{width}}  {sec:>8.1f}" for name, sec in times]
+    rows.append(f"{'total':<{width}}  {sum(s for _, s in times):>8.1f}")
+    return "\n".join(rows)
+
+
+def write_build_page(executed_dir: Path, results_dir: str, executed_now: Sequence[str],
+                     profile: str | None, started: float | None, root: Path = ROOT) -> Path:
+    """Write the generated page "How this book was built" (``executed_dir/build_info.md``)."""
+    from vldlib import build_info
+    from vldlib.paths import default_cache_dir
+
+    results = Path(results_dir)
+    results = results if results.is_absolute() else root / results
+    return build_info.write(executed_dir, root=root, results_dir=results, cache_dir=default_cache_dir(),
+                            times=build_info.read_times(executed_dir, [*BOOK_ORDER, SUMMARY], TIMES_KEY),
+                            order=[*BOOK_ORDER, SUMMARY], executed_now=list(executed_now),
+                            profile=profile, started=started)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vldlib.book",
                                 description="Execute the study notebooks with papermill and build the Jupyter Book.")
@@ -384,22 +436,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             plan_ = plan(sources, args.profile, args.results_dir, [tuple(kv) for kv in args.parameter])
         elif args.parameter or args.only:
             raise BookError("--no-execute cannot take -p or --only (nothing is executed)")
-        t_all = time.perf_counter()
+        from vldlib import build_info
+
+        t_all, started = time.perf_counter(), build_info.now()
+        times: list[tuple[str, float]] = []
+        bar = sys.stderr.isatty()  # papermill's per-cell bar, only where someone watches a terminal
         for i, (src, params) in enumerate(plan_, 1):
             shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
-            print(f"[{i}/{len(plan_)}] {src.name}: executing ({shown})", flush=True)
+            elapsed = time.perf_counter() - t_all
+            print(f"[{i}/{len(plan_)}] {src.name}: executing ({shown}) [{elapsed:.0f} s elapsed]", flush=True)
             t0 = time.perf_counter()
-            execute_notebook(src, params, executed_dir, timeout=args.timeout)
-            print(f"[{i}/{len(plan_)}] {src.name}: done in {time.perf_counter() - t0:.1f} s", flush=True)
+            execute_notebook(src, params, executed_dir, timeout=args.timeout, progress_bar=bar)
+            seconds = time.perf_counter() - t0
+            times.append((src.name, seconds))
+            print(f"[{i}/{len(plan_)}] {src.name}: done in {seconds:.1f} s", flush=True)
         if plan_:
             print(f"executed {len(plan_)} notebook(s) in {time.perf_counter() - t_all:.1f} s -> {executed_dir}",
                   flush=True)
+            print(times_table(times), flush=True)
         if args.no_build:
             return 0
         needed = [n for n in toc_notebooks() if not (executed_dir / f"{n}.ipynb").is_file()]
         if needed:
             raise BookError(f"cannot build: not executed yet: {', '.join(needed)} (in {executed_dir}); run "
                             "`python -m vldlib.book` without --only / --no-execute first")
+        page = write_build_page(executed_dir, args.results_dir, [n for n, _ in times],
+                                args.profile if plan_ else None, started if plan_ else None)
+        print(f"wrote {page}", flush=True)
         in_place = executed_dir == default_executed.resolve()
         book_root = ROOT if in_place else stage_book(executed_dir, build_dir / "_build" / "_source")
         t0 = time.perf_counter()
