@@ -36,7 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vldlib import build_info
 from vldlib.io import replace_file, write_text_atomic
+from vldlib.paths import default_cache_dir
 from vldlib.train.profiles import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -388,8 +390,6 @@ def times_table(times: Sequence[tuple[str, float]]) -> str:
 def write_build_page(executed_dir: Path, results_dir: str, executed_now: Sequence[str],
                      profile: str | None, started: float | None, root: Path = ROOT) -> Path:
     """Write the generated page "How this book was built" (``executed_dir/build_info.md``)."""
-    from vldlib import build_info
-    from vldlib.paths import default_cache_dir
 
     results = Path(results_dir)
     results = results if results.is_absolute() else root / results
@@ -436,7 +436,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             plan_ = plan(sources, args.profile, args.results_dir, [tuple(kv) for kv in args.parameter])
         elif args.parameter or args.only:
             raise BookError("--no-execute cannot take -p or --only (nothing is executed)")
-        from vldlib import build_info
 
         t_all, started = time.perf_counter(), build_info.now()
         times: list[tuple[str, float]] = []
