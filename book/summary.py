@@ -17,7 +17,7 @@
 # This page reads every finished run in the run store and sets our results, experiment by
 # experiment, beside the values the paper publishes. Nothing here trains: the experiment chapters
 # did that. Every number is computed when the book is built; the paper's numbers come from the
-# project's transcription of its tables (`vldlib.reference`) and are always labelled as the
+# project's transcription of its tables (`vldlib.study.reference`) and are always labelled as the
 # paper's.
 #
 # How to read it: ours is the mean over runs (seeds x class splits) with a 95% t-interval; the

@@ -1,4 +1,4 @@
-"""Tests of vldlib.descriptions: generation against a real local chat-completions server,
+"""Tests of vldlib.text (descriptions, cache, llm, classifier): generation against a real local chat-completions server,
 the cache, the official reader, the shipped Fashion-MNIST sets and the class text features."""
 from __future__ import annotations
 

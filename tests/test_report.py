@@ -1,4 +1,4 @@
-"""vldlib.report and vldlib.reference: interval/aggregation helpers against hand-computed values."""
+"""vldlib.study (stats, readings, tables, reference): interval/aggregation helpers against hand-computed values."""
 from __future__ import annotations
 
 import math
@@ -191,7 +191,7 @@ def test_method_keys_for_weights():
     assert set(reference.TABLE1_METHODS) <= set(reference.paper_table("table1")["method_key"])
 
 
-# ---------------------------------------------------------------- vldlib.grid (notebook grids)
+# ---------------------------------------------------------------- vldlib.study.grid (notebook grids)
 def test_make_grid_validates_before_training():
     from vldlib.study.grid import make_grid
 

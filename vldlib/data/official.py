@@ -113,7 +113,7 @@ def read_chatgpt(path: str | Path, n_classes: int | None = None) -> list[str]:
 
 def unique_names(entries: Sequence[ClassEntry]) -> list[str]:
     """Natural names, with duplicates (tiered-ImageNet's two 'crane' and two 'maillot') made unique
-    as ``'name (folder)'`` over the whole label2text (the rule of ``vldlib.descriptions``)."""
+    as ``'name (folder)'`` over the whole label2text (the rule of ``vldlib.text.descriptions``)."""
     counts = Counter(e.name for e in entries)
     return [f"{e.name} ({e.folder})" if counts[e.name] > 1 else e.name for e in entries]
 

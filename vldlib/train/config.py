@@ -54,7 +54,7 @@ SMALL_DATASET_MAX_TRAIN = 20_000
 
 @dataclass
 class TrainConfig:
-    """Everything one distillation run needs (JSON-serialisable; see ``vldlib.profiles``).
+    """Everything one distillation run needs (JSON-serialisable; see ``vldlib.train.profiles``).
 
     Losses (paper §2): the total is ``sum_n weights[n] * L_n`` over ``cls`` (Eq. 1), ``mse``
     (Eq. 2), ``im_cst`` (Eq. 3) and ``vlprox`` (Eq. 6); the official code uses weight 1 for each
