@@ -223,3 +223,29 @@ def test_corrupt_idx_file_is_named(tmp_path, damage):
     with pytest.raises(ValueError, match="truncated or corrupt") as err:
         fm.load_fashion_mnist(root, per_class=2, download=False)
     assert str(target) in str(err.value)
+
+
+# ---------------------------------------------------------------------- 6. truncated checkpoint
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "not_a_checkpoint"])
+def test_truncated_checkpoint_restarts_with_a_message(tmp_path, damage):
+    from types import SimpleNamespace
+
+    import torch
+
+    from vldlib.io import save_torch_atomic
+    from vldlib.train.trainer import CHECKPOINT, _Run
+
+    path = tmp_path / CHECKPOINT
+    save_torch_atomic({"hash": "h", "stage": "main", "epoch": 1, "student": {"w": torch.ones(100)}}, path)
+    run = SimpleNamespace(run_dir=tmp_path, device=torch.device("cpu"), hash="h")
+    assert _Run._load_checkpoint(run)["epoch"] == 1  # intact: resumed
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"\x00" * len(data))
+    else:
+        save_torch_atomic([1, 2, 3], path)
+    with pytest.warns(RuntimeWarning, match="restarts from scratch") as caught:
+        assert _Run._load_checkpoint(run) is None
+    assert str(path) in str(caught[0].message)
