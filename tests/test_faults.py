@@ -308,3 +308,40 @@ def test_nan_teacher_features_raise(tmp_path):
     with pytest.raises(ValueError, match="non-finite features"):
         _store(tmp_path).get(keys, "split", _Encoder(value=float("nan")))
     assert not list((tmp_path / "fs").glob("chunk-*.pt"))  # nothing bad was cached
+
+
+# ---------------------------------------------------------------------- 7. the CLI
+def _cli(tmp_path, *extra):
+    from vldlib.cli.train import main
+
+    return main(["--profile", "smoke", "--quiet", "--cache-dir", str(tmp_path / "cache"), *extra])
+
+
+def test_cli_results_dir_is_a_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(vldlib.runs, "train_validated", Trainer())
+    out = tmp_path / "results"
+    out.write_text("not a folder")
+    rc = _cli(tmp_path, "--out", str(out))
+    err = capsys.readouterr().err
+    assert rc == 2 and str(out) in err and "a file stands where a folder is needed" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cli_unwritable_dir_is_one_line(tmp_path, capsys, monkeypatch):
+    """A read-only results or cache folder (simulated: the tests may run as root, which ignores
+    permission bits) gives one line naming the path, exit 2."""
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "cache" / "teacher-features"))
+
+    monkeypatch.setattr(vldlib.runs, "train_validated", denied)
+    rc = _cli(tmp_path, "--out", str(tmp_path / "res"))
+    err = capsys.readouterr().err
+    assert rc == 2 and "Permission denied" in err and str(tmp_path / "cache") in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_ctrl_c_is_one_line_and_130(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(vldlib.runs, "train_validated", Trainer(fail=KeyboardInterrupt()))
+    rc = _cli(tmp_path, "--out", str(tmp_path / "res"))
+    err = capsys.readouterr().err
+    assert rc == 130 and err.strip() == "vldlib train: interrupted; run again to resume"

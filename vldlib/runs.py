@@ -196,7 +196,7 @@ def _read_record(path: Path, *, expect: TrainConfig | None = None, say: bool = F
     try:
         with open(path, encoding="utf-8") as fh:
             rec = json.load(fh)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # not trained (or the root is a file: said later)
         return None
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
         if say:
