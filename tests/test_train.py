@@ -317,3 +317,23 @@ def test_cli_errors_and_dispatcher(capsys):
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["config"]["seed"] == 3 and out["hash"] == config_hash(out["config"])
+
+
+def test_truncated_checkpoint_restarts_to_the_same_numbers(reference, world):
+    """Issue 10: a truncated checkpoint.pt is named in a warning; the run restarts from scratch
+    and reaches the numbers of an uninterrupted run (no traceback)."""
+    run_dir = world["base"] / "truncated"
+    cfg = tiny_config(world)
+
+    def stop(info):
+        if info["stage"] == "main" and info["epoch"] == 2:
+            raise Interrupted("stop")
+
+    with pytest.raises(Interrupted):
+        train(cfg, run_dir=run_dir, cache_dir=world["cache"], progress=False, on_epoch_end=stop)
+    ckpt = run_dir / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    with pytest.warns(RuntimeWarning, match="restarts from scratch"):
+        rec = train(cfg, run_dir=run_dir, cache_dir=world["cache"], progress=False)
+    assert rec.get("resumed_from") is None
+    assert numbers(rec) == numbers(reference["record"])

@@ -48,6 +48,27 @@ def keys_hash(keys: Sequence[str]) -> str:
     return _hash(list(keys))
 
 
+def tensor_sha256(t: torch.Tensor) -> str:
+    """sha256 (hex) of a tensor's dtype, shape and raw bytes (C order, on CPU)."""
+    t = t.detach().to("cpu").contiguous()
+    h = hashlib.sha256(f"{t.dtype}:{tuple(t.shape)}:".encode())
+    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _verify(obj: Mapping[str, Any], name: str, tensor: torch.Tensor) -> None:
+    """Check ``tensor`` against the checksum stored with it at write time. Entries written before
+    checksums existed (no ``sha256``) are accepted as they are: they passed the shape and
+    finiteness checks, and recomputing every old cache would cost a teacher pass."""
+    sums = obj.get("sha256")
+    if sums is None:
+        return
+    if not isinstance(sums, Mapping) or not isinstance(sums.get(name), str):
+        raise CacheEntryError("malformed checksum field")
+    if tensor_sha256(tensor) != sums[name]:
+        raise CacheEntryError(f"checksum of {name!r} does not match (the values were altered or damaged)")
+
+
 class CacheEntryError(ValueError):
     """A cache file that cannot be used (unreadable or inconsistent)."""
 
@@ -85,6 +106,7 @@ class FeatureStore:
             raise CacheEntryError(f"feature dimension {feats.shape[1]}, expected {self.dim}")
         if feats.dtype != torch.float32 or not bool(torch.isfinite(feats).all()):
             raise CacheEntryError("features are not finite float32")
+        _verify(obj, "features", feats)
         return keys, feats
 
     def _discard(self, path: Path, reason: str) -> None:
@@ -104,6 +126,7 @@ class FeatureStore:
             chunks, rows = obj.get("chunks"), obj.get("rows")
             if not isinstance(chunks, list) or not isinstance(rows, torch.Tensor) or rows.shape != (len(keys), 2):
                 raise CacheEntryError("malformed index")
+            _verify(obj, "rows", rows)
             if len(keys) and (int(rows[:, 0].min()) < 0 or int(rows[:, 0].max()) >= len(chunks)):
                 raise CacheEntryError("chunk index out of range")
             parts, part_keys = [], []
@@ -177,7 +200,8 @@ class FeatureStore:
             block = torch.cat(pending).clone()
             name = f"chunk-{keys_hash(pending_keys)}.pt"
             save_torch_atomic({"format": FORMAT, "meta": self.meta, "keys": list(pending_keys),
-                         "features": block}, self.dir / name)
+                               "features": block, "sha256": {"features": tensor_sha256(block)}},
+                              self.dir / name)
             c = len(names)
             names.append(name)
             feats.append(block)
@@ -212,7 +236,8 @@ class FeatureStore:
             sel = torch.nonzero(rows[:, 0] == remap[c]).flatten()
             result[sel] = feats[c][rows[sel, 1]]
         save_torch_atomic({"format": FORMAT, "meta": self.meta, "index_id": index_id, "keys_hash": khash,
-                     "n": len(keys), "chunks": [names[c] for c in used], "rows": rows}, index_path)
+                           "n": len(keys), "chunks": [names[c] for c in used], "rows": rows,
+                           "sha256": {"rows": tensor_sha256(rows)}}, index_path)
         return result
 
 

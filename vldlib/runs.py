@@ -17,13 +17,14 @@ import contextlib
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import pandas as pd
 
 from vldlib.core.losses import LOSS_NAMES
-from vldlib.io import canonical_json, finite_json, write_json_atomic, write_text_atomic
+from vldlib.io import canonical_json, finite_json, replace_file, write_json_atomic, write_text_atomic
 from vldlib.paths import default_results_root
 from vldlib.train.config import HASH_LEN, TrainConfig, config_hash
 from vldlib.train.trainer import train_validated
@@ -73,39 +74,48 @@ class RunStore:
         return self.root / config_hash(config)
 
     def get(self, config: Mapping[str, Any] | TrainConfig) -> dict[str, Any] | None:
-        """The finished record of ``config``, or None if it has not been trained (or is unreadable)."""
-        return _read_record(self.run_dir(config) / RECORD)
+        """The finished record of ``config``, or None if it has not been trained.
+
+        A record that is malformed or belongs to another config (its ``hash`` or canonical config
+        differs) counts as missing; the reason is said once on stderr."""
+        cfg = TrainConfig.from_dict(config)
+        return _read_record(self.root / config_hash(cfg) / RECORD, expect=cfg, say=True)
 
     def run(self, config: Mapping[str, Any] | TrainConfig, force: bool = False, *,
             progress: bool = True) -> dict[str, Any]:
         """Return the record of ``config``, training it first if it is not finished.
 
-        A finished record is reused unless ``force=True`` (which deletes the run directory's
-        checkpoints and record and trains from scratch). An unfinished run (checkpoints but no
-        record, e.g. after an interruption) resumes from its last checkpoint.
+        A finished record is reused unless ``force=True``. With ``force`` the run trains from
+        scratch in a fresh folder next to the run folder (``root/.<hash>.new/``); the finished
+        record and weights stay in place until the new run completes, then its files are moved
+        in (weights first, ``record.json`` last, each an atomic replace). An interrupt at any
+        point leaves the old result readable. An unfinished run (checkpoints but no record,
+        e.g. after an interruption) resumes from its last checkpoint.
         """
         cfg = TrainConfig.from_dict(config).validate()
         h = config_hash(cfg)
         run_dir = self.root / h
         if not force:
-            found = _read_record(run_dir / RECORD)
+            found = _read_record(run_dir / RECORD, expect=cfg, say=True)
             if found is not None:
                 return found
         with _locked(self.root / h / LOCK):
-            if force:
-                for child in run_dir.iterdir():
-                    if child.name == LOCK:
-                        continue
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
-            else:
-                found = _read_record(run_dir / RECORD)  # another process may have finished it
+            if not force:
+                found = _read_record(run_dir / RECORD, expect=cfg)  # another process may have finished it
                 if found is not None:
                     return found
-            write_json_atomic(run_dir / CONFIG, {"hash": h, "config": cfg.to_dict()})
+                work = run_dir
+            else:
+                work = self.root / f".{h}.new"
+                if work.exists():  # an earlier forced run that did not finish: start it afresh
+                    shutil.rmtree(work)
+            write_json_atomic(work / CONFIG, {"hash": h, "config": cfg.to_dict()})
             cache_dir = self.cache_dir if self.cache_dir is not None else cfg.cache_dir
-            record = train_validated(cfg, h, run_dir=run_dir, cache_dir=cache_dir, progress=progress)
+            record = train_validated(cfg, h, run_dir=work, cache_dir=cache_dir, progress=progress)
             record = finite_json({**record, "hash": h})  # returned exactly as stored
-            write_json_atomic(run_dir / RECORD, record)
+            write_json_atomic(work / RECORD, record)
+            if work != run_dir:
+                _swap_in(work, run_dir)
         return record
 
     def records(self) -> list[dict[str, Any]]:
@@ -114,7 +124,9 @@ class RunStore:
             return []
         out = []
         for path in sorted(self.root.glob(f"*/{RECORD}")):
-            rec = _read_record(path)
+            if path.parent.name.startswith("."):  # unfinished forced runs
+                continue
+            rec = _read_record(path, say=True)
             if rec is not None:
                 out.append(rec)
         return out
@@ -165,10 +177,75 @@ def _flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _read_record(path: Path) -> dict[str, Any] | None:
+_SAID: set[tuple[str, str]] = set()
+
+
+def _say_once(path: Path, reason: str) -> None:
+    """Warn (a RuntimeWarning, shown on stderr) once per process, file and reason that a record is skipped."""
+    key = (str(path), reason)
+    if key in _SAID:
+        return
+    _SAID.add(key)
+    message = f"vldlib: skipping run record {path}: {reason}; it counts as not trained (delete it or retrain)"
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def _read_record(path: Path, *, expect: TrainConfig | None = None, say: bool = False) -> dict[str, Any] | None:
+    """The record at ``path``, or None when it is missing, malformed or (``expect`` given) of
+    another config. ``say``: report a present-but-unusable record once on stderr."""
     try:
         with open(path, encoding="utf-8") as fh:
             rec = json.load(fh)
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+    except (FileNotFoundError, NotADirectoryError):  # not trained (or the root is a file: said later)
         return None
-    return rec if isinstance(rec, dict) and "final" in rec else None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        if say:
+            _say_once(path, f"unreadable or not valid JSON ({type(err).__name__}: {err})")
+        return None
+    if not isinstance(rec, dict) or not isinstance(rec.get("final"), Mapping):
+        if say:
+            _say_once(path, "not a result record (no 'final' metrics)")
+        return None
+    want = path.parent.name if expect is None else config_hash(expect)
+    if rec.get("hash") != want or path.parent.name != want:
+        if say:
+            _say_once(path, f"its hash {rec.get('hash')!r} is not the folder's / requested {want!r}")
+        return None
+    if not isinstance(rec.get("config"), Mapping):
+        if say:
+            _say_once(path, "it holds no config")
+        return None
+    try:
+        stored = config_hash(rec["config"])
+    except (ValueError, TypeError, KeyError) as err:
+        if say:
+            _say_once(path, f"its config is invalid ({err})")
+        return None
+    if stored != want:
+        if say:
+            _say_once(path, f"its config hashes to {stored}, not {want}")
+        return None
+    return rec
+
+
+def _swap_in(work: Path, run_dir: Path) -> None:
+    """Move the files of a finished forced run from ``work`` into ``run_dir``.
+
+    Everything but the record goes first (each an atomic replace), then ``record.json`` last, so
+    that until the new record lands, the old one is served; stale files of the old run that the
+    new one did not write (e.g. an old checkpoint) are removed after the record is in place."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    new_names = {p.name for p in work.iterdir()}
+    for child in sorted(work.iterdir()):
+        if child.name in (RECORD, LOCK):
+            continue
+        target = run_dir / child.name
+        if child.is_dir():
+            if target.exists():
+                shutil.rmtree(target)
+        replace_file(child, target)
+    replace_file(work / RECORD, run_dir / RECORD)
+    for child in run_dir.iterdir():
+        if child.name not in new_names and child.name != LOCK:
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    shutil.rmtree(work, ignore_errors=True)

@@ -128,11 +128,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = RunStore(args.out)
     try:
         record = store.run(config, force=args.force, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("vldlib train: interrupted; run again to resume", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError) as exc:
         print(f"vldlib train: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # read-only folder, a file where a folder should be, disk full, ...
+        print(f"vldlib train: {_os_error(exc)}", file=sys.stderr)
+        return 2
     print(summary(record, store.run_dir(config)))
     return 0
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for an OSError: the path, the reason and the fix."""
+    if exc.filename is None:
+        return f"{exc}; check --out (results) and --cache-dir (teacher features)"
+    reason = exc.strerror or type(exc).__name__
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        reason += " (a file stands where a folder is needed)"
+    return (f"cannot write {exc.filename}: {reason}; choose a writable --out (results) or "
+            "--cache-dir (teacher features), or fix that path")
 
 
 def summary(record: Mapping[str, Any], run_dir: str | os.PathLike | None = None) -> str:

@@ -20,6 +20,7 @@ import gzip
 import hashlib
 import os
 import socket
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -79,8 +80,12 @@ def read_idx(path: str | Path) -> np.ndarray:
     """Decode an idx file (gz or raw): big-endian magic ``0x0000 08 <ndim>``, dims, uint8 data."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"{path} cannot be read ({type(err).__name__}: {err}); the file is "
+                         "truncated or corrupt, re-download it") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f"{path} is not a uint8 idx file (bad magic {data[:4]!r}); re-download it")
     ndim = data[3]
@@ -114,18 +119,44 @@ def _download(cache_dir: Path, timeout: float = 20.0) -> Path:
     return cache_dir / "FashionMNIST" / "raw"
 
 
+def _missing_in(folder: Path) -> list[str]:
+    """The idx files (by stem) that ``folder`` lacks (its best candidate sub-folder)."""
+    best: list[str] | None = None
+    for cand in _candidate_folders(folder):
+        missing = [stem for pair in FILES.values() for stem in pair if _idx_path(cand, stem) is None]
+        if best is None or len(missing) < len(best):
+            best = missing
+    return best or []
+
+
 def find_fashion_mnist(root: str | Path | None = None, *, download: bool = True,
                        cache_dir: str | Path | None = None) -> Path:
-    """The folder holding the four idx files: ``root``, else ``$VLD_DATA``, else
-    /usr/share/datasets/fashion-mnist, else a torchvision download into ``cache_dir``
-    (default ``default_cache_dir()/datasets``). Raises ONE FileNotFoundError listing what was tried."""
-    tried: list[str] = []
-    places: list[tuple[str, Path]] = []
+    """The folder holding the four idx files.
+
+    An explicit location (``root``, else ``$VLD_DATA``) is the only place looked at: if it is
+    missing or incomplete, a one-line FileNotFoundError names it and what it lacks (never a
+    silent fall-back to another copy). Without one: /usr/share/datasets/fashion-mnist, an earlier
+    download, else a torchvision download into ``cache_dir`` (default
+    ``default_cache_dir()/datasets``); failing all, ONE FileNotFoundError listing what was tried."""
+    explicit: tuple[str, Path] | None = None
     if root is not None:
-        places.append(("root argument", Path(root).expanduser()))
-    if os.environ.get("VLD_DATA"):
-        places.append(("$VLD_DATA", Path(os.environ["VLD_DATA"]).expanduser()))
-    places.append(("system package", SYSTEM_ROOT))
+        explicit = ("root", Path(root).expanduser())
+    elif os.environ.get("VLD_DATA"):
+        explicit = ("$VLD_DATA", Path(os.environ["VLD_DATA"]).expanduser())
+    if explicit is not None:
+        label, place = explicit
+        found = _find_in(place)
+        if found is not None:
+            return found
+        if not place.is_dir():
+            what = "does not exist" if not place.exists() else "is not a folder"
+        else:
+            what = "lacks " + ", ".join(f"{stem}[.gz]" for stem in _missing_in(place))
+        fix = ("pass another root" if label == "root" else "fix or unset VLD_DATA")
+        raise FileNotFoundError(f"Fashion-MNIST {label} {place} {what}; put the four idx files "
+                                f"there or {fix} (without it the system copy or a download is used)")
+    tried: list[str] = []
+    places: list[tuple[str, Path]] = [("system package", SYSTEM_ROOT)]
     if cache_dir is None:
         cache_dir = default_cache_dir() / "datasets"
     cache_dir = Path(cache_dir)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -187,7 +188,16 @@ class _Run:
     def _load_checkpoint(self) -> dict[str, Any] | None:
         if self.run_dir is None or not (self.run_dir / CHECKPOINT).exists():
             return None
-        state = torch.load(self.run_dir / CHECKPOINT, map_location=self.device, weights_only=False)
+        path = self.run_dir / CHECKPOINT
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+            if not isinstance(state, dict) or not {"stage", "epoch", "student"} <= state.keys():
+                raise ValueError("not a trainer checkpoint")
+        except Exception as err:  # noqa: BLE001 - truncated / corrupt file: any unpickling error
+            warnings.warn(f"checkpoint {path} is unreadable ({type(err).__name__}: {str(err)[:120]}); "
+                          "the run restarts from scratch (the file is overwritten at the next epoch)",
+                          RuntimeWarning, stacklevel=2)
+            return None
         if state.get("hash") != self.hash:
             raise ValueError(f"{self.run_dir / CHECKPOINT} belongs to another config (hash "
                              f"{state.get('hash')}, this run {self.hash}); use a fresh run_dir or delete it")

@@ -1,0 +1,347 @@
+"""Fault injection (issue 10, "nothing silent, nothing lost"): each failure a user can meet is a
+clear error naming the file and the fix, or survived correctly (verified, discarded, recomputed,
+said so). Everything happens in temp dirs; the trainer behind the run store is a fake where the
+case is about the store."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import vldlib.runs
+from vldlib.runs import RECORD, RunStore, config_hash
+from vldlib.train.profiles import profile_config
+from vldlib.train.config import TrainConfig
+
+
+def _fake_record(cfg: TrainConfig, acc: float) -> dict:
+    return {"config": cfg.to_dict(), "final": {"acc_id": acc, "acc_ood_zeroshot": acc / 2},
+            "timings": {"total_s": 1.0}, "device": "cpu", "teacher_forward_passes": 0}
+
+
+class Trainer:
+    """A fake ``train_validated``: writes weights and a checkpoint into ``run_dir`` and returns a
+    record with ``acc_id = self.acc``; ``fail`` (an exception) is raised after the weights are
+    written, as an interrupt in the middle of a run would."""
+
+    def __init__(self, acc: float = 50.0, fail: BaseException | None = None) -> None:
+        self.acc, self.fail, self.run_dirs = acc, fail, []
+
+    def __call__(self, config, run_hash=None, *, run_dir=None, cache_dir=None, progress=True):
+        cfg = TrainConfig.from_dict(config)
+        self.run_dirs.append(run_dir)
+        (run_dir / "checkpoint.pt").write_bytes(b"ckpt %r" % self.acc)
+        (run_dir / "student.pt").write_bytes(b"weights %r" % self.acc)
+        if self.fail is not None:
+            raise self.fail
+        return _fake_record(cfg, self.acc)
+
+
+def smoke(**kw) -> dict:
+    return profile_config("smoke", **kw)
+
+
+# ---------------------------------------------------------------------- 1. --force keeps the result
+@pytest.mark.parametrize("fault", [KeyboardInterrupt(), RuntimeError("boom")])
+def test_force_interrupted_keeps_old_result(tmp_path, monkeypatch, fault):
+    store = RunStore(tmp_path / "res")
+    cfg = smoke()
+    monkeypatch.setattr(vldlib.runs, "train_validated", Trainer(acc=61.0))
+    store.run(cfg)
+    run_dir = store.run_dir(cfg)
+    old_weights = (run_dir / "student.pt").read_bytes()
+    monkeypatch.setattr(vldlib.runs, "train_validated", Trainer(acc=99.0, fail=fault))
+    with pytest.raises(type(fault)):
+        store.run(cfg, force=True)
+    # the old record and weights are intact and served
+    assert store.get(cfg)["final"]["acc_id"] == 61.0
+    assert (run_dir / "student.pt").read_bytes() == old_weights
+    assert store.run(cfg)["final"]["acc_id"] == 61.0
+    assert len(store.to_frame()) == 1  # the half-done forced run is not a record
+
+
+def test_force_trains_in_a_side_folder_then_swaps(tmp_path, monkeypatch):
+    store = RunStore(tmp_path / "res")
+    cfg = smoke()
+    monkeypatch.setattr(vldlib.runs, "train_validated", Trainer(acc=61.0))
+    store.run(cfg)
+    run_dir = store.run_dir(cfg)
+    (run_dir / "stale.pt").write_bytes(b"old only")
+    # an earlier forced run that was interrupted leaves a side folder: it is started afresh
+    side = tmp_path / "res" / f".{config_hash(cfg)}.new"
+    side.mkdir()
+    (side / "checkpoint.pt").write_bytes(b"half")
+    seen = {}
+
+    class Checking(Trainer):
+        def __call__(self, config, run_hash=None, *, run_dir=None, cache_dir=None, progress=True):
+            seen["old_record_during_training"] = store.get(cfg)["final"]["acc_id"]
+            seen["side_was_fresh"] = not (run_dir / "checkpoint.pt").exists()
+            return super().__call__(config, run_hash, run_dir=run_dir, cache_dir=cache_dir)
+
+    trainer = Checking(acc=77.0)
+    monkeypatch.setattr(vldlib.runs, "train_validated", trainer)
+    rec = store.run(cfg, force=True)
+    assert trainer.run_dirs == [side]
+    assert seen == {"old_record_during_training": 61.0, "side_was_fresh": True}
+    assert rec["final"]["acc_id"] == 77.0 and store.get(cfg)["final"]["acc_id"] == 77.0
+    assert (run_dir / "student.pt").read_bytes() == b"weights 77.0"
+    assert not (run_dir / "stale.pt").exists() and not side.exists()
+    assert json.loads((run_dir / "config.json").read_text())["hash"] == config_hash(cfg)
+
+
+# ---------------------------------------------------------------------- 2. records are verified
+def test_record_of_another_config_is_not_served(tmp_path, monkeypatch):
+    store = RunStore(tmp_path / "res")
+    a, b = smoke(seed=0), smoke(seed=1)
+    monkeypatch.setattr(vldlib.runs, "train_validated", Trainer(acc=61.0))
+    store.run(a)
+    # copy a's record into b's folder (e.g. a folder renamed or copied by hand)
+    src = store.run_dir(a) / RECORD
+    dst = store.run_dir(b) / RECORD
+    dst.parent.mkdir(parents=True)
+    dst.write_bytes(src.read_bytes())
+    with pytest.warns(RuntimeWarning, match="hash"):
+        assert store.get(b) is None
+    # same hash field, but the config inside was edited: also rejected
+    rec = json.loads(src.read_text())
+    rec["hash"] = config_hash(b)
+    dst.write_text(json.dumps(rec))
+    with pytest.warns(RuntimeWarning, match="config hashes to"):
+        assert store.get(b) is None
+    trainer = Trainer(acc=70.0)
+    monkeypatch.setattr(vldlib.runs, "train_validated", trainer)
+    assert store.run(b)["final"]["acc_id"] == 70.0  # retrained, not served a's numbers
+    assert len(trainer.run_dirs) == 1
+
+
+def test_malformed_record_is_skipped_by_to_frame_and_retrained(tmp_path, monkeypatch, recwarn):
+    store = RunStore(tmp_path / "res")
+    a, b = smoke(seed=0), smoke(seed=1)
+    monkeypatch.setattr(vldlib.runs, "train_validated", Trainer(acc=61.0))
+    store.run(a)
+    store.run(b)
+    bad = store.run_dir(b) / RECORD
+    for content in ('{"final": ', '["not", "a", "record"]', '{"hash": "x", "final": 3}', "\xff\xfe"):
+        bad.write_text(content, encoding="latin-1")
+        frame = store.to_frame()  # does not fail for the whole store
+        assert frame["hash"].tolist() == [config_hash(a)]
+    messages = [str(w.message) for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    assert messages and all(str(bad) in m for m in messages)
+    trainer = Trainer(acc=70.0)
+    monkeypatch.setattr(vldlib.runs, "train_validated", trainer)
+    assert store.run(b)["final"]["acc_id"] == 70.0 and len(trainer.run_dirs) == 1
+
+
+def test_unusable_record_is_reported_once(tmp_path, monkeypatch):
+    import warnings
+
+    store = RunStore(tmp_path / "res")
+    cfg = smoke(seed=5)
+    bad = store.run_dir(cfg) / RECORD
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{oops")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            assert store.get(cfg) is None
+    assert len([w for w in caught if str(bad) in str(w.message)]) == 1
+
+
+# ---------------------------------------------------------------------- 3. explicit data roots
+def _fmnist_files(root, n_per_class: int = 3):
+    import gzip
+
+    import numpy as np
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for part in ("train", "t10k"):
+        labels = np.repeat(np.arange(10), n_per_class).astype(np.uint8)
+        images = rng.integers(0, 256, size=(len(labels), 28, 28)).astype(np.uint8)
+        for stem, arr in ((f"{part}-images-idx3-ubyte", images), (f"{part}-labels-idx1-ubyte", labels)):
+            header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+            with gzip.open(root / f"{stem}.gz", "wb") as fh:
+                fh.write(header + arr.tobytes())
+    return root
+
+
+def test_explicit_data_root_never_falls_back(tmp_path, monkeypatch):
+    from vldlib.data import fashion_mnist as fm
+
+    system = _fmnist_files(tmp_path / "system")  # a complete copy that must NOT be used
+    monkeypatch.setattr(fm, "SYSTEM_ROOT", system)
+    monkeypatch.delenv("VLD_DATA", raising=False)
+    assert fm.find_fashion_mnist(None, download=False) == system  # no explicit root: system copy
+    missing = tmp_path / "nope"
+    with pytest.raises(FileNotFoundError) as err:
+        fm.find_fashion_mnist(missing, download=False)
+    msg = str(err.value)
+    assert str(missing) in msg and "does not exist" in msg and "\n" not in msg
+    partial = _fmnist_files(tmp_path / "partial")
+    (partial / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(FileNotFoundError, match=r"lacks t10k-labels-idx1-ubyte\[\.gz\]") as err:
+        fm.find_fashion_mnist(partial, download=False)
+    assert str(partial) in str(err.value)
+    monkeypatch.setenv("VLD_DATA", str(missing))
+    with pytest.raises(FileNotFoundError, match=r"\$VLD_DATA .*unset VLD_DATA"):
+        fm.find_fashion_mnist(None, download=False)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        fm.find_fashion_mnist(a_file, download=False)
+
+
+def test_cli_data_root_missing_is_exit_2(tmp_path, capsys):
+    from vldlib.cli.train import main
+
+    rc = main(["--profile", "smoke", "--data-root", str(tmp_path / "nope"), "--out", str(tmp_path / "res"),
+               "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(tmp_path / "nope") in err and "Traceback" not in err
+    assert not list((tmp_path / "res").glob("*/record.json"))
+
+
+@pytest.mark.parametrize("damage", ["truncate_gz", "garbage_gz", "truncate_raw"])
+def test_corrupt_idx_file_is_named(tmp_path, damage):
+    import gzip
+
+    from vldlib.data import fashion_mnist as fm
+
+    root = _fmnist_files(tmp_path / "d")
+    target = root / "train-images-idx3-ubyte.gz"
+    data = target.read_bytes()
+    if damage == "truncate_gz":
+        target.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage_gz":
+        target.write_bytes(data[:10] + bytes(len(data) - 10))
+    else:
+        raw = gzip.decompress(data)
+        target.unlink()
+        target = root / "train-images-idx3-ubyte"
+        target.write_bytes(raw[:-7])
+    with pytest.raises(ValueError, match="truncated or corrupt") as err:
+        fm.load_fashion_mnist(root, per_class=2, download=False)
+    assert str(target) in str(err.value)
+
+
+# ---------------------------------------------------------------------- 6. truncated checkpoint
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "not_a_checkpoint"])
+def test_truncated_checkpoint_restarts_with_a_message(tmp_path, damage):
+    from types import SimpleNamespace
+
+    import torch
+
+    from vldlib.io import save_torch_atomic
+    from vldlib.train.trainer import CHECKPOINT, _Run
+
+    path = tmp_path / CHECKPOINT
+    save_torch_atomic({"hash": "h", "stage": "main", "epoch": 1, "student": {"w": torch.ones(100)}}, path)
+    run = SimpleNamespace(run_dir=tmp_path, device=torch.device("cpu"), hash="h")
+    assert _Run._load_checkpoint(run)["epoch"] == 1  # intact: resumed
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"\x00" * len(data))
+    else:
+        save_torch_atomic([1, 2, 3], path)
+    with pytest.warns(RuntimeWarning, match="restarts from scratch") as caught:
+        assert _Run._load_checkpoint(run) is None
+    assert str(path) in str(caught[0].message)
+
+
+# ---------------------------------------------------------------------- 4. teacher-feature cache
+class _Encoder:
+    def __init__(self, value: float = 1.0) -> None:
+        self.calls, self.value = 0, value
+
+    def __call__(self, positions):
+        import torch
+
+        self.calls += 1
+        feats = torch.arange(len(positions) * 4, dtype=torch.float32).reshape(len(positions), 4) + self.value
+        yield positions, feats
+
+
+def _store(tmp_path):
+    from vldlib.features import FeatureStore
+
+    return FeatureStore(tmp_path / "fs", {"kind": "image", "teacher": "fake"}, dim=4)
+
+
+def test_altered_cached_features_are_detected_and_recomputed(tmp_path):
+    import torch
+
+    keys = [f"k{i}" for i in range(5)]
+    enc = _Encoder()
+    first = _store(tmp_path).get(keys, "split", enc)
+    assert enc.calls == 1 and torch.equal(_store(tmp_path).get(keys, "split", enc), first)
+    assert enc.calls == 1  # served from the cache
+    (chunk,) = (tmp_path / "fs").glob("chunk-*.pt")
+    obj = torch.load(chunk, weights_only=True)
+    assert "sha256" in obj
+    obj["features"][2, 1] += 0.5  # a plausible, finite, silently wrong value
+    torch.save(obj, chunk)
+    with pytest.warns(RuntimeWarning, match="checksum .*recomputing") as caught:
+        again = _store(tmp_path).get(keys, "split", enc)
+    assert str(chunk) in " ".join(str(w.message) for w in caught)
+    assert enc.calls == 2 and torch.equal(again, first)
+
+
+def test_cache_entry_without_checksum_is_accepted(tmp_path):
+    """Old caches (written before checksums) stay readable: accepted without a recompute."""
+    import torch
+
+    keys = [f"k{i}" for i in range(3)]
+    enc = _Encoder()
+    first = _store(tmp_path).get(keys, "split", enc)
+    for path in (tmp_path / "fs").glob("*.pt"):
+        obj = torch.load(path, weights_only=True)
+        obj.pop("sha256")
+        torch.save(obj, path)
+    assert torch.equal(_store(tmp_path).get(keys, "split", enc), first) and enc.calls == 1
+
+
+def test_nan_teacher_features_raise(tmp_path):
+    keys = ["a", "b"]
+    with pytest.raises(ValueError, match="non-finite features"):
+        _store(tmp_path).get(keys, "split", _Encoder(value=float("nan")))
+    assert not list((tmp_path / "fs").glob("chunk-*.pt"))  # nothing bad was cached
+
+
+# ---------------------------------------------------------------------- 7. the CLI
+def _cli(tmp_path, *extra):
+    from vldlib.cli.train import main
+
+    return main(["--profile", "smoke", "--quiet", "--cache-dir", str(tmp_path / "cache"), *extra])
+
+
+def test_cli_results_dir_is_a_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(vldlib.runs, "train_validated", Trainer())
+    out = tmp_path / "results"
+    out.write_text("not a folder")
+    rc = _cli(tmp_path, "--out", str(out))
+    err = capsys.readouterr().err
+    assert rc == 2 and str(out) in err and "a file stands where a folder is needed" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cli_unwritable_dir_is_one_line(tmp_path, capsys, monkeypatch):
+    """A read-only results or cache folder (simulated: the tests may run as root, which ignores
+    permission bits) gives one line naming the path, exit 2."""
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "cache" / "teacher-features"))
+
+    monkeypatch.setattr(vldlib.runs, "train_validated", denied)
+    rc = _cli(tmp_path, "--out", str(tmp_path / "res"))
+    err = capsys.readouterr().err
+    assert rc == 2 and "Permission denied" in err and str(tmp_path / "cache") in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_ctrl_c_is_one_line_and_130(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(vldlib.runs, "train_validated", Trainer(fail=KeyboardInterrupt()))
+    rc = _cli(tmp_path, "--out", str(tmp_path / "res"))
+    err = capsys.readouterr().err
+    assert rc == 130 and err.strip() == "vldlib train: interrupted; run again to resume"
