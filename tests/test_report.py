@@ -236,3 +236,38 @@ def test_run_grid_parallel_equals_sequential(tmp_path, fashion_mnist_root):
         assert again["acc_id"].tolist() == frames[-1]["acc_id"].tolist()
     assert frames[0]["loss"].tolist() == frames[1]["loss"].tolist()
     assert frames[0]["hash"].tolist() == frames[1]["hash"].tolist()
+
+
+class _FakeStore:
+    """A run store whose runs 'train' instantly (for run_grid's bookkeeping)."""
+
+    def __init__(self, root):
+        self.root, self.cache_dir, self.done = root, None, {}
+
+    def get(self, cfg):
+        from vldlib.runs import config_hash
+
+        return self.done.get(config_hash(cfg))
+
+    def run(self, cfg, progress=False):
+        from vldlib.runs import config_hash
+
+        rec = {"hash": config_hash(cfg), "config": cfg, "final": {"acc_id": 1.0}}
+        self.done[rec["hash"]] = rec
+        return rec
+
+
+@pytest.mark.parametrize("env, shown", [(None, True), ("0", False)])
+def test_run_grid_shows_a_progress_bar_over_runs(tmp_path, monkeypatch, capsys, env, shown):
+    from vldlib.study.grid import make_grid, run_grid
+
+    if env is None:
+        monkeypatch.delenv("VLD_PROGRESS", raising=False)
+    else:
+        monkeypatch.setenv("VLD_PROGRESS", env)
+    g = make_grid("smoke", seeds=[0, 1], overrides={"device": "cuda"})  # not cpu: no feature warm-up
+    g.expand({"cls": {"weights": {"cls": 1.0}}})
+    frame = run_grid(_FakeStore(tmp_path), g)
+    err = capsys.readouterr().err
+    assert len(frame) == 2
+    assert ("runs:" in err and "/2 [" in err and "cls 0 0" in err) == shown  # done/total, ETA, run named

@@ -21,13 +21,14 @@ import multiprocessing
 import os
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from vldlib.data import load_dataset
 from vldlib.features import LazyTeacher, teacher_image_features
@@ -215,7 +216,9 @@ def run_grid(store, grid: Grid | Sequence[tuple[dict, dict]], *, workers: int | 
     teacher features they need are cached (so no image is encoded twice).  One thread per run is
     also what makes a run's numbers independent of ``workers`` (torch's float reductions depend on
     the thread count).  On a GPU (``device`` other than ``"cpu"``) runs are trained one at a time.
-    Prints one line: runs reused, runs trained, time taken.
+    A progress bar over the runs to train (done / total, ETA, the run now training) is shown
+    while ``log`` is True, unless ``$VLD_PROGRESS`` is ``0``. Prints one line: runs reused, runs
+    trained, time taken.
     """
     items = grid.configs if isinstance(grid, Grid) else list(grid)
     if not items:
@@ -240,6 +243,17 @@ def run_grid(store, grid: Grid | Sequence[tuple[dict, dict]], *, workers: int | 
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     cache_dir = None if store.cache_dir is None else str(store.cache_dir)
+    bar = tqdm(total=len(todo), desc="runs", unit="run", leave=False,
+               disable=not (log and todo) or os.environ.get("VLD_PROGRESS") == "0")
+
+    def name(i: int) -> str:
+        return " ".join(f"{v}" for v in items[i][0].values())[:40]
+
+    def done(i: int, record: dict) -> None:
+        records[i] = record
+        bar.set_postfix_str(name(i))
+        bar.update(1)
+
     if todo and cpu:
         for key in dict.fromkeys(_data_key(items[i][1]) for i in todo):
             first = next(i for i in todo if _data_key(items[i][1]) == key)
@@ -248,20 +262,23 @@ def run_grid(store, grid: Grid | Sequence[tuple[dict, dict]], *, workers: int | 
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx,
                                      initializer=_worker_init) as pool:
-                futures = {i: pool.submit(_train_one, str(store.root), cache_dir, items[i][1]) for i in todo}
-                for i, fut in futures.items():
-                    records[i] = fut.result()
+                futures = {pool.submit(_train_one, str(store.root), cache_dir, items[i][1]): i for i in todo}
+                for fut in as_completed(futures):
+                    done(futures[fut], fut.result())
         else:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
                 for i in todo:
-                    records[i] = store.run(items[i][1], progress=progress)
+                    bar.set_postfix_str(name(i))
+                    done(i, store.run(items[i][1], progress=progress))
             finally:
                 torch.set_num_threads(threads)
     else:
         for i in todo:
-            records[i] = store.run(items[i][1], progress=progress)
+            bar.set_postfix_str(name(i))
+            done(i, store.run(items[i][1], progress=progress))
+    bar.close()
     rows = []
     for i, (labels, cfg) in enumerate(items):
         record = records.get(i) or store.run(cfg, progress=progress)  # duplicates: now finished
