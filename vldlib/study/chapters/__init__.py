@@ -14,11 +14,14 @@ reverse-engineering them from the records.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+
 from vldlib.runs import RunStore
+from vldlib.study import report
 from vldlib.study.grid import Grid, make_grid, run_grid
 from vldlib.study.readings import Comparison
 
@@ -88,6 +91,42 @@ class ChapterRun:
     def train(self):
         """Every run of the grid from the run store (missing ones trained), one row per run."""
         return run_grid(self.store, self.grid)
+
+    def metrics(self, runs: pd.DataFrame) -> list[str]:
+        """The chapter's metrics that the runs carry (5-shot only when fine-tuning ran)."""
+        return [m for m in self.chapter.metrics if m in runs.columns]
+
+    def paper_datasets(self, paper: pd.DataFrame) -> list[str]:
+        """The paper's datasets to show: the grid's own when the paper has it, else all of them."""
+        if self.grid.paper_dataset in set(paper["dataset"]):
+            return [self.grid.paper_dataset]
+        return sorted(paper["dataset"].unique())
+
+    def accuracy_table(self, runs: pd.DataFrame, order: Sequence[str], paper: pd.DataFrame,
+                       paper_key: str, keys: Mapping[str, str]) -> pd.DataFrame:
+        """Ours (mean and 95% interval per variant) beside each paper dataset's accuracies; the
+        variant ``v`` is the paper's row ``keys[v]`` in column ``paper_key`` ("–" when absent)."""
+        metrics, column = self.metrics(runs), self.chapter.column
+        summary = report.summarize(runs, column, metrics)
+        ours = report.interval_table(summary, column, labels={m: ACCURACY_NAMES[m] for m in metrics}, order=order)
+        ours.columns = pd.MultiIndex.from_tuples([(c, "ours") for c in ours.columns])
+        parts = [ours]
+        for ds_name in self.paper_datasets(paper):
+            p = paper[paper["dataset"] == ds_name].set_index(paper_key)
+            parts.append(pd.DataFrame({(ACCURACY_NAMES[m], f"paper ({ds_name})"): [
+                f"{p.loc[keys[v], ACCURACY[m]]:.1f}" if keys.get(v) in p.index else "–"
+                for v in ours.index] for m in metrics}, index=ours.index))
+        table = pd.concat(parts, axis=1)
+        return table[[c for m in metrics for c in table.columns if c[0] == ACCURACY_NAMES[m]]]
+
+    def paper_accuracy_means(self, paper: pd.DataFrame, paper_key: str, keys: Mapping[str, str]) -> pd.DataFrame:
+        """The paper's accuracies averaged over the shown datasets, one row per variant (column
+        ``self.chapter.column``), under our metric names: what :func:`report.compare` reads."""
+        sel = paper[paper["dataset"].isin(self.paper_datasets(paper))]
+        means = (sel.groupby(paper_key)[list(ACCURACY.values())].mean().reset_index()
+                 .rename(columns={v: k for k, v in ACCURACY.items()}))
+        means[self.chapter.column] = means[paper_key].map({v: k for k, v in keys.items()})
+        return means
 
     def proxy_note(self) -> str:
         """A sentence saying that the offline teacher is a proxy, not CLIP ('' otherwise)."""

@@ -61,8 +61,7 @@ class Run(ChapterRun):
         self.expand(CHAPTER.variants)
         paper2 = paper_table("table2", student="ResNet18")
         self.paper2 = paper2.assign(method=paper2["student_training"].map(TABLE2_KEYS))
-        self.table2_datasets = ([self.grid.paper_dataset] if self.grid.paper_dataset in set(paper2["dataset"])
-                                else sorted(paper2["dataset"].unique()))
+        self.table2_datasets = self.paper_datasets(paper2)
         self.analysis_dataset = self.grid.paper_dataset if self.grid.paper_dataset != "Average" else "Flower102"
 
     def train(self) -> pd.DataFrame:

@@ -62,8 +62,6 @@ class Run(ChapterRun):
             self.variants[name] = {**common, "k": k_ref, **v[name]}
         self.expand(self.variants)
         self.paper_all = paper_table("table9")
-        self.paper_datasets = ([g.paper_dataset] if g.paper_dataset in set(self.paper_all["dataset"])
-                               else sorted(self.paper_all["dataset"].unique()))
 
     def note(self) -> str:
         n, k = self.n_seen, self.k_ref
@@ -72,24 +70,9 @@ class Run(ChapterRun):
                 f"(k = {k}) is k = {min(k, n)} and the values worth running are k ∈ {{{values}}}; "
                 f"k = 1 switches L_vlprox off (a softmax over one class). Descriptions: {self.descriptions}.")
 
-    def metrics(self, runs: pd.DataFrame) -> list[str]:
-        return [m for m in ACCURACY if m in runs.columns]
-
     def table(self, runs: pd.DataFrame) -> pd.DataFrame:
         """Table 9: ours (mean, 95% interval) beside the paper's datasets."""
-        metrics = self.metrics(runs)
-        summary = report.summarize(runs, "variant", metrics)
-        ours = report.interval_table(summary, "variant", labels={m: ACCURACY_NAMES[m] for m in metrics},
-                                     order=list(self.variants))
-        ours.columns = pd.MultiIndex.from_tuples([(c, "ours") for c in ours.columns])
-        parts = [ours]
-        for ds_name in self.paper_datasets:
-            p = self.paper_all[self.paper_all["dataset"] == ds_name].set_index("variant_key")
-            parts.append(pd.DataFrame({(ACCURACY_NAMES[m], f"paper ({ds_name})"): [
-                f"{p.loc[PAPER_KEYS[v], ACCURACY[m]]:.1f}" if PAPER_KEYS.get(v) in p.index else "–"
-                for v in ours.index] for m in metrics}, index=ours.index))
-        table = pd.concat(parts, axis=1)
-        table = table[[c for m in metrics for c in table.columns if c[0] == ACCURACY_NAMES[m]]]
+        table = self.accuracy_table(runs, list(self.variants), self.paper_all, "variant_key", PAPER_KEYS)
         table.index = [f"reference (k = {self.k_ref}, filter in L_vlprox)" if v == "reference" else v
                        for v in table.index]
         return table
@@ -112,10 +95,7 @@ class Run(ChapterRun):
 
     def effects(self, runs: pd.DataFrame) -> pd.DataFrame:
         metrics = self.metrics(runs)
-        sel = self.paper_all[self.paper_all["dataset"].isin(self.paper_datasets)]
-        paper_mean = (sel.groupby("variant_key")[list(ACCURACY.values())].mean().reset_index()
-                      .rename(columns={v: k for k, v in ACCURACY.items()}))
-        paper_mean["variant"] = paper_mean["variant_key"].map({v: k for k, v in PAPER_KEYS.items()})
+        paper_mean = self.paper_accuracy_means(self.paper_all, "variant_key", PAPER_KEYS)
         comparisons = [report.Comparison(v, "reference", m) for v in self.variants if v != "reference"
                        for m in metrics if m != "acc_id"]
         return report.compare(runs, comparisons, column="variant",

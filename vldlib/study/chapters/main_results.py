@@ -57,9 +57,6 @@ class Run(ChapterRun):
         self.paper = paper_table("table1", dataset=self.grid.paper_dataset)
         self.labels = dict(zip(self.paper["method_key"], self.paper["method"]))
 
-    def metrics(self, runs: pd.DataFrame) -> list[str]:
-        return [m for m in CHAPTER.metrics if m in runs.columns]
-
     def table(self, runs: pd.DataFrame) -> pd.DataFrame:
         """Table 1: ours (mean and 95% interval) beside the paper's column."""
         metrics = self.metrics(runs)

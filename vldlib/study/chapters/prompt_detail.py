@@ -55,27 +55,10 @@ class Run(ChapterRun):
         self.expand({v: {**common, "descriptions": "official" if (v == "main" and official)
                          else CHAPTER.variants[v]["descriptions"]} for v in self.variants})
         self.paper_all = paper_table("table7")
-        self.paper_datasets = ([g.paper_dataset] if g.paper_dataset in set(self.paper_all["dataset"])
-                               else sorted(self.paper_all["dataset"].unique()))
-
-    def metrics(self, runs: pd.DataFrame) -> list[str]:
-        return [m for m in ACCURACY if m in runs.columns]
 
     def table(self, runs: pd.DataFrame) -> pd.DataFrame:
         """Table 7: ours beside the paper's datasets."""
-        metrics = self.metrics(runs)
-        summary = report.summarize(runs, "descriptions", metrics)
-        ours = report.interval_table(summary, "descriptions", labels={m: ACCURACY_NAMES[m] for m in metrics},
-                                     order=self.variants)
-        ours.columns = pd.MultiIndex.from_tuples([(c, "ours") for c in ours.columns])
-        parts = [ours]
-        for ds_name in self.paper_datasets:
-            p = self.paper_all[self.paper_all["dataset"] == ds_name].set_index("descriptions_key")
-            parts.append(pd.DataFrame({(ACCURACY_NAMES[m], f"paper ({ds_name})"): [
-                f"{p.loc[PAPER_KEYS[v], ACCURACY[m]]:.1f}" if PAPER_KEYS[v] in p.index else "–"
-                for v in ours.index] for m in metrics}, index=ours.index))
-        table = pd.concat(parts, axis=1)
-        table = table[[c for m in metrics for c in table.columns if c[0] == ACCURACY_NAMES[m]]]
+        table = self.accuracy_table(runs, self.variants, self.paper_all, "descriptions_key", PAPER_KEYS)
         table.index = [CHAPTER.label(v) for v in table.index]
         return table
 
@@ -94,10 +77,7 @@ class Run(ChapterRun):
 
     def effects(self, runs: pd.DataFrame) -> pd.DataFrame:
         metrics = self.metrics(runs)
-        sel = self.paper_all[self.paper_all["dataset"].isin(self.paper_datasets)]
-        paper_mean = (sel.groupby("descriptions_key")[list(ACCURACY.values())].mean().reset_index()
-                      .rename(columns={v: k for k, v in ACCURACY.items()}))
-        paper_mean["descriptions"] = paper_mean["descriptions_key"].map({v: k for k, v in PAPER_KEYS.items()})
+        paper_mean = self.paper_accuracy_means(self.paper_all, "descriptions_key", PAPER_KEYS)
         C = report.Comparison
         comparisons = [C(v, "none", m) for v in self.variants if v != "none" for m in metrics if m != "acc_id"]
         comparisons += [C(v, "none", "acc_id") for v in self.variants if v == "main"]
