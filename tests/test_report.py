@@ -46,39 +46,49 @@ def test_t_interval_confidence_and_degenerate_cases():
 
 
 def _runs() -> pd.DataFrame:
-    # two methods, three replicates (seed x split); B = A + (2, 3, 2)
+    # two methods, four runs (seed, split): two seeds on split 0, one on splits 1 and 2;
+    # B = A + (2, 1, 2, 3)
     rows = []
-    for (seed, split), a, b in zip([(0, 0), (1, 0), (0, 1)], [1.0, 2.0, 2.0], [3.0, 5.0, 4.0]):
+    for (seed, split), a, b in zip([(0, 0), (1, 0), (0, 1), (0, 2)], [1.0, 2.0, 2.0, 4.0], [3.0, 3.0, 4.0, 7.0]):
         rows.append({"method": "A", "seed": seed, "split_seed": split, "acc": a, "other": 10 * a})
         rows.append({"method": "B", "seed": seed, "split_seed": split, "acc": b, "other": None})
     return pd.DataFrame(rows)
 
 
 def test_summarize_hand_computed():
+    """The class split is the unit: split 0's two seeds are averaged before the interval."""
     s = report.summarize(_runs(), "method", ["acc", "other"])
     a = s[(s.method == "A") & (s.metric == "acc")].iloc[0]
-    # A: 1, 2, 2 -> mean 5/3, sd = sqrt(1/3), half = 4.302653 * sqrt(1/3) / sqrt(3) = 1.434218
-    assert a["n"] == 3
-    assert a["mean"] == pytest.approx(5 / 3)
-    assert a["ci_low"] == pytest.approx(5 / 3 - 1.434218, abs=1e-5)
-    assert a["ci_high"] == pytest.approx(5 / 3 + 1.434218, abs=1e-5)
+    # A per split: 1.5, 2, 4 -> mean 2.5, sd = sqrt(3.5/2) = 1.322876, half = 4.302653 * sd / sqrt(3)
+    assert a["n"] == 3 and a["runs"] == 4 and a["unit"] == "class split"
+    assert a["mean"] == pytest.approx(2.5)
+    assert a["sd"] == pytest.approx(math.sqrt(1.75))
+    half = T975_2 * math.sqrt(1.75) / math.sqrt(3)
+    assert a["ci_low"] == pytest.approx(2.5 - half, abs=1e-5)
+    assert a["ci_high"] == pytest.approx(2.5 + half, abs=1e-5)
     other = s[s.metric == "other"]
     assert list(other.method) == ["A"]  # B's metric is missing entirely: no row, not a NaN row
-    assert other["mean"].iloc[0] == pytest.approx(50 / 3)
+    assert other["mean"].iloc[0] == pytest.approx(25.0)
     with pytest.raises(ValueError, match="not in the frame"):
         report.summarize(_runs(), "method", "nope")
 
 
+def test_summarize_one_split_falls_back_to_runs():
+    runs = _runs().assign(split_seed=None, seed=[0, 0, 1, 1, 2, 2, 3, 3])
+    a = report.summarize(runs, "method", "acc").iloc[0]
+    assert a["n"] == 4 and a["unit"] == "run" and a["mean"] == pytest.approx(2.25)
+
+
 def test_paired_effect_hand_computed():
     eff = report.paired_effect(_runs(), "acc", column="method", treatment="B", baseline="A")
-    # differences 2, 3, 2 -> mean 7/3, sd sqrt(1/3), half 1.434218
+    # differences 2, 1 (split 0) -> 1.5; 2 (split 1); 3 (split 2): mean 6.5/3, sd sqrt(0.58333)
+    sd = math.sqrt(((1.5 - 6.5 / 3) ** 2 + (2 - 6.5 / 3) ** 2 + (3 - 6.5 / 3) ** 2) / 2)
     assert eff.n == 3
-    assert eff.mean == pytest.approx(7 / 3)
-    assert eff.low == pytest.approx(7 / 3 - 1.434218, abs=1e-5)
-    assert eff.high == pytest.approx(7 / 3 + 1.434218, abs=1e-5)
-    # unpaired interval of B alone is wider than the paired interval of the difference
-    b = report.t_interval([3.0, 5.0, 4.0])
-    assert b.half_width > eff.half_width
+    assert eff.mean == pytest.approx(6.5 / 3)
+    assert eff.sd == pytest.approx(sd)
+    assert eff.half_width == pytest.approx(T975_2 * sd / math.sqrt(3), abs=1e-5)
+    diffs, unit = report.paired_differences(_runs(), "acc", column="method", treatment="B", baseline="A")
+    assert unit == "class split" and list(diffs.index) == [0, 1, 2] and list(diffs) == [1.5, 2.0, 3.0]
     table = report.paired_effects(_runs(), ["acc"], column="method", baseline="A")
     assert table.loc[0, "method"] == "B" and bool(table.loc[0, "excludes_0"])
     with pytest.raises(ValueError, match="no runs with method == 'C'"):
@@ -87,9 +97,9 @@ def test_paired_effect_hand_computed():
 
 def test_paired_effect_with_a_fixed_class_split():
     """Official datasets have one class split (split_seed None): pairs are matched on the seed."""
-    runs = _runs().assign(split_seed=None, seed=[0, 0, 1, 1, 2, 2])
+    runs = _runs().assign(split_seed=None, seed=[0, 0, 1, 1, 2, 2, 3, 3])
     eff = report.paired_effect(runs, "acc", column="method", treatment="B", baseline="A")
-    assert eff.n == 3 and eff.mean == pytest.approx(7 / 3)
+    assert eff.n == 4 and eff.mean == pytest.approx(2.0)
 
 
 def test_paired_effect_matches_units_only():
@@ -97,10 +107,23 @@ def test_paired_effect_matches_units_only():
     extra = pd.DataFrame([{"method": "B", "seed": 9, "split_seed": 9, "acc": 100.0}])
     eff = report.paired_effect(pd.concat([runs, extra]), "acc", column="method",
                                treatment="B", baseline="A")
-    assert eff.n == 3 and eff.mean == pytest.approx(7 / 3)  # the unmatched run is ignored
-    disjoint = runs.assign(seed=[0, 5, 1, 6, 2, 7])
+    assert eff.n == 3 and eff.mean == pytest.approx(6.5 / 3)  # the unmatched run is ignored
+    disjoint = runs.assign(seed=[0, 5, 1, 6, 2, 7, 3, 8])
     with pytest.raises(ValueError, match="share no"):
         report.paired_effect(disjoint, "acc", column="method", treatment="B", baseline="A")
+
+
+def test_compare_counts_splits_in_the_papers_direction():
+    comp = [report.Comparison("B", "A", "acc")]
+    paper = pd.DataFrame({"method": ["A", "B"], "acc": [10.0, 8.0]})  # the paper: B lowers acc
+    out = report.compare(_runs(), comp, column="method", paper=paper)
+    row = out.iloc[0]
+    assert row["n"] == 3 and row["unit"] == "class split" and row["agree"] == 0
+    assert row["verdict"] == "reversed" and "holds on 0 of 3 class splits" in row["reading"]
+    assert row["half_width"] == pytest.approx((row["ci_high"] - row["ci_low"]) / 2)
+    assert list(out.attrs["differences"][0]) == [1.5, 2.0, 3.0]
+    same = report.compare(_runs(), comp, column="method").iloc[0]
+    assert same["agree"] == 3 and "This direction holds on 3 of 3 class splits" in same["reading"]
 
 
 def test_effect_sentences():
@@ -132,7 +155,7 @@ def test_format_and_tables():
     s = report.summarize(_runs(), "method", "acc")
     wide = report.interval_table(s, "method", labels={"acc": "Accuracy"}, order=["B", "A"])
     assert list(wide.index) == ["B", "A"] and list(wide.columns) == ["Accuracy"]
-    assert wide.loc["B", "Accuracy"].startswith("4.0 [")
+    assert wide.loc["B", "Accuracy"].startswith("4.7 [")  # split means 3, 4, 7
     paper = pd.DataFrame({"method": ["A", "B"], "acc": [1.5, None], "source": "paper: x"})
     both = report.beside_paper(s, paper, key="method", metrics={"acc": "acc"},
                                labels={"A": "method A"})

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from vldlib.study.stats import DEFAULT_UNITS, Interval, paired_effect, require_columns
+from vldlib.study.stats import DEFAULT_UNITS, Interval, paired_differences, require_columns, t_interval
 
 
 def format_interval(mean: float, low: float = math.nan, high: float = math.nan, digits: int = 1) -> str:
@@ -41,12 +41,17 @@ def effect_sentence(
     unit: str = "points",
     digits: int = 1,
     higher_is_better: bool = True,
+    units_label: str = "paired runs",
+    agree: int | None = None,
 ) -> str:
     """A plain-language reading of a paired effect, with every number computed.
 
     ``paper`` is the paper's own difference for the same comparison (``None`` if it has none).
     Examples: "L_im-cst raises zero-shot X_ood accuracy by 4.1 points (95% CI 2.0 to 6.2, 6 paired
     runs) over L_cls." / "... the paper's effect (+7.0) does not appear here: the interval includes 0."
+    ``units_label`` names what ``effect.n`` counts ("class splits" when the split is the unit);
+    ``agree`` (optional) is how many of them show the paper's direction (or our mean's, without a
+    paper value); the sentence then says so.
     """
     pct = f"{round(effect.confidence * 100):d}%"
     u = f" {unit}" if unit else ""
@@ -54,13 +59,17 @@ def effect_sentence(
         body = (f"{treatment} changes {metric} by {_signed(effect.mean, digits)}{u} over {baseline} "
                 f"in a single paired run: too few runs for an interval, so no conclusion.")
         return body + (f" The paper reports {_signed(paper, digits)}{u}." if paper is not None else "")
-    ci = f"({pct} CI {effect.low:.{digits}f} to {effect.high:.{digits}f}, {effect.n} paired runs)"
+    ci = (f"({pct} CI {effect.low:.{digits}f} to {effect.high:.{digits}f}, \u00b1{effect.half_width:.{digits}f}; "
+          f"{effect.n} {units_label})")
     if effect.excludes(0.0):
         verb = "raises" if effect.mean > 0 else "lowers"
         body = f"{treatment} {verb} {metric} by {abs(effect.mean):.{digits}f}{u} {ci} over {baseline}."
     else:
         body = (f"{treatment} changes {metric} by {_signed(effect.mean, digits)}{u} {ci} over "
                 f"{baseline}: the interval includes 0, so no effect is detectable at this scale.")
+    if agree is not None:
+        whose = "The paper's" if _has(paper, digits) else "This"
+        body += f" {whose} direction holds on {agree} of {effect.n} {units_label}."
     if paper is None or (isinstance(paper, float) and math.isnan(paper)):
         return body
     paper_txt = f"the paper's difference ({_signed(paper, digits)}{u}, single runs)"
@@ -73,6 +82,10 @@ def effect_sentence(
             ", though not its size: the paper's value lies outside our interval."
         return body + f" This agrees in direction with {paper_txt}" + tail
     return body + f" This is the reverse of {paper_txt}."
+
+
+def _has(paper: float | None, digits: int) -> bool:
+    return paper is not None and not (isinstance(paper, float) and math.isnan(paper)) and round(float(paper), digits) != 0
 
 
 def paper_difference(
@@ -150,17 +163,22 @@ def compare(
     """Paired effects for several comparisons, with the paper's difference, a verdict and a sentence.
 
     Comparisons whose settings were not run are skipped.  Columns: ``comparison``, ``metric``,
-    ``n``, ``effect``, ``ci_low``, ``ci_high``, ``paper``, ``verdict``, ``reading``.
+    ``n`` (class splits, or runs on a fixed split: ``unit``), ``effect``, ``ci_low``, ``ci_high``,
+    ``half_width``, ``paper``, ``verdict``, ``agree`` (how many units show the paper's direction,
+    or the direction of our mean when the paper has no value), ``reading``; the per-unit
+    differences are in ``frame.attrs["differences"]`` (one Series per row).
     """
     labels = dict(labels or {})
     metric_labels = dict(metric_labels or {})
     present = set(frame[column].unique()) if column in frame.columns else set()
     rows = []
+    differences: list[pd.Series] = []
     for c in comparisons:
         if c.treatment not in present or c.baseline not in present:
             continue
-        eff = paired_effect(frame, c.metric, column=column, treatment=c.treatment,
-                            baseline=c.baseline, units=units, confidence=confidence)
+        diffs, unit_name = paired_differences(frame, c.metric, column=column, treatment=c.treatment,
+                                              baseline=c.baseline, units=units)
+        eff = t_interval(diffs, confidence)
         pdiff = None
         if paper is not None:
             pcol = paper_column or column
@@ -173,16 +191,25 @@ def compare(
         t_label = labels.get(c.treatment, str(c.treatment))
         b_label = labels.get(c.baseline, str(c.baseline))
         m_label = metric_labels.get(c.metric, c.metric)
+        sign = pdiff if _has(pdiff, digits) else eff.mean
+        agree = int((diffs > 0).sum()) if sign > 0 else int((diffs < 0).sum())
+        differences.append(diffs.rename(f"{t_label} vs {b_label}: {m_label}"))
         rows.append({
             "comparison": f"{t_label} vs {b_label}",
             "metric": m_label,
-            "n": eff.n, "effect": eff.mean, "ci_low": eff.low, "ci_high": eff.high,
+            "n": eff.n, "unit": unit_name, "effect": eff.mean, "ci_low": eff.low, "ci_high": eff.high,
+            "half_width": eff.half_width,
             "paper": pdiff,
             "verdict": verdict(eff, pdiff, digits),
+            "agree": agree,
             "reading": effect_sentence(eff, metric=m_label, treatment=t_label, baseline=b_label,
-                                       paper=pdiff, digits=digits, unit=unit),
+                                       paper=pdiff, digits=digits, unit=unit,
+                                       units_label="class splits" if unit_name == "class split" else "paired runs",
+                                       agree=agree),
         })
-    return pd.DataFrame(rows, columns=["comparison", "metric", "n", "effect", "ci_low", "ci_high",
-                                       "paper", "verdict", "reading"])
+    out = pd.DataFrame(rows, columns=["comparison", "metric", "n", "unit", "effect", "ci_low", "ci_high",
+                                      "half_width", "paper", "verdict", "agree", "reading"])
+    out.attrs["differences"] = differences
+    return out
 
 

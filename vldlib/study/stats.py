@@ -5,16 +5,22 @@ and is deterministic; nothing trains or reads the run store.
 
 Statistics (all two-sided, confidence ``1 - alpha``, default 95 %):
 
-* **Mean and t-interval over runs.**  For values ``x_1..x_n`` (one per seed x class split)::
+* **The experimental unit is the class split.**  Effects vary far more between class splits
+  (which classes are seen) than between training seeds on one split, so seeds on one split are not
+  independent replicates.  Every statistic first averages the runs of one class split (over its
+  seeds), then treats the ``n`` split means as the sample.  Where the runs have only one class split
+  (the official datasets' fixed split, or a one-split grid) the unit falls back to the run (seed), and
+  the ``unit`` column says so.
+* **Mean and t-interval over units.**  For unit means ``x_1..x_n``::
 
       mean = (1/n) sum x_i,   sd = sqrt( sum (x_i - mean)^2 / (n - 1) ),
       half = t_{1 - alpha/2, n - 1} * sd / sqrt(n),   CI = [mean - half, mean + half]
 
-  With ``n = 1`` the interval is undefined (NaN): one run says nothing about its noise.
-* **Paired effect of a change.**  Two settings run with the same seeds and class splits form pairs;
-  the effect is the mean of the per-pair differences ``d_i = x_i(treatment) - x_i(baseline)`` with
-  the t-interval of the ``d_i`` (a paired t-interval).  Pairing removes the split-to-split spread
-  shared by both settings, which is what lets small runs separate methods.
+  With ``n = 1`` the interval is undefined (NaN): one unit says nothing about its noise.
+* **Paired effect of a change.**  Two settings run with the same seeds and class splits form pairs
+  (matched on seed and split); the differences ``x(treatment) - x(baseline)`` are averaged within each
+  class split, and the effect is the mean of the ``n`` per-split differences with their t-interval (a
+  paired t-interval over splits).  Pairing removes the split-to-split spread shared by both settings.
 * **Reading.**  An interval that excludes 0 is reported as an effect ("raises ... by 4.1 points
   (95% CI 2.0 to 6.2)"); one that includes 0 as "no detectable effect".  When the paper's own
   difference is given, the sentence says whether the paper's effect appears here, is reversed, or
@@ -32,11 +38,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["DEFAULT_UNITS", "Interval", "t_interval", "require_columns", "summarize",
-           "paired_effect", "paired_effects"]
+__all__ = ["DEFAULT_UNITS", "SPLIT", "Interval", "t_interval", "require_columns", "unit_values",
+           "summarize", "paired_differences", "paired_effect", "paired_effects"]
 
 DEFAULT_UNITS = ("seed", "split_seed")
-"""Columns that identify one replicate (a training seed on one class split)."""
+"""Columns that identify one run of a setting (a training seed on one class split): pairs match on them."""
+
+SPLIT = "split_seed"
+"""The column of the experimental unit: the class split."""
 
 
 @dataclass(frozen=True)
@@ -97,17 +106,35 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> N
         )
 
 
+def unit_values(frame: pd.DataFrame, metric: str | None = None, *, split: str = SPLIT
+                ) -> tuple[pd.Series, str]:
+    """The sample a statistic is computed on: one value per class split, and the unit's name.
+
+    With two or more distinct class splits (column ``split``), ``metric`` (or, when ``metric`` is
+    None, ``frame`` itself, a Series) is averaged over the runs of each split: ``("class split")``.
+    Otherwise (one fixed split, or no split column) every run is a unit: ``("run")``.
+    """
+    values = frame if metric is None else frame[metric]
+    index = frame.index.to_frame() if metric is None else frame
+    if split in index.columns and index[split].nunique(dropna=True) >= 2:
+        keys = index[split].to_numpy()
+        return values.groupby(keys, sort=True).mean(), "class split"
+    return values.reset_index(drop=True), "run"
+
+
 def summarize(
     frame: pd.DataFrame,
     by: str | Sequence[str],
     metrics: str | Sequence[str],
     confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """Mean and t-interval of each metric over the runs in each group.
+    """Mean and t-interval of each metric over the class splits in each group.
 
-    Returns a long frame: the ``by`` columns, ``metric``, ``n``, ``mean``, ``sd``, ``ci_low``,
+    Within a group, the runs of one class split are averaged first (:func:`unit_values`); the
+    interval is over the split means.  Returns a long frame: the ``by`` columns, ``metric``, ``n``
+    (number of units), ``unit`` ("class split" or "run"), ``runs``, ``mean``, ``sd``, ``ci_low``,
     ``ci_high`` (one row per group and metric, groups in order of first appearance).  Runs with a
-    missing value for a metric are left out of that metric's interval (``n`` counts the rest).
+    missing value for a metric are left out of that metric's interval.
     """
     by = [by] if isinstance(by, str) else list(by)
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
@@ -116,16 +143,19 @@ def summarize(
     for key, group in frame.groupby(by, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         for metric in metrics:
-            values = group[metric].dropna()
-            if values.empty:
+            kept = group[group[metric].notna()]
+            if kept.empty:
                 continue
+            values, unit = unit_values(kept, metric)
             iv = t_interval(values.astype(float), confidence)
-            rows.append({**dict(zip(by, key)), "metric": metric, "n": iv.n, "mean": iv.mean,
-                         "sd": iv.sd, "ci_low": iv.low, "ci_high": iv.high})
-    return pd.DataFrame(rows, columns=[*by, "metric", "n", "mean", "sd", "ci_low", "ci_high"])
+            rows.append({**dict(zip(by, key)), "metric": metric, "n": iv.n, "unit": unit,
+                         "runs": len(kept), "mean": iv.mean, "sd": iv.sd, "ci_low": iv.low,
+                         "ci_high": iv.high})
+    return pd.DataFrame(rows, columns=[*by, "metric", "n", "unit", "runs", "mean", "sd", "ci_low",
+                                       "ci_high"])
 
 
-def paired_effect(
+def paired_differences(
     frame: pd.DataFrame,
     metric: str,
     *,
@@ -133,13 +163,13 @@ def paired_effect(
     treatment: object,
     baseline: object,
     units: Sequence[str] = DEFAULT_UNITS,
-    confidence: float = 0.95,
-) -> Interval:
-    """Paired effect ``treatment - baseline`` of ``metric``, matched on the ``units`` columns.
+) -> tuple[pd.Series, str]:
+    """Per-unit differences ``treatment - baseline`` of ``metric`` and the unit's name.
 
     Rows with ``frame[column] == treatment`` are matched to rows with ``== baseline`` that share
-    every ``units`` value (same seed and class split); the result is :func:`t_interval` of the
-    differences.  Several rows for one unit and setting are averaged first.
+    every ``units`` value (same seed and class split; several rows for one run are averaged); the
+    matched differences are then averaged within each class split (:func:`unit_values`).  Returns
+    the Series of per-split differences (indexed by split; by run when there is one split only).
     """
     units = [u for u in units if u in frame.columns]
     require_columns(frame, [column, metric], "paired_effect")
@@ -160,7 +190,24 @@ def paired_effect(
             f"paired_effect: {treatment!r} and {baseline!r} share no (seed, split) unit; "
             "run both with the same seeds and class splits"
         )
-    return t_interval(joined["treatment"] - joined["baseline"], confidence)
+    return unit_values(joined["treatment"] - joined["baseline"])
+
+
+def paired_effect(
+    frame: pd.DataFrame,
+    metric: str,
+    *,
+    column: str,
+    treatment: object,
+    baseline: object,
+    units: Sequence[str] = DEFAULT_UNITS,
+    confidence: float = 0.95,
+) -> Interval:
+    """Paired effect ``treatment - baseline`` of ``metric``: :func:`t_interval` of the per-split
+    differences of :func:`paired_differences` (a paired t-interval over class splits)."""
+    diffs, _ = paired_differences(frame, metric, column=column, treatment=treatment,
+                                  baseline=baseline, units=units)
+    return t_interval(diffs, confidence)
 
 
 def paired_effects(
