@@ -26,8 +26,11 @@
 # that imitating the teacher's visual space and its vision-language alignment raises zero-shot and
 # few-shot accuracy on unseen classes.
 #
-# Every setting below is trained with several seeds on several class splits; tables give the mean
-# with a 95% t-interval, and effects are paired differences (same seed and class split).
+# The experimental unit is the **class split** (which classes are seen): effects vary far more
+# between splits than between seeds. Every setting is trained on several test class splits (the
+# three rows of the main comparisons on more of them); tables give the mean over splits with a 95%
+# t-interval over splits, and effects are paired differences (same seed and class split) averaged
+# within a split, with their interval over splits.
 
 # %% tags=["parameters"]
 profile = "offline"  # offline | paper | smoke
@@ -99,6 +102,28 @@ display(report.effects_table(effects))
 if not effects.empty:
     report.plot_effects(effects, title=f"Paired effects (ours) and the paper's differences ({ch.grid.paper_dataset})")
     plt.show()
+
+# %% [markdown]
+# ## How much of the teacher's zero-shot accuracy each student transfers
+#
+# Raw accuracy mixes the student with the teacher's own ability on each class split. Below: the
+# teacher's zero-shot X_ood accuracy on the same images with the same class texts, the student's, and
+# the share of the teacher's that the student reaches (mean over class splits, 95% interval).
+
+# %%
+display(ch.transfer_table(runs))
+
+# %% [markdown]
+# ## Which unseen classes gain
+#
+# Per unseen class, the paired difference in its zero-shot accuracy, over the class splits where that
+# class is unseen (grey dots: one split each).
+
+# %%
+for treatment, baseline in ch.PER_CLASS:
+    fig = ch.per_class_figure(runs, treatment, baseline)
+    if fig is not None:
+        plt.show()
 
 # %% [markdown]
 # ## Reading

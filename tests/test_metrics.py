@@ -220,6 +220,17 @@ def test_m_vlalign_hand_case():
     assert M.m_vlalign(s_mid, t, e, [2, 3]) == {2: 1.0, 3: 1.0}
 
 
+def test_per_class_accuracy_by_hand():
+    pred = torch.tensor([0, 0, 2, 0, 2, 2])
+    labels = torch.tensor([0, 0, 0, 2, 2, 2])
+    acc = M.per_class_accuracy(pred, labels, num_classes=4)
+    assert acc[0] == pytest.approx(2 / 3) and acc[2] == pytest.approx(2 / 3)
+    assert torch.isnan(acc[1]) and torch.isnan(acc[3])  # no samples: NaN, not 0
+    assert M.mean_per_class_accuracy(pred, labels) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="num_classes=2 is smaller"):
+        M.per_class_accuracy(pred, labels, num_classes=2)
+
+
 def test_mean_per_class_accuracy_by_hand():
     labels = torch.tensor([0, 0, 0, 0, 2, 2])
     pred = torch.tensor([0, 0, 0, 1, 1, 2])

@@ -294,3 +294,44 @@ def test_run_grid_shows_a_progress_bar_over_runs(tmp_path, monkeypatch, capsys, 
     err = capsys.readouterr().err
     assert len(frame) == 2
     assert ("runs:" in err and "/2 [" in err and "cls 0 0" in err) == shown  # done/total, ETA, run named
+
+
+def test_with_transfer_is_the_share_of_the_teachers_accuracy():
+    runs = pd.DataFrame({"acc_ood_zeroshot": [20.0, 30.0], "teacher_acc_ood_zeroshot": [40.0, 60.0]})
+    out = report.with_transfer(runs)
+    assert list(out["transfer_acc_ood_zeroshot"]) == [50.0, 50.0]
+    assert "transfer_acc_ood_zeroshot" not in runs.columns  # the input is not modified
+    assert "transfer_acc_ood_zeroshot" not in report.with_transfer(runs.drop(columns="teacher_acc_ood_zeroshot"))
+
+
+def _per_class_runs() -> pd.DataFrame:
+    # class "Bag" unseen on splits 0, 1, 2; "Coat" only on split 0 (NaN elsewhere)
+    rows = []
+    for split, (a_bag, b_bag) in enumerate([(10.0, 30.0), (20.0, 25.0), (50.0, 40.0)]):
+        coat = {"A": 5.0, "B": 9.0} if split == 0 else {"A": None, "B": None}
+        for method, bag in (("A", a_bag), ("B", b_bag)):
+            rows.append({"method": method, "seed": 0, "split_seed": split,
+                         "per_class.acc_ood_zeroshot.Bag": bag, "per_class.acc_ood_zeroshot.Coat": coat[method]})
+    return pd.DataFrame(rows)
+
+
+def test_per_class_effects_hand_computed():
+    gains = report.per_class_effects(_per_class_runs(), column="method", treatment="B", baseline="A")
+    bag = gains.set_index("class").loc["Bag"]
+    assert bag["n"] == 3 and bag["differences"] == [20.0, 5.0, -10.0]
+    assert bag["effect"] == pytest.approx(5.0)
+    sd = math.sqrt((15 ** 2 + 0 + 15 ** 2) / 2)
+    assert bag["ci_high"] - bag["effect"] == pytest.approx(T975_2 * sd / math.sqrt(3), abs=1e-5)
+    coat = gains.set_index("class").loc["Coat"]  # one split: a run unit, no interval
+    assert coat["n"] == 1 and coat["effect"] == pytest.approx(4.0) and math.isnan(coat["ci_low"])
+    fig = report.plot_per_class(gains, title="t")
+    assert len(fig.axes[0].get_yticklabels()) == 2
+    assert report.per_class_effects(_runs(), column="method", treatment="B", baseline="A").empty
+
+
+def test_plot_effects_shows_each_split():
+    comp = [report.Comparison("B", "A", "acc")]
+    out = report.compare(_runs(), comp, column="method")
+    fig = report.plot_effects(out)
+    grey = [ln for ln in fig.axes[0].lines if ln.get_marker() == "."]
+    assert len(grey) == 1 and list(grey[0].get_xdata()) == [1.5, 2.0, 3.0]

@@ -95,6 +95,17 @@ def test_end_to_end_record(reference, world):
     assert fin["acc_id"] == pytest.approx((hist[-1]["acc_id"] + hist[-2]["acc_id"]) / 2)
     assert fin["acc_ood_zeroshot"] == pytest.approx((hist[-1]["acc_ood_zeroshot"] + hist[-2]["acc_ood_zeroshot"]) / 2)
     assert 0.0 <= fin["acc_ood_5shot"] <= 100.0 and 0.0 <= fin["acc_id_5shot"] <= 100.0
+    # per unseen class: the mean of the per-class accuracies is the reported accuracy, per epoch and
+    # over the last epochs; the teacher's own accuracy on the same images and texts is recorded
+    pc = rec["per_class"]
+    assert pc["classes"] == rec["dataset"]["unseen_classes"] and len(pc["acc_ood_zeroshot"]) == 3
+    for h in hist:
+        assert sum(h["per_class_acc_ood_zeroshot"]) / 3 == pytest.approx(h["acc_ood_zeroshot"])
+    assert pc["acc_ood_zeroshot"] == pytest.approx(
+        [(a + b) / 2 for a, b in zip(hist[-1]["per_class_acc_ood_zeroshot"], hist[-2]["per_class_acc_ood_zeroshot"])])
+    assert sum(pc["acc_ood_5shot"]) / 3 == pytest.approx(fin["acc_ood_5shot"])
+    assert sum(pc["teacher_acc_ood_zeroshot"]) / 3 == pytest.approx(fin["teacher_acc_ood_zeroshot"])
+    assert 0.0 <= fin["teacher_acc_id"] <= 100.0
     assert set(rec["timings"]) >= {"teacher_features_s", "train_s", "eval_s", "total_s"}
     assert set(rec["versions"]) >= {"torch", "torchvision", "open_clip", "vldlib"}
     assert rec["device"] == "cpu"

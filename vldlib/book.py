@@ -43,6 +43,7 @@ from vldlib.train.profiles import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK_ORDER: tuple[str, ...] = (
+    "offline_recipe",
     "teacher_zero_shot",
     "feature_errors",
     "main_results",

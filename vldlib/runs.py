@@ -155,6 +155,10 @@ def record_row(record: Mapping[str, Any]) -> dict[str, Any]:
     row.update(record.get("final", {}))
     if record.get("analysis"):
         row.update(_flatten(record["analysis"], "analysis."))
+    per_class = record.get("per_class") or {}
+    for metric, values in per_class.items():  # one column per (metric, unseen class)
+        if metric != "classes" and values is not None:
+            row.update({f"per_class.{metric}.{c}": v for c, v in zip(per_class["classes"], values)})
     for key, value in (record.get("timings") or {}).items():
         row[f"time.{key}"] = value
     row["device_used"] = record.get("device")

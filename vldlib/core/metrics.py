@@ -39,6 +39,7 @@ __all__ = [
     "m_neigh",
     "m_vlalign",
     "mean_per_class_accuracy",
+    "per_class_accuracy",
     "zero_shot_predict",
     "text_spectrum",
     "mean_pairwise_cosine",
@@ -283,12 +284,13 @@ def m_vlalign(
 
 
 # --------------------------------------------------------------------------- accuracy
-def mean_per_class_accuracy(pred: Tensor, labels: Tensor) -> float:
-    r"""Mean per-class top-1 accuracy (balanced accuracy), as a fraction in [0, 1].
+def per_class_accuracy(pred: Tensor, labels: Tensor, num_classes: int | None = None) -> Tensor:
+    r"""Top-1 accuracy of each class, as fractions in [0, 1] (``float64 [num_classes]``).
 
-    .. math:: \mathrm{acc} = \frac{1}{|Y'|}\sum_{y \in Y'} \frac{|\{i: \mathrm{label}_i = y,\ \mathrm{pred}_i = y\}|}{|\{i: \mathrm{label}_i = y\}|}
+    .. math:: \mathrm{acc}_y = \frac{|\{i: \mathrm{label}_i = y,\ \mathrm{pred}_i = y\}|}{|\{i: \mathrm{label}_i = y\}|}
 
-    Y' is the set of classes present in ``labels``. Multiply by 100 for the paper's tables.
+    Classes with no sample in ``labels`` are NaN. ``num_classes`` defaults to ``max(labels) + 1``
+    and must cover every label.
     """
     for x, name in ((pred, "pred"), (labels, "labels")):
         if not isinstance(x, Tensor) or x.dim() != 1:
@@ -303,11 +305,24 @@ def mean_per_class_accuracy(pred: Tensor, labels: Tensor) -> float:
         raise ValueError("labels must be non-negative class indices")
     labels = labels.long()
     pred = pred.to(labels.device).long()
-    n_cls = int(labels.max()) + 1
-    count = torch.bincount(labels, minlength=n_cls)
-    correct = torch.bincount(labels[pred == labels], minlength=n_cls)
-    present = count > 0
-    return float((correct[present].double() / count[present].double()).mean())
+    n_cls = int(labels.max()) + 1 if num_classes is None else int(num_classes)
+    if n_cls < int(labels.max()) + 1:
+        raise ValueError(f"num_classes={num_classes} is smaller than the largest label + 1 ({int(labels.max()) + 1})")
+    count = torch.bincount(labels, minlength=n_cls).double()
+    correct = torch.bincount(labels[pred == labels], minlength=n_cls).double()
+    return torch.where(count > 0, correct / count.clamp(min=1), torch.full_like(count, float("nan")))
+
+
+def mean_per_class_accuracy(pred: Tensor, labels: Tensor) -> float:
+    r"""Mean per-class top-1 accuracy (balanced accuracy), as a fraction in [0, 1].
+
+    .. math:: \mathrm{acc} = \frac{1}{|Y'|}\sum_{y \in Y'} \frac{|\{i: \mathrm{label}_i = y,\ \mathrm{pred}_i = y\}|}{|\{i: \mathrm{label}_i = y\}|}
+
+    Y' is the set of classes present in ``labels`` (the mean of :func:`per_class_accuracy` over the
+    classes that have samples). Multiply by 100 for the paper's tables.
+    """
+    acc = per_class_accuracy(pred, labels)
+    return float(acc[~torch.isnan(acc)].mean())
 
 
 def zero_shot_predict(image_feats: Tensor, text_feats: Tensor, chunk_size: int | None = None) -> Tensor:

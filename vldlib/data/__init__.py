@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
-from .fashion_mnist import class_split, find_fashion_mnist, load_fashion_mnist
+from .fashion_mnist import class_split, distinct_split_seeds, find_fashion_mnist, load_fashion_mnist
 from .official import (OfficialSplits, load_official, read_chatgpt, read_descriptions,
                        read_label2text, read_official_splits, resolve_images)
 from .splits import DatasetSplits, FileImageSplit, ImageSplit, TensorImageSplit
@@ -27,7 +27,7 @@ DATASETS: tuple[str, ...] = ("fashion-mnist", "official")
 __all__ = [
     "DATASETS", "DatasetSplits", "FASHION_MNIST_CLASSES", "FileImageSplit", "ImageSplit",
     "OfficialSplits", "StudentEvalTransform", "StudentTrainTransform", "TensorImageSplit",
-    "class_split", "find_fashion_mnist", "load_dataset", "load_fashion_mnist", "load_official",
+    "class_split", "distinct_split_seeds", "find_fashion_mnist", "load_dataset", "load_fashion_mnist", "load_official",
     "read_chatgpt", "read_descriptions", "read_label2text", "read_official_splits",
     "resolve_images", "student_eval_transform", "student_train_transform",
 ]

@@ -21,6 +21,7 @@ import hashlib
 import os
 import socket
 import zlib
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -50,6 +51,23 @@ def class_split(split_seed: int) -> tuple[list[int], list[int]]:
     """(seen, unseen) original label ids for ``split_seed`` (the CONTRIBUTING.md rule)."""
     perm = torch.randperm(10, generator=torch.Generator().manual_seed(int(split_seed)))
     return sorted(perm[:5].tolist()), sorted(perm[5:].tolist())
+
+
+def distinct_split_seeds(count: int, *, start: int = 0, exclude: Sequence[int] = ()) -> list[int]:
+    """The first ``count`` split seeds from ``start`` on whose seen-class sets (:func:`class_split`)
+    differ from each other and from those of ``exclude`` (several seeds can draw the same 5 classes)."""
+    if count > 252:
+        raise ValueError(f"Fashion-MNIST has 252 distinct 5-of-10 class splits; asked for {count}")
+    taken = {tuple(class_split(s)[0]) for s in exclude}
+    out: list[int] = []
+    seed = start
+    while len(out) < count:
+        classes = tuple(class_split(seed)[0])
+        if classes not in taken:
+            taken.add(classes)
+            out.append(seed)
+        seed += 1
+    return out
 
 
 def _derived_seed(tag: str, *values: int) -> int:

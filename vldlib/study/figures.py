@@ -12,8 +12,9 @@ from vldlib.study.stats import require_columns, summarize, t_interval
 
 def plot_effects(comparisons: pd.DataFrame, *, title: str | None = None, unit: str = "points"):
     """Forest plot of :func:`compare` output, one panel per metric (each with its own scale): our
-    paired effects with their intervals (dots and bars) and the paper's differences (hollow
-    diamonds).  Returns the matplotlib figure."""
+    paired effects with their intervals (dots and bars), each class split's own difference (small
+    grey dots, from ``comparisons.attrs["differences"]`` when present: how much the effect varies
+    between splits) and the paper's differences (hollow diamonds).  Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -24,10 +25,17 @@ def plot_effects(comparisons: pd.DataFrame, *, title: str | None = None, unit: s
     fig, axes = plt.subplots(len(metrics), 1, figsize=(9, 0.42 * sum(sizes) + 1.1 * len(metrics) + 0.4),
                              gridspec_kw={"height_ratios": sizes}, squeeze=False, layout="constrained")
     color = sns.color_palette(n_colors=1)[0]
+    diffs = list(comparisons.attrs.get("differences") or [])
+    per_row = dict(zip(comparisons.index, diffs)) if len(diffs) == len(comparisons) else {}
     for ax, metric in zip(axes[:, 0], metrics):
-        part = comparisons[comparisons["metric"] == metric].reset_index(drop=True)
+        mask = comparisons["metric"] == metric
+        part = comparisons[mask].reset_index(drop=True)
+        splits = [per_row.get(i) for i in comparisons.index[mask]]
         y = list(range(len(part)))[::-1]
-        for yi, (_, row) in zip(y, part.iterrows()):
+        for yi, (_, row), d in zip(y, part.iterrows(), splits):
+            if d is not None and len(d):
+                jitter = [0.18 * ((j % 5) - 2) / 2 for j in range(len(d))]
+                ax.plot(list(d), [yi + 0.22 + jj for jj in jitter], ".", color="grey", ms=4, alpha=0.7)
             if not pd.isna(row["ci_low"]):
                 ax.plot([row["ci_low"], row["ci_high"]], [yi, yi], color=color, lw=2)
             ax.plot(row["effect"], yi, "o", color=color)
@@ -41,7 +49,9 @@ def plot_effects(comparisons: pd.DataFrame, *, title: str | None = None, unit: s
         ax.set_xlabel(f"difference ({unit})" if unit else "difference", fontsize=9)
     handles = [plt.Line2D([], [], marker="o", color=color, lw=2, label="ours: paired mean, 95% CI"),
                plt.Line2D([], [], marker="D", mfc="none", color="crimson", lw=0, label="paper (single runs)")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
+    if per_row:
+        handles.insert(1, plt.Line2D([], [], marker=".", color="grey", lw=0, label="one class split"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
@@ -132,3 +142,30 @@ def plot_lines(
     if title:
         ax.set_title(title)
     return ax
+
+
+def plot_per_class(gains: pd.DataFrame, *, title: str | None = None, unit: str = "points"):
+    """Which unseen classes gain: :func:`vldlib.study.stats.per_class_effects` output as a forest
+    plot, one row per class (mean difference over the splits where it is unseen, its interval, and
+    each split's difference as a grey dot).  Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    require_columns(gains, ["class", "effect", "ci_low", "ci_high", "differences"], "plot_per_class")
+    if gains.empty:
+        raise ValueError("plot_per_class got no classes (no run carries per-class accuracies)")
+    color = sns.color_palette(n_colors=1)[0]
+    part = gains.sort_values("effect").reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8, 0.38 * len(part) + 1.3), layout="constrained")
+    for yi, row in part.iterrows():
+        ax.plot(row["differences"], [yi + 0.2] * len(row["differences"]), ".", color="grey", ms=4, alpha=0.7)
+        if not pd.isna(row["ci_low"]):
+            ax.plot([row["ci_low"], row["ci_high"]], [yi, yi], color=color, lw=2)
+        ax.plot(row["effect"], yi, "o", color=color)
+    ax.axvline(0.0, color="grey", lw=1, ls="--")
+    ax.set_yticks(range(len(part)))
+    ax.set_yticklabels([f"{c} ({n} splits)" for c, n in zip(part["class"], part["n"])], fontsize=8)
+    ax.set_xlabel(f"difference ({unit})" if unit else "difference", fontsize=9)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig

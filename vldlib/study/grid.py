@@ -10,9 +10,12 @@ typo (unknown profile, dataset, loss name, ...) fails in milliseconds with the v
 trained; identical configs in different notebooks are one run, since the store keys on the hash)
 and returns one tidy row per run.
 
-Replicates (``REPLICATES``): the offline default runs 3 seeds on 2 class splits of Fashion-MNIST
-(6 paired replicates per setting), which is what lets the intervals of :mod:`vldlib.study.stats`
-separate methods.  The official datasets have one fixed class split (the published lists).
+Replicates (``REPLICATES``): the class split is the experimental unit (effects vary far more between
+splits than between seeds), so the offline default runs one seed on each of several **test** class
+splits (:data:`TEST_SPLITS`); a chapter may ask for more of them (``Chapter.offline_splits``).  The
+offline recipe was chosen on the disjoint **development** splits (:data:`DEV_SPLITS`,
+:mod:`vldlib.study.design`), which no chapter reports.  The official datasets have one fixed class
+split (the published lists).
 """
 from __future__ import annotations
 
@@ -30,17 +33,26 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from vldlib.data import load_dataset
+from vldlib.data import distinct_split_seeds, load_dataset
 from vldlib.features import LazyTeacher, teacher_image_features
 from vldlib.paths import default_cache_dir
 from vldlib.runs import RunStore, config_hash, record_row
 from vldlib.train.config import TrainConfig
 from vldlib.train.profiles import PROFILES, apply_overrides, profile_config
 
-__all__ = ["REPLICATES", "PAPER_DATASETS", "Grid", "make_grid", "run_grid"]
+__all__ = ["REPLICATES", "TEST_SPLITS", "DEV_SPLITS", "PAPER_DATASETS", "Grid", "make_grid", "run_grid"]
+
+#: Test class splits of Fashion-MNIST (split seeds 0, 1, ... with repeated seen-class sets skipped):
+#: every offline chapter reports on the first ``n`` of them.
+TEST_SPLITS: list[int] = distinct_split_seeds(40)
+#: Development class splits: the offline recipe search runs here only; their seen-class sets are
+#: disjoint from every test split's, and no chapter reports them.
+DEV_SPLITS: list[int] = distinct_split_seeds(3, start=1000, exclude=TEST_SPLITS)
+#: How many test splits an offline chapter uses unless it asks for more (``Chapter.offline_splits``).
+OFFLINE_SPLITS = 8
 
 REPLICATES: dict[str, dict[str, list]] = {
-    "offline": {"seeds": [0, 1, 2], "split_seeds": [0, 1]},
+    "offline": {"seeds": [0], "split_seeds": TEST_SPLITS[:OFFLINE_SPLITS]},
     "smoke": {"seeds": [0], "split_seeds": [0]},
     "paper": {"seeds": [0], "split_seeds": [None]},
 }
@@ -63,21 +75,26 @@ class Grid:
     split_seeds: list[int | None]
     paper_dataset: str = "Average"
     configs: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    #: the profile's default class splits when ``make_grid(n_splits=...)`` gave this grid more:
+    #: variants that do not need the extra power run on these (``expand(..., split_seeds=...)``)
+    default_split_seeds: list[int | None] | None = None
 
     @property
     def dataset(self) -> str:
         return str(self.base["dataset"])
 
-    def expand(self, variants: Mapping[str, Mapping[str, Any]], column: str = "variant") -> list[tuple[dict, dict]]:
+    def expand(self, variants: Mapping[str, Mapping[str, Any]], column: str = "variant",
+               split_seeds: Sequence[int | None] | None = None) -> list[tuple[dict, dict]]:
         """``[(labels, config), ...]`` for every variant x seed x split, each config validated.
 
-        ``labels`` holds ``{column: variant name, "seed": s, "split_seed": p}``.
+        ``labels`` holds ``{column: variant name, "seed": s, "split_seed": p}``; ``split_seeds``
+        (default: the grid's) restricts these variants to other class splits.
         """
         out = []
         for name, overrides in variants.items():
             if not isinstance(overrides, Mapping):
                 raise ValueError(f"variant {name!r} must be a dict of config overrides, got {overrides!r}")
-            for split in self.split_seeds:
+            for split in (self.split_seeds if split_seeds is None else split_seeds):
                 for seed in self.seeds:
                     extra: dict[str, Any] = {**overrides, "seed": seed}
                     if split is not None:
@@ -121,6 +138,7 @@ def make_grid(
     cache_dir: str | None = None,
     paper_dataset: str | None = None,
     overrides: Mapping[str, Any] | None = None,
+    n_splits: int | None = None,
 ) -> Grid:
     """The notebook's base config and replicates from its parameters (``None`` = profile default).
 
@@ -128,7 +146,9 @@ def make_grid(
     profile to one short epoch, one seed and a one-epoch few-shot stage.  ``dataset_root`` is
     the data folder (required for ``"official"``).  ``paper_dataset`` picks the paper's column
     the results are shown beside; default: the official folder's name when it is one of
-    :data:`PAPER_DATASETS`, else the paper's six-dataset average.
+    :data:`PAPER_DATASETS`, else the paper's six-dataset average.  ``n_splits`` (a chapter's
+    ``offline_splits``): with ``split_seeds=None`` on Fashion-MNIST outside the smoke profile, run
+    the first ``n_splits`` test splits instead of the profile's default number.
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
@@ -161,8 +181,11 @@ def make_grid(
     TrainConfig.from_dict(base).validate()
     rep = REPLICATES.get(name, REPLICATES["offline"])
     seeds_l = _as_list("seeds", seeds, rep["seeds"][:1] if smoke and name != "smoke" else rep["seeds"])
+    profile_splits: list[int | None] | None = None
     if base["dataset"] == "fashion-mnist":
         default_splits = [s for s in rep["split_seeds"] if s is not None] or [0]
+        if n_splits is not None and name != "smoke" and split_seeds is None:
+            profile_splits, default_splits = default_splits, TEST_SPLITS[:n_splits]
         splits_l = _as_list("split_seeds", split_seeds, default_splits)
         if None in splits_l:
             raise ValueError("split_seeds for fashion-mnist must be integers (which 5 classes are seen)")
@@ -179,7 +202,10 @@ def make_grid(
         paper_dataset = folder if folder in PAPER_DATASETS else "Average"
     elif paper_dataset not in (*PAPER_DATASETS, "Average"):
         raise ValueError(f"unknown paper_dataset {paper_dataset!r}; valid: {', '.join(PAPER_DATASETS)}, Average")
-    return Grid(name, base, seeds_l, splits_l, paper_dataset)
+    grid = Grid(name, base, seeds_l, splits_l, paper_dataset)
+    if profile_splits is not None:
+        grid.default_split_seeds = list(profile_splits)
+    return grid
 
 
 def _data_key(config: Mapping[str, Any]) -> str:

@@ -39,7 +39,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["DEFAULT_UNITS", "SPLIT", "Interval", "t_interval", "require_columns", "unit_values",
-           "summarize", "paired_differences", "paired_effect", "paired_effects"]
+           "summarize", "paired_differences", "paired_effect", "paired_effects", "with_transfer",
+           "per_class_effects"]
 
 DEFAULT_UNITS = ("seed", "split_seed")
 """Columns that identify one run of a setting (a training seed on one class split): pairs match on them."""
@@ -236,3 +237,48 @@ def paired_effects(
     return pd.DataFrame(rows)
 
 
+
+
+def with_transfer(frame: pd.DataFrame, metrics: Sequence[str] = ("acc_ood_zeroshot",)) -> pd.DataFrame:
+    """``frame`` with ``transfer_<metric>``: the share (%) of the teacher's accuracy on the same images
+    with the same class texts that the student reaches, ``100 * metric / teacher_<metric>``.
+
+    Needs the teacher columns the trainer records (``teacher_acc_ood_zeroshot``, ``teacher_acc_id``);
+    rows without them get NaN."""
+    out = frame.copy()
+    for metric in metrics:
+        teacher = f"teacher_{metric}"
+        if metric in out.columns and teacher in out.columns:
+            out[f"transfer_{metric}"] = 100.0 * out[metric] / out[teacher]
+    return out
+
+
+def per_class_effects(
+    frame: pd.DataFrame,
+    *,
+    column: str,
+    treatment: object,
+    baseline: object,
+    metric: str = "acc_ood_zeroshot",
+    units: Sequence[str] = DEFAULT_UNITS,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Per unseen class, the paired effect ``treatment - baseline`` of its accuracy (columns
+    ``per_class.<metric>.<class>`` that the run store's rows carry), over the class splits where
+    that class is unseen.  Columns: ``class``, ``n`` (splits), ``effect``, ``ci_low``, ``ci_high``,
+    ``differences`` (the per-split values)."""
+    prefix = f"per_class.{metric}."
+    rows = []
+    for col in [c for c in frame.columns if c.startswith(prefix)]:
+        sub = frame[frame[col].notna()]
+        if not ((sub[column] == treatment).any() and (sub[column] == baseline).any()):
+            continue
+        try:
+            diffs, _ = paired_differences(sub, col, column=column, treatment=treatment,
+                                          baseline=baseline, units=units)
+        except ValueError:
+            continue  # the class is unseen on no split both settings ran
+        iv = t_interval(diffs, confidence)
+        rows.append({"class": col[len(prefix):], "n": iv.n, "effect": iv.mean, "ci_low": iv.low,
+                     "ci_high": iv.high, "differences": list(diffs)})
+    return pd.DataFrame(rows, columns=["class", "n", "effect", "ci_low", "ci_high", "differences"])

@@ -20,11 +20,11 @@ import torch
 from torch import nn
 
 from vldlib.core.losses import combined_loss
-from vldlib.core.metrics import mean_per_class_accuracy, zero_shot_predict
+from vldlib.core.metrics import per_class_accuracy, zero_shot_predict
 from vldlib.data import TensorImageSplit
 from vldlib.device import autocast
 
-__all__ = ["Images", "EvalSet", "train_index_batches", "embed", "accuracy", "make_optimizer",
+__all__ = ["Images", "EvalSet", "train_index_batches", "embed", "accuracy", "class_accuracies", "mean_accuracy", "make_optimizer",
            "make_scheduler", "LossSpec", "train_step", "Meter", "run_epoch", "PRELOAD_BYTES"]
 
 #: In-memory splits smaller than this are preloaded as one float tensor (indexed per batch).
@@ -137,10 +137,22 @@ class EvalSet:
         return out
 
 
+def class_accuracies(features: torch.Tensor, text: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    """Top-1 accuracy in percent of each class (row of ``text``) of ``argmax_y cos(features, text_y)``;
+    NaN for a class without images."""
+    pred = zero_shot_predict(features, text.to(features.device)).cpu()
+    return (100.0 * per_class_accuracy(pred, labels.cpu(), text.shape[0])).tolist()
+
+
+def mean_accuracy(per_class: Sequence[float]) -> float:
+    """Mean per-class accuracy (paper §3) from :func:`class_accuracies` (classes without images left out)."""
+    kept = [v for v in per_class if v == v]
+    return sum(kept) / len(kept)
+
+
 def accuracy(features: torch.Tensor, text: torch.Tensor, labels: torch.Tensor) -> float:
     """Mean per-class top-1 accuracy in percent of ``argmax_y cos(features, text_y)`` (paper §3)."""
-    pred = zero_shot_predict(features, text.to(features.device)).cpu()
-    return 100.0 * float(mean_per_class_accuracy(pred, labels.cpu()))
+    return mean_accuracy(class_accuracies(features, text, labels))
 
 
 # ====================================================================== optimisation

@@ -51,8 +51,8 @@ from vldlib.text.classifier import class_text_features
 from vldlib.text.descriptions import description_key, load_descriptions
 from vldlib.train.config import TrainConfig, config_hash, resolve_optim
 from vldlib.train.fewshot import fewshot_batches, fewshot_labels, select_support
-from vldlib.train.loop import (EvalSet, Images, LossSpec, accuracy, embed, make_optimizer,
-                               make_scheduler, run_epoch, train_index_batches)
+from vldlib.train.loop import (EvalSet, Images, LossSpec, accuracy, class_accuracies, embed, make_optimizer,
+                               make_scheduler, mean_accuracy, run_epoch, train_index_batches)
 from vldlib.train.state import (git_commit, isolated_rng, library_versions, rng_state,
                                 seed_everything, set_rng_state)
 
@@ -226,8 +226,9 @@ class _Run:
         c = self.cfg
         f_id = self.evals["id"].embed(self.student, self.device, c.eval_batch_size, c.amp)
         f_ood = ood.embed(self.student, self.device, c.eval_batch_size, c.amp)
+        per_class = class_accuracies(f_ood, self.text_unseen, ood.labels)
         return {"acc_id": accuracy(f_id, self.text_seen, self.evals["id"].labels),
-                ood_key: accuracy(f_ood, self.text_unseen, ood.labels)}
+                ood_key: mean_accuracy(per_class), f"per_class_{ood_key}": per_class}
 
     def _wants_eval(self, epoch: int, epochs: int, last_n: int) -> bool:
         return self.cfg.eval_epochs == "all" or epoch > epochs - last_n
@@ -406,6 +407,15 @@ class _Run:
             final["acc_ood_5shot"] = _last_mean(self.fs_history, "acc_ood_5shot", n)
             final["acc_id_5shot"] = _last_mean(self.fs_history, "acc_id", n)
         ds = self.ds
+        # the teacher's own zero-shot accuracy on the same images with the same class texts (the
+        # ceiling a student's transfer is measured against), and per unseen class
+        teacher_ood = class_accuracies(self.tfeat["ood"], self.text_unseen, self.evals["ood"].labels)
+        final["teacher_acc_id"] = accuracy(self.tfeat["id"], self.text_seen, self.evals["id"].labels)
+        final["teacher_acc_ood_zeroshot"] = mean_accuracy(teacher_ood)
+        per_class = {"classes": list(ds.unseen_classes), "teacher_acc_ood_zeroshot": teacher_ood,
+                     "acc_ood_zeroshot": _last_mean_lists(self.history, "per_class_acc_ood_zeroshot", cfg.last_n)}
+        if fewshot_info is not None:
+            per_class["acc_ood_5shot"] = _last_mean_lists(self.fs_history, "per_class_acc_ood_5shot", n)
         return {
             "schema": SCHEMA,
             "hash": self.hash,
@@ -415,6 +425,7 @@ class _Run:
             "history": self.history,
             "fewshot": fewshot_info,
             "analysis": self.analysis,
+            "per_class": per_class,
             "dataset": {"name": ds.name, **ds.summary(), "seen_classes": list(ds.seen_classes),
                         "unseen_classes": list(ds.unseen_classes)},
             "teacher": {"identifier": self.teacher.identifier, "embed_dim": self.teacher.embed_dim,
@@ -437,6 +448,12 @@ class _Run:
 def _last_mean(history: Sequence[Mapping[str, Any]], key: str, n: int) -> float | None:
     vals = [h[key] for h in history[-n:] if h.get(key) is not None]
     return sum(vals) / len(vals) if vals else None
+
+
+def _last_mean_lists(history: Sequence[Mapping[str, Any]], key: str, n: int) -> list[float] | None:
+    """Element-wise mean of the per-class lists of the last ``n`` epochs that have them."""
+    rows = [h[key] for h in history[-n:] if h.get(key) is not None]
+    return [sum(col) / len(col) for col in zip(*rows)] if rows else None
 
 
 def _throughput(history: Sequence[Mapping[str, Any]], images_per_epoch: int) -> float | None:

@@ -53,7 +53,10 @@ class Chapter:
     ``variants``: label -> config overrides (run on every seed x class split); ``column``: the
     run-table column naming the variant; ``metrics``: our metric columns -> the paper's field
     names in ``paper_tables``; ``comparisons``: the paired effects its reading reports;
-    ``labels``: display names of the variants.
+    ``labels``: display names of the variants; ``offline_splits``: how many test class splits the
+    offline default runs (None: the profile's, :data:`vldlib.study.grid.OFFLINE_SPLITS`), for a
+    chapter whose comparisons need more power; ``powered``: when given, only these variants run on
+    all ``offline_splits`` splits, the others on the profile's default number.
     """
 
     name: str
@@ -66,6 +69,8 @@ class Chapter:
     comparisons: tuple[Comparison, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
     module: str = ""
+    offline_splits: int | None = None
+    powered: tuple[str, ...] = ()
 
     def label(self, key: Any) -> str:
         return str(self.labels.get(key, key))
@@ -78,19 +83,60 @@ class ChapterRun:
         self.chapter = chapter
         self.params = dict(params)
         grid_kw = {k: self.params[k] for k in GRID_PARAMETERS if k in self.params}
-        self.grid: Grid = make_grid(**grid_kw)
+        self.grid: Grid = make_grid(**grid_kw, n_splits=chapter.offline_splits)
         self.store = RunStore(self.params.get("results_dir", "results"), cache_dir=self.params.get("cache_dir"))
 
     def expand(self, variants: Mapping[str, Mapping[str, Any]]) -> None:
         """Expand the grid over ``variants`` (validating every config) and print its size."""
-        self.grid.expand(variants, column=self.chapter.column)
+        fewer = self.grid.default_split_seeds
+        if fewer is not None and self.chapter.powered:
+            self.grid.expand({k: v for k, v in variants.items() if k in self.chapter.powered},
+                             column=self.chapter.column)
+            self.grid.expand({k: v for k, v in variants.items() if k not in self.chapter.powered},
+                             column=self.chapter.column, split_seeds=fewer)
+        else:
+            self.grid.expand(variants, column=self.chapter.column)
         g = self.grid
         print(f"profile {g.profile}: {g.dataset}, teacher {g.base['teacher']}, student {g.base['student']}, "
               f"{g.base['epochs']} epochs; seeds {g.seeds} x class splits {g.split_seeds}; {len(g.configs)} runs")
 
     def train(self):
-        """Every run of the grid from the run store (missing ones trained), one row per run."""
-        return run_grid(self.store, self.grid)
+        """Every run of the grid from the run store (missing ones trained), one row per run, with
+        the share of the teacher's accuracy each run transfers (``transfer_*`` columns)."""
+        return report.with_transfer(run_grid(self.store, self.grid))
+
+    def transfer_table(self, runs: pd.DataFrame, order: Sequence[str] | None = None) -> pd.DataFrame:
+        """Per variant: the teacher's zero-shot X_ood accuracy on the same images and class texts, the
+        student's, and the share of the teacher's the student reaches (%), each with its 95%
+        interval over class splits."""
+        column = self.chapter.column
+        cols = {"teacher_acc_ood_zeroshot": "teacher X_ood zero-shot (%)",
+                "acc_ood_zeroshot": "student X_ood zero-shot (%)",
+                "transfer_acc_ood_zeroshot": "share of the teacher's (%)"}
+        present = [c for c in cols if c in runs.columns and runs[c].notna().any()]
+        if not present:
+            return pd.DataFrame()
+        summary = report.summarize(runs, column, present)
+        table = report.interval_table(summary, column, labels={c: cols[c] for c in present},
+                                      order=list(order or self.variants_run(runs)))
+        return table.rename(index=self.chapter.label)
+
+    def variants_run(self, runs: pd.DataFrame) -> list[str]:
+        """The chapter's variants that the runs hold, in declaration order (then any extra)."""
+        present = list(dict.fromkeys(runs[self.chapter.column]))
+        return [v for v in self.chapter.variants if v in present] + [v for v in present if v not in self.chapter.variants]
+
+    def per_class_figure(self, runs: pd.DataFrame, treatment: str, baseline: str,
+                         metric: str = "acc_ood_zeroshot"):
+        """Which unseen classes gain from ``treatment`` over ``baseline`` (None when no run has
+        per-class accuracies)."""
+        gains = report.per_class_effects(runs, column=self.chapter.column, treatment=treatment,
+                                         baseline=baseline, metric=metric)
+        if gains.empty:
+            return None
+        name = ACCURACY_NAMES.get(metric, metric)
+        return report.plot_per_class(gains, title=f"{self.chapter.label(treatment)} minus "
+                                                  f"{self.chapter.label(baseline)}: {name} accuracy per unseen class")
 
     def metrics(self, runs: pd.DataFrame) -> list[str]:
         """The chapter's metrics that the runs carry (5-shot only when fine-tuning ran)."""

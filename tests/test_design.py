@@ -1,0 +1,89 @@
+"""The offline design: disjoint development and test class splits, powered chapters, the recipe search."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from vldlib.data.fashion_mnist import class_split, distinct_split_seeds
+from vldlib.study import design, grid
+from vldlib.study.chapters import open_chapter
+from vldlib.train.profiles import profile_config
+
+
+def _seen(seeds):
+    return [tuple(class_split(s)[0]) for s in seeds]
+
+
+def test_dev_and_test_splits_are_distinct_and_disjoint():
+    test, dev = _seen(grid.TEST_SPLITS), _seen(grid.DEV_SPLITS)
+    assert len(set(test)) == len(test) >= 16 and len(set(dev)) == len(dev) >= 3
+    assert not set(test) & set(dev)
+    assert grid.REPLICATES["offline"]["split_seeds"] == grid.TEST_SPLITS[:grid.OFFLINE_SPLITS]
+    assert grid.OFFLINE_SPLITS >= 8 and grid.REPLICATES["offline"]["seeds"] == [0]
+    # a repeated class set is skipped: the seeds are not simply 0..n-1 when two draw the same classes
+    seeds = distinct_split_seeds(60)
+    assert len(set(_seen(seeds))) == 60
+    with pytest.raises(ValueError, match="252"):
+        distinct_split_seeds(253)
+
+
+def test_powered_variants_run_on_more_splits(tmp_path):
+    ch = open_chapter("main_results", results_dir=str(tmp_path))
+    splits = {}
+    for labels, _ in ch.grid.configs:
+        splits.setdefault(labels["method"], []).append(labels["split_seed"])
+    main = ch.chapter.powered
+    assert set(main) <= set(splits)
+    for method, seen in splits.items():
+        want = grid.TEST_SPLITS[:ch.chapter.offline_splits] if method in main else \
+            grid.TEST_SPLITS[:grid.OFFLINE_SPLITS]
+        assert seen == want, method
+    # explicit split_seeds win over the chapter's default
+    ch2 = open_chapter("main_results", results_dir=str(tmp_path), split_seeds=[3, 4])
+    assert {lab["split_seed"] for lab, _ in ch2.grid.configs} == {3, 4}
+    # the smoke profile keeps its one split
+    smoke = open_chapter("main_results", results_dir=str(tmp_path), profile="smoke")
+    assert {lab["split_seed"] for lab, _ in smoke.grid.configs} == {0}
+
+
+def _search_runs() -> pd.DataFrame:
+    rows = []
+    for recipe, shares, cpu in (("cheap", [0.5, 0.6, 0.7], 5.0), ("good", [0.8, 0.7, 0.9], 20.0),
+                                ("costly", [0.95, 0.9, 0.99], 500.0)):
+        for split, share in zip((1004, 1005, 1006), shares):
+            rows.append({"recipe": recipe, "split_seed": split, "transfer": share, "cpu_s": cpu,
+                         "acc_ood_zeroshot": 40 * share, "teacher_acc_ood_zeroshot": 40.0, "acc_id": 80.0})
+    return pd.DataFrame(rows)
+
+
+def test_choose_ranks_by_the_criterion_among_eligible_recipes():
+    winner, table = design.choose(_search_runs(), max_cpu_s=40.0)
+    assert winner == "good"  # "costly" transfers more but is over the budget
+    assert list(table["recipe"]) == ["good", "cheap", "costly"]
+    assert list(table["eligible"]) == [True, True, False]
+    good = table.iloc[0]
+    assert good["transfer"] == pytest.approx(0.8) and good["splits"] == 3
+    assert good["transfer_high"] - good["transfer"] == pytest.approx(4.302653 * 0.1 / math.sqrt(3), abs=1e-5)
+    with pytest.raises(ValueError, match="no candidate recipe"):
+        design.choose(_search_runs(), max_cpu_s=1.0)
+
+
+def test_missing_search_result_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m vldlib.study.design"):
+        design.load_result(tmp_path / "none.json")
+
+
+def test_offline_profile_is_the_recorded_winner():
+    """The offline profile's recipe is what the recorded search chose (not typed independently)."""
+    result = design.load_result()
+    assert set(result["dev_splits"]) == {str(s) for s in grid.DEV_SPLITS}
+    winner = result["candidates"][result["winner"]]
+    assert winner == design.CANDIDATES[result["winner"]]
+    cfg = profile_config("offline")
+    for key, value in winner.items():
+        head, _, sub = key.partition(".")
+        assert (cfg[head][sub] if sub else cfg[head]) == value, key
+    table = design.search_table(result)
+    assert (table["chosen"] == "winner").sum() == 1

@@ -1,0 +1,228 @@
+"""The offline world's experimental design: development and test class splits, and the recipe search.
+
+The class split (which 5 of Fashion-MNIST's 10 classes are seen) is the experimental unit: effects
+vary far more between splits than between seeds. Two disjoint pools of splits are declared here:
+
+- **development splits** (:data:`DEV_SPLITS`): the offline recipe (images per class, student width,
+  epochs, optimiser and schedule) is chosen on them and **they are never reported** in a chapter;
+- **test splits** (:data:`TEST_SPLITS`): every offline chapter reports on them (the first
+  ``n`` of them, ``n`` set per profile in :data:`vldlib.study.grid.REPLICATES`).
+
+Both pools (declared in :mod:`vldlib.study.grid`) hold split seeds whose seen-class sets are all
+different (several seeds draw the same 5 classes:
+:func:`vldlib.data.fashion_mnist.distinct_split_seeds` skips repeats), and no seen-class set is in both.
+
+**The recipe search** (:func:`search`, run by ``python -m vldlib.study.design``) trains the full
+method (L_cls + L_mse + L_im-cst + L_vlprox) with every candidate recipe of :data:`CANDIDATES` on
+the development splits and ranks them by a criterion fixed before looking at any result
+(:data:`CRITERION`): the **share of the teacher's zero-shot X_ood accuracy the full method
+transfers**, ``acc_ood_zeroshot / teacher_acc_ood_zeroshot``, averaged over the development splits.
+It does not involve the difference between methods, so the recipe is not tuned to make the paper's
+effects appear. Candidates whose cost per run (main-stage CPU seconds) would push the default book
+over its budget (:data:`MAX_CPU_S_PER_RUN`) are not eligible. The search writes one JSON file
+(``vldlib/resources/recipe_search.json``) that the book's offline page reads.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from vldlib.data.fashion_mnist import CLASS_NAMES, class_split
+from vldlib.io import finite_json, read_json, write_json_atomic
+from vldlib.runs import RunStore, record_row
+from vldlib.study.chapters import open_chapter
+from vldlib.study.grid import DEV_SPLITS, TEST_SPLITS, make_grid, run_grid
+from vldlib.study.readings import compare
+from vldlib.study.stats import t_interval
+
+__all__ = ["DEV_SPLITS", "TEST_SPLITS", "CANDIDATES", "CRITERION",
+           "MAX_CPU_S_PER_RUN", "split_classes", "search", "choose", "RESULT_PATH", "load_result",
+           "search_table", "splits_table", "plot_search"]
+
+
+_FULL = {"cls": 1.0, "mse": 1.0, "im_cst": 1.0, "vlprox": 1.0}
+_ADAMW = {"optimizer": "adamw", "lr": 2e-3, "schedule": "onecycle", "weight_decay": 0.01}
+
+#: The recipes tried: overrides of the offline profile (a fractional design over images per class,
+#: student width, epochs, optimiser + schedule). Declared before any was run.
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "n300-w16-e10-sgd": {"dataset_options.per_class": 300, "student_options.width": 16, "epochs": 10},
+    "n600-w16-e10-sgd": {"dataset_options.per_class": 600, "student_options.width": 16, "epochs": 10},
+    "n300-w32-e10-sgd": {"dataset_options.per_class": 300, "student_options.width": 32, "epochs": 10},
+    "n300-w16-e20-sgd": {"dataset_options.per_class": 300, "student_options.width": 16, "epochs": 20},
+    "n300-w16-e10-adamw": {"dataset_options.per_class": 300, "student_options.width": 16, "epochs": 10,
+                           **_ADAMW},
+    "n600-w16-e20-adamw": {"dataset_options.per_class": 600, "student_options.width": 16, "epochs": 20,
+                           **_ADAMW},
+    "n600-w32-e20-sgd": {"dataset_options.per_class": 600, "student_options.width": 32, "epochs": 20},
+    "n600-w32-e20-adamw": {"dataset_options.per_class": 600, "student_options.width": 32, "epochs": 20,
+                           **_ADAMW},
+}
+
+CRITERION = ("share of the teacher's zero-shot X_ood accuracy that the full method transfers "
+             "(acc_ood_zeroshot / teacher_acc_ood_zeroshot), mean over the development splits; "
+             "among eligible recipes (main-stage CPU time per run <= the budget), the highest wins")
+
+#: The most main-stage CPU seconds one run may cost for the default book to fit its budget
+#: (about 150 runs on 2 cores in <= 30 minutes, with the notebooks and the HTML build).
+MAX_CPU_S_PER_RUN = 40.0
+
+RESULT_PATH = Path(__file__).resolve().parents[1] / "resources" / "recipe_search.json"
+
+
+def split_classes(split_seed: int) -> list[str]:
+    """The seen classes of ``split_seed`` by name."""
+    return [CLASS_NAMES[c] for c in class_split(split_seed)[0]]
+
+
+def search(results_dir: str | Path, *, candidates: Mapping[str, Mapping[str, Any]] = CANDIDATES,
+           splits: Sequence[int] = DEV_SPLITS, profile: str = "offline", seeds: Sequence[int] = (0,),
+           cache_dir: str | None = None, log: bool = True) -> pd.DataFrame:
+    """Train the full method with every candidate recipe on ``splits``; one row per run with the
+    transfer share (``transfer``) and the main stage's CPU seconds (``cpu_s``)."""
+    grid = make_grid(profile, seeds=list(seeds), split_seeds=list(splits), cache_dir=cache_dir)
+    grid.expand({name: {**dict(over), "weights": dict(_FULL), "fewshot": None}
+                 for name, over in candidates.items()}, column="recipe")
+    runs = run_grid(RunStore(results_dir, cache_dir=cache_dir), grid, log=log)
+    runs["transfer"] = runs["acc_ood_zeroshot"] / runs["teacher_acc_ood_zeroshot"]
+    runs["cpu_s"] = runs["time.train_cpu_s"]
+    return runs
+
+
+def choose(runs: pd.DataFrame, *, max_cpu_s: float = MAX_CPU_S_PER_RUN) -> tuple[str, pd.DataFrame]:
+    """The winning recipe by :data:`CRITERION` and the ranked table (mean and t-interval over splits)."""
+    rows = []
+    for name, part in runs.groupby("recipe", sort=False):
+        per_split = part.groupby("split_seed")[["transfer", "acc_ood_zeroshot", "teacher_acc_ood_zeroshot",
+                                                 "acc_id", "cpu_s"]].mean()
+        iv = t_interval(per_split["transfer"])
+        rows.append({"recipe": name, "splits": len(per_split), "transfer": iv.mean,
+                     "transfer_low": iv.low, "transfer_high": iv.high,
+                     "acc_ood_zeroshot": per_split["acc_ood_zeroshot"].mean(),
+                     "teacher_acc_ood_zeroshot": per_split["teacher_acc_ood_zeroshot"].mean(),
+                     "acc_id": per_split["acc_id"].mean(), "cpu_s": per_split["cpu_s"].mean(),
+                     "eligible": bool(per_split["cpu_s"].mean() <= max_cpu_s)})
+    table = pd.DataFrame(rows).sort_values(["eligible", "transfer"], ascending=[False, False])
+    if not table["eligible"].any():
+        raise ValueError(f"no candidate recipe costs <= {max_cpu_s} CPU s per run; raise max_cpu_s")
+    return str(table.iloc[0]["recipe"]), table.reset_index(drop=True)
+
+
+def load_result(path: str | Path = RESULT_PATH) -> dict[str, Any]:
+    """The recorded recipe search (what the offline page shows)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no recipe search result at {path}; run `python -m vldlib.study.design` to make it")
+    return read_json(path)
+
+
+def search_table(result: Mapping[str, Any]) -> pd.DataFrame:
+    """The ranked candidates of a recorded search, for display: recipe, its overrides, the criterion
+    with its interval over the development splits, accuracies, cost, eligibility, the winner marked."""
+    table = pd.DataFrame(result["table"])
+    table.insert(1, "overrides", [", ".join(f"{k}={v}" for k, v in result["candidates"][r].items())
+                                  for r in table["recipe"]])
+    table["chosen"] = ["winner" if r == result["winner"] else "" for r in table["recipe"]]
+    return table.rename(columns={"transfer": "share of teacher (mean)", "transfer_low": "low",
+                                 "transfer_high": "high", "cpu_s": "CPU s / run"})
+
+
+def splits_table(splits: Sequence[int], role: str) -> pd.DataFrame:
+    """One row per class split: its seed, role (development / test) and seen classes."""
+    return pd.DataFrame([{"split_seed": s, "role": role, "seen classes": ", ".join(split_classes(s))}
+                         for s in splits])
+
+
+def plot_search(result: Mapping[str, Any]):
+    """Each recipe's transfer share (mean and interval over development splits; grey dots: one split
+    each) against its CPU cost per run; the winner in red."""
+    import matplotlib.pyplot as plt
+
+    table, runs = pd.DataFrame(result["table"]), pd.DataFrame(result["runs"])
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    for _, row in table.iterrows():
+        color = "crimson" if row["recipe"] == result["winner"] else "tab:blue"
+        own = runs[runs["recipe"] == row["recipe"]]
+        ax.plot([row["cpu_s"]] * len(own), 100 * own["transfer"], ".", color="grey", alpha=0.6)
+        ax.errorbar(row["cpu_s"], 100 * row["transfer"],
+                    yerr=[[100 * (row["transfer"] - row["transfer_low"])], [100 * (row["transfer_high"] - row["transfer"])]],
+                    fmt="o", color=color, capsize=3)
+        ax.annotate(row["recipe"], (row["cpu_s"], 100 * row["transfer"]), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.axvline(result["max_cpu_s_per_run"], color="grey", ls="--", lw=1)
+    ax.set_xlabel("main-stage CPU seconds per run (dashed: budget)")
+    ax.set_ylabel("share of the teacher's zero-shot X_ood accuracy (%)")
+    ax.set_title("Recipe search on the development class splits (full method)")
+    return fig
+
+
+def main_intervals(results_dir: str | Path, chapter: str = "main_results", **params: Any) -> pd.DataFrame:
+    """The chapter's powered comparisons (zero-shot X_ood) read from a run store, **without training**:
+    paired effect, interval over class splits and its half-width; ``missing`` counts the grid's runs
+    that the store does not hold (the book has not been built with these parameters)."""
+    ch = open_chapter(chapter, results_dir=str(results_dir), **params)
+    rows, missing = [], 0
+    for labels, cfg in ch.grid.configs:
+        record = ch.store.get(cfg)
+        if record is None:
+            missing += 1
+        else:
+            rows.append({**record_row(record), **labels})
+    if not rows:
+        raise ValueError(f"the run store {results_dir} holds none of the {len(ch.grid.configs)} runs of "
+                         f"{chapter!r}; build the book first (make book)")
+    runs = pd.DataFrame(rows)
+    powered = set(ch.chapter.powered)
+    comps = [c for c in ch.chapter.comparisons if c.metric == "acc_ood_zeroshot"
+             and (not powered or {c.treatment, c.baseline} <= powered)]
+    out = compare(runs, comps, column=ch.chapter.column, labels=ch.chapter.labels)
+    out["missing"] = missing
+    return out[["comparison", "metric", "n", "unit", "effect", "ci_low", "ci_high", "half_width", "agree", "missing"]]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m vldlib.study.design",
+                                 description="Run the offline recipe search on the development class splits "
+                                             "(or, with --intervals, read Table 1's main comparisons from a run store).")
+    ap.add_argument("--results-dir", default="results-dev", help="run store of the search (default results-dev)")
+    ap.add_argument("--cache-dir", default=None)
+    ap.add_argument("--json", default=str(RESULT_PATH), help=f"where to write the result (default {RESULT_PATH})")
+    ap.add_argument("--intervals", metavar="RESULTS", default=None,
+                    help="print the main comparisons' intervals from the book's run store RESULTS and exit")
+    args = ap.parse_args(argv)
+    if args.intervals is not None:
+        try:
+            table = main_intervals(args.intervals)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(table.round(2).to_string(index=False))
+        return 0
+    t0 = time.perf_counter()
+    runs = search(args.results_dir, cache_dir=args.cache_dir)
+    winner, table = choose(runs)
+    result = {
+        "criterion": CRITERION, "max_cpu_s_per_run": MAX_CPU_S_PER_RUN,
+        "dev_splits": {str(s): split_classes(s) for s in DEV_SPLITS},
+        "test_splits": {str(s): split_classes(s) for s in TEST_SPLITS},
+        "candidates": {k: dict(v) for k, v in CANDIDATES.items()},
+        "winner": winner, "table": table.to_dict(orient="records"),
+        "runs": runs[["recipe", "split_seed", "seed", "hash", "acc_ood_zeroshot", "teacher_acc_ood_zeroshot",
+                      "transfer", "acc_id", "cpu_s"]].to_dict(orient="records"),
+        "wall_s": time.perf_counter() - t0,
+        "command": "python -m vldlib.study.design " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    write_json_atomic(Path(args.json), finite_json(result))
+    print(table.to_string())
+    print(f"winner: {winner}  (written to {args.json})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
