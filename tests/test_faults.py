@@ -16,7 +16,8 @@ from vldlib.train.config import TrainConfig
 
 def _fake_record(cfg: TrainConfig, acc: float) -> dict:
     return {"config": cfg.to_dict(), "final": {"acc_id": acc, "acc_ood_zeroshot": acc / 2},
-            "timings": {"total_s": 1.0}, "device": "cpu", "teacher_forward_passes": 0}
+            "timings": {"total_s": 1.0}, "device": "cpu", "teacher_forward_passes": 0,
+            "torch_threads": cfg.threads}
 
 
 class Trainer:
