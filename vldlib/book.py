@@ -57,9 +57,10 @@ TIMES_KEY = "vldbook"  # notebook metadata key of the driver's measurements (sec
 RESERVED = ("profile", "results_dir")
 KERNEL = "python3"
 HIDE_TAG = "hide-input"
-# Kernel log level: keep the kernel's own warnings (e.g. "running over TCP without encryption")
-# out of the progress output; notebook errors still arrive as cell outputs.
-KERNEL_ARGS: tuple[str, ...] = ("--IPKernelApp.log_level=ERROR",)
+# Kernel log level: keep the kernel's own log lines (e.g. "running over TCP without encryption",
+# or a traceback about closed sockets when Ctrl-C stops the driver) out of the progress output;
+# notebook errors still arrive as cell outputs.
+KERNEL_ARGS: tuple[str, ...] = ("--IPKernelApp.log_level=CRITICAL",)
 # Files and folders that make up the book's sources (copied when the book is staged elsewhere).
 BOOK_SOURCES: tuple[str, ...] = ("_config.yml", "_toc.yml", "book")
 
@@ -333,6 +334,9 @@ def execute_notebook(src: NotebookSource, params: Mapping[str, Any], executed_di
             cwd=str(cwd), progress_bar=progress_bar, log_output=False, execution_timeout=timeout,
             extra_arguments=list(KERNEL_ARGS),
         )
+    except KeyboardInterrupt:  # Ctrl-C: nothing partial stays; the last finished notebook is untouched
+        tmp.unlink(missing_ok=True)
+        raise
     except PapermillExecutionError as exc:
         kept = _keep_failed(tmp, executed_dir / f"{src.name}.failed.ipynb")
         index = next((i for i, cell in enumerate(nb.cells) if cell.source == exc.source), exc.cell_index)
@@ -342,13 +346,15 @@ def execute_notebook(src: NotebookSource, params: Mapping[str, Any], executed_di
         kept = _keep_failed(tmp, executed_dir / f"{src.name}.failed.ipynb")
         raise NotebookFailed(src.name, None, "", f"{type(exc).__name__}: {exc}", kept) from exc
     seconds = time.perf_counter() - t0
-    out = nbformat.read(tmp, as_version=4)
-    out.metadata[TIMES_KEY] = {"seconds": round(seconds, 1), "profile": params.get("profile"),
-                               "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-    hide_injected(out)
-    hide_code_cells(out)
-    _write_atomic(out, target)
-    tmp.unlink(missing_ok=True)
+    try:
+        out = nbformat.read(tmp, as_version=4)
+        out.metadata[TIMES_KEY] = {"seconds": round(seconds, 1), "profile": params.get("profile"),
+                                   "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+        hide_injected(out)
+        hide_code_cells(out)
+        _write_atomic(out, target)
+    finally:  # also on Ctrl-C here: the target is either the old or the new notebook, never partial
+        tmp.unlink(missing_ok=True)
     (executed_dir / f"{src.name}.failed.ipynb").unlink(missing_ok=True)
     return target
 
@@ -506,6 +512,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BookError as exc:
         print(f"vldlib.book: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("vldlib.book: interrupted; finished notebooks and runs are kept, run again to go on",
+              file=sys.stderr, flush=True)
+        return 130
 
 
 if __name__ == "__main__":
