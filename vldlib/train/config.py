@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from vldlib.core.losses import IM_CST_MODES, LOSS_NAMES, PAPER_LOSS_NAMES
-from vldlib.data import DATASETS
+from vldlib.data import DATASETS, images_per_class
 from vldlib.io import canonical_json
 from vldlib.models.students import STUDENTS as _STUDENT_REGISTRY
 from vldlib.models.teachers import TEACHERS as _TEACHER_REGISTRY
@@ -204,7 +204,13 @@ class TrainConfig:
                 self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if self.fewshot is not None:
-            self.fewshot_options()  # validates
+            shots = self.fewshot_options()["shots"]  # validates
+            known = images_per_class(self.dataset, self.dataset_options) if isinstance(
+                self.dataset_options.get("per_class", 0), (int, type(None))) else None
+            if known is not None and shots >= known:
+                raise ValueError(f"fewshot.shots={shots} needs more than {shots} images of each unseen class "
+                                 f"(the rest are evaluated), but {self.dataset} holds {known} per class "
+                                 f"(dataset_options.per_class); lower fewshot.shots or raise per_class")
         if self.cache_dir is not None and not isinstance(self.cache_dir, str):
             raise ValueError(f"cache_dir must be a path string or None, got {self.cache_dir!r}")
         try:

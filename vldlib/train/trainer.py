@@ -51,7 +51,7 @@ from vldlib.paths import default_cache_dir
 from vldlib.text.classifier import class_text_features
 from vldlib.text.descriptions import description_key, load_descriptions
 from vldlib.train.config import TrainConfig, config_hash, resolve_optim
-from vldlib.train.fewshot import fewshot_batches, fewshot_labels, select_support
+from vldlib.train.fewshot import check_support, fewshot_batches, fewshot_labels, select_support
 from vldlib.train.loop import (EvalSet, Images, LossSpec, accuracy, class_accuracies, embed, make_optimizer,
                                make_scheduler, mean_accuracy, run_epoch, train_index_batches)
 from vldlib.train.state import (git_commit, isolated_rng, library_versions, rng_state,
@@ -131,6 +131,8 @@ class _Run:
         self.timings["data_s"] = time.perf_counter() - t0
         self.ds = ds
         self.resolved = resolve_optim(cfg, len(ds.train))
+        if "fewshot" in self.resolved:  # enough X_ood images for the support set? found before training
+            check_support(ds.ood.labels, ds.unseen_classes, self.resolved["fewshot"]["shots"], ds.name)
 
         t0 = time.perf_counter()
         self.teacher = LazyTeacher(cfg.teacher, cfg.teacher_options, self.cache_dir / "teacher-meta")
