@@ -346,3 +346,163 @@ def test_cli_ctrl_c_is_one_line_and_130(tmp_path, capsys, monkeypatch):
     rc = _cli(tmp_path, "--out", str(tmp_path / "res"))
     err = capsys.readouterr().err
     assert rc == 130 and err.strip() == "vldlib train: interrupted; run again to resume"
+
+
+# ---------------------------------------------------------------------- thread count in the identity
+def test_thread_count_is_part_of_a_runs_identity():
+    cfg = smoke()
+    assert TrainConfig.from_dict(cfg).threads == 1
+    assert config_hash({**cfg, "threads": 1}) == config_hash(cfg)  # the default: older hashes stand
+    assert config_hash({**cfg, "threads": 2}) != config_hash(cfg)
+    legacy = {k: v for k, v in cfg.items() if k != "threads"}
+    assert config_hash({**legacy, "num_threads": 2}) == config_hash({**cfg, "threads": 2})  # the old key
+    assert config_hash({**legacy, "num_threads": None}) == config_hash(cfg)
+    with pytest.raises(ValueError, match=r"threads must be an integer >= 1.*got 0"):
+        TrainConfig.from_dict({**cfg, "threads": 0}).validate()
+
+
+def test_record_trained_under_another_thread_count_is_not_served(tmp_path, monkeypatch, recwarn):
+    """A record written before ``threads`` existed (same hash, trained with 2 threads) is not
+    reused for a config that asks for 1: it is said on stderr and retrained."""
+    store = RunStore(tmp_path / "res")
+    cfg = smoke()
+    monkeypatch.setattr(vldlib.runs, "train_validated", Trainer(acc=61.0))
+    store.run(cfg)
+    path = store.run_dir(cfg) / RECORD
+    rec = json.loads(path.read_text())
+    path.write_text(json.dumps({**rec, "torch_threads": 2}))
+    assert store.get(cfg) is None
+    assert any("trained with 2 torch threads" in str(w.message) for w in recwarn.list)
+    assert store.to_frame().empty
+    monkeypatch.setattr(vldlib.runs, "train_validated", Trainer(acc=70.0))
+    assert store.run(cfg)["final"]["acc_id"] == 70.0
+
+
+def test_run_grid_sizes_its_pool_by_threads(tmp_path, monkeypatch):
+    """Default workers = cores // threads; the runs are trained with the config's threads."""
+    import vldlib.study.grid as grid_mod
+    from vldlib.study.grid import make_grid, run_grid
+
+    seen = {}
+
+    class Pool:
+        def __init__(self, n, **kw):
+            seen["workers"] = n
+
+        def __enter__(self):
+            raise RuntimeError("stop here")
+
+        def __exit__(self, *a):
+            return False
+
+    monkeypatch.setattr(grid_mod, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(grid_mod, "warm_teacher_features", lambda *a, **k: None)
+    monkeypatch.setattr(grid_mod.os, "cpu_count", lambda: 8)
+    g = make_grid("smoke", seeds=[0, 1, 2, 3], overrides={"threads": 2})
+    g.expand({"cls": {"weights": {"cls": 1.0}}})
+    with pytest.raises(RuntimeError, match="stop here"):
+        run_grid(RunStore(tmp_path / "res"), g, log=False)
+    assert seen["workers"] == 4
+
+
+@pytest.mark.slow
+def test_same_config_same_numbers_whatever_the_callers_threads(tmp_path):
+    """The trainer applies ``threads`` itself, so the caller's torch setting (a 1-thread pool
+    worker, a 2-thread notebook, a Ray task) never changes the numbers; another ``threads`` does."""
+    import torch
+
+    from vldlib.train import train
+
+    cfg = smoke(fewshot=None, epochs=2, last_n=1, threads=2)
+    before = torch.get_num_threads()
+    finals = []
+    try:
+        for caller in (1, 2):
+            torch.set_num_threads(caller)
+            rec = train(cfg, progress=False)
+            assert rec["torch_threads"] == 2 and torch.get_num_threads() == caller
+            finals.append([(h["loss"], h["acc_id"], h["acc_ood_zeroshot"]) for h in rec["history"]])
+        other = train({**cfg, "threads": 1}, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert finals[0] == finals[1]
+    assert [h["loss"] for h in other["history"]] != [f[0] for f in finals[0]]
+
+
+# ---------------------------------------------------------------------- few-shot shots vs the data
+def test_fewshot_shots_beyond_the_data_fail_at_validation():
+    with pytest.raises(ValueError, match=r"fewshot.shots=24 needs more than 24 images.*holds 24 per class"):
+        TrainConfig.from_dict(smoke(**{"fewshot": {"shots": 24}})).validate()
+    from vldlib.study.grid import make_grid
+
+    with pytest.raises(ValueError, match=r"fewshot.shots=30"):
+        make_grid("smoke", overrides={"fewshot.shots": 30})
+    TrainConfig.from_dict(smoke(**{"fewshot": {"shots": 23}})).validate()
+
+
+def test_fewshot_shots_beyond_official_lists_fail_before_training(tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    import vldlib.train.trainer as trainer_mod
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from data_fixtures import write_tiny_official_root
+
+    root = write_tiny_official_root(tmp_path / "data", n_seen=2, n_unseen=2, per_class=4, size=16)
+
+    def no_features(*a, **k):
+        raise AssertionError("teacher features were asked for: the check came too late")
+
+    monkeypatch.setattr(trainer_mod, "teacher_image_features", no_features)
+    cfg = {**smoke(), "dataset": "official", "dataset_options": {"root": str(root), "load_size": 16,
+                                                                 "crop_size": 14},
+           "fewshot": {"shots": 4}}
+    with pytest.raises(ValueError, match=r"fewshot.shots=4 needs more than 4 X_ood images.*too few"):
+        trainer_mod.train(cfg, cache_dir=tmp_path / "cache", progress=False)
+
+
+# ---------------------------------------------------------------------- LLM server that never answers
+def test_describe_server_that_never_answers_says_each_retry_and_stops(tmp_path, monkeypatch):
+    import sys
+    import time
+    from pathlib import Path
+
+    from vldlib.text.llm import LLMResponseError, generate_descriptions
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from llm_server import ChatServer, completion
+
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    lines: list[str] = []
+    with ChatServer(respond=lambda body: (time.sleep(1), completion(body, ["late."]))[1]) as srv:
+        t0 = time.perf_counter()
+        with pytest.raises(LLMResponseError, match=r"never answered for class 'Bag': 3 attempts of 0.3 s"):
+            generate_descriptions(["Bag"], dataset="toy", model="m", base_url=srv.base_url,
+                                  out=tmp_path / "c.json", timeout=0.3, max_retries=2, base_delay=0.0,
+                                  progress=False, log=lines.append)
+        assert time.perf_counter() - t0 < 10
+    assert [line.split(" after")[0] for line in lines] == [
+        "describe: class 'Bag': retrying (1/2)", "describe: class 'Bag': retrying (2/2)"]
+    assert all("no answer within 0.3 s" in line for line in lines)
+
+
+def test_describe_cli_never_answering_server_is_exit_1_with_retry_lines(tmp_path, monkeypatch, capsys):
+    import sys
+    import time
+    from pathlib import Path
+
+    from vldlib.cli.describe import main
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from llm_server import ChatServer, completion
+
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    with ChatServer(respond=lambda body: (time.sleep(1), completion(body, ["late."]))[1]) as srv:
+        code = main(["--dataset", "toy", "--classes", "Bag", "--model", "m", "--base-url", srv.base_url,
+                     "--out", str(tmp_path / "c.json"), "--timeout", "0.3", "--max-retries", "1",
+                     "--base-delay", "0", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 2 and "retrying (1/1)" in err[0]
+    assert err[1].startswith("vldlib describe: error:") and "never answered" in err[1]
