@@ -506,3 +506,68 @@ def test_describe_cli_never_answering_server_is_exit_1_with_retry_lines(tmp_path
     assert code == 1
     assert len(err) == 2 and "retrying (1/1)" in err[0]
     assert err[1].startswith("vldlib describe: error:") and "never answered" in err[1]
+
+
+# ---------------------------------------------------------------------- declared notebook parameters
+def test_every_notebook_parameter_is_declared_and_its_default_fits():
+    from vldlib import book
+    from vldlib.study.parameters import PARAMETERS, check_value
+
+    for src in book.notebook_sources():
+        for name, default in src.parameters.items():
+            assert name in PARAMETERS, f"{src.name}: parameter {name!r} has no declared type"
+            check_value(name, default, base=book.ROOT)
+        text = src.path.read_text()
+        first_code = text.split('tags=["parameters"]', 1)[1].split("\n# %%", 1)[1]
+        assert "globals().update(check_parameters(globals()))" in first_code.split("\n# %%", 1)[0], src.name
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["-p", "epochs", "abc"], "-p epochs 'abc': expected an integer >= 1 or None; for example -p epochs 10"),
+    (["-p", "methods", "cls"], "-p methods 'cls': expected a list of strings"),
+    (["-p", "overrides", "[1,2]"], "-p overrides [1, 2]: expected a dict; for example -p overrides"),
+    (["-p", "seeds", "['a']"], "-p seeds ['a']: expected a list of integers >= 0 or None"),
+    (["-p", "methods", "['cls', 'nope']"], "(each of 'cls'"),
+    (["-p", "dataset_root", "/no/such/folder"], "-p dataset_root '/no/such/folder': expected an existing folder"),
+    (["-p", "overrides", "{'nope': 1}"], "give no valid config: unknown config key 'nope'"),
+    (["-p", "overrides", "{'fewshot.shots': 99}"], "fewshot.shots=99 needs more than 99 images"),
+    (["-p", "epoch", "3"], "-p epoch: no notebook has a parameter 'epoch'"),
+    (["--results-dir", "FILE"], "--results-dir FILE: expected a folder path (FILE is a file)"),
+])
+def test_book_rejects_every_bad_parameter_before_executing(tmp_path, capsys, argv, says):
+    from vldlib import book
+
+    (tmp_path / "FILE").write_text("x")
+    argv = [str(tmp_path / "FILE") if a == "FILE" else a for a in argv]
+    executed = tmp_path / "executed"
+    code = book.main(["--profile", "smoke", "--no-build", "--executed-dir", str(executed),
+                      "--results-dir", str(tmp_path / "res"), *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert says.replace("FILE", str(tmp_path / "FILE")) in err, err
+    assert not executed.exists()  # nothing executed
+
+
+def test_book_default_cache_that_is_a_file_is_one_line(tmp_path, capsys, monkeypatch):
+    from vldlib import book
+
+    (tmp_path / "cache").write_text("x")
+    monkeypatch.setenv("VLD_CACHE", str(tmp_path / "cache"))
+    code = book.main(["--profile", "smoke", "--no-build", "--executed-dir", str(tmp_path / "ex"),
+                      "--results-dir", str(tmp_path / "res")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "$VLD_CACHE" in err and "is a file" in err, err
+    assert not (tmp_path / "ex").exists()
+
+
+def test_notebook_parameters_checked_in_the_notebook_too():
+    from vldlib.study.parameters import ParameterError, check_parameters
+
+    with pytest.raises(ParameterError, match=r"^parameter epochs = 'abc': expected an integer >= 1 or None; "
+                                             r"for example epochs = 10$"):
+        check_parameters({"profile": "smoke", "epochs": "abc", "overrides": {}})
+    with pytest.raises(ValueError, match=r"give no valid config: unknown config key"):
+        check_parameters({"profile": "smoke", "overrides": {"nope": 1}})
+    assert check_parameters({"profile": "smoke", "seeds": (0, 1), "weights": {"cls": 1}, "overrides": {}}) == {
+        "profile": "smoke", "seeds": [0, 1], "weights": {"cls": 1.0}, "overrides": {}}

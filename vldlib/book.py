@@ -228,6 +228,12 @@ def plan(sources: Sequence[NotebookSource], profile: str, results_dir: str,
         if not any(key in src.parameters for src in sources):
             listing = "; ".join(f"{src.name}: {', '.join(src.parameters)}" for src in sources)
             raise BookError(f"-p {key}: no notebook has a parameter {key!r}; the parameters are {listing}")
+    for flag, name, value in (("--results-dir", "results_dir", results_dir),
+                              ("$VLD_CACHE / the default cache", "cache_dir", str(default_cache_dir()))):
+        try:
+            parameters.check_value(name, value, base=ROOT)
+        except parameters.ParameterError as exc:
+            raise BookError(f"{flag} {value}: expected {exc.expected}") from None
     out = []
     for src in sources:
         for key in RESERVED:
