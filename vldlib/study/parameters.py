@@ -184,6 +184,7 @@ PARAMETERS: dict[str, Param] = {
     "weights": Param("dict[str, float]", "{'cls': 1.0, 'im_cst': 1.0}", optional=True, choices=LOSS_NAMES),
     "variants": Param("list[str]", "['none', 'main']", optional=True, choices=_VARIANT_NAMES),
     "text_mode": Param("str", "first", optional=True, choices=TEXT_MODES),
+    "n_test_splits": Param("int", "8", minimum=1),
 }
 
 #: The parameters that shape a chapter's grid (:func:`vldlib.study.grid.make_grid`).
