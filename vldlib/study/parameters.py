@@ -218,5 +218,7 @@ def check_parameters(values: Mapping[str, Any], names: Any = None, *, grid: bool
             make_grid(**kw)
         except ValueError as exc:
             shown = ", ".join(f"{k}={kw[k]!r}" for k in kw if k not in ("profile",) and kw[k] not in (None, {}, False))
-            raise ValueError(f"the parameters ({shown or 'defaults'}) give no valid config: {exc}") from None
+            hint = ("; set the dataset_root parameter (-p dataset_root FOLDER)"
+                    if "needs dataset_options={'root'" in str(exc) and kw.get("dataset_root") is None else "")
+            raise ValueError(f"the parameters ({shown or 'defaults'}) give no valid config: {exc}{hint}") from None
     return out
