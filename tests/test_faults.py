@@ -571,3 +571,50 @@ def test_notebook_parameters_checked_in_the_notebook_too():
         check_parameters({"profile": "smoke", "overrides": {"nope": 1}})
     assert check_parameters({"profile": "smoke", "seeds": (0, 1), "weights": {"cls": 1}, "overrides": {}}) == {
         "profile": "smoke", "seeds": [0, 1], "weights": {"cls": 1.0}, "overrides": {}}
+
+
+def test_describe_cli_unwritable_cache_is_one_line(tmp_path, monkeypatch, capsys):
+    import sys
+    from pathlib import Path
+
+    from vldlib.cli.describe import main
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from llm_server import ChatServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    (tmp_path / "file").write_text("x")
+    with ChatServer() as srv:
+        code = main(["--dataset", "toy", "--classes", "Bag", "--model", "m", "--base-url", srv.base_url,
+                     "--out", str(tmp_path / "file" / "c.json"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "cannot write" in err[0] and "file" in err[0], err
+
+
+def test_interrupt_in_a_grid_keeps_the_finished_runs(tmp_path, monkeypatch):
+    """Ctrl-C while the second run of a grid trains: the first run's record stays and is reused;
+    the rerun trains only the interrupted one."""
+    import vldlib.study.grid as grid_mod
+    from vldlib.study.grid import make_grid, run_grid
+
+    monkeypatch.setattr(grid_mod, "warm_teacher_features", lambda *a, **k: None)
+    calls = []
+
+    def trainer(config, run_hash=None, *, run_dir=None, cache_dir=None, progress=True):
+        calls.append(TrainConfig.from_dict(config).seed)
+        if len(calls) == 2:
+            (run_dir / "checkpoint.pt").write_bytes(b"half")
+            raise KeyboardInterrupt
+        return _fake_record(TrainConfig.from_dict(config), 50.0 + len(calls))
+
+    monkeypatch.setattr(vldlib.runs, "train_validated", trainer)
+    store = RunStore(tmp_path / "res")
+    g = make_grid("smoke", seeds=[0, 1], overrides={"device": "cpu"})
+    g.expand({"cls": {"weights": {"cls": 1.0}}})
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(store, g, workers=1, log=False)
+    kept = store.get(g.configs[0][1])
+    assert kept is not None and store.get(g.configs[1][1]) is None
+    frame = run_grid(store, g, workers=1, log=False)
+    assert calls == [0, 1, 1] and len(frame) == 2
+    assert store.get(g.configs[0][1]) == kept

@@ -89,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("vldlib describe: interrupted; finished classes are cached, run again to go on",
               file=sys.stderr)
         return 130
+    except OSError as err:  # read-only folder, a file where a folder should be, disk full, ...
+        where = err.filename or args.out or args.cache_dir
+        print(f"vldlib describe: error: cannot write {where}: {err.strerror or err}; choose a writable "
+              "--out (cache file) or --cache-dir", file=sys.stderr)
+        return 1
     total = sum(len(v) for v in result.values())
     print(f"{len(result)} classes, {total} descriptions of {dataset!r} ({variant}, "
           f"{args.model}) in {out}")
