@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="vld-bench-train-"))
     over = {k: json.loads(v) if v[:1] in "[{0123456789-tfn" else v
             for k, v in (s.split("=", 1) for s in args.set)}
-    over.update({"epochs": args.epochs, "last_n": 1, "fewshot": None, "analysis": False})
+    over.update({"epochs": args.epochs, "last_n": 1, "fewshot": None, "analysis": False,
+                 "threads": args.threads})  # the trainer applies the config's thread count
     if args.teacher == "tiny":
         over.update({"teacher": "openclip", "teacher_options": tiny_teacher(tmp)})
     cfg = profile_config(args.profile, **over)

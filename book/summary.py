@@ -34,6 +34,9 @@ dataset_root = None  # paper profile: the dataset folder whose runs to summarise
 paper_dataset = None  # the paper's column to show beside ours; None: matching folder or "Average"
 
 # %% tags=["hide-input"]
+from vldlib.study.parameters import check_parameters
+
+globals().update(check_parameters(globals()))  # every parameter against its declared type, before anything runs
 import math
 
 import matplotlib.pyplot as plt

@@ -47,6 +47,9 @@ paper_dataset = None  # the paper's column; None: matching folder, else Flower10
 overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
 
 # %%
+from vldlib.study.parameters import check_parameters
+
+globals().update(check_parameters(globals()))  # every parameter against its declared type, before anything runs
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets

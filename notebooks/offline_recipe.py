@@ -32,6 +32,9 @@ results_dir = "results"  # not used here (the search has its own run store); kep
 n_test_splits = 16  # how many of the test splits to list (the chapters use the first 8, Table 1's main rows 16)
 
 # %%
+from vldlib.study.parameters import check_parameters
+
+globals().update(check_parameters(globals()))  # every parameter against its declared type, before anything runs
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display

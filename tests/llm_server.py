@@ -46,6 +46,16 @@ def error(status: int, message: str = "error", headers: dict[str, str] | None = 
         json.dumps(payload).encode()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that gave up (its timeout passed) is no error: no traceback on stderr."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 class ChatServer:
     """``with ChatServer() as srv: srv.base_url ... srv.requests``."""
 
@@ -120,7 +130,7 @@ class ChatServer:
             def do_GET(self) -> None:  # noqa: N802
                 self._send(error(404, f"no route {self.path}"))
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)

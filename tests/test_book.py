@@ -94,7 +94,8 @@ def test_plan_unknown_parameter_names_notebooks_and_their_parameters(tmp_path):
 
 def test_plan_type_mismatch_and_reserved_names(tmp_path):
     srcs = sources(tmp_path, params="epochs = 2\nrate = 0.5\nflag = False\nseeds = (0, 1)\nname = 'a'\n")
-    with pytest.raises(book.BookError, match=r"-p epochs 'many'.*expects type int.*default is 2"):
+    with pytest.raises(book.BookError, match=r"-p epochs 'many': expected an integer >= 1 or None; "
+                                             r"for example -p epochs 10"):
         book.plan(srcs, "smoke", "results", [("epochs", "many")])
     with pytest.raises(book.BookError, match=r"-p flag '1'.*expects type bool"):
         book.plan(srcs, "smoke", "results", [("flag", "1")])

@@ -16,7 +16,8 @@ from vldlib.train.config import TrainConfig
 
 def _fake_record(cfg: TrainConfig, acc: float) -> dict:
     return {"config": cfg.to_dict(), "final": {"acc_id": acc, "acc_ood_zeroshot": acc / 2},
-            "timings": {"total_s": 1.0}, "device": "cpu", "teacher_forward_passes": 0}
+            "timings": {"total_s": 1.0}, "device": "cpu", "teacher_forward_passes": 0,
+            "torch_threads": cfg.threads}
 
 
 class Trainer:
@@ -345,3 +346,275 @@ def test_cli_ctrl_c_is_one_line_and_130(tmp_path, capsys, monkeypatch):
     rc = _cli(tmp_path, "--out", str(tmp_path / "res"))
     err = capsys.readouterr().err
     assert rc == 130 and err.strip() == "vldlib train: interrupted; run again to resume"
+
+
+# ---------------------------------------------------------------------- thread count in the identity
+def test_thread_count_is_part_of_a_runs_identity():
+    cfg = smoke()
+    assert TrainConfig.from_dict(cfg).threads == 1
+    assert config_hash({**cfg, "threads": 1}) == config_hash(cfg)  # the default: older hashes stand
+    assert config_hash({**cfg, "threads": 2}) != config_hash(cfg)
+    legacy = {k: v for k, v in cfg.items() if k != "threads"}
+    assert config_hash({**legacy, "num_threads": 2}) == config_hash({**cfg, "threads": 2})  # the old key
+    assert config_hash({**legacy, "num_threads": None}) == config_hash(cfg)
+    with pytest.raises(ValueError, match=r"threads must be an integer >= 1.*got 0"):
+        TrainConfig.from_dict({**cfg, "threads": 0}).validate()
+
+
+def test_record_trained_under_another_thread_count_is_not_served(tmp_path, monkeypatch, recwarn):
+    """A record written before ``threads`` existed (same hash, trained with 2 threads) is not
+    reused for a config that asks for 1: it is said on stderr and retrained."""
+    store = RunStore(tmp_path / "res")
+    cfg = smoke()
+    monkeypatch.setattr(vldlib.runs, "train_validated", Trainer(acc=61.0))
+    store.run(cfg)
+    path = store.run_dir(cfg) / RECORD
+    rec = json.loads(path.read_text())
+    path.write_text(json.dumps({**rec, "torch_threads": 2}))
+    assert store.get(cfg) is None
+    assert any("trained with 2 torch threads" in str(w.message) for w in recwarn.list)
+    assert store.to_frame().empty
+    monkeypatch.setattr(vldlib.runs, "train_validated", Trainer(acc=70.0))
+    assert store.run(cfg)["final"]["acc_id"] == 70.0
+
+
+def test_run_grid_sizes_its_pool_by_threads(tmp_path, monkeypatch):
+    """Default workers = cores // threads; the runs are trained with the config's threads."""
+    import vldlib.study.grid as grid_mod
+    from vldlib.study.grid import make_grid, run_grid
+
+    seen = {}
+
+    class Pool:
+        def __init__(self, n, **kw):
+            seen["workers"] = n
+
+        def __enter__(self):
+            raise RuntimeError("stop here")
+
+        def __exit__(self, *a):
+            return False
+
+    monkeypatch.setattr(grid_mod, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(grid_mod, "warm_teacher_features", lambda *a, **k: None)
+    monkeypatch.setattr(grid_mod.os, "cpu_count", lambda: 8)
+    g = make_grid("smoke", seeds=[0, 1, 2, 3], overrides={"threads": 2})
+    g.expand({"cls": {"weights": {"cls": 1.0}}})
+    with pytest.raises(RuntimeError, match="stop here"):
+        run_grid(RunStore(tmp_path / "res"), g, log=False)
+    assert seen["workers"] == 4
+
+
+@pytest.mark.slow
+def test_same_config_same_numbers_whatever_the_callers_threads(tmp_path):
+    """The trainer applies ``threads`` itself, so the caller's torch setting (a 1-thread pool
+    worker, a 2-thread notebook, a Ray task) never changes the numbers; another ``threads`` does."""
+    import torch
+
+    from vldlib.train import train
+
+    cfg = smoke(fewshot=None, epochs=2, last_n=1, threads=2)
+    before = torch.get_num_threads()
+    finals = []
+    try:
+        for caller in (1, 2):
+            torch.set_num_threads(caller)
+            rec = train(cfg, progress=False)
+            assert rec["torch_threads"] == 2 and torch.get_num_threads() == caller
+            finals.append([(h["loss"], h["acc_id"], h["acc_ood_zeroshot"]) for h in rec["history"]])
+        other = train({**cfg, "threads": 1}, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert finals[0] == finals[1]
+    assert [h["loss"] for h in other["history"]] != [f[0] for f in finals[0]]
+
+
+# ---------------------------------------------------------------------- few-shot shots vs the data
+def test_fewshot_shots_beyond_the_data_fail_at_validation():
+    with pytest.raises(ValueError, match=r"fewshot.shots=24 needs more than 24 images.*holds 24 per class"):
+        TrainConfig.from_dict(smoke(**{"fewshot": {"shots": 24}})).validate()
+    from vldlib.study.grid import make_grid
+
+    with pytest.raises(ValueError, match=r"fewshot.shots=30"):
+        make_grid("smoke", overrides={"fewshot.shots": 30})
+    TrainConfig.from_dict(smoke(**{"fewshot": {"shots": 23}})).validate()
+
+
+def test_fewshot_shots_beyond_official_lists_fail_before_training(tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    import vldlib.train.trainer as trainer_mod
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from data_fixtures import write_tiny_official_root
+
+    root = write_tiny_official_root(tmp_path / "data", n_seen=2, n_unseen=2, per_class=4, size=16)
+
+    def no_features(*a, **k):
+        raise AssertionError("teacher features were asked for: the check came too late")
+
+    monkeypatch.setattr(trainer_mod, "teacher_image_features", no_features)
+    cfg = {**smoke(), "dataset": "official", "dataset_options": {"root": str(root), "load_size": 16,
+                                                                 "crop_size": 14},
+           "fewshot": {"shots": 4}}
+    with pytest.raises(ValueError, match=r"fewshot.shots=4 needs more than 4 X_ood images.*too few"):
+        trainer_mod.train(cfg, cache_dir=tmp_path / "cache", progress=False)
+
+
+# ---------------------------------------------------------------------- LLM server that never answers
+def test_describe_server_that_never_answers_says_each_retry_and_stops(tmp_path, monkeypatch):
+    import sys
+    import time
+    from pathlib import Path
+
+    from vldlib.text.llm import LLMResponseError, generate_descriptions
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from llm_server import ChatServer, completion
+
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    lines: list[str] = []
+    with ChatServer(respond=lambda body: (time.sleep(1), completion(body, ["late."]))[1]) as srv:
+        t0 = time.perf_counter()
+        with pytest.raises(LLMResponseError, match=r"never answered for class 'Bag': 3 attempts of 0.3 s"):
+            generate_descriptions(["Bag"], dataset="toy", model="m", base_url=srv.base_url,
+                                  out=tmp_path / "c.json", timeout=0.3, max_retries=2, base_delay=0.0,
+                                  progress=False, log=lines.append)
+        assert time.perf_counter() - t0 < 10
+    assert [line.split(" after")[0] for line in lines] == [
+        "describe: class 'Bag': retrying (1/2)", "describe: class 'Bag': retrying (2/2)"]
+    assert all("no answer within 0.3 s" in line for line in lines)
+
+
+def test_describe_cli_never_answering_server_is_exit_1_with_retry_lines(tmp_path, monkeypatch, capsys):
+    import sys
+    import time
+    from pathlib import Path
+
+    from vldlib.cli.describe import main
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from llm_server import ChatServer, completion
+
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    with ChatServer(respond=lambda body: (time.sleep(1), completion(body, ["late."]))[1]) as srv:
+        code = main(["--dataset", "toy", "--classes", "Bag", "--model", "m", "--base-url", srv.base_url,
+                     "--out", str(tmp_path / "c.json"), "--timeout", "0.3", "--max-retries", "1",
+                     "--base-delay", "0", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 2 and "retrying (1/1)" in err[0]
+    assert err[1].startswith("vldlib describe: error:") and "never answered" in err[1]
+
+
+# ---------------------------------------------------------------------- declared notebook parameters
+def test_every_notebook_parameter_is_declared_and_its_default_fits():
+    from vldlib import book
+    from vldlib.study.parameters import PARAMETERS, check_value
+
+    for src in book.notebook_sources():
+        for name, default in src.parameters.items():
+            assert name in PARAMETERS, f"{src.name}: parameter {name!r} has no declared type"
+            check_value(name, default, base=book.ROOT)
+        text = src.path.read_text()
+        first_code = text.split('tags=["parameters"]', 1)[1].split("\n# %%", 1)[1]
+        assert "globals().update(check_parameters(globals()))" in first_code.split("\n# %%", 1)[0], src.name
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["-p", "epochs", "abc"], "-p epochs 'abc': expected an integer >= 1 or None; for example -p epochs 10"),
+    (["-p", "methods", "cls"], "-p methods 'cls': expected a list of strings"),
+    (["-p", "overrides", "[1,2]"], "-p overrides [1, 2]: expected a dict; for example -p overrides"),
+    (["-p", "seeds", "['a']"], "-p seeds ['a']: expected a list of integers >= 0 or None"),
+    (["-p", "methods", "['cls', 'nope']"], "(each of 'cls'"),
+    (["-p", "dataset_root", "/no/such/folder"], "-p dataset_root '/no/such/folder': expected an existing folder"),
+    (["-p", "overrides", "{'nope': 1}"], "give no valid config: unknown config key 'nope'"),
+    (["-p", "overrides", "{'fewshot.shots': 99}"], "fewshot.shots=99 needs more than 99 images"),
+    (["-p", "epoch", "3"], "-p epoch: no notebook has a parameter 'epoch'"),
+    (["--results-dir", "FILE"], "--results-dir FILE: expected a folder path (FILE is a file)"),
+])
+def test_book_rejects_every_bad_parameter_before_executing(tmp_path, capsys, argv, says):
+    from vldlib import book
+
+    (tmp_path / "FILE").write_text("x")
+    argv = [str(tmp_path / "FILE") if a == "FILE" else a for a in argv]
+    executed = tmp_path / "executed"
+    code = book.main(["--profile", "smoke", "--no-build", "--executed-dir", str(executed),
+                      "--results-dir", str(tmp_path / "res"), *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert says.replace("FILE", str(tmp_path / "FILE")) in err, err
+    assert not executed.exists()  # nothing executed
+
+
+def test_book_default_cache_that_is_a_file_is_one_line(tmp_path, capsys, monkeypatch):
+    from vldlib import book
+
+    (tmp_path / "cache").write_text("x")
+    monkeypatch.setenv("VLD_CACHE", str(tmp_path / "cache"))
+    code = book.main(["--profile", "smoke", "--no-build", "--executed-dir", str(tmp_path / "ex"),
+                      "--results-dir", str(tmp_path / "res")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "$VLD_CACHE" in err and "is a file" in err, err
+    assert not (tmp_path / "ex").exists()
+
+
+def test_notebook_parameters_checked_in_the_notebook_too():
+    from vldlib.study.parameters import ParameterError, check_parameters
+
+    with pytest.raises(ParameterError, match=r"^parameter epochs = 'abc': expected an integer >= 1 or None; "
+                                             r"for example epochs = 10$"):
+        check_parameters({"profile": "smoke", "epochs": "abc", "overrides": {}})
+    with pytest.raises(ValueError, match=r"give no valid config: unknown config key"):
+        check_parameters({"profile": "smoke", "overrides": {"nope": 1}})
+    assert check_parameters({"profile": "smoke", "seeds": (0, 1), "weights": {"cls": 1}, "overrides": {}}) == {
+        "profile": "smoke", "seeds": [0, 1], "weights": {"cls": 1.0}, "overrides": {}}
+
+
+def test_describe_cli_unwritable_cache_is_one_line(tmp_path, monkeypatch, capsys):
+    import sys
+    from pathlib import Path
+
+    from vldlib.cli.describe import main
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from llm_server import ChatServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    (tmp_path / "file").write_text("x")
+    with ChatServer() as srv:
+        code = main(["--dataset", "toy", "--classes", "Bag", "--model", "m", "--base-url", srv.base_url,
+                     "--out", str(tmp_path / "file" / "c.json"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "cannot write" in err[0] and "file" in err[0], err
+
+
+def test_interrupt_in_a_grid_keeps_the_finished_runs(tmp_path, monkeypatch):
+    """Ctrl-C while the second run of a grid trains: the first run's record stays and is reused;
+    the rerun trains only the interrupted one."""
+    import vldlib.study.grid as grid_mod
+    from vldlib.study.grid import make_grid, run_grid
+
+    monkeypatch.setattr(grid_mod, "warm_teacher_features", lambda *a, **k: None)
+    calls = []
+
+    def trainer(config, run_hash=None, *, run_dir=None, cache_dir=None, progress=True):
+        calls.append(TrainConfig.from_dict(config).seed)
+        if len(calls) == 2:
+            (run_dir / "checkpoint.pt").write_bytes(b"half")
+            raise KeyboardInterrupt
+        return _fake_record(TrainConfig.from_dict(config), 50.0 + len(calls))
+
+    monkeypatch.setattr(vldlib.runs, "train_validated", trainer)
+    store = RunStore(tmp_path / "res")
+    g = make_grid("smoke", seeds=[0, 1], overrides={"device": "cpu"})
+    g.expand({"cls": {"weights": {"cls": 1.0}}})
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(store, g, workers=1, log=False)
+    kept = store.get(g.configs[0][1])
+    assert kept is not None and store.get(g.configs[1][1]) is None
+    frame = run_grid(store, g, workers=1, log=False)
+    assert calls == [0, 1, 1] and len(frame) == 2
+    assert store.get(g.configs[0][1]) == kept

@@ -35,7 +35,8 @@ class FakeTrainer:
         acc = 50.0 + cfg.seed + 10 * cfg.weights.get("im_cst", 0.0)
         return {"config": cfg.to_dict(), "final": {"acc_id": acc, "acc_ood_zeroshot": acc / 2, "loss": float("nan")},
                 "analysis": {"X_ood": {"mse": 0.5, "m_neigh": {"3": 0.1}}},
-                "timings": {"total_s": 1.5}, "device": "cpu", "teacher_forward_passes": 0}
+                "timings": {"total_s": 1.5}, "device": "cpu", "teacher_forward_passes": 0,
+                "torch_threads": cfg.threads}
 
 
 @pytest.fixture
@@ -62,7 +63,9 @@ def test_config_hash_is_canonical():
     c2 = {**a, "weights": {"cls": 1.0, "mse": 0.0, "im_cst": 0, "vlprox": 0.0}}
     assert config_hash(c1) == config_hash(c2) != h
     # runtime-only fields do not change the identity; anything else does
-    assert config_hash({**a, "cache_dir": "/elsewhere", "num_workers": 4, "num_threads": 1}) == h
+    assert config_hash({**a, "cache_dir": "/elsewhere", "num_workers": 4, "threads": 1}) == h
+    assert config_hash({**a, "num_threads": None}) == h  # the legacy runtime key
+    assert config_hash({**a, "threads": 2}) != h  # the thread count changes the numbers
     assert config_hash({**a, "seed": 1}) != h
     assert config_hash({**a, "dataset_options": {**a["dataset_options"], "split_seed": 1}}) != h
     assert config_hash({**a, "k": 3}) != h

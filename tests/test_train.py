@@ -143,7 +143,7 @@ def test_cache_reuse_and_determinism(reference, world):
 
 
 def test_other_seed_differs(reference, world):
-    rec = train(tiny_config(world, seed=1, fewshot=None, analysis=False, epochs=2, num_threads=2),
+    rec = train(tiny_config(world, seed=1, fewshot=None, analysis=False, epochs=2, threads=2),
                 cache_dir=world["cache"], progress=False)
     assert rec["torch_threads"] == 2 and torch.get_num_threads() == 1  # set for the run, restored
     ref = reference["record"]["history"][0]

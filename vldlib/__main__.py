@@ -24,8 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"vldlib: unknown command {name!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    try:
+        module = importlib.import_module(COMMANDS[name][0])
+        return int(module.main(rest) or 0)
+    except KeyboardInterrupt:  # Ctrl-C while importing, before the command's own handler
+        print(f"vldlib {name}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from typing import Any
 from vldlib import build_info
 from vldlib.io import replace_file, write_text_atomic
 from vldlib.paths import default_cache_dir
+from vldlib.study import parameters
 from vldlib.train.profiles import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,9 +57,10 @@ TIMES_KEY = "vldbook"  # notebook metadata key of the driver's measurements (sec
 RESERVED = ("profile", "results_dir")
 KERNEL = "python3"
 HIDE_TAG = "hide-input"
-# Kernel log level: keep the kernel's own warnings (e.g. "running over TCP without encryption")
-# out of the progress output; notebook errors still arrive as cell outputs.
-KERNEL_ARGS: tuple[str, ...] = ("--IPKernelApp.log_level=ERROR",)
+# Kernel log level: keep the kernel's own log lines (e.g. "running over TCP without encryption",
+# or a traceback about closed sockets when Ctrl-C stops the driver) out of the progress output;
+# notebook errors still arrive as cell outputs.
+KERNEL_ARGS: tuple[str, ...] = ("--IPKernelApp.log_level=CRITICAL",)
 # Files and folders that make up the book's sources (copied when the book is staged elsewhere).
 BOOK_SOURCES: tuple[str, ...] = ("_config.yml", "_toc.yml", "book")
 
@@ -208,7 +210,11 @@ def plan(sources: Sequence[NotebookSource], profile: str, results_dir: str,
 
     - ``profile`` must be one of :func:`known_profiles`;
     - each override ``NAME`` must be a parameter of at least one notebook (it is passed to those
-      that define it) and its value must fit the type of that notebook's default.
+      that define it);
+    - every parameter of every notebook (its default, or the ``-p`` value) is checked against its
+      declared type (:data:`vldlib.study.parameters.PARAMETERS`; a name not declared there
+      against the type of the notebook's default), and a chapter's parameters must give a valid
+      base config (:func:`vldlib.study.parameters.check_parameters`), all before anything runs.
     """
     profiles = known_profiles()
     if profile not in profiles:
@@ -220,8 +226,14 @@ def plan(sources: Sequence[NotebookSource], profile: str, results_dir: str,
         if not key.isidentifier():
             raise BookError(f"-p {key!r}: a parameter name must be a Python identifier")
         if not any(key in src.parameters for src in sources):
-            listing = "\n".join(f"  {src.name}: {', '.join(src.parameters)}" for src in sources)
-            raise BookError(f"-p {key}: no notebook has a parameter {key!r}; the parameters are:\n{listing}")
+            listing = "; ".join(f"{src.name}: {', '.join(src.parameters)}" for src in sources)
+            raise BookError(f"-p {key}: no notebook has a parameter {key!r}; the parameters are {listing}")
+    for flag, name, value in (("--results-dir", "results_dir", results_dir),
+                              ("$VLD_CACHE / the default cache", "cache_dir", str(default_cache_dir()))):
+        try:
+            parameters.check_value(name, value, base=ROOT)
+        except parameters.ParameterError as exc:
+            raise BookError(f"{flag} {value}: expected {exc.expected}") from None
     out = []
     for src in sources:
         for key in RESERVED:
@@ -229,18 +241,39 @@ def plan(sources: Sequence[NotebookSource], profile: str, results_dir: str,
                 raise BookError(f"notebook {src.name!r}: its parameters cell must define {key!r} "
                                 f"(it defines {', '.join(src.parameters) or 'nothing'})")
         params: dict[str, Any] = {"profile": profile, "results_dir": results_dir}
-        for key, raw in pairs:
-            if key not in src.parameters:
-                continue
-            value = parse_value(raw) if isinstance(raw, str) else raw
-            ok, value = _coerce(value, src.parameters[key], raw if isinstance(raw, str) else None)
-            if not ok:
-                default = src.parameters[key]
-                raise BookError(f"-p {key} {raw!r}: notebook {src.name!r} expects type {type(default).__name__} "
-                                f"(its default is {default!r})")
-            params[key] = papermill_value(value)
+        given = {key: raw for key, raw in pairs if key in src.parameters}
+        try:
+            values = _checked(src, {**src.parameters, **params}, given)
+        except ValueError as exc:
+            raise BookError(f"{exc} (notebook {src.name!r})") from None
+        params.update({key: papermill_value(values[key]) for key in given})
         out.append((src, params))
     return out
+
+
+def _checked(src: NotebookSource, defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The notebook's parameter values (defaults overlaid with the ``-p`` values), each checked."""
+    values: dict[str, Any] = {}
+    for key, default in defaults.items():
+        if key not in given:
+            values[key] = (parameters.check_value(key, default, base=ROOT) if key in parameters.PARAMETERS
+                           else default)
+            continue
+        raw = given[key]
+        value = parse_value(raw) if isinstance(raw, str) else raw
+        if key in parameters.PARAMETERS:
+            if parameters.PARAMETERS[key].kind in ("str", "dir", "writable_dir") and isinstance(raw, str) \
+                    and not isinstance(value, str) and value is not None:
+                value = raw  # a folder or name that looks like a number is still a string
+            values[key] = parameters.check_value(key, value, cli=True, base=ROOT)
+            continue
+        ok, value = _coerce(value, default, raw if isinstance(raw, str) else None)
+        if not ok:
+            raise BookError(f"-p {key} {raw!r}: notebook {src.name!r} expects type {type(default).__name__} "
+                            f"(its default is {default!r})")
+        values[key] = value
+    parameters.check_parameters(values, grid=True, cli=True, base=ROOT)
+    return values
 
 
 def hide_injected(nb: Any) -> int:
@@ -307,6 +340,9 @@ def execute_notebook(src: NotebookSource, params: Mapping[str, Any], executed_di
             cwd=str(cwd), progress_bar=progress_bar, log_output=False, execution_timeout=timeout,
             extra_arguments=list(KERNEL_ARGS),
         )
+    except KeyboardInterrupt:  # Ctrl-C: nothing partial stays; the last finished notebook is untouched
+        tmp.unlink(missing_ok=True)
+        raise
     except PapermillExecutionError as exc:
         kept = _keep_failed(tmp, executed_dir / f"{src.name}.failed.ipynb")
         index = next((i for i, cell in enumerate(nb.cells) if cell.source == exc.source), exc.cell_index)
@@ -316,13 +352,15 @@ def execute_notebook(src: NotebookSource, params: Mapping[str, Any], executed_di
         kept = _keep_failed(tmp, executed_dir / f"{src.name}.failed.ipynb")
         raise NotebookFailed(src.name, None, "", f"{type(exc).__name__}: {exc}", kept) from exc
     seconds = time.perf_counter() - t0
-    out = nbformat.read(tmp, as_version=4)
-    out.metadata[TIMES_KEY] = {"seconds": round(seconds, 1), "profile": params.get("profile"),
-                               "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-    hide_injected(out)
-    hide_code_cells(out)
-    _write_atomic(out, target)
-    tmp.unlink(missing_ok=True)
+    try:
+        out = nbformat.read(tmp, as_version=4)
+        out.metadata[TIMES_KEY] = {"seconds": round(seconds, 1), "profile": params.get("profile"),
+                                   "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+        hide_injected(out)
+        hide_code_cells(out)
+        _write_atomic(out, target)
+    finally:  # also on Ctrl-C here: the target is either the old or the new notebook, never partial
+        tmp.unlink(missing_ok=True)
     (executed_dir / f"{src.name}.failed.ipynb").unlink(missing_ok=True)
     return target
 
@@ -480,6 +518,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BookError as exc:
         print(f"vldlib.book: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("vldlib.book: interrupted; finished notebooks and runs are kept, run again to go on",
+              file=sys.stderr, flush=True)
+        return 130
 
 
 if __name__ == "__main__":

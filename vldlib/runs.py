@@ -76,8 +76,9 @@ class RunStore:
     def get(self, config: Mapping[str, Any] | TrainConfig) -> dict[str, Any] | None:
         """The finished record of ``config``, or None if it has not been trained.
 
-        A record that is malformed or belongs to another config (its ``hash`` or canonical config
-        differs) counts as missing; the reason is said once on stderr."""
+        A record that is malformed, belongs to another config (its ``hash`` or canonical config
+        differs) or was trained with another thread count than the config's ``threads`` (its
+        ``torch_threads``) counts as missing; the reason is said once on stderr."""
         cfg = TrainConfig.from_dict(config)
         return _read_record(self.root / config_hash(cfg) / RECORD, expect=cfg, say=True)
 
@@ -221,6 +222,7 @@ def _read_record(path: Path, *, expect: TrainConfig | None = None, say: bool = F
         return None
     try:
         stored = config_hash(rec["config"])
+        threads = TrainConfig.from_dict(rec["config"]).threads
     except (ValueError, TypeError, KeyError) as err:
         if say:
             _say_once(path, f"its config is invalid ({err})")
@@ -228,6 +230,11 @@ def _read_record(path: Path, *, expect: TrainConfig | None = None, say: bool = F
     if stored != want:
         if say:
             _say_once(path, f"its config hashes to {stored}, not {want}")
+        return None
+    if rec.get("torch_threads") != threads:  # trained before `threads` was part of the identity
+        if say:
+            _say_once(path, f"it was trained with {rec.get('torch_threads')!r} torch threads, the config "
+                      f"asks for {threads} (the thread count changes the numbers)")
         return None
     return rec
 

@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-retries", type=int, default=5)
     p.add_argument("--base-delay", type=float, default=1.0,
                    help="first backoff delay in seconds (doubles per retry)")
-    p.add_argument("--timeout", type=float, default=60.0, help="request timeout in seconds")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds one request may take before it is retried (default 30)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -83,6 +84,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             base_delay=args.base_delay, timeout=args.timeout, progress=not args.no_progress)
     except (ValueError, FileNotFoundError, LLMResponseError) as err:
         print(f"vldlib describe: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vldlib describe: interrupted; finished classes are cached, run again to go on",
+              file=sys.stderr)
+        return 130
+    except OSError as err:  # read-only folder, a file where a folder should be, disk full, ...
+        where = err.filename or args.out or args.cache_dir
+        print(f"vldlib describe: error: cannot write {where}: {err.strerror or err}; choose a writable "
+              "--out (cache file) or --cache-dir", file=sys.stderr)
         return 1
     total = sum(len(v) for v in result.values())
     print(f"{len(result)} classes, {total} descriptions of {dataset!r} ({variant}, "

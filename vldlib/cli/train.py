@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results directory of the run store (default $VLD_RESULTS or ./results)")
     p.add_argument("--cache-dir", help="teacher-feature cache (default $VLD_CACHE or the user cache dir)")
     p.add_argument("--force", action="store_true", help="retrain even if a finished record exists")
-    p.add_argument("--threads", type=int, help="torch CPU threads for the run (default: torch's)")
+    p.add_argument("--threads", type=int, help="torch CPU threads of the run (default 1); part of the run's "
+                   "identity, since the thread count changes the numbers")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--print-config", action="store_true", help="print the config and its hash, train nothing")
     return p
@@ -108,7 +109,7 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.cache_dir:
         over["cache_dir"] = args.cache_dir
     if args.threads is not None:
-        over["num_threads"] = args.threads
+        over["threads"] = args.threads
     return profile_config(args.profile, **over)
 
 

@@ -29,8 +29,22 @@ __all__ = [
     "OfficialSplits", "StudentEvalTransform", "StudentTrainTransform", "TensorImageSplit",
     "class_split", "distinct_split_seeds", "find_fashion_mnist", "load_dataset", "load_fashion_mnist", "load_official",
     "read_chatgpt", "read_descriptions", "read_label2text", "read_official_splits",
-    "resolve_images", "student_eval_transform", "student_train_transform",
+    "resolve_images", "student_eval_transform", "student_train_transform", "images_per_class",
 ]
+
+#: Images of each Fashion-MNIST class in the pooled train + t10k files.
+FASHION_MNIST_PER_CLASS = 7000
+
+
+def images_per_class(name: str, options: dict[str, Any]) -> int | None:
+    """Images of each (unseen) class that ``load_dataset(name, **options)`` will hold, when it
+    is known from the options alone (Fashion-MNIST: ``per_class``, default from the loader's
+    signature); None when only reading the data tells (official lists)."""
+    if name.lower().replace("_", "-") not in ("fashion-mnist", "fashionmnist", "fmnist"):
+        return None
+    default = inspect.signature(load_fashion_mnist).parameters["per_class"].default
+    cap = options.get("per_class", default)
+    return FASHION_MNIST_PER_CLASS if cap is None else min(int(cap), FASHION_MNIST_PER_CLASS)
 
 
 def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> DatasetSplits:

@@ -238,10 +238,10 @@ def run_grid(store, grid: Grid | Sequence[tuple[dict, dict]], *, workers: int | 
     """Ask the run store for every ``(labels, config)``; one row per run (labels + record row).
 
     Finished runs are read back; missing ones are trained.  On CPU the missing runs are trained
-    by ``workers`` processes (default: one per CPU core), **each with one torch thread**, after the
-    teacher features they need are cached (so no image is encoded twice).  One thread per run is
-    also what makes a run's numbers independent of ``workers`` (torch's float reductions depend on
-    the thread count).  On a GPU (``device`` other than ``"cpu"``) runs are trained one at a time.
+    by ``workers`` processes (default: the CPU cores divided by the largest ``threads`` of the
+    runs), after the teacher features they need are cached (so no image is encoded twice).  Each
+    run trains with its config's ``threads`` (a hashed field, default 1) wherever it runs, so its
+    numbers do not depend on ``workers`` or on the executor.  On a GPU (``device`` other than ``"cpu"``) runs are trained one at a time.
     A progress bar over the runs to train (done / total, ETA, the run now training) is shown
     while ``log`` is True, unless ``$VLD_PROGRESS`` is ``0``. Prints one line: runs reused, runs
     trained, time taken.
@@ -265,7 +265,8 @@ def run_grid(store, grid: Grid | Sequence[tuple[dict, dict]], *, workers: int | 
     todo = list(unique.values())
     cpu = all(items[i][1].get("device") == "cpu" for i in todo)
     if workers is None:
-        workers = (os.cpu_count() or 1) if cpu else 1
+        threads = max((TrainConfig.from_dict(items[i][1]).threads for i in todo), default=1)
+        workers = max(1, (os.cpu_count() or 1) // threads) if cpu else 1
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     cache_dir = None if store.cache_dir is None else str(store.cache_dir)
@@ -292,14 +293,9 @@ def run_grid(store, grid: Grid | Sequence[tuple[dict, dict]], *, workers: int | 
                 for fut in as_completed(futures):
                     done(futures[fut], fut.result())
         else:
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                for i in todo:
-                    bar.set_postfix_str(name(i))
-                    done(i, store.run(items[i][1], progress=progress))
-            finally:
-                torch.set_num_threads(threads)
+            for i in todo:
+                bar.set_postfix_str(name(i))
+                done(i, store.run(items[i][1], progress=progress))
     else:
         for i in todo:
             bar.set_postfix_str(name(i))

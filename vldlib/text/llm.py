@@ -4,7 +4,8 @@
 OpenAI-compatible chat-completions server (``base_url``; the OpenAI API by default) for ``n``
 descriptions of every class that the cache lacks, ``concurrency`` requests at a time, and saves
 the cache atomically after each class, so an interrupted run resumes where it stopped. Failed
-requests with status 429 or 5xx (and connection errors / timeouts) are retried with exponential
+requests with status 429 or 5xx (and connection errors / timeouts, ``timeout`` seconds per
+request) are retried, each retry said in one line ("retrying (n/N) after D s: reason"), with exponential
 backoff, ``base_delay * 2**attempt`` capped at ``max_delay``, or the server's ``Retry-After``
 (``retry-after-ms``) when it sends one. The openai client's own retries are switched off
 (``max_retries=0``) so that this module alone decides.
@@ -15,6 +16,7 @@ import datetime as _dt
 import email.utils
 import json
 import os
+import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -79,6 +81,10 @@ def _retry_after(headers: Any) -> float | None:
         return max(0.0, (when - _dt.datetime.now(_dt.timezone.utc)).total_seconds())
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def _clean(text: str) -> str:
     """Strip whitespace and one pair of wrapping quotes from a generated sentence."""
     text = " ".join(text.split())
@@ -120,7 +126,8 @@ class _Requester:
 
     def __init__(self, client: Any, *, model: str, template: str, temperature: float,
                  max_retries: int, base_delay: float, max_delay: float, where: str,
-                 sleep: Callable[[float], None]) -> None:
+                 sleep: Callable[[float], None], timeout: float = 30.0,
+                 log: Callable[[str], None] | None = None) -> None:
         self.client = client
         self.model = model
         self.template = template
@@ -130,11 +137,14 @@ class _Requester:
         self.max_delay = max_delay
         self.where = where
         self.sleep = sleep
+        self.timeout = timeout
+        self.log = log
 
     def _call(self, prompt: str, n: int, name: str) -> list[str]:
         import openai
 
         last: str = ""
+        timeouts = 0
         for attempt in range(self.max_retries + 1):
             try:
                 raw = self.client.chat.completions.with_raw_response.create(
@@ -149,7 +159,11 @@ class _Requester:
                         "--base-url") from err
                 last = f"HTTP {status}: {err.message}"
                 delay = _retry_after(err.response.headers)
-            except (openai.APIConnectionError, openai.APITimeoutError) as err:
+            except openai.APITimeoutError:
+                timeouts += 1
+                last = f"no answer within {self.timeout:g} s (timeout)"
+                delay = None
+            except openai.APIConnectionError as err:
                 last = f"{type(err).__name__}: {err}"
                 delay = None
             else:
@@ -158,7 +172,16 @@ class _Requester:
                 break
             if delay is None:
                 delay = min(self.max_delay, self.base_delay * 2 ** attempt)
-            self.sleep(min(delay, RETRY_AFTER_CAP))
+            delay = min(delay, RETRY_AFTER_CAP)
+            if self.log is not None:
+                self.log(f"describe: class {name!r}: retrying ({attempt + 1}/{self.max_retries}) after "
+                         f"{delay:g} s: {last}")
+            self.sleep(delay)
+        if timeouts == self.max_retries + 1:
+            raise LLMResponseError(
+                f"{self.where} never answered for class {name!r}: {timeouts} attempts of {self.timeout:g} s "
+                "each timed out; check that the server is running and reachable (--base-url), or raise "
+                "--timeout for a slow model (finished classes are cached)")
         raise LLMResponseError(
             f"{self.where} failed for class {name!r} after {self.max_retries + 1} attempts "
             f"(last: {last}); try again later (finished classes are cached and will not be "
@@ -206,9 +229,10 @@ def generate_descriptions(
     max_retries: int = 5,
     base_delay: float = 1.0,
     max_delay: float = 60.0,
-    timeout: float = 60.0,
+    timeout: float = 30.0,
     progress: bool = True,
     sleep: Callable[[float], None] = time.sleep,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, list[str]]:
     """Fill the cache of ``(dataset, prompt, model)`` and return ``{class: [sentence] * n}``.
 
@@ -217,6 +241,9 @@ def generate_descriptions(
     containing ``{cls}``. The API key is read from ``os.environ[api_key_env]``; it may be absent
     when ``base_url`` is given (local servers usually need none). ``n_per_request`` (default
     ``n``) is the chat-completions ``n`` of one request. The cache is saved after every class.
+    ``timeout``: seconds one request may take (a server that never answers costs
+    ``(max_retries + 1) * timeout`` plus the backoff, then a clear error); each retry is said
+    with ``log`` (default: one line on stderr, "retrying (n/N) after D s: reason").
     """
     variant, template = resolve_prompt(prompt)
     names = list(dict.fromkeys(classes))
@@ -226,6 +253,8 @@ def generate_descriptions(
         raise ValueError(f"n (descriptions per class) must be >= 1, got {n}")
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    if not timeout > 0:
+        raise ValueError(f"timeout (seconds per request) must be > 0, got {timeout!r}")
     if max_retries < 0 or base_delay < 0 or max_delay < 0:
         raise ValueError("max_retries, base_delay and max_delay must be >= 0")
     path = Path(out) if out is not None else cache_path(dataset, variant, model, cache_dir)
@@ -263,7 +292,8 @@ def generate_descriptions(
     where = base_url or "the OpenAI API"
     requester = _Requester(client, model=model, template=template, temperature=temperature,
                            max_retries=max_retries, base_delay=base_delay,
-                           max_delay=max_delay, where=where, sleep=sleep)
+                           max_delay=max_delay, where=where, sleep=sleep, timeout=timeout,
+                           log=log if log is not None else _stderr)
     generator = generator_string()
     per_request = n if n_per_request is None else max(1, int(n_per_request))
 

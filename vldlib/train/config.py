@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from vldlib.core.losses import IM_CST_MODES, LOSS_NAMES, PAPER_LOSS_NAMES
-from vldlib.data import DATASETS
+from vldlib.data import DATASETS, images_per_class
 from vldlib.io import canonical_json
 from vldlib.models.students import STUDENTS as _STUDENT_REGISTRY
 from vldlib.models.teachers import TEACHERS as _TEACHER_REGISTRY
@@ -37,7 +37,10 @@ DESCRIPTION_VARIANTS: tuple[str, ...] = tuple(PROMPTS)
 TEXT_MODES: tuple[str, ...] = tuple(m for m in _ALL_TEXT_MODES if m != "per_descriptor")
 EVAL_EPOCHS: tuple[str, ...] = ("all", "last_n")
 #: Fields that change how a run executes but never its numbers: left out of the config hash.
-RUNTIME_FIELDS: tuple[str, ...] = ("cache_dir", "num_workers", "num_threads")
+RUNTIME_FIELDS: tuple[str, ...] = ("cache_dir", "num_workers")
+#: The thread count a run trains with unless its config says otherwise (what ``run_grid``'s
+#: workers have always used); a config at this value hashes as if the field did not exist.
+DEFAULT_THREADS = 1
 
 FEWSHOT_DEFAULTS: dict[str, Any] = {
     "shots": 5,            # support images per unseen class (paper §3.6)
@@ -67,10 +70,22 @@ class TrainConfig:
     over X_train (the official ``--repeat-epochs``; ``"auto"`` = 5 for small datasets, 1 for
     large). Reported accuracies are the mean over the last ``last_n`` outer epochs (App. B).
 
-    Runtime-only fields (not part of the run's identity, :data:`RUNTIME_FIELDS`): ``cache_dir``,
-    ``num_workers`` (DataLoader workers for file-backed images) and ``num_threads`` (torch CPU
-    threads during the run, restored afterwards; None keeps the caller's setting - one thread is
-    much faster on a machine whose cores are busy with other work).
+    Threads: ``threads`` is the number of torch CPU threads the run trains with (set with
+    ``torch.set_num_threads`` for the run, restored afterwards). It is part of the run's
+    identity, because torch's float reductions (e.g. a convolution's weight gradient) split the
+    work by thread, so 1 and 2 threads give different numbers for the same seed. The promise is
+    "same config (threads included) -> same numbers on CPU", whoever trains it and through
+    whichever executor: ``run_grid``'s process pool, Ray (a task reserves ``num_cpus=threads``)
+    or the command line (``--threads``). The default, :data:`DEFAULT_THREADS` = 1, is left out
+    of the hash, so the hashes of earlier configs stand; the run store checks a record's
+    ``torch_threads`` against the config before serving it, so a record trained under another
+    thread count (before the field existed) is retrained, never reused. The teacher features
+    are cached independently of the thread count (the proxy teacher's forward pass gives
+    bit-identical features at 1 and 2 threads). The legacy key ``num_threads`` is read as
+    ``threads``.
+
+    Runtime-only fields (not part of the run's identity, :data:`RUNTIME_FIELDS`): ``cache_dir``
+    and ``num_workers`` (DataLoader workers for file-backed images).
     """
 
     dataset: str = "fashion-mnist"
@@ -102,7 +117,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     num_workers: int = 0
-    num_threads: int | None = None
+    threads: int = DEFAULT_THREADS
     per_image_aug: bool = True
     last_n: int = 5
     eval_epochs: str = "all"
@@ -119,6 +134,7 @@ class TrainConfig:
         if not isinstance(data, Mapping):
             raise ValueError(f"a train config must be a dict or TrainConfig, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
+        data = _legacy_threads(data)
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown config key(s) {unknown}; valid keys: {sorted(known)}")
@@ -178,8 +194,7 @@ class TrainConfig:
         _int("eval_batch_size", self.eval_batch_size, 1)
         _int("seed", self.seed, 0)
         _int("num_workers", self.num_workers, 0)
-        if self.num_threads is not None:
-            _int("num_threads", self.num_threads, 1, extra=" or None (torch's current setting)")
+        _int("threads", self.threads, 1, extra=" (torch CPU threads of the run; part of its identity)")
         _int("last_n", self.last_n, 1)
         if self.last_n > self.epochs:
             raise ValueError(f"last_n={self.last_n} exceeds epochs={self.epochs}; "
@@ -189,7 +204,13 @@ class TrainConfig:
                 self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if self.fewshot is not None:
-            self.fewshot_options()  # validates
+            shots = self.fewshot_options()["shots"]  # validates
+            known = images_per_class(self.dataset, self.dataset_options) if isinstance(
+                self.dataset_options.get("per_class", 0), (int, type(None))) else None
+            if known is not None and shots >= known:
+                raise ValueError(f"fewshot.shots={shots} needs more than {shots} images of each unseen class "
+                                 f"(the rest are evaluated), but {self.dataset} holds {known} per class "
+                                 f"(dataset_options.per_class); lower fewshot.shots or raise per_class")
         if self.cache_dir is not None and not isinstance(self.cache_dir, str):
             raise ValueError(f"cache_dir must be a path string or None, got {self.cache_dir!r}")
         try:
@@ -222,7 +243,8 @@ class TrainConfig:
     # ------------------------------------------------------------------ canonical form
     def canonical(self) -> dict[str, Any]:
         """The config as hashed: weights as :func:`canonical_weights`, few-shot defaults
-        filled, runtime-only fields (:data:`RUNTIME_FIELDS`) dropped."""
+        filled, runtime-only fields (:data:`RUNTIME_FIELDS`) dropped, ``threads`` omitted at
+        its default (:data:`DEFAULT_THREADS`)."""
         d = self.to_dict()
         d["weights"] = canonical_weights(d["weights"])
         if d["fewshot"] is not None:
@@ -231,6 +253,8 @@ class TrainConfig:
             d[name] = float(d[name])
         for name in RUNTIME_FIELDS:
             d.pop(name, None)
+        if d.get("threads") == DEFAULT_THREADS:
+            d.pop("threads")
         return d
 
 
@@ -288,6 +312,17 @@ def resolve_optim(config: TrainConfig, n_train: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- helpers
+def _legacy_threads(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Read the old runtime key ``num_threads`` (None: torch's setting) as ``threads``."""
+    if "num_threads" not in data:
+        return data
+    data = dict(data)
+    legacy = data.pop("num_threads")
+    if legacy is not None and "threads" not in data:
+        data["threads"] = legacy
+    return data
+
+
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 

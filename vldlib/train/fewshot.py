@@ -53,6 +53,21 @@ def select_support(keys: Sequence[str], labels: Sequence[int], num_classes: int,
     return support, evaluation
 
 
+def check_support(labels: Sequence[int], class_names: Sequence[str], shots: int, dataset: str) -> None:
+    """Raise a ValueError (naming the classes, the counts and the fix) unless every unseen class
+    has more than ``shots`` X_ood images: ``shots`` for the support set and at least one to
+    evaluate. Called at the start of a run, before the main stage trains."""
+    counts = [0] * len(class_names)
+    for c in labels:
+        counts[int(c)] += 1
+    short = [f"{class_names[c]!r} ({n})" for c, n in enumerate(counts) if n <= shots]
+    if short:
+        raise ValueError(f"fewshot.shots={shots} needs more than {shots} X_ood images of every unseen class of "
+                         f"{dataset} ({shots} to fine-tune on, the rest to evaluate); too few: "
+                         f"{', '.join(short[:10])}{' ...' if len(short) > 10 else ''}; lower fewshot.shots "
+                         "or use more images per class")
+
+
 def fewshot_batches(n_train: int, n_support: int, batch_size: int,
                     generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One fine-tuning epoch: yields ``(train_idx, support_idx)`` index tensors per batch.

@@ -23,8 +23,9 @@ each stage (paper App. B): ``acc_id``, ``acc_ood_zeroshot`` and, after fine-tuni
 ``acc_ood_5shot`` (|Y_ood|-way on the remaining OOD images) and ``acc_id_5shot``.
 
 Classification rule everywhere: ŷ = argmax_y cos(S(x), T_txt(l(y))) (paper §3).
-Same config -> same numbers on CPU: python, numpy and torch are seeded inside an isolated RNG
-context; shuffling and augmentation draw from dedicated generators; every random state is part
+Same config -> same numbers on CPU: the run trains with ``config.threads`` torch threads (a
+hashed field: float reductions depend on the thread count); python, numpy and torch are seeded
+inside an isolated RNG context; shuffling and augmentation draw from dedicated generators; every random state is part
 of the checkpoint, so an interrupted run resumes to exactly the numbers of an uninterrupted one.
 """
 from __future__ import annotations
@@ -50,7 +51,7 @@ from vldlib.paths import default_cache_dir
 from vldlib.text.classifier import class_text_features
 from vldlib.text.descriptions import description_key, load_descriptions
 from vldlib.train.config import TrainConfig, config_hash, resolve_optim
-from vldlib.train.fewshot import fewshot_batches, fewshot_labels, select_support
+from vldlib.train.fewshot import check_support, fewshot_batches, fewshot_labels, select_support
 from vldlib.train.loop import (EvalSet, Images, LossSpec, accuracy, class_accuracies, embed, make_optimizer,
                                make_scheduler, mean_accuracy, run_epoch, train_index_batches)
 from vldlib.train.state import (git_commit, isolated_rng, library_versions, rng_state,
@@ -103,8 +104,7 @@ def train_validated(cfg: TrainConfig, run_hash: str, *, run_dir: str | os.PathLi
         cache_dir = cfg.cache_dir if cfg.cache_dir is not None else default_cache_dir()
     threads = torch.get_num_threads()
     try:
-        if cfg.num_threads is not None:
-            torch.set_num_threads(cfg.num_threads)
+        torch.set_num_threads(cfg.threads)  # part of the run's identity (TrainConfig docstring)
         with isolated_rng(deterministic=device.type == "cpu"):
             return _Run(cfg, run_hash, device, Path(cache_dir), Path(run_dir) if run_dir else None,
                         progress, on_epoch_end).execute()
@@ -131,6 +131,8 @@ class _Run:
         self.timings["data_s"] = time.perf_counter() - t0
         self.ds = ds
         self.resolved = resolve_optim(cfg, len(ds.train))
+        if "fewshot" in self.resolved:  # enough X_ood images for the support set? found before training
+            check_support(ds.ood.labels, ds.unseen_classes, self.resolved["fewshot"]["shots"], ds.name)
 
         t0 = time.perf_counter()
         self.teacher = LazyTeacher(cfg.teacher, cfg.teacher_options, self.cache_dir / "teacher-meta")

@@ -23,6 +23,7 @@ import pandas as pd
 from vldlib.runs import RunStore
 from vldlib.study import report
 from vldlib.study.grid import Grid, make_grid, run_grid
+from vldlib.study.parameters import GRID_NAMES
 from vldlib.study.readings import Comparison
 
 __all__ = ["Chapter", "ChapterRun", "ACCURACY", "ACCURACY_NAMES", "TABLE1_LABELS", "CHAPTERS",
@@ -40,10 +41,9 @@ TABLE1_LABELS: dict[str, str] = {
     "cls+imcst+mse": "L_cls + L_mse + L_im-cst",
     "cls+imcst+vlprox(+mse)": "L_cls + L_mse + L_im-cst + L_vlprox",
 }
-#: The notebook parameters that shape the grid (passed to :func:`vldlib.study.grid.make_grid`).
-GRID_PARAMETERS: tuple[str, ...] = ("profile", "smoke", "dataset", "dataset_root", "teacher", "student",
-                                    "epochs", "per_class", "seeds", "split_seeds", "cache_dir",
-                                    "paper_dataset", "overrides")
+#: The notebook parameters that shape the grid (passed to :func:`vldlib.study.grid.make_grid`);
+#: every notebook parameter's type is declared in :mod:`vldlib.study.parameters`.
+GRID_PARAMETERS: tuple[str, ...] = GRID_NAMES
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,224 @@
+"""The notebooks' parameters, each with a declared type: one schema for the book driver and the notebooks.
+
+Every name that a chapter's (or the summary page's) ``parameters`` cell may define is declared
+once in :data:`PARAMETERS` as a :class:`Param`: its type, whether ``None`` is allowed (``None``
+meaning "the profile's default"), the valid choices and an example value. The same check runs
+
+- in the book driver (:mod:`vldlib.book`), for the defaults and every ``-p NAME VALUE`` of every
+  selected notebook, **before any notebook executes**;
+- inside each notebook, in its first code cell (:func:`check_parameters` on ``globals()``), so a
+  notebook executed directly by papermill or JupyterLab is checked the same way.
+
+A bad value is one line naming the parameter, the value, the expected type and an example
+(:class:`ParameterError`, a ``ValueError``). After the types, :func:`check_parameters` builds the
+chapter's base config (:func:`vldlib.study.grid.make_grid`: profile, dataset, ``overrides``, ...
+validated, no data loaded), so a bad override fails before anything trains as well.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vldlib.core.losses import LOSS_NAMES
+from vldlib.data import DATASETS
+from vldlib.study.grid import PAPER_DATASETS, make_grid
+from vldlib.study.reference import TABLE1_METHODS
+from vldlib.train.config import DESCRIPTION_VARIANTS, STUDENTS, TEACHERS, TEXT_MODES
+from vldlib.train.profiles import PROFILES
+
+__all__ = ["Param", "ParameterError", "PARAMETERS", "GRID_NAMES", "check_value", "check_parameters"]
+
+#: The kinds a parameter may have (``Param.kind``).
+KINDS: tuple[str, ...] = ("str", "int", "bool", "dir", "writable_dir", "list[int]", "list[str]",
+                          "dict", "dict[str, float]", "dict[str, dict]")
+_TEXT = {"str": "a string", "int": "an integer", "bool": "True or False", "dir": "an existing folder (a string)",
+         "writable_dir": "a writable folder path (a string)", "list[int]": "a list of integers",
+         "list[str]": "a list of strings", "dict": "a dict", "dict[str, float]": "a dict {name: number}",
+         "dict[str, dict]": "a dict {label: {loss name: weight}}"}
+
+
+class ParameterError(ValueError):
+    """A notebook parameter with a value of the wrong type or outside its choices."""
+
+    def __init__(self, name: str, value: Any, expected: str, example: str, *, cli: bool = False) -> None:
+        self.name, self.value, self.expected, self.example = name, value, expected, example
+        shown = f"-p {name} {value!r}" if cli else f"parameter {name} = {value!r}"
+        how = f"-p {name} {_shell(example)}" if cli else f"{name} = {example}"
+        super().__init__(f"{shown}: expected {expected}; for example {how}")
+
+
+@dataclass(frozen=True)
+class Param:
+    """The declared type of one notebook parameter.
+
+    ``kind``: one of :data:`KINDS`; ``optional``: ``None`` is allowed (the profile's default);
+    ``choices``: the valid strings (of the value, or of each list item / dict key);
+    ``minimum``: for integers (and integer list items); ``example``: a value that works, as typed.
+    """
+
+    kind: str
+    example: str
+    optional: bool = False
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+
+    def expected(self) -> str:
+        text = _TEXT[self.kind]
+        if self.minimum is not None:
+            text += f" >= {self.minimum}"
+        if self.choices:
+            what = "each" if self.kind.startswith(("list", "dict")) else "one"
+            text += f" ({what} of {', '.join(map(repr, self.choices))})"
+        return text + (" or None" if self.optional else "")
+
+    def check(self, name: str, value: Any, *, cli: bool = False, base: Path | None = None) -> Any:
+        """The value, normalised (tuples as lists, ints as floats where numbers are asked);
+        :class:`ParameterError` when it does not fit. ``base``: the folder relative paths are
+        read from (the notebooks' cwd, the repository root; default the current folder)."""
+        def fail() -> ParameterError:
+            return ParameterError(name, value, self.expected(), self.example, cli=cli)
+
+        if value is None:
+            if self.optional:
+                return None
+            raise fail()
+        k = self.kind
+        if k in ("str", "dir", "writable_dir"):
+            if not isinstance(value, str) or not value:
+                raise fail()
+            if self.choices and value not in self.choices:
+                raise fail()
+            path = Path(value) if base is None else Path(base) / value
+            if k == "dir" and not path.is_dir():
+                raise ParameterError(name, value, "an existing folder (this one does not exist)",
+                                     self.example, cli=cli)
+            if k == "writable_dir":
+                _check_writable(name, value, path, self.example, cli)
+            return value
+        if k == "bool":
+            if not isinstance(value, bool):
+                raise fail()
+            return value
+        if k == "int":
+            if not _is_int(value) or (self.minimum is not None and value < self.minimum):
+                raise fail()
+            return value
+        if k.startswith("list"):
+            if not isinstance(value, (list, tuple)) or not value:
+                raise fail()
+            items = list(value)
+            if k == "list[int]" and not all(_is_int(v) and (self.minimum is None or v >= self.minimum)
+                                            for v in items):
+                raise fail()
+            if k == "list[str]" and not all(isinstance(v, str) for v in items):
+                raise fail()
+            if self.choices and any(v not in self.choices for v in items):
+                raise fail()
+            return items
+        if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
+            raise fail()
+        if self.choices and any(key not in self.choices for key in value):
+            raise fail()
+        if k == "dict[str, float]":
+            if not all(_is_number(v) for v in value.values()):
+                raise fail()
+            return {key: float(v) for key, v in value.items()}
+        if k == "dict[str, dict]":
+            if not all(isinstance(v, Mapping) for v in value.values()):
+                raise fail()
+        return dict(value)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _shell(example: str) -> str:
+    return example if example.replace("-", "").replace("_", "").replace(".", "").replace("/", "").isalnum() \
+        else f'"{example}"'
+
+
+def _check_writable(name: str, value: str, path: Path, example: str, cli: bool) -> None:
+    """A folder that exists and is writable, or whose nearest existing parent is (it will be created)."""
+    path = path.absolute()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ParameterError(name, value, f"a folder path ({probe} is a file)", example, cli=cli)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ParameterError(name, value, f"a writable folder ({probe} is read-only)", example, cli=cli)
+
+
+_VARIANT_NAMES = ("none", *DESCRIPTION_VARIANTS)
+
+#: Every parameter of the book's notebooks, declared once (the same name means the same thing
+#: in every chapter). ``profile`` and ``results_dir`` are in every parameters cell.
+PARAMETERS: dict[str, Param] = {
+    "profile": Param("str", "smoke", choices=tuple(PROFILES)),
+    "results_dir": Param("writable_dir", "results"),
+    "cache_dir": Param("writable_dir", "/tmp/vld-cache", optional=True),
+    "smoke": Param("bool", "True"),
+    "dataset": Param("str", "fashion-mnist", optional=True, choices=tuple(DATASETS)),
+    "dataset_root": Param("dir", "/data/CaltechBirds", optional=True),
+    "teacher": Param("str", "conse", optional=True, choices=TEACHERS),
+    "student": Param("str", "resnet18", optional=True, choices=STUDENTS),
+    "epochs": Param("int", "10", optional=True, minimum=1),
+    "per_class": Param("int", "300", optional=True, minimum=2),
+    "seeds": Param("list[int]", "[0, 1, 2]", optional=True, minimum=0),
+    "split_seeds": Param("list[int]", "[0, 1]", optional=True, minimum=0),
+    "paper_dataset": Param("str", "Flower102", optional=True, choices=(*PAPER_DATASETS, "Average")),
+    "overrides": Param("dict", "{'num_workers': 2}"),
+    "methods": Param("list[str]", "['cls', 'cls+imcst']", optional=True, choices=tuple(TABLE1_METHODS)),
+    "extra_methods": Param("dict[str, dict]", "{'mine': {'cls': 1.0, 'vlprox': 1.0}}"),
+    "analysis": Param("bool", "False"),
+    "ks": Param("list[int]", "[1, 10]", optional=True, minimum=1),
+    "descriptions": Param("str", "main", optional=True, choices=(*DESCRIPTION_VARIANTS, "official")),
+    "weights": Param("dict[str, float]", "{'cls': 1.0, 'im_cst': 1.0}", optional=True, choices=LOSS_NAMES),
+    "variants": Param("list[str]", "['none', 'main']", optional=True, choices=_VARIANT_NAMES),
+    "text_mode": Param("str", "first", optional=True, choices=TEXT_MODES),
+    "n_test_splits": Param("int", "8", minimum=1),
+}
+
+#: The parameters that shape a chapter's grid (:func:`vldlib.study.grid.make_grid`).
+GRID_NAMES: tuple[str, ...] = ("profile", "smoke", "dataset", "dataset_root", "teacher", "student",
+                               "epochs", "per_class", "seeds", "split_seeds", "cache_dir",
+                               "paper_dataset", "overrides")
+
+
+def check_value(name: str, value: Any, *, cli: bool = False, base: Path | None = None) -> Any:
+    """``value`` checked against the declared type of parameter ``name`` (normalised);
+    :class:`ParameterError` if it does not fit, ``KeyError``-free: an undeclared name is a
+    ValueError listing the declared ones."""
+    if name not in PARAMETERS:
+        raise ValueError(f"{'-p ' if cli else 'parameter '}{name}: not a declared notebook parameter; "
+                         f"declared: {', '.join(PARAMETERS)} (vldlib.study.parameters)")
+    return PARAMETERS[name].check(name, value, cli=cli, base=base)
+
+
+def check_parameters(values: Mapping[str, Any], names: Any = None, *, grid: bool = True,
+                     cli: bool = False, base: Path | None = None) -> dict[str, Any]:
+    """Check the declared parameters among ``values`` (a notebook's ``globals()`` or the
+    driver's parameters; ``names``: which keys to check, default every declared one present)
+    and return them normalised. With ``grid`` and a grid parameter present beyond ``profile``,
+    the base config is built too (:func:`make_grid`: every config field validated, no data).
+    Raises :class:`ParameterError` / ``ValueError`` (one line) on the first problem."""
+    keys = [k for k in (names if names is not None else PARAMETERS) if k in values]
+    out = {k: check_value(k, values[k], cli=cli, base=base) for k in keys}
+    if grid and "overrides" in out:
+        kw = {k: out[k] for k in GRID_NAMES if k in out}
+        try:
+            make_grid(**kw)
+        except ValueError as exc:
+            shown = ", ".join(f"{k}={kw[k]!r}" for k in kw if k not in ("profile",) and kw[k] not in (None, {}, False))
+            hint = ("; set the dataset_root parameter (-p dataset_root FOLDER)"
+                    if "needs dataset_options={'root'" in str(exc) and kw.get("dataset_root") is None else "")
+            raise ValueError(f"the parameters ({shown or 'defaults'}) give no valid config: {exc}{hint}") from None
+    return out
