@@ -196,7 +196,8 @@ def test_failing_notebook_stops_the_build_naming_it_and_the_cell(tmp_path, run_b
     assert "notebook 'feature_errors' failed in cell 2" in out, out
     assert "raise RuntimeError('deliberate failure in the test')" in out
     assert "RuntimeError: deliberate failure in the test" in out
-    assert re.search(r"\[1/6\] teacher_zero_shot: done in \d+\.\d s", out)
+    i, n = book.BOOK_ORDER.index("teacher_zero_shot") + 1, len(book.BOOK_ORDER) + 1  # + the summary
+    assert re.search(rf"\[{i}/{n}\] teacher_zero_shot: done in \d+\.\d s", out)
     assert "main_results" not in out  # stopped: the next notebooks never ran
     assert (executed / "teacher_zero_shot.ipynb").is_file()
     assert (executed / "feature_errors.failed.ipynb").is_file()

@@ -123,6 +123,9 @@ def _code_lines(path: Path) -> int:
 @pytest.mark.parametrize("name", book.BOOK_ORDER)
 def test_notebooks_are_thin_and_declared(name):
     assert _code_lines(REPO / "notebooks" / f"{name}.py") <= 60
+    if name not in chapters.CHAPTERS:  # a page without a grid (the recipe search's page)
+        assert name == "offline_recipe"
+        return
     declared = chapters.chapter(name)
     assert declared.name == name and set(declared.paper_tables) <= set(table_names())
     for c in declared.comparisons:
