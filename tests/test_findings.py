@@ -139,5 +139,5 @@ def test_runs_caption_counts_runs_and_settings(tmp_path, monkeypatch):
     runs = pd.DataFrame({"hash": ["a", "b", "c"], "method": ["x", "x", "y"], "acc": [1.0, 2.0, math.nan]})
     d = _run([]).__class__.runs_csv(type("R", (), {"chapter": Chapter("ch", "C", "?", (), column="method"),
                                                    "params": {}})(), runs)
-    assert "these 3 runs of 2 settings" in d.text and "config hashes" in d.text
+    assert "these 3 runs of 2 settings" in d.text and "each with its config hash" in d.text
     assert list(pd.read_csv(d.path)["hash"]) == ["a", "b", "c"]

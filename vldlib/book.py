@@ -488,6 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         times: list[tuple[str, float]] = []
         downloads = executed_dir / EXTRA / DOWNLOADS
         os.environ["VLD_DOWNLOADS"] = str(downloads)  # the kernels inherit it: CSVs land in the HTML
+        os.environ.setdefault("VLD_PROGRESS", "terminal")  # run_grid's bar over runs: in this terminal
         bar = sys.stderr.isatty()  # papermill's per-cell bar, only where someone watches a terminal
         for i, (src, params) in enumerate(plan_, 1):
             shown = ", ".join(f"{k}={v!r}" for k, v in params.items())

@@ -61,6 +61,6 @@ def runs_caption(runs: pd.DataFrame, chapter: str, results_dir: str | os.PathLik
     """The caption of a chapter's figures: how many runs (or other replicates) they show, and the CSV
     of exactly those rows (with each run's config ``hash`` where there is one)."""
     groups = f" of {runs[column].nunique()} settings" if column and column in runs.columns else ""
-    hashes = " with their config hashes" if "hash" in runs.columns else ""
-    text = f"The figures above show these {len(runs)} {what}{groups}; every one is listed{hashes} in"
+    hashes = ", each with its config hash," if "hash" in runs.columns else ""
+    text = f"The figures above show these {len(runs)} {what}{groups}; all are listed{hashes} in"
     return save_csv(runs, chapter, name, results_dir, text=text, index=False)
