@@ -181,7 +181,7 @@ def test_no_chapter_page_shows_more_than_one_unfolded_code_cell(served, browser)
         context, page = _open(browser, base, path)
         try:
             shown = page.evaluate("""() => Array.from(document.querySelectorAll('div.cell div.cell_input'))
-                .filter(e => e.getClientRects().length > 0 && e.getBoundingClientRect().height > 0).length""")
+                .filter(e => e.checkVisibility() && !e.closest('details:not([open])')).length""")
             total = page.evaluate("() => document.querySelectorAll('div.cell div.cell_input').length")
         finally:
             context.close()
@@ -199,7 +199,7 @@ def _findings_rows(browser, base: str) -> list[dict]:
             const section = document.querySelector('section#findings-at-a-glance');
             return Array.from(section.querySelectorAll('table tbody tr')).map(tr => {
                 const td = Array.from(tr.querySelectorAll('td'));
-                return {source: td[0].innerText.trim(), claim: td[1].innerText.trim(), ours: td[2].innerText.trim(),
+                return {source: td[0].innerText.trim(), claim: td[1].innerText.trim().replace(/\u2019/g, "'"), ours: td[2].innerText.trim(),
                         paper: td[3].innerText.trim(), verdict: td[4].innerText.trim(),
                         glued: tr.querySelectorAll('span.pasted-text').length,
                         link: (td[5].querySelector('a') || {}).href || ''};
@@ -275,5 +275,5 @@ def test_references_page_renders_the_works(served, browser):
         context.close()
     assert len(entries) >= 14, entries
     for title in ("distilling large vision-language model", "learning transferable visual models",
-                  "fashion-mnist", "relational knowledge distillation", "tip-adapter", "waffle"):
+                  "fashion-mnist", "relational knowledge distillation", "tip-adapter", "waffling around"):
         assert title in text, title
