@@ -362,8 +362,11 @@ def from_store(namespace: Mapping[str, Any] | None = None, **params: Any) -> Sto
         used.append(runs.assign(chapter=ch.chapter.title))
         eff = ch.effects(runs)
         effects.append(eff.assign(chapter=ch.chapter.title))
-        if ch.chapter.claims:
-            claims.append(ch.claim_table(eff).assign(chapter=ch.chapter.title))
+        table = ch.claim_table(eff)
+        # claims on the runs' own metrics; the others (e.g. text features) only the chapter computes
+        table = table[[c.comparison.metric in runs.columns for c in ch.chapter.claims]]
+        if not table.empty:
+            claims.append(table.assign(chapter=ch.chapter.title))
     claim_cols = ["chapter", "source", "claim", "ours", "paper", "verdict", "n"]
     return StoreFindings(
         coverage=pd.DataFrame(coverage).set_index("chapter"),
