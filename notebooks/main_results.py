@@ -117,7 +117,8 @@ if not effects.empty:
 # the share of the teacher's that the student reaches (mean over class splits, 95% interval).
 
 # %%
-display(ch.transfer_table(runs))
+transfer = ch.transfer_table(runs)
+display(transfer, ch.csv(transfer, "transfer"))
 
 # %% [markdown]
 # ## Which unseen classes gain

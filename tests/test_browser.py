@@ -212,12 +212,12 @@ def _findings_rows(browser, base: str) -> list[dict]:
 def test_front_page_glues_a_number_per_chapter_equal_to_the_run_store(served, browser, smoke_book):
     from vldlib.runs import RunStore, record_row
     from vldlib.study import report
-    from vldlib.study.chapters import chapter, open_chapter
+    from vldlib.study.chapters import CHAPTERS, chapter, open_chapter
 
     base, _ = served
     rows = _findings_rows(browser, base)
     by_claim = {r["claim"]: r for r in rows}
-    for name in book.BOOK_ORDER:
+    for name in [n for n in book.BOOK_ORDER if n in CHAPTERS]:  # the declared chapters
         mine = [r for r in rows if r["link"].endswith(f"executed/{name}.html")]
         assert any(r["glued"] >= 3 and any(ch.isdigit() for ch in r["ours"]) for r in mine), \
             f"the front page carries no glued number of chapter {name}: {mine}"
