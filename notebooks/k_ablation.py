@@ -56,9 +56,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
+from myst_nb import glue
 
 from vldlib.study import report
-from vldlib.study.chapters import open_chapter
+from vldlib.study.chapters import glue_values, open_chapter
 
 sns.set_theme(style="whitegrid", context="notebook")
 pd.set_option("display.max_colwidth", 200)
@@ -76,9 +77,11 @@ display(Markdown(ch.proxy_note()))
 # ## Table 9 beside the paper
 
 # %%
-display(ch.table(runs))
+table = ch.table(runs)
+display(table, ch.csv(table, "table9"))
 ch.figure(runs)
 plt.show()
+display(ch.runs_csv(runs))
 
 # %% [markdown]
 # ## Effects against the reference
@@ -88,7 +91,7 @@ plt.show()
 
 # %%
 effects = ch.effects(runs)
-display(report.effects_table(effects))
+display(report.effects_table(effects), ch.csv(effects, "effects"))
 if not effects.empty:
     report.plot_effects(effects, title="Variants minus the reference")
     plt.show()
@@ -98,3 +101,15 @@ if not effects.empty:
 
 # %%
 display(Markdown(ch.reading(effects)))
+
+# %% [markdown]
+# ## The paper's headline claims, tested here
+#
+# Each claim this chapter declares (`CHAPTER.claims`), with our paired effect and the paper's
+# difference; the book's front page lists these lines for every chapter.
+
+# %%
+claims = ch.claim_table(effects)
+for name, value in glue_values(claims).items():
+    glue(name, value, display=False)
+display(claims, ch.csv(claims, "claims"))

@@ -62,9 +62,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
+from myst_nb import glue
 
 from vldlib.study import report
-from vldlib.study.chapters import open_chapter
+from vldlib.study.chapters import glue_values, open_chapter
 
 sns.set_theme(style="whitegrid", context="notebook")
 pd.set_option("display.max_colwidth", 200)
@@ -88,9 +89,11 @@ display(Markdown(ch.proxy_note()))
 # compare directions and orderings, not levels).
 
 # %%
-display(ch.table(runs))
+table = ch.table(runs)
+display(table, ch.csv(table, "table1"))
 ch.figure(runs)
 plt.show()
+display(ch.runs_csv(runs))
 
 # %% [markdown]
 # ## What changes what: paired effects
@@ -101,7 +104,7 @@ plt.show()
 
 # %%
 effects = ch.effects(runs)
-display(report.effects_table(effects))
+display(report.effects_table(effects), ch.csv(effects, "effects"))
 if not effects.empty:
     report.plot_effects(effects, title=f"Paired effects (ours) and the paper's differences ({ch.grid.paper_dataset})")
     plt.show()
@@ -114,7 +117,8 @@ if not effects.empty:
 # the share of the teacher's that the student reaches (mean over class splits, 95% interval).
 
 # %%
-display(ch.transfer_table(runs))
+transfer = ch.transfer_table(runs)
+display(transfer, ch.csv(transfer, "transfer"))
 
 # %% [markdown]
 # ## Which unseen classes gain
@@ -133,3 +137,15 @@ for treatment, baseline in ch.PER_CLASS:
 
 # %%
 display(Markdown(ch.reading(runs, effects)))
+
+# %% [markdown]
+# ## The paper's headline claims, tested here
+#
+# Each claim this chapter declares (`CHAPTER.claims`), with our paired effect and the paper's
+# difference; the book's front page lists these lines for every chapter.
+
+# %%
+claims = ch.claim_table(effects)
+for name, value in glue_values(claims).items():
+    glue(name, value, display=False)
+display(claims, ch.csv(claims, "claims"))

@@ -40,6 +40,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from vldlib.study import design
+from vldlib.study.downloads import save_csv
 
 pd.set_option("display.max_colwidth", 120)
 result = design.load_result()
@@ -53,9 +54,12 @@ display(Markdown(f"**Criterion** (fixed before the search): {result['criterion']
                  f"**Winner: `{result['winner']}`** ({result['candidates'][result['winner']]}). "
                  f"The search took {result['wall_s'] / 60:.0f} minutes on this project's 2-core machine "
                  f"(`{result['command']}`)."))
-display(design.search_table(result).round(3))
+search = design.search_table(result).round(3)
+display(search)
 design.plot_search(result)
 plt.show()
+display(save_csv(search, "offline_recipe", "search", results_dir,
+                 text="The table and the figure above show every candidate of the search; its numbers are in"))
 
 # %% [markdown]
 # ## The class splits
@@ -63,5 +67,6 @@ plt.show()
 # Development splits (the search only) and the test splits the chapters report on.
 
 # %%
-display(pd.concat([design.splits_table([int(s) for s in result["dev_splits"]], "development"),
-                   design.splits_table(design.TEST_SPLITS[:n_test_splits], "test")], ignore_index=True))
+splits = pd.concat([design.splits_table([int(s) for s in result["dev_splits"]], "development"),
+                    design.splits_table(design.TEST_SPLITS[:n_test_splits], "test")], ignore_index=True)
+display(splits, save_csv(splits, "offline_recipe", "splits", results_dir, text="Download this table:", index=False))

@@ -57,9 +57,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
+from myst_nb import glue
 
 from vldlib.study import report
-from vldlib.study.chapters import open_chapter
+from vldlib.study.chapters import glue_values, open_chapter
 
 sns.set_theme(style="whitegrid", context="notebook")
 pd.set_option("display.max_colwidth", 200)
@@ -79,9 +80,11 @@ display(Markdown(ch.proxy_note()))
 # full method with each description set, for the datasets named in the header.
 
 # %%
-display(ch.table(runs))
+table = ch.table(runs)
+display(table, ch.csv(table, "table7"))
 ch.figure(runs)
 plt.show()
+display(ch.runs_csv(runs))
 
 # %% [markdown]
 # ## Effects of each description set over plain class names
@@ -91,7 +94,7 @@ plt.show()
 
 # %%
 effects = ch.effects(runs)
-display(report.effects_table(effects))
+display(report.effects_table(effects), ch.csv(effects, "effects"))
 if not effects.empty:
     report.plot_effects(effects, title="Description sets vs no enrichment")
     plt.show()
@@ -105,12 +108,27 @@ if not effects.empty:
 
 # %%
 text_frame, spectra, n_classes = ch.text_features()
-display(ch.cosine_table(text_frame))
+cosine = ch.cosine_table(text_frame)
+display(cosine, ch.csv(cosine, "table6"))
 ch.spectrum_figure(spectra)
 plt.show()
+display(ch.csv(spectra, "fig4_spectra", f"The figure above shows the spectra of {len(text_frame)} text-feature sets "
+               "(description set x class split); every singular value is in"))
 
 # %% [markdown]
 # ## Reading
 
 # %%
 display(Markdown(ch.reading(effects, text_frame, n_classes)))
+
+# %% [markdown]
+# ## The paper's headline claims, tested here
+#
+# Each claim this chapter declares (`CHAPTER.claims`), with our paired effect and the paper's
+# difference; the book's front page lists these lines for every chapter.
+
+# %%
+claims = ch.claim_table(pd.concat([effects, ch.text_effects(text_frame)], ignore_index=True))
+for name, value in glue_values(claims).items():
+    glue(name, value, display=False)
+display(claims, ch.csv(claims, "claims"))

@@ -53,8 +53,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
+from myst_nb import glue
 
-from vldlib.study.chapters import open_chapter
+from vldlib.study.chapters import glue_values, open_chapter
 
 sns.set_theme(style="whitegrid", context="notebook")
 pd.set_option("display.max_colwidth", 200)
@@ -78,12 +79,27 @@ acc = ch.train()
 # column in the header.
 
 # %%
-display(ch.table(acc))
+table = ch.table(acc)
+display(table, ch.csv(table, "table1_teacher"))
 ch.figure(acc)
 plt.show()
+display(ch.runs_csv(acc, what="teacher evaluations (text set x class split)"))
 
 # %% [markdown]
 # ## Reading
 
 # %%
 display(Markdown(ch.reading(acc)))
+
+# %% [markdown]
+# ## The paper's headline claims, tested here
+#
+# Each claim this chapter declares (`CHAPTER.claims`), with our paired effect and the paper's
+# difference; the book's front page lists these lines for every chapter.
+
+# %%
+effects = ch.effects(acc)
+claims = ch.claim_table(effects)
+for name, value in glue_values(claims).items():
+    glue(name, value, display=False)
+display(claims, ch.csv(claims, "claims"))

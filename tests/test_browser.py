@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pandas as pd
 import pytest
 
 from vldlib import book
@@ -158,3 +159,121 @@ def test_method_page_renders_its_formulas(served, browser):
     info = _visit(browser, base, "book/method.html")
     assert info["math"] >= 10 and info["mjx"] >= info["math"] and info["merror"] == 0
     assert not info["remote"] and not info["failed"]
+
+
+# ----------------------------------------------------------------------------- the book as a publication (issue 12)
+
+CHAPTER_PAGES = [f"book/executed/{n}.html" for n in (*book.BOOK_ORDER, book.SUMMARY)]
+
+
+def _open(browser, base: str, path: str):
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{base}/{path}", wait_until="load", timeout=60_000)
+    page.wait_for_load_state("networkidle", timeout=30_000)
+    return context, page
+
+
+def test_no_chapter_page_shows_more_than_one_unfolded_code_cell(served, browser):
+    base, _ = served
+    problems = []
+    for path in CHAPTER_PAGES:
+        context, page = _open(browser, base, path)
+        try:
+            shown = page.evaluate("""() => Array.from(document.querySelectorAll('div.cell div.cell_input'))
+                .filter(e => e.checkVisibility() && !e.closest('details:not([open])')).length""")
+            total = page.evaluate("() => document.querySelectorAll('div.cell div.cell_input').length")
+        finally:
+            context.close()
+        if total == 0:
+            problems.append(f"{path}: no code cells at all")
+        if shown > 1:
+            problems.append(f"{path}: {shown} of {total} code cells shown unfolded")
+    assert not problems, "\n".join(problems)
+
+
+def _findings_rows(browser, base: str) -> list[dict]:
+    context, page = _open(browser, base, "book/intro.html")
+    try:
+        return page.evaluate("""() => {
+            const section = document.querySelector('section#findings-at-a-glance');
+            return Array.from(section.querySelectorAll('table tbody tr')).map(tr => {
+                const td = Array.from(tr.querySelectorAll('td'));
+                return {source: td[0].innerText.trim(), claim: td[1].innerText.trim().replace(/\u2019/g, "'"), ours: td[2].innerText.trim(),
+                        paper: td[3].innerText.trim(), verdict: td[4].innerText.trim(),
+                        glued: tr.querySelectorAll('span.pasted-text').length,
+                        link: (td[5].querySelector('a') || {}).href || ''};
+            });
+        }""")
+    finally:
+        context.close()
+
+
+def test_front_page_glues_a_number_per_chapter_equal_to_the_run_store(served, browser, smoke_book):
+    from vldlib.runs import RunStore, record_row
+    from vldlib.study import report
+    from vldlib.study.chapters import CHAPTERS, chapter, open_chapter
+
+    base, _ = served
+    rows = _findings_rows(browser, base)
+    by_claim = {r["claim"]: r for r in rows}
+    for name in [n for n in book.BOOK_ORDER if n in CHAPTERS]:  # the declared chapters
+        mine = [r for r in rows if r["link"].endswith(f"executed/{name}.html")]
+        assert any(r["glued"] >= 3 and any(ch.isdigit() for ch in r["ours"]) for r in mine), \
+            f"the front page carries no glued number of chapter {name}: {mine}"
+    store = RunStore(smoke_book.results)
+    checked = 0
+    for name in ("main_results", "feature_errors", "k_ablation"):
+        ch = open_chapter(name, profile="smoke", results_dir=str(smoke_book.results))
+        frame = pd.DataFrame([{**record_row(store.get(cfg)), **labels} for labels, cfg in ch.grid.configs])
+        for claim in chapter(name).claims:
+            row = by_claim[claim.statement]
+            c = claim.comparison
+            have = set(frame[ch.chapter.column])
+            if c.treatment not in have or c.baseline not in have or c.metric not in frame.columns:
+                assert row["ours"] == "not run", (claim.key, row)
+                continue
+            iv = report.paired_effect(frame, c.metric, column=ch.chapter.column, treatment=c.treatment,
+                                      baseline=c.baseline)
+            d = claim.digits
+            expected = f"{iv.mean:+.{d}f}" + ("" if iv.n < 2 else f" [{iv.low:.{d}f}, {iv.high:.{d}f}]")
+            assert row["ours"] == expected, (claim.key, row["ours"], expected)
+            checked += 1
+    assert checked >= 3
+
+
+def test_csv_links_load_and_every_chapter_links_its_tables(served, browser):
+    base, _ = served
+    problems = []
+    for path in ["book/intro.html", *CHAPTER_PAGES]:
+        context, page = _open(browser, base, path)
+        try:
+            hrefs = page.evaluate("() => Array.from(document.querySelectorAll('a.vld-csv')).map(a => a.href)")
+            if not hrefs:
+                problems.append(f"{path}: no CSV link")
+            for href in hrefs:
+                assert urlparse(href).netloc == urlparse(base).netloc, href
+                response = context.request.get(href)
+                text = response.text() if response.ok else ""
+                if not response.ok:
+                    problems.append(f"{path}: {href} -> HTTP {response.status}")
+                elif len(text.splitlines()) < 2 or "," not in text.splitlines()[0]:
+                    problems.append(f"{path}: {href} is not a CSV table: {text[:80]!r}")
+        finally:
+            context.close()
+    assert not problems, "\n".join(problems)
+
+
+def test_references_page_renders_the_works(served, browser):
+    base, _ = served
+    context, page = _open(browser, base, "book/references.html")
+    try:
+        entries = page.evaluate("() => Array.from(document.querySelectorAll('main div.citation, main dl.citation > dt, "
+                                "main .bibliography li, main dl.citation dd')).map(e => e.innerText)")
+        text = page.evaluate("() => document.querySelector('main').innerText").lower()
+    finally:
+        context.close()
+    assert len(entries) >= 14, entries
+    for title in ("distilling large vision-language model", "learning transferable visual models",
+                  "fashion-mnist", "relational knowledge distillation", "tip-adapter", "waffling around"):
+        assert title in text, title

@@ -335,3 +335,16 @@ def test_plot_effects_shows_each_split():
     fig = report.plot_effects(out)
     grey = [ln for ln in fig.axes[0].lines if ln.get_marker() == "."]
     assert len(grey) == 1 and list(grey[0].get_xdata()) == [1.5, 2.0, 3.0]
+
+
+def test_run_grid_bar_goes_to_the_terminal_under_the_book_driver(tmp_path, monkeypatch, capfd):
+    """``VLD_PROGRESS=terminal`` (the book driver's setting): the bar goes to the process's own
+    stderr, which a notebook kernel shares with the terminal of the build, and stays there."""
+    from vldlib.study.grid import make_grid, run_grid
+
+    monkeypatch.setenv("VLD_PROGRESS", "terminal")
+    g = make_grid("smoke", seeds=[0, 1, 2], overrides={"device": "cuda"})
+    g.expand({"cls": {"weights": {"cls": 1.0}}})
+    run_grid(_FakeStore(tmp_path), g)
+    err = capfd.readouterr().err
+    assert "runs: 100%" in err and "3/3 [" in err

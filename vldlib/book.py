@@ -12,10 +12,14 @@
    ``injected-parameters`` cell, the ``parameters`` cell and every other code cell are tagged
    ``hide-input``, so the HTML shows prose, tables and figures with the code folded behind a toggle.
    Each chapter's progress is printed with its elapsed seconds, then a table of times.
-3. The page "How this book was built" (``<executed>/build_info.md``, :func:`write_build_info`) is
+3. The front page's findings (``<executed>/findings.md``, :mod:`vldlib.findings`, included by
+   ``book/intro.md``): one line per claim the chapters declare, each number a ``{glue:text}``
+   reference to the executed chapter. The chapters write their tables as CSV into
+   ``<executed>/_extra/downloads/<chapter>/`` (``$VLD_DOWNLOADS``), which lands in the HTML.
+4. The page "How this book was built" (``<executed>/build_info.md``, :func:`write_build_info`) is
    generated from the machine, the library versions, the git commit, the chapter times measured
    here (kept in each executed notebook's metadata, ``metadata.vldbook``), the run store and the cache.
-4. ``jupyter-book build <root> -W --keep-going`` renders the HTML (notebooks are never re-executed
+5. ``jupyter-book build <root> -W --keep-going`` renders the HTML (notebooks are never re-executed
    by Jupyter Book: ``execute_notebooks: "off"`` in ``_config.yml``).
 
 A failing notebook stops the build with a :class:`NotebookFailed` naming the notebook and the
@@ -36,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vldlib import build_info
+from vldlib import build_info, findings
 from vldlib.io import replace_file, write_text_atomic
 from vldlib.paths import default_cache_dir
 from vldlib.study import parameters
@@ -53,6 +57,10 @@ BOOK_ORDER: tuple[str, ...] = (
 )
 SUMMARY = "summary"
 BUILD_INFO = "build_info"  # generated page (book/executed/build_info.md), not a notebook
+#: Copied into the HTML root by Sphinx (``html_extra_path`` in _config.yml): ``<executed>/_extra``;
+#: the chapters' CSV tables go to its ``downloads/<chapter>/`` (``$VLD_DOWNLOADS`` for the kernels).
+EXTRA = "_extra"
+DOWNLOADS = "downloads"
 TIMES_KEY = "vldbook"  # notebook metadata key of the driver's measurements (seconds, profile, finished)
 RESERVED = ("profile", "results_dir")
 KERNEL = "python3"
@@ -478,12 +486,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         t_all, started = time.perf_counter(), build_info.now()
         times: list[tuple[str, float]] = []
+        downloads = executed_dir / EXTRA / DOWNLOADS
+        os.environ["VLD_DOWNLOADS"] = str(downloads)  # the kernels inherit it: CSVs land in the HTML
+        os.environ.setdefault("VLD_PROGRESS", "terminal")  # run_grid's bar over runs: in this terminal
         bar = sys.stderr.isatty()  # papermill's per-cell bar, only where someone watches a terminal
         for i, (src, params) in enumerate(plan_, 1):
             shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
             elapsed = time.perf_counter() - t_all
             print(f"[{i}/{len(plan_)}] {src.name}: executing ({shown}) [{elapsed:.0f} s elapsed]", flush=True)
             t0 = time.perf_counter()
+            shutil.rmtree(downloads / src.name, ignore_errors=True)  # no stale tables of an earlier run
             execute_notebook(src, params, executed_dir, timeout=args.timeout, progress_bar=bar)
             seconds = time.perf_counter() - t0
             times.append((src.name, seconds))
@@ -500,7 +512,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "`python -m vldlib.book` without --only / --no-execute first")
         page = write_build_page(executed_dir, args.results_dir, [n for n, _ in times],
                                 args.profile if plan_ else None, started if plan_ else None)
-        print(f"wrote {page}", flush=True)
+        downloads.mkdir(parents=True, exist_ok=True)  # html_extra_path must exist
+        front = findings.write(executed_dir, toc_notebooks(), downloads)
+        print(f"wrote {page} and {front}", flush=True)
         in_place = executed_dir == default_executed.resolve()
         book_root = ROOT if in_place else stage_book(executed_dir, build_dir / "_build" / "_source")
         t0 = time.perf_counter()

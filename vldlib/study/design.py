@@ -35,7 +35,7 @@ import pandas as pd
 
 from vldlib.data.fashion_mnist import CLASS_NAMES, class_split
 from vldlib.io import finite_json, read_json, write_json_atomic
-from vldlib.runs import RunStore, record_row
+from vldlib.runs import RunStore
 from vldlib.study.chapters import open_chapter
 from vldlib.study.grid import DEV_SPLITS, TEST_SPLITS, make_grid, run_grid
 from vldlib.study.readings import compare
@@ -168,17 +168,10 @@ def main_intervals(results_dir: str | Path, chapter: str = "main_results", **par
     paired effect, interval over class splits and its half-width; ``missing`` counts the grid's runs
     that the store does not hold (the book has not been built with these parameters)."""
     ch = open_chapter(chapter, results_dir=str(results_dir), **params)
-    rows, missing = [], 0
-    for labels, cfg in ch.grid.configs:
-        record = ch.store.get(cfg)
-        if record is None:
-            missing += 1
-        else:
-            rows.append({**record_row(record), **labels})
-    if not rows:
+    runs, missing = ch.stored()
+    if runs.empty:
         raise ValueError(f"the run store {results_dir} holds none of the {len(ch.grid.configs)} runs of "
                          f"{chapter!r}; build the book first (make book)")
-    runs = pd.DataFrame(rows)
     powered = set(ch.chapter.powered)
     comps = [c for c in ch.chapter.comparisons if c.metric == "acc_ood_zeroshot"
              and (not powered or {c.treatment, c.baseline} <= powered)]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -243,7 +244,9 @@ def run_grid(store, grid: Grid | Sequence[tuple[dict, dict]], *, workers: int | 
     run trains with its config's ``threads`` (a hashed field, default 1) wherever it runs, so its
     numbers do not depend on ``workers`` or on the executor.  On a GPU (``device`` other than ``"cpu"``) runs are trained one at a time.
     A progress bar over the runs to train (done / total, ETA, the run now training) is shown
-    while ``log`` is True, unless ``$VLD_PROGRESS`` is ``0``. Prints one line: runs reused, runs
+    while ``log`` is True, unless ``$VLD_PROGRESS`` is ``0``; with ``$VLD_PROGRESS=terminal`` (set by
+    the book driver) it goes to the process's own stderr (``sys.__stderr__``), which a notebook
+    kernel shares with the terminal that started the build, and stays. Prints one line: runs reused, runs
     trained, time taken.
     """
     items = grid.configs if isinstance(grid, Grid) else list(grid)
@@ -270,7 +273,8 @@ def run_grid(store, grid: Grid | Sequence[tuple[dict, dict]], *, workers: int | 
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     cache_dir = None if store.cache_dir is None else str(store.cache_dir)
-    bar = tqdm(total=len(todo), desc="runs", unit="run", leave=False,
+    terminal = os.environ.get("VLD_PROGRESS") == "terminal"
+    bar = tqdm(total=len(todo), desc="runs", unit="run", leave=terminal, file=sys.__stderr__ if terminal else None,
                disable=not (log and todo) or os.environ.get("VLD_PROGRESS") == "0")
 
     def name(i: int) -> str:

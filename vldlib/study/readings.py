@@ -166,7 +166,8 @@ def compare(
     ``n`` (class splits, or runs on a fixed split: ``unit``), ``effect``, ``ci_low``, ``ci_high``,
     ``half_width``, ``paper``, ``verdict``, ``agree`` (how many units show the paper's direction,
     or the direction of our mean when the paper has no value), ``reading``; the per-unit
-    differences are in ``frame.attrs["differences"]`` (one Series per row).
+    differences are in ``frame.attrs["differences"]`` (one Series per row); and the comparison's
+    own keys ``treatment``, ``baseline``, ``metric_key`` (unlabelled, for look-ups).
     """
     labels = dict(labels or {})
     metric_labels = dict(metric_labels or {})
@@ -206,9 +207,11 @@ def compare(
                                        paper=pdiff, digits=digits, unit=unit,
                                        units_label="class splits" if unit_name == "class split" else "paired runs",
                                        agree=agree),
+            "treatment": c.treatment, "baseline": c.baseline, "metric_key": c.metric,
         })
     out = pd.DataFrame(rows, columns=["comparison", "metric", "n", "unit", "effect", "ci_low", "ci_high",
-                                      "half_width", "paper", "verdict", "agree", "reading"])
+                                      "half_width", "paper", "verdict", "agree", "reading", "treatment", "baseline",
+                                      "metric_key"])
     out.attrs["differences"] = differences
     return out
 

@@ -7,27 +7,39 @@ A notebook is a thin view of its chapter::
     runs = ch.train()                             # the run store trains only the missing runs
     display(ch.table(runs)); ch.figure(runs)      # beside the paper; one dot per run
     display(Markdown(ch.reading(runs)))           # computed sentences
+    display(ch.csv(table, "table1"))              # the table as CSV, linked from the page
+    for name, value in glue_values(ch.claim_table(effects)).items():
+        glue(name, value, display=False)          # the headline claims, for the front page
 
-``book/summary.py`` reads the same declarations (labels, metrics, comparisons) instead of
-reverse-engineering them from the records.
+Each chapter declares the paper's headline claim(s) it tests (:class:`Claim`, ``Chapter.claims``);
+its notebook glues our number for each (MyST-NB ``glue``, names from :func:`glue_key`) and the
+book's front page (``vldlib/findings.py``) lists every declared claim with ``{glue:text}``
+references. ``book/summary.py`` reads the same declarations and grids instead of regrouping the
+run store itself.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from vldlib.runs import RunStore
+from vldlib.runs import RunStore, record_row
 from vldlib.study import report
+from vldlib.study.downloads import Download, runs_caption, save_csv
 from vldlib.study.grid import Grid, make_grid, run_grid
 from vldlib.study.parameters import GRID_NAMES
 from vldlib.study.readings import Comparison
+from vldlib.study.stats import Interval
 
-__all__ = ["Chapter", "ChapterRun", "ACCURACY", "ACCURACY_NAMES", "TABLE1_LABELS", "CHAPTERS",
-           "GRID_PARAMETERS", "open_chapter", "chapter"]
+__all__ = ["Chapter", "ChapterRun", "Claim", "ACCURACY", "ACCURACY_NAMES", "TABLE1_LABELS", "CHAPTERS",
+           "GRID_PARAMETERS", "PAPER_RESULTS", "CLAIM_FIELDS", "open_chapter", "chapter", "glue_key",
+           "glue_values", "StoreFindings", "from_store"]
 
 #: Our accuracy columns -> the paper's accuracy fields (Table 1 and the tables built like it).
 ACCURACY: dict[str, str] = {"acc_id": "id_acc", "acc_ood_zeroshot": "ood_zero_shot_acc",
@@ -46,6 +58,57 @@ TABLE1_LABELS: dict[str, str] = {
 GRID_PARAMETERS: tuple[str, ...] = GRID_NAMES
 
 
+#: The paper's results whose claims the front page accounts for, in the paper's order (a result no
+#: chapter declares a claim for is listed as "no chapter yet").
+PAPER_RESULTS: tuple[str, ...] = ("Table 1", "Table 2", "Table 5", "Table 6", "Table 7", "Table 8",
+                                  "Table 9", "Table 10", "Table 11", "Fig. 4")
+#: What a chapter glues per claim: our effect with its interval, the paper's difference, the verdict,
+#: the number of paired replicates.
+CLAIM_FIELDS: tuple[str, ...] = ("ours", "paper", "verdict", "n")
+NOT_RUN = "not run"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One headline claim of the paper that a chapter puts to the test.
+
+    ``comparison``: the paired effect that tests it (treatment minus baseline on a metric, same
+    seed and class split), as the chapter's ``effects`` computes it; ``source``: where the paper
+    makes it (one of :data:`PAPER_RESULTS`); ``statement``: the claim in words, without numbers.
+    ``direction`` (+1 / -1) is the paper's sign where it publishes no difference to set beside ours
+    (Fig. 4 is a plot; a level against chance), shown as ``direction_text``; otherwise the paper's
+    difference comes from its table, through the chapter's ``effects``.
+    """
+
+    key: str
+    source: str
+    statement: str
+    comparison: Comparison
+    direction: int = 0
+    direction_text: str = ""
+    digits: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.key.isidentifier():
+            raise ValueError(f"Claim key {self.key!r} must be an identifier (it names glued values)")
+        if self.source not in PAPER_RESULTS:
+            raise ValueError(f"Claim {self.key!r}: source {self.source!r} is not one of {PAPER_RESULTS}")
+        if self.direction not in (-1, 0, 1):
+            raise ValueError(f"Claim {self.key!r}: direction must be -1, 0 or +1, got {self.direction!r}")
+
+
+def glue_key(claim: str, field: str) -> str:
+    """The glue name of one field of a claim, e.g. ``claim.imcst_zeroshot.ours``."""
+    if field not in CLAIM_FIELDS:
+        raise ValueError(f"unknown claim field {field!r}; fields: {CLAIM_FIELDS}")
+    return f"claim.{claim}.{field}"
+
+
+def glue_values(claims: pd.DataFrame) -> dict[str, str]:
+    """``{glue name: text}`` for every claim row of :meth:`ChapterRun.claim_table` (what a notebook glues)."""
+    return {glue_key(key, f): str(row[f]) for key, row in claims.iterrows() for f in CLAIM_FIELDS}
+
+
 @dataclass(frozen=True)
 class Chapter:
     """One chapter as data.
@@ -57,6 +120,7 @@ class Chapter:
     offline default runs (None: the profile's, :data:`vldlib.study.grid.OFFLINE_SPLITS`), for a
     chapter whose comparisons need more power; ``powered``: when given, only these variants run on
     all ``offline_splits`` splits, the others on the profile's default number.
+    ``claims``: the paper's headline claims it tests (listed on the front page).
     """
 
     name: str
@@ -71,6 +135,7 @@ class Chapter:
     module: str = ""
     offline_splits: int | None = None
     powered: tuple[str, ...] = ()
+    claims: tuple[Claim, ...] = ()
 
     def label(self, key: Any) -> str:
         return str(self.labels.get(key, key))
@@ -137,6 +202,57 @@ class ChapterRun:
         name = ACCURACY_NAMES.get(metric, metric)
         return report.plot_per_class(gains, title=f"{self.chapter.label(treatment)} minus "
                                                   f"{self.chapter.label(baseline)}: {name} accuracy per unseen class")
+
+    def stored(self) -> tuple[pd.DataFrame, int]:
+        """The grid's runs that the run store already has (nothing is trained), one row per run
+        (labels + record row), and how many of the grid's runs are missing."""
+        rows, missing = [], 0
+        for labels, cfg in self.grid.configs:
+            record = self.store.get(cfg)
+            if record is None:
+                missing += 1
+            else:
+                rows.append({**record_row(record), **labels})
+        return pd.DataFrame(rows), missing
+
+    def csv(self, table: pd.DataFrame, name: str, text: str = "Download this table:") -> Download:
+        """Write ``table`` as ``<downloads>/<chapter>/<name>.csv`` and return its link (display it)."""
+        return save_csv(table, self.chapter.name, name, self.params.get("results_dir", "results"), text=text)
+
+    def runs_csv(self, runs: pd.DataFrame, what: str = "runs") -> Download:
+        """The figures' caption: the runs they show, written as ``runs.csv`` with their config hashes."""
+        return runs_caption(runs, self.chapter.name, self.params.get("results_dir", "results"),
+                            column=self.chapter.column, what=what)
+
+    def claim_table(self, effects: pd.DataFrame) -> pd.DataFrame:
+        """One row per declared claim (index: its key): ``source``, ``claim``, ``ours`` (paired effect
+        with its 95% interval), ``paper`` (the paper's difference, or its direction), ``verdict`` and
+        ``n``, looked up in ``effects`` (the :func:`report.compare` frame of the chapter). A claim
+        whose comparison was not run reads "not run"."""
+        rows = {}
+        for c in self.chapter.claims:
+            cmp = c.comparison
+            hit = effects[(effects["treatment"] == cmp.treatment) & (effects["baseline"] == cmp.baseline)
+                          & (effects["metric_key"] == cmp.metric)] if not effects.empty else effects
+            row = {"source": c.source, "claim": c.statement}
+            if hit.empty:
+                rows[c.key] = {**row, "ours": NOT_RUN, "paper": "–", "verdict": NOT_RUN, "n": 0}
+                continue
+            e = hit.iloc[0]
+            iv = Interval(float(e["effect"]), float(e["ci_low"]), float(e["ci_high"]), int(e["n"]), math.nan)
+            if c.direction:
+                paper = float(c.direction)
+                shown = c.direction_text or ("higher" if c.direction > 0 else "lower") + " (direction only)"
+            else:
+                paper = None if e["paper"] is None or pd.isna(e["paper"]) else float(e["paper"])
+                shown = "–" if paper is None else f"{paper:+.{c.digits}f}"
+            ours = report.format_interval(iv.mean, iv.low, iv.high, c.digits)
+            rows[c.key] = {**row, "ours": ours if ours[:1] in ("-", "–") else "+" + ours, "paper": shown,
+                           "verdict": report.verdict(iv, paper, c.digits), "n": iv.n}
+        table = pd.DataFrame.from_dict(rows, orient="index",
+                                       columns=["source", "claim", "ours", "paper", "verdict", "n"])
+        table.index.name = "claim_key"
+        return table
 
     def metrics(self, runs: pd.DataFrame) -> list[str]:
         """The chapter's metrics that the runs carry (5-shot only when fine-tuning ran)."""
@@ -213,3 +329,47 @@ def open_chapter(name: str, namespace: Mapping[str, Any] | None = None, **params
     names = set(GRID_PARAMETERS) | {"results_dir"} | set(getattr(module, "PARAMETERS", ()))
     taken = {k: v for k, v in (namespace or {}).items() if k in names}
     return module.Run({**taken, **params})
+
+
+@dataclass(frozen=True)
+class StoreFindings:
+    """What the run store holds for every chapter (:func:`from_store`): ``coverage`` (one row per
+    chapter: runs its grid needs, runs found), ``claims`` (the declared claims of the complete
+    chapters, :meth:`ChapterRun.claim_table` + ``chapter``), ``effects`` (their ``effects`` frames +
+    ``chapter``) and ``runs`` (the stored runs they use, one row per run and chapter)."""
+
+    coverage: pd.DataFrame
+    claims: pd.DataFrame
+    effects: pd.DataFrame
+    runs: pd.DataFrame
+
+
+def from_store(namespace: Mapping[str, Any] | None = None, **params: Any) -> StoreFindings:
+    """Every chapter of :data:`CHAPTERS` opened with the same parameters (as :func:`open_chapter`),
+    its grid looked up in the run store without training (:meth:`ChapterRun.stored`); the claims
+    and effects of each chapter whose runs are all there, through the chapter's own ``effects``.
+    Chapters that train no student runs (no grid) are listed with 0 runs."""
+    coverage, claims, effects, used = [], [], [], []
+    for name in CHAPTERS:
+        with contextlib.redirect_stdout(io.StringIO()):  # the chapters' own "profile ...: N runs" lines
+            ch = open_chapter(name, namespace, **params)
+        needed = len(ch.grid.configs)
+        runs, missing = ch.stored() if needed else (pd.DataFrame(), 0)
+        coverage.append({"chapter": ch.chapter.title, "runs needed": needed, "in the store": needed - missing,
+                         "summarised": bool(needed and not missing and hasattr(ch, "effects"))})
+        if not coverage[-1]["summarised"]:
+            continue
+        used.append(runs.assign(chapter=ch.chapter.title))
+        eff = ch.effects(runs)
+        effects.append(eff.assign(chapter=ch.chapter.title))
+        table = ch.claim_table(eff)
+        # claims on the runs' own metrics; the others (e.g. text features) only the chapter computes
+        table = table[[c.comparison.metric in runs.columns for c in ch.chapter.claims]]
+        if not table.empty:
+            claims.append(table.assign(chapter=ch.chapter.title))
+    claim_cols = ["chapter", "source", "claim", "ours", "paper", "verdict", "n"]
+    return StoreFindings(
+        coverage=pd.DataFrame(coverage).set_index("chapter"),
+        claims=pd.concat(claims)[claim_cols] if claims else pd.DataFrame(columns=claim_cols),
+        effects=pd.concat(effects, ignore_index=True) if effects else pd.DataFrame(),
+        runs=pd.concat(used, ignore_index=True) if used else pd.DataFrame())

@@ -10,7 +10,8 @@ from vldlib.core.metrics import mean_pairwise_cosine, text_spectrum
 from vldlib.data import load_dataset
 from vldlib.models.teachers import load_teacher
 from vldlib.study import report
-from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, Chapter, ChapterRun
+from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, Chapter, ChapterRun, Claim
+from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import TABLE1_METHODS, paper_table
 from vldlib.text.descriptions import description_key, load_descriptions
 from vldlib.text.classifier import class_text_features
@@ -33,6 +34,17 @@ CHAPTER = Chapter(
     metrics=ACCURACY,
     labels={"none": "No language enrichment", **{k: VARIANT_TITLES.get(k, k) for k in ALL_VARIANTS[1:]}},
     module=__name__,
+    claims=(
+        Claim("main_zeroshot", "Table 7", "Class descriptions from the main prompt raise zero-shot X_ood accuracy "
+              "over plain class names", C("main", "none", "acc_ood_zeroshot")),
+        Claim("detailed_zeroshot", "Table 7", "More detailed descriptions raise zero-shot X_ood accuracy over "
+              "plain class names", C("detailed", "none", "acc_ood_zeroshot")),
+        Claim("text_cosine", "Table 6", "Descriptions lower the mean pairwise cosine of the unseen classes' text "
+              "features (classes easier to tell apart)", C("main", "none", "mean_cos"), digits=3),
+        Claim("text_spread", "Fig. 4", "Descriptions spread the unseen classes' text features: larger singular "
+              "values (sum of the top ten, mean-centred)", C("main", "none", "spread"), direction=1,
+              direction_text="larger (Fig. 4, a plot)", digits=3),
+    ),
 )
 
 
@@ -114,12 +126,23 @@ class Run(ChapterRun):
             for v in self.variants:
                 feats = class_text_features(teacher, names, self.descriptions_for(v, ds), mode=mode,
                                             template=g.base["template"], enriched_template=g.base["enriched_template"])
+                spectrum = text_spectrum(feats, normalize=True).tolist()[:10]
                 text_rows.append({"descriptions": v, "split_seed": split, "seed": 0,
-                                  "mean_cos": mean_pairwise_cosine(feats)})
-                for i, s in enumerate(text_spectrum(feats, normalize=True).tolist()[:10]):
+                                  "mean_cos": mean_pairwise_cosine(feats), "spread": float(sum(spectrum))})
+                for i, s in enumerate(spectrum):
                     spectrum_rows.append({"descriptions": CHAPTER.label(v), "split_seed": split,
                                           "index": i + 1, "singular value": s})
         return pd.DataFrame(text_rows), pd.DataFrame(spectrum_rows), n_classes
+
+    def text_effects(self, text_frame: pd.DataFrame) -> pd.DataFrame:
+        """Paired effects (over class splits) of each description set on the text features: mean
+        pairwise cosine (Table 6, beside the paper's difference) and spread (Fig. 4, no number)."""
+        t6 = paper_table("table6_text_cosine").set_index("text_set_key")["avg_pairwise_cos"]
+        paper = pd.DataFrame({"descriptions": list(TABLE6_KEYS), "mean_cos": [float(t6[k]) for k in TABLE6_KEYS.values()]})
+        comparisons = [C(v, "none", m) for v in self.variants if v != "none" for m in ("mean_cos", "spread")]
+        return report.compare(text_frame, comparisons, column="descriptions", labels=dict(CHAPTER.labels),
+                              metric_labels={"mean_cos": "mean pairwise text cosine", "spread": "text spread"},
+                              paper=paper, paper_column="descriptions", units=["split_seed"], digits=3, unit="")
 
     def cosine_table(self, text_frame: pd.DataFrame) -> pd.DataFrame:
         """Table 6: mean pairwise cosine of the class text features, ours beside the paper's."""

@@ -14,7 +14,8 @@ from vldlib.data import load_dataset
 from vldlib.features import CachedTextTeacher, LazyTeacher, teacher_image_features
 from vldlib.paths import default_cache_dir
 from vldlib.study import report
-from vldlib.study.chapters import ACCURACY_NAMES, Chapter, ChapterRun
+from vldlib.study.chapters import ACCURACY_NAMES, Chapter, ChapterRun, Claim
+from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import paper_table
 from vldlib.text.classifier import class_text_features
 from vldlib.text.descriptions import description_key, load_descriptions
@@ -30,8 +31,13 @@ CHAPTER = Chapter(
     paper_tables=("table1",),
     column="texts",
     metrics={"acc_id": "id_acc", "acc_ood_zeroshot": "ood_zero_shot_acc"},
-    labels={"plain": "plain names"},
+    labels={"plain": "plain names", "chance": "chance (1 / number of classes)"},
     module=__name__,
+    claims=(
+        Claim("above_chance", "Table 1", "The teacher recognises unseen classes zero-shot, from their names alone, "
+              "well above chance (points over chance, plain names)", C("plain", "chance", "acc_ood_zeroshot"),
+              direction=1, direction_text="above chance (CLIP rows)"),
+    ),
 )
 
 
@@ -127,6 +133,18 @@ class Run(ChapterRun):
         ax.tick_params(axis="x", labelrotation=10)
         fig.tight_layout()
         return fig
+
+    def effects(self, acc: pd.DataFrame) -> pd.DataFrame:
+        """Paired effects over class splits: each text set against chance (1 / number of classes of
+        the split) and the enriched sets against plain names (:func:`report.compare` frame)."""
+        chance = acc[acc["texts"] == "plain"].assign(texts="chance", acc_id=100 / acc["n_seen"],
+                                                     acc_ood_zeroshot=100 / acc["n_unseen"])
+        frame = pd.concat([acc, chance], ignore_index=True)
+        comparisons = [C(k, "chance", m) for k in self.text_sets for m in METRICS]
+        comparisons += [C(k, "plain", m) for k in self.text_sets if k != "plain" for m in METRICS]
+        return report.compare(frame, comparisons, column="texts", labels={**CHAPTER.labels, **{
+            k: v[0] for k, v in self.text_sets.items()}}, metric_labels={m: f"{n} accuracy" for m, n in METRICS.items()},
+            units=["split_seed"])
 
     def reading(self, acc: pd.DataFrame) -> str:
         plain = report.t_interval(acc.loc[acc["texts"] == "plain", "acc_ood_zeroshot"])
