@@ -220,7 +220,34 @@ def test_parameters_reach_the_kernel_and_injected_cell_is_hidden(tmp_path, run_b
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "hide-input" in injected[0].metadata["tags"]
     assert 'profile = "smoke"' in injected[0].source and "epochs = 7" in injected[0].source
-    assert sorted(p.name for p in executed.iterdir()) == ["main_results.ipynb"]  # no temp files left
+    assert sorted(p.name for p in executed.iterdir()) == [".fingerprints.json", "main_results.ipynb"]  # no temp files
+
+
+@pytest.mark.slow
+def test_unchanged_notebook_is_kept_and_any_change_reexecutes(tmp_path, run_book):
+    """Nothing changed -> not executed again; a changed run store, parameter or --rerun -> executed."""
+    folder = write_notebooks(tmp_path / "nbs", params="epochs = 2\n")
+    executed, results = tmp_path / "executed", tmp_path / "results"
+    common = ["--profile", "smoke", "--only", "main_results", "--no-build", "--notebooks-dir", str(folder),
+              "--summary", str(folder / "summary.py"), "--executed-dir", str(executed), "--results-dir", str(results)]
+
+    def run(*extra: str) -> tuple[str, int]:
+        proc = run_book(*common, *extra, timeout=300)
+        assert proc.returncode == 0, proc.stdout
+        return proc.stdout, (executed / "main_results.ipynb").stat().st_mtime_ns
+
+    out, first = run()
+    assert "main_results: done in" in out
+    out, again = run()
+    assert "main_results: unchanged since its last execution" in out and again == first
+    (results / "abc").mkdir(parents=True)
+    (results / "abc" / "record.json").write_text("{}")  # the run store changed
+    out, third = run()
+    assert "main_results: done in" in out and third != again
+    out, fourth = run("-p", "epochs", "3")
+    assert "main_results: done in" in out and fourth != third
+    out, fifth = run("-p", "epochs", "3", "--rerun")
+    assert "main_results: done in" in out and fifth != fourth
 
 
 def _executed_placeholders(folder: Path, extra: dict[str, str] | None = None) -> Path:

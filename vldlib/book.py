@@ -7,7 +7,9 @@
    summary page ``book/summary.py``, is read with :func:`jupytext.read`, its ``parameters`` cell
    parsed (literal assignments only) and the requested parameters validated against it, **all
    before anything executes**.
-2. Each notebook is executed by :func:`papermill.execute_notebook` (kernel ``python3``, cwd = the
+2. A notebook whose source, parameters, library sources (``vldlib/``) and run store are all as they were
+   when it was last executed (fingerprints in ``<executed>/.fingerprints.json``) is kept as it is
+   (``--rerun`` executes it anyway); every other one is executed by :func:`papermill.execute_notebook` (kernel ``python3``, cwd = the
    repository root) into ``book/executed/<name>.ipynb`` (written atomically); papermill's
    ``injected-parameters`` cell, the ``parameters`` cell and every other code cell are tagged
    ``hide-input``, so the HTML shows prose, tables and figures with the code folded behind a toggle.
@@ -30,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -41,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from vldlib import build_info, findings
-from vldlib.io import replace_file, write_text_atomic
+from vldlib.io import replace_file, try_read_json, write_json_atomic, write_text_atomic
 from vldlib.paths import default_cache_dir
 from vldlib.study import parameters
 from vldlib.train.profiles import PROFILES
@@ -446,6 +450,45 @@ def write_build_page(executed_dir: Path, results_dir: str, executed_now: Sequenc
                             profile=profile, started=started)
 
 
+FINGERPRINTS = ".fingerprints.json"  # executed_dir: what each executed notebook was made from
+
+
+def library_digest(root: Path = ROOT) -> str:
+    """sha256 of the library's sources and resources (anything that can change a notebook's output)."""
+    h = hashlib.sha256()
+    pkg = root / "vldlib"
+    for path in sorted(p for p in pkg.rglob("*") if p.is_file() and p.suffix in (".py", ".json")
+                       and "__pycache__" not in p.parts):
+        h.update(str(path.relative_to(pkg)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def store_digest(results_dir: str | Path) -> str:
+    """sha256 of the run store's state: every finished record's folder, size and modification time."""
+    h = hashlib.sha256()
+    root = Path(results_dir) if Path(results_dir).is_absolute() else ROOT / results_dir
+    for record in sorted(root.glob("*/record.json")) if root.is_dir() else []:
+        st = record.stat()
+        h.update(f"{record.parent.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()
+
+
+def fingerprint(src: NotebookSource, params: Mapping[str, Any], library: str, store: str) -> str:
+    """What an executed notebook depends on: its source, its parameters, the library, the run store."""
+    text = src.path.read_text(encoding="utf-8")
+    blob = json.dumps({"source": text, "params": dict(params), "library": library, "store": store},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def unchanged(src: NotebookSource, params: Mapping[str, Any], executed_dir: Path, known: Mapping[str, str],
+              library: str, store: str) -> bool:
+    """True when ``executed_dir/<name>.ipynb`` was made from exactly these inputs (nothing to re-execute)."""
+    return ((executed_dir / f"{src.name}.ipynb").is_file()
+            and known.get(src.name) == fingerprint(src, params, library, store))
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vldlib.book",
                                 description="Execute the study notebooks with papermill and build the Jupyter Book.")
@@ -455,6 +498,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", metavar="NAME", help="execute only these notebooks (build uses the others' "
                    "earlier outputs)")
     p.add_argument("--no-execute", action="store_true", help="build from the notebooks executed earlier")
+    p.add_argument("--rerun", action="store_true", help="execute every notebook even when its source, parameters, "
+                   "the library and the run store are unchanged since it was last executed")
     p.add_argument("--no-build", action="store_true", help="execute the notebooks, skip jupyter-book")
     p.add_argument("--results-dir", default="results", help="run store folder (relative to the repo root)")
     p.add_argument("--build-dir", default=None, type=Path,
@@ -490,9 +535,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["VLD_DOWNLOADS"] = str(downloads)  # the kernels inherit it: CSVs land in the HTML
         os.environ.setdefault("VLD_PROGRESS", "terminal")  # run_grid's bar over runs: in this terminal
         bar = sys.stderr.isatty()  # papermill's per-cell bar, only where someone watches a terminal
+        library = library_digest()
+        known = try_read_json(executed_dir / FINGERPRINTS) or {}
+        kept: list[str] = []
         for i, (src, params) in enumerate(plan_, 1):
             shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
             elapsed = time.perf_counter() - t_all
+            if not args.rerun and unchanged(src, params, executed_dir, known, library, store_digest(args.results_dir)):
+                kept.append(src.name)
+                print(f"[{i}/{len(plan_)}] {src.name}: unchanged since its last execution (source, parameters, "
+                      f"library, run store), kept; --rerun executes it anyway", flush=True)
+                continue
             print(f"[{i}/{len(plan_)}] {src.name}: executing ({shown}) [{elapsed:.0f} s elapsed]", flush=True)
             t0 = time.perf_counter()
             shutil.rmtree(downloads / src.name, ignore_errors=True)  # no stale tables of an earlier run
@@ -501,8 +554,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             times.append((src.name, seconds))
             print(f"[{i}/{len(plan_)}] {src.name}: done in {seconds:.1f} s", flush=True)
         if plan_:
-            print(f"executed {len(plan_)} notebook(s) in {time.perf_counter() - t_all:.1f} s -> {executed_dir}",
-                  flush=True)
+            # fingerprints against the store as it is now: the runs any of these notebooks trained are in it
+            store_after = store_digest(args.results_dir)
+            known = {**known, **{src.name: fingerprint(src, params, library, store_after) for src, params in plan_}}
+            write_json_atomic(executed_dir / FINGERPRINTS, known)
+            print(f"executed {len(times)} notebook(s), kept {len(kept)} unchanged, in "
+                  f"{time.perf_counter() - t_all:.1f} s -> {executed_dir}", flush=True)
             print(times_table(times), flush=True)
         if args.no_build:
             return 0
