@@ -226,7 +226,7 @@ def test_combined_loss_is_weighted_sum_of_terms():
     s, t, e, y = _data(7, 5, 6, seed=12)
     w = {"cls": 1.0, "mse": 0.5, "im_cst": 2.0, "vlprox": 3.0}
     total, terms = L.combined_loss(w, student=s, teacher=t, text=e, labels=y, k=3, filter=False, im_cst_mode="single")
-    assert set(terms) == set(L.LOSS_NAMES)
+    assert set(terms) == set(L.PAPER_LOSS_NAMES)
     assert torch.equal(terms["cls"], L.cls_loss(s, e, y))
     assert torch.equal(terms["mse"], L.mse_loss(s, t))
     assert torch.equal(terms["im_cst"], L.im_cst_loss(s, t, mode="single"))
@@ -310,13 +310,17 @@ def test_bad_input_raises_value_error(case):
 def test_losses_keep_input_dtype():
     for dtype in (torch.float32, torch.float64):
         s, t, e, y = _data(4, 3, 5, seed=18, dtype=dtype)
-        total, terms = L.combined_loss({n: 1 for n in L.LOSS_NAMES}, student=s, teacher=t, text=e, labels=y)
+        total, terms = L.combined_loss({n: 1 for n in L.LOSS_NAMES}, student=s, teacher=t, text=e, labels=y,
+                                       captions=t.flip(0))
+        assert set(terms) == set(L.LOSS_NAMES)
         assert total.dtype == dtype and all(v.dtype == dtype for v in terms.values())
 
 
 # --------------------------------------------------------------------------- properties
-def _all_terms(s, t, e, y, **kw):
-    _, terms = L.combined_loss({n: 1 for n in L.LOSS_NAMES}, student=s, teacher=t, text=e, labels=y, k=3, **kw)
+def _all_terms(s, t, e, y, c=None, **kw):
+    c = t.roll(1, 0) if c is None else c  # any per-image caption features
+    _, terms = L.combined_loss({n: 1 for n in L.LOSS_NAMES}, student=s, teacher=t, text=e, labels=y, k=3,
+                               captions=c, **kw)
     return torch.stack([terms[n] for n in L.LOSS_NAMES])
 
 
@@ -332,7 +336,8 @@ def test_property_batch_permutation_invariance(b, c, d, seed, filt):
     s, t, e, y = _data(b, c, d, seed)
     perm = torch.randperm(b, generator=torch.Generator().manual_seed(seed + 1))
     a = _all_terms(s, t, e, y, filter=filt, im_cst_filter=filt)
-    p = _all_terms(s[perm], t[perm], e, y[perm], filter=filt, im_cst_filter=filt)
+    c = t.roll(1, 0)
+    p = _all_terms(s[perm], t[perm], e, y[perm], c[perm], filter=filt, im_cst_filter=filt)
     torch.testing.assert_close(a, p, rtol=1e-9, atol=1e-12)
 
 
@@ -349,7 +354,222 @@ def test_property_rescaling_invariance_and_ranges(b, c, d, seed, log_scale):
     g = torch.Generator().manual_seed(seed + 2)
     row_scale = lambda n: torch.exp(torch.rand(n, 1, generator=g, dtype=torch.float64) * 2 + log_scale)  # noqa: E731
     a = _all_terms(s, t, e, y)
-    r = _all_terms(s * row_scale(b), t * row_scale(b), e * row_scale(c), y)
+    r = _all_terms(s * row_scale(b), t * row_scale(b), e * row_scale(c), y, t.roll(1, 0) * row_scale(b))
     torch.testing.assert_close(a, r, rtol=1e-7, atol=1e-9)
-    cls, mse, im_cst, vlprox = a.tolist()
-    assert cls >= 0 and 0 <= mse <= 4 + 1e-12 and im_cst >= 0 and vlprox >= -1e-12
+    v = dict(zip(L.LOSS_NAMES, a.tolist()))
+    assert v["cls"] >= 0 and 0 <= v["mse"] <= 4 + 1e-12 and v["im_cst"] >= 0 and v["vlprox"] >= -1e-12
+    assert v["cap"] >= 0 and 0 <= v["fd"] <= 4 / d + 1e-12 and v["icl"] >= 0 and v["crd"] >= -1e-12
+    assert v["rkd"] >= 0
+
+
+# --------------------------------------------------------------------------- L_cap and the field's losses
+def ref_cap(s, c, y) -> float:
+    """paper.md §2.5: C_ij = cos(s_i, c_j), no τ; j != i of the same class left out; CE to i."""
+    b = s.shape[0]
+    total = 0.0
+    for i in range(b):
+        keys = [j for j in range(b) if j == i or int(y[j]) != int(y[i])]
+        z = {j: _cos(s[i], c[j]) for j in keys}
+        total += -(z[i] - math.log(sum(math.exp(v) for v in z.values())))
+    return total / b
+
+
+def ref_fd(s, t) -> float:
+    return ref_mse(s, t) / s.shape[1]
+
+
+def ref_icl(s, e, y, tau=TAU) -> float:
+    b = s.shape[0]
+    z = [[_cos(s[i], e[int(y[j])]) / tau for j in range(b)] for i in range(b)]
+    ok = lambda i, j: i == j or int(y[i]) != int(y[j])  # noqa: E731
+    rows = sum(-(z[i][i] - math.log(sum(math.exp(z[i][j]) for j in range(b) if ok(i, j)))) for i in range(b))
+    cols = sum(-(z[j][j] - math.log(sum(math.exp(z[i][j]) for i in range(b) if ok(i, j)))) for j in range(b))
+    return 0.5 * (rows + cols) / b
+
+
+def ref_crd(s, t, tau=TAU) -> float:
+    b = s.shape[0]
+    if b < 2:
+        return 0.0
+    total = 0.0
+    for i in range(b):
+        others = [j for j in range(b) if j != i]
+        zt = [_cos(t[i], t[j]) / tau for j in others]
+        zs = [_cos(s[i], s[j]) / tau for j in others]
+        nt, ns = sum(math.exp(v) for v in zt), sum(math.exp(v) for v in zs)
+        for a, c in zip(zt, zs):
+            pt, ps = math.exp(a) / nt, math.exp(c) / ns
+            total += pt * (math.log(pt) - math.log(ps))
+    return total / b
+
+
+def _huber(a: float, b: float) -> float:
+    d = abs(a - b)
+    return 0.5 * d * d if d < 1 else d - 0.5
+
+
+def ref_rkd(s, t, w_d=25.0, w_a=50.0) -> float:
+    """Park et al. (CVPR 2019), their code's means: all B^2 pairs, all B^3 triplets."""
+    b = s.shape[0]
+    if b < 2:
+        return 0.0
+    us = [_unit(s[i]).tolist() for i in range(b)]
+    ut = [_unit(t[i]).tolist() for i in range(b)]
+
+    def dist(u, i, j):
+        return math.sqrt(sum((x - y) ** 2 for x, y in zip(u[i], u[j])))
+
+    def diff_unit(u, i, j):  # unit(u_i - u_j), 0 when i == j
+        d = [x - y for x, y in zip(u[i], u[j])]
+        n = math.sqrt(sum(x * x for x in d))
+        return [x / n for x in d] if n > 0 else [0.0] * len(d)
+
+    pairs = [(i, j) for i in range(b) for j in range(b) if i != j]
+    mu_s = sum(dist(us, i, j) for i, j in pairs) / len(pairs)
+    mu_t = sum(dist(ut, i, j) for i, j in pairs) / len(pairs)
+    l_d = sum(_huber(dist(us, i, j) / mu_s, dist(ut, i, j) / mu_t) for i, j in pairs) / b**2
+    l_a = 0.0
+    if b >= 3:
+        for j in range(b):
+            for i in range(b):
+                for k in range(b):
+                    a_s = sum(x * y for x, y in zip(diff_unit(us, i, j), diff_unit(us, k, j)))
+                    a_t = sum(x * y for x, y in zip(diff_unit(ut, i, j), diff_unit(ut, k, j)))
+                    l_a += _huber(a_s, a_t)
+        l_a /= b**3
+    return w_d * l_d + w_a * l_a
+
+
+@pytest.mark.parametrize("b,c,d", SHAPES)
+def test_cap_matches_reference(b, c, d):
+    s, t, _, y = _data(b, c, d, seed=b + 30)
+    assert float(L.cap_loss(s, t, y)) == pytest.approx(ref_cap(s, t, y), rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("b,c,d", SHAPES)
+def test_fd_icl_crd_match_references(b, c, d):
+    s, t, e, y = _data(b, c, d, seed=b + 40)
+    assert float(L.fd_loss(s, t)) == pytest.approx(ref_fd(s, t), rel=1e-9, abs=1e-12)
+    assert float(L.icl_loss(s, e, y)) == pytest.approx(ref_icl(s, e, y), rel=1e-9, abs=1e-12)
+    assert float(L.crd_loss(s, t)) == pytest.approx(ref_crd(s, t), rel=1e-9, abs=1e-12)
+    assert float(L.crd_loss(s, t, tau=0.5)) == pytest.approx(ref_crd(s, t, 0.5), rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("b,c,d", [(1, 2, 3), (2, 2, 3), (5, 3, 4), (9, 4, 6)])
+def test_rkd_matches_reference(b, c, d):
+    s, t, _, _ = _data(b, c, d, seed=b + 50)
+    assert float(L.rkd_loss(s, t)) == pytest.approx(ref_rkd(s, t), rel=1e-8, abs=1e-12)
+    assert float(L.rkd_loss(s, t, 1.0, 0.0)) == pytest.approx(ref_rkd(s, t, 1.0, 0.0), rel=1e-8, abs=1e-12)
+
+
+def test_cap_masks_same_class_captions_and_has_no_temperature():
+    s, t, _, _ = _data(4, 2, 5, seed=60)
+    # all one class: only the own caption is left, so the loss is exactly 0
+    assert float(L.cap_loss(s, t, torch.zeros(4, dtype=torch.long))) == 0.0
+    # two images, different classes: CE over [cos(s0,c0), cos(s0,c1)] with no 1/τ
+    y = torch.tensor([0, 1])
+    z = [_cos(s[0], t[0]), _cos(s[0], t[1])]
+    z1 = [_cos(s[1], t[0]), _cos(s[1], t[1])]
+    want = 0.5 * (-(z[0] - math.log(math.exp(z[0]) + math.exp(z[1])))
+                  - (z1[1] - math.log(math.exp(z1[0]) + math.exp(z1[1]))))
+    assert float(L.cap_loss(s[:2], t[:2], y)) == pytest.approx(want, rel=1e-12)
+
+
+def test_icl_row_half_is_cls_over_the_batch_classes_counted_by_multiplicity():
+    s, _, e, _ = _data(6, 3, 5, seed=61)
+    y = torch.tensor([0, 1, 2, 0, 1, 0])
+    rows = L.icl_loss(s, e, y) * 2 - _icl_cols(s, e, y)
+    counts = torch.bincount(y, minlength=3).double()
+    z = torch.nn.functional.normalize(s, dim=1) @ torch.nn.functional.normalize(e, dim=1).T / TAU
+    want = 0.0
+    for i in range(6):
+        n = counts.clone()
+        n[y[i]] = 1.0  # the other images of the own class are masked out
+        want += float(-(z[i, y[i]] - torch.logsumexp(z[i] + n.log(), 0)))
+    assert float(rows) == pytest.approx(want / 6, rel=1e-9)
+    # with one image per class it is exactly L_cls
+    y1 = torch.tensor([0, 1, 2])
+    assert float(L.icl_loss(s[:3], e, y1) * 2 - _icl_cols(s[:3], e, y1)) == pytest.approx(
+        float(L.cls_loss(s[:3], e, y1)), rel=1e-9)
+
+
+def _icl_cols(s, e, y, tau=TAU) -> torch.Tensor:
+    b = s.shape[0]
+    total = 0.0
+    for j in range(b):
+        keys = [i for i in range(b) if i == j or int(y[i]) != int(y[j])]
+        z = {i: _cos(s[i], e[int(y[j])]) / tau for i in keys}
+        total += -(z[j] - math.log(sum(math.exp(v) for v in z.values())))
+    return torch.tensor(total / b, dtype=torch.float64)
+
+
+def test_fd_is_mse_over_dim_and_identical_features_give_zero():
+    s, t, _, _ = _data(7, 3, 9, seed=62)
+    assert float(L.fd_loss(s, t)) == pytest.approx(float(L.mse_loss(s, t)) / 9, rel=1e-12)
+    for fn in (L.fd_loss, L.crd_loss, L.rkd_loss):
+        assert float(fn(t * 3.0, t)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_crd_and_rkd_single_image_is_exact_zero_with_gradient_path():
+    s, t, _, _ = _data(1, 2, 4, seed=63)
+    for fn in (L.crd_loss, L.rkd_loss):
+        x = s.clone().requires_grad_(True)
+        out = fn(x, t)
+        out.backward()
+        assert float(out) == 0.0 and x.grad is not None and torch.equal(x.grad, torch.zeros_like(x))
+
+
+def test_gradcheck_new_losses():
+    s, t, e, _ = _data(6, 3, 5, seed=64)
+    y = torch.tensor([0, 1, 1, 2, 0, 2])
+    _gc(lambda a, c: L.cap_loss(a, c, y), s, t)
+    _gc(L.fd_loss, s, t)
+    _gc(lambda a, c: L.icl_loss(a, c, y), s, e)
+    _gc(L.crd_loss, s, t)
+    _gc(L.rkd_loss, s, t)
+    _gc(lambda a, b: L.combined_loss({"cls": 1, "cap": 1, "fd": 2, "icl": 1, "crd": 1, "rkd": 0.5},
+                                     student=a, teacher=b, text=e, labels=y, captions=t.flip(0))[0], s, t)
+
+
+def test_combined_loss_extra_terms_equal_the_functions_and_cap_needs_captions():
+    s, t, e, y = _data(7, 4, 6, seed=65)
+    c = t.roll(2, 0)
+    w = {"cls": 1.0, "cap": 0.5, "fd": 3.0, "icl": 1.0, "crd": 2.0, "rkd": 0.25}
+    total, terms = L.combined_loss(w, student=s, teacher=t, text=e, labels=y, captions=c, tau=0.1)
+    assert torch.equal(terms["cap"], L.cap_loss(s, c, y))
+    assert torch.equal(terms["fd"], L.fd_loss(s, t))
+    assert torch.equal(terms["icl"], L.icl_loss(s, e, y, tau=0.1))
+    assert torch.equal(terms["crd"], L.crd_loss(s, t, tau=0.1))
+    assert torch.equal(terms["rkd"], L.rkd_loss(s, t))
+    assert float(total) == pytest.approx(sum(w[n] * float(terms[n]) for n in w), rel=1e-12)
+    with pytest.raises(ValueError, match="needs captions"):
+        L.combined_loss({"cap": 1}, student=s, teacher=t, text=e, labels=y)
+    with pytest.raises(ValueError, match="teacher features are required"):
+        L.combined_loss({"rkd": 1}, student=s)
+    with pytest.raises(ValueError, match="text features and labels are required"):
+        L.combined_loss({"icl": 1}, student=s, teacher=t)
+
+
+def _bad_new_cases():
+    s, t, e, y = _data(4, 3, 5, seed=66, dtype=torch.float32)
+    return [
+        ("cap batch", lambda: L.cap_loss(s, t[:3], y), "batch sizes differ"),
+        ("cap dim", lambda: L.cap_loss(s, t[:, :2], y), "dimensions differ"),
+        ("cap labels", lambda: L.cap_loss(s, t, y[:2]), "shape"),
+        ("cap negative labels", lambda: L.cap_loss(s, t, y - 9), "must lie in"),
+        ("cap float labels", lambda: L.cap_loss(s, t, y.float()), "integer"),
+        ("fd dim", lambda: L.fd_loss(s, t[:, :4]), "dimensions differ"),
+        ("icl labels", lambda: L.icl_loss(s, e, y + 3), r"\[0, 2\]"),
+        ("icl tau", lambda: L.icl_loss(s, e, y, tau=-1), "tau"),
+        ("crd batch", lambda: L.crd_loss(s, t[:2]), "batch sizes differ"),
+        ("crd tau", lambda: L.crd_loss(s, t, tau=float("inf")), "tau"),
+        ("rkd nan", lambda: L.rkd_loss(s * float("nan"), t), "NaN"),
+        ("rkd weight", lambda: L.rkd_loss(s, t, w_dist=-1.0), "w_dist"),
+    ]
+
+
+@pytest.mark.parametrize("case", _bad_new_cases(), ids=lambda c: c[0])
+def test_new_losses_bad_input(case):
+    _, fn, match = case
+    with pytest.raises(ValueError, match=match):
+        fn()

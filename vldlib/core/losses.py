@@ -12,6 +12,11 @@ teacher text feature of class y (``text`` is ``[C, D]``, ``labels`` index its ro
 - :func:`mse_loss`      L_mse      (Eq. 2)
 - :func:`im_cst_loss`   L_im-cst   (Eq. 3, the official code's cos/τ form)
 - :func:`vlprox_loss`   L_vlprox   (Eq. 6)
+- :func:`cap_loss`      L_cap      (Eq. 8 as the official code computes it; Table 5)
+- :func:`fd_loss`       FD         (CLIP-KD, Yang et al., CVPR 2024: feature distillation)
+- :func:`icl_loss`      ICL        (CLIP-KD: interactive contrastive learning, vision-only form)
+- :func:`crd_loss`      CRD        (CLIP-KD's contrastive relational / affinity distillation, vision-only form)
+- :func:`rkd_loss`      RKD        (Park et al., CVPR 2019: distance + angle)
 - :func:`combined_loss` weighted sum of named terms (the official total uses weight 1 for each
   term that is switched on).
 
@@ -31,19 +36,31 @@ from torch import Tensor
 __all__ = [
     "LOSS_NAMES",
     "PAPER_LOSS_NAMES",
+    "EXTRA_LOSS_NAMES",
     "IM_CST_MODES",
     "cls_loss",
     "mse_loss",
     "im_cst_loss",
     "vlprox_loss",
     "teacher_correct",
+    "cap_loss",
+    "fd_loss",
+    "icl_loss",
+    "crd_loss",
+    "rkd_loss",
+    "RKD_WEIGHTS",
     "combined_loss",
 ]
 
 #: The paper's four terms (Eqs. 1, 2, 3, 6): always part of a run's canonical weights.
 PAPER_LOSS_NAMES: tuple[str, ...] = ("cls", "mse", "im_cst", "vlprox")
+#: Losses beyond the paper's main four: L_cap (Eq. 8, Table 5) and the field's feature/relation
+#: losses (CLIP-KD's FD, ICL, CRD; Park et al.'s RKD). Part of a run's hash only when switched on.
+EXTRA_LOSS_NAMES: tuple[str, ...] = ("cap", "fd", "icl", "crd", "rkd")
 #: Every loss :func:`combined_loss` knows, the one list the config and the run store read.
-LOSS_NAMES: tuple[str, ...] = PAPER_LOSS_NAMES
+LOSS_NAMES: tuple[str, ...] = PAPER_LOSS_NAMES + EXTRA_LOSS_NAMES
+#: Park et al.'s weights of the distance and angle terms inside :func:`rkd_loss` (their KD setting).
+RKD_WEIGHTS: tuple[float, float] = (25.0, 50.0)
 IM_CST_MODES: tuple[str, ...] = ("bidirectional", "single")
 _IM_CST_MODES = IM_CST_MODES
 
@@ -159,6 +176,74 @@ def _vlprox_core(s: Tensor, t: Tensor, e: Tensor, labels: Tensor, k: int, tau: f
     keep = _teacher_correct_core(t, e, labels).to(kl.dtype)
     # mean over kept samples; an empty filter gives 0 * finite / 1 = exact 0 with a gradient path
     return (kl * keep).sum() / keep.sum().clamp_min(1.0)
+
+
+#: The official code's mask value for L_cap's same-class off-diagonal entries.
+_MASK = -1e7
+
+
+def _same_class_offdiag(labels: Tensor) -> Tensor:
+    """``M[i, j] = (i != j) and labels[i] == labels[j]``: the entries L_cap / ICL mask out."""
+    same = labels[:, None] == labels[None, :]
+    return same & ~torch.eye(labels.shape[0], dtype=torch.bool, device=labels.device)
+
+
+def _cap_core(s: Tensor, c: Tensor, labels: Tensor) -> Tensor:
+    logits = (s @ c.T).masked_fill(_same_class_offdiag(labels), _MASK)
+    return F.cross_entropy(logits, torch.arange(s.shape[0], device=s.device))
+
+
+def _fd_core(s: Tensor, t: Tensor) -> Tensor:
+    return (s - t).pow(2).mean()
+
+
+def _icl_core(s: Tensor, e: Tensor, labels: Tensor, tau: float) -> Tensor:
+    logits = (s @ e[labels].T / tau).masked_fill(_same_class_offdiag(labels), _MASK)
+    target = torch.arange(s.shape[0], device=s.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def _crd_core(s: Tensor, t: Tensor, tau: float) -> Tensor:
+    b = s.shape[0]
+    if b < 2:
+        return (s * 0.0).sum() + (t * 0.0).sum()  # no pair: exact 0, gradient path kept
+    off = ~torch.eye(b, dtype=torch.bool, device=s.device)  # the diagonal (self-affinity) is no pair
+    log_pt = F.log_softmax((t @ t.T / tau)[off].reshape(b, b - 1), dim=1)
+    log_ps = F.log_softmax((s @ s.T / tau)[off].reshape(b, b - 1), dim=1)
+    return (log_pt.exp() * (log_pt - log_ps)).sum(dim=1).mean()
+
+
+def _pdist(x: Tensor, eps: float = 1e-12) -> Tensor:
+    """Pairwise Euclidean distances with a zero diagonal (Park et al.'s ``pdist``)."""
+    sq = x.pow(2).sum(dim=1)
+    prod = (sq[:, None] + sq[None, :] - 2 * x @ x.T).clamp_min(eps).sqrt()
+    return prod.masked_fill(torch.eye(x.shape[0], dtype=torch.bool, device=x.device), 0.0)
+
+
+def _rkd_distance(s: Tensor, t: Tensor) -> Tensor:
+    off = ~torch.eye(s.shape[0], dtype=torch.bool, device=s.device)
+    ds, dt = _pdist(s), _pdist(t)
+    ds = ds / ds[off].mean()
+    dt = dt / dt[off].mean()
+    return F.smooth_l1_loss(ds, dt)
+
+
+def _rkd_angle(s: Tensor, t: Tensor) -> Tensor:
+    def angles(x: Tensor) -> Tensor:
+        d = F.normalize(x[None, :, :] - x[:, None, :], dim=2)  # d[j, i] = unit(x_i - x_j)
+        return torch.bmm(d, d.transpose(1, 2)).reshape(-1)
+    return F.smooth_l1_loss(angles(s), angles(t))
+
+
+def _rkd_core(s: Tensor, t: Tensor, w_dist: float, w_angle: float) -> Tensor:
+    if s.shape[0] < 2:
+        return (s * 0.0).sum() + (t * 0.0).sum()  # no pair: exact 0, gradient path kept
+    out = (s * 0.0).sum()
+    if w_dist:
+        out = out + w_dist * _rkd_distance(s, t)
+    if s.shape[0] >= 3 and w_angle:
+        out = out + w_angle * _rkd_angle(s, t)
+    return out
 
 
 # --------------------------------------------------------------------------- public losses
@@ -282,6 +367,128 @@ def vlprox_loss(
     )
 
 
+def cap_loss(student: Tensor, captions: Tensor, labels: Tensor) -> Tensor:
+    r"""L_cap (paper Eq. 8, *as the official code computes it*): in-batch student-to-caption contrast.
+
+    ``captions`` ``[B, D]`` holds the teacher text feature of each image's own caption (row i
+    describes image i), ``labels`` ``[B]`` the class of each image. With
+    :math:`C_{ij} = \cos(s_i, c_j)` (**no temperature**: the paper's Eq. 8 divides by τ, the
+    official code does not) and the other captions of the same class masked out
+    (:math:`C_{ij} = -10^7` for :math:`j \ne i,\ y_j = y_i`):
+
+    .. math:: L_{cap} = \frac{1}{B}\sum_i -\log\frac{e^{C_{ii}}}{\sum_j e^{C_{ij}}}
+
+    so the denominator holds the image's own caption and the captions of different-class images
+    (developer reference paper.md §2.5). Labels may be any integers (only equality is used).
+    """
+    _check_features(student, "student")
+    _check_features(captions, "captions")
+    _check_same_batch(student, captions, "student", "captions")
+    _check_same_dim(student, captions, "student", "captions")
+    labels = _check_labels(labels, student.shape[0], _label_bound(labels), student.device)
+    return _cap_core(_normalize(student), _normalize(captions), labels)
+
+
+def fd_loss(student: Tensor, teacher: Tensor) -> Tensor:
+    r"""FD, CLIP-KD's feature distillation (Yang et al., CVPR 2024, Eq. "L_FD"), image side only.
+
+    .. math:: L_{FD} = \frac{1}{B\,D}\sum_i \lVert \hat s_i - \hat t_i \rVert_2^2 = L_{mse} / D
+
+    CLIP-KD computes ``F.mse_loss`` of the normalised student and teacher embeddings (mean over
+    elements, not summed over dimensions as L_mse is), and adds the same term for the text
+    tower, which a vision-only student does not have. So FD is L_mse scaled by 1/D: the two
+    losses differ only in weight (CLIP-KD uses a weight of 2000; here that is the config
+    weight's job). Returns a scalar in [0, 4/D].
+    """
+    _check_features(student, "student")
+    _check_features(teacher, "teacher")
+    _check_same_batch(student, teacher, "student", "teacher")
+    _check_same_dim(student, teacher, "student", "teacher")
+    return _fd_core(_normalize(student), _normalize(teacher))
+
+
+def icl_loss(student: Tensor, text: Tensor, labels: Tensor, tau: float = 0.07) -> Tensor:
+    r"""ICL, CLIP-KD's interactive contrastive learning, in a form for a vision-only student.
+
+    CLIP-KD contrasts the student's image embedding against the *teacher's* text embeddings of
+    the batch (and the student's text against the teacher's images). Our student has no text
+    tower and our images no captions of their own, so we define (our choice, stated here): the
+    teacher text paired with image j is its class text :math:`e_{y_j}`;
+    :math:`Z_{ij} = \cos(s_i, e_{y_j})/\tau`, with the other same-class entries masked out as in
+    L_cap (:math:`Z_{ij} = -10^7` for :math:`j \ne i,\ y_j = y_i`), and both directions of the
+    batch matrix are used (rows: student image → teacher texts; columns: teacher text → student
+    images, the role CLIP-KD's student-text → teacher-image direction plays):
+
+    .. math:: L_{ICL} = \tfrac12\Big[\frac1B\sum_i -\log\frac{e^{Z_{ii}}}{\sum_j e^{Z_{ij}}}
+              + \frac1B\sum_j -\log\frac{e^{Z_{jj}}}{\sum_i e^{Z_{ij}}}\Big]
+
+    The row half is L_cls over the classes present in the batch, each other class counted as
+    often as it occurs there (exactly L_cls when each class occurs once); the column half is what
+    is new: each class text must pick its image out of the batch's other-class student images.
+    """
+    _check_features(student, "student")
+    _check_features(text, "text")
+    _check_same_dim(student, text, "student", "text")
+    labels = _check_labels(labels, student.shape[0], text.shape[0], student.device)
+    return _icl_core(_normalize(student), _normalize(text), labels, _check_tau(tau))
+
+
+def crd_loss(student: Tensor, teacher: Tensor, tau: float = 0.07) -> Tensor:
+    r"""CRD-style affinity distillation (CLIP-KD's "CRD" term), in a form for a vision-only student.
+
+    CLIP-KD matches the student's in-batch image-text affinity distribution to the teacher's with
+    a KL divergence. With no student text tower we match the in-batch *image-image* affinities
+    (our choice, stated here): for each image i, over the other images j ≠ i of the batch,
+
+    .. math:: P_T(j|i) = \mathrm{softmax}_{j\ne i}(\cos(t_i, t_j)/\tau),\quad
+              P_S(j|i) = \mathrm{softmax}_{j\ne i}(\cos(s_i, s_j)/\tau)
+
+    .. math:: L_{CRD} = \frac1B\sum_i \mathrm{KL}(P_T(\cdot|i) \,\|\, P_S(\cdot|i))
+
+    A batch of one image has no pair: the result is an exact 0 with a gradient path.
+    """
+    _check_features(student, "student")
+    _check_features(teacher, "teacher")
+    _check_same_batch(student, teacher, "student", "teacher")
+    _check_same_dim(student, teacher, "student", "teacher")
+    return _crd_core(_normalize(student), _normalize(teacher), _check_tau(tau))
+
+
+def rkd_loss(student: Tensor, teacher: Tensor, w_dist: float = RKD_WEIGHTS[0],
+             w_angle: float = RKD_WEIGHTS[1]) -> Tensor:
+    r"""RKD, relational knowledge distillation (Park et al., CVPR 2019): distance + angle terms.
+
+    On the normalised features, with :math:`\mu_x` the mean pairwise distance over pairs i ≠ j,
+    :math:`\psi_D(x_i, x_j) = \lVert x_i - x_j\rVert / \mu_x` and
+    :math:`\psi_A(x_i, x_j, x_k) = \langle \frac{x_i - x_j}{\lVert x_i - x_j\rVert},
+    \frac{x_k - x_j}{\lVert x_k - x_j\rVert}\rangle`:
+
+    .. math:: L_{RKD} = w_D\,\frac{1}{B^2}\sum_{i,j} \ell_\delta(\psi_D(s_i,s_j), \psi_D(t_i,t_j))
+              + w_A\,\frac{1}{B^3}\sum_{i,j,k} \ell_\delta(\psi_A(s_i,s_j,s_k), \psi_A(t_i,t_j,t_k))
+
+    with :math:`\ell_\delta` the Huber (smooth-L1, δ = 1) loss and, as in the authors' code, the
+    means over all B² pairs (zero diagonal) and all B³ triplets (degenerate ones give 0 on both
+    sides). ``w_D = 25``, ``w_A = 50`` by default (the authors' setting, :data:`RKD_WEIGHTS`).
+    Fewer than 2 images give an exact 0; the angle term needs at least 3.
+    """
+    _check_features(student, "student")
+    _check_features(teacher, "teacher")
+    _check_same_batch(student, teacher, "student", "teacher")
+    _check_same_dim(student, teacher, "student", "teacher")
+    for name, w in (("w_dist", w_dist), ("w_angle", w_angle)):
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise ValueError(f"{name} must be a finite number >= 0 (Park et al. use 25 / 50), got {w!r}")
+    return _rkd_core(_normalize(student), _normalize(teacher), float(w_dist), float(w_angle))
+
+
+def _label_bound(labels: object) -> int:
+    """An upper bound for labels that only need to be integers (L_cap compares them, no text rows)."""
+    if isinstance(labels, Tensor) and labels.numel() and not labels.is_floating_point() \
+            and labels.dtype != torch.bool and not labels.is_complex():
+        return int(labels.max()) + 1
+    return 1
+
+
 def combined_loss(
     weights: Mapping[str, float],
     *,
@@ -294,17 +501,20 @@ def combined_loss(
     filter: bool = True,  # noqa: A002 - name fixed by the contract
     im_cst_mode: str = "bidirectional",
     im_cst_filter: bool = False,
+    captions: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     r"""Weighted sum of named loss terms: :math:`L = \sum_n w_n L_n`, n in :data:`LOSS_NAMES`.
 
-    ``weights`` maps names (``"cls"``, ``"mse"``, ``"im_cst"``, ``"vlprox"``) to non-negative
+    ``weights`` maps names (``"cls"``, ``"mse"``, ``"im_cst"``, ``"vlprox"``, and the extra
+    terms ``"cap"``, ``"fd"``, ``"icl"``, ``"crd"``, ``"rkd"``) to non-negative
     finite weights; the official code uses 1.0 for every term that is on. Terms with weight 0 are
     neither computed nor returned. Returns ``(total, {name: unweighted term})``.
 
     ``im_cst_filter=True`` restricts L_im-cst to the teacher-correct samples (the same I(x) as
     L_vlprox; Table 9, "with filtering in L_im-cst"). ``teacher``, ``text`` and ``labels`` are
     needed only by the terms that use them (cls: text, labels; mse / im_cst: teacher;
-    vlprox: all three; im_cst_filter: all three).
+    vlprox: all three; im_cst_filter: all three; cap: captions ``[B, D]`` (each image's own
+    caption feature) and labels; fd / crd / rkd: teacher; icl: text, labels).
     """
     if not isinstance(weights, Mapping):
         raise ValueError(f"weights must be a mapping name -> weight, e.g. {{'cls': 1, 'im_cst': 1}}, got {weights!r}")
@@ -327,8 +537,8 @@ def combined_loss(
     tau = _check_tau(tau)
     k = _check_k(k)
 
-    need_teacher = bool({"mse", "im_cst", "vlprox"} & set(active))
-    need_text = bool({"cls", "vlprox"} & set(active)) or ("im_cst" in active and im_cst_filter)
+    need_teacher = bool({"mse", "im_cst", "vlprox", "fd", "crd", "rkd"} & set(active))
+    need_text = bool({"cls", "vlprox", "icl"} & set(active)) or ("im_cst" in active and im_cst_filter)
     _check_features(student, "student")
     s = _normalize(student)
     t = e = y = None
@@ -348,6 +558,16 @@ def combined_loss(
         e = _normalize(text)
     if "im_cst" in active and im_cst_filter and t is None:
         raise ValueError("im_cst_filter=True needs teacher features")
+    c = None
+    if "cap" in active:
+        if captions is None or labels is None:
+            raise ValueError("the term 'cap' needs captions=[B, D] (each image's caption feature) and labels=[B]")
+        _check_features(captions, "captions")
+        _check_same_batch(student, captions, "student", "captions")
+        _check_same_dim(student, captions, "student", "captions")
+        c = _normalize(captions)
+        if y is None:
+            y = _check_labels(labels, student.shape[0], _label_bound(labels), student.device)
 
     terms: dict[str, Tensor] = {}
     for name in active:
@@ -358,7 +578,17 @@ def combined_loss(
         elif name == "im_cst":
             keep = _teacher_correct_core(t, e, y) if im_cst_filter else None
             terms[name] = _im_cst_core(s, t, tau, im_cst_mode, keep)
-        else:
+        elif name == "vlprox":
             terms[name] = _vlprox_core(s, t, e, y, k, tau, bool(filter))
+        elif name == "cap":
+            terms[name] = _cap_core(s, c, y)
+        elif name == "fd":
+            terms[name] = _fd_core(s, t)
+        elif name == "icl":
+            terms[name] = _icl_core(s, e, y, tau)
+        elif name == "crd":
+            terms[name] = _crd_core(s, t, tau)
+        else:
+            terms[name] = _rkd_core(s, t, *RKD_WEIGHTS)
     total = sum((active[n] * terms[n] for n in terms), start=s.new_zeros(()))
     return total, terms
