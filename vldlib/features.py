@@ -264,6 +264,37 @@ def teacher_image_features(teacher: Any, split: Any, *, dataset_id: str,
     ``[B, C, S, S]`` in [0, 1] go to ``teacher.encode_image`` under ``torch.inference_mode``.
     ``num_workers > 0`` decodes images in DataLoader workers.
     """
+    return _per_image(teacher, split, "image", getattr(teacher, "encode_image", None),
+                      _teacher_dim(teacher), dataset_id=dataset_id, cache_dir=cache_dir,
+                      batch_size=batch_size, num_workers=num_workers, progress=progress,
+                      refresh=refresh, chunk_rows=chunk_rows)
+
+
+def proxy_caption_classes(teacher: Any, split: Any, *, dataset_id: str, top: int,
+                          cache_dir: str | Path | None = None, batch_size: int = 128,
+                          num_workers: int = 0, progress: bool = True) -> torch.Tensor:
+    """The proxy captioner's input: the ``top`` ImageNet class indices ``[N, top]`` (long, ranked)
+    of the ConSE proxy teacher's classifier for each image of ``split``, cached like the teacher
+    image features (kind ``proxy-caption-top{top}``). Only the ConSE proxy teacher has an
+    ImageNet classifier; any other teacher raises ``ValueError``."""
+    base = teacher._load() if isinstance(teacher, LazyTeacher) else teacher
+    if not hasattr(base, "imagenet_probs"):
+        raise ValueError(f"captions='proxy' needs the ConSE proxy teacher (an ImageNet classifier); "
+                         f"{getattr(teacher, 'identifier', teacher)!r} has none: use captions='file'")
+
+    def encode(images: torch.Tensor) -> torch.Tensor:
+        return base.imagenet_probs(images).topk(top, dim=-1).indices.float()
+
+    out = _per_image(teacher, split, f"proxy-caption-top{top}", encode, top, dataset_id=dataset_id,
+                     cache_dir=cache_dir, batch_size=batch_size, num_workers=num_workers, progress=progress)
+    return out.round().long()
+
+
+def _per_image(teacher: Any, split: Any, kind: str, fn: Callable[[torch.Tensor], torch.Tensor] | None,
+               dim: int | None, *, dataset_id: str, cache_dir: str | Path | None, batch_size: int,
+               num_workers: int, progress: bool, refresh: bool = False,
+               chunk_rows: int = DEFAULT_CHUNK_ROWS) -> torch.Tensor:
+    """One cached per-image quantity ``fn(images)`` of a teacher on ``split`` (see the module docstring)."""
     if not dataset_id:
         raise ValueError("dataset_id must be a non-empty string (e.g. DatasetSplits.name)")
     if batch_size < 1:
@@ -272,16 +303,16 @@ def teacher_image_features(teacher: Any, split: Any, *, dataset_id: str,
         if not isinstance(getattr(teacher, attr, None), str):
             raise ValueError(f"teacher has no string attribute {attr!r}; pass a vldlib Teacher")
     source = getattr(split, "source", None) or dataset_id
-    meta = {"kind": "image", "teacher": teacher.identifier, "preprocess": teacher.preprocess_id,
+    meta = {"kind": kind, "teacher": teacher.identifier, "preprocess": teacher.preprocess_id,
             "source": source}
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    store = FeatureStore(root / "teacher-features" / _hash(meta), meta, _teacher_dim(teacher),
-                         chunk_rows=chunk_rows)
+    store = FeatureStore(root / "teacher-features" / _hash(meta), meta, dim, chunk_rows=chunk_rows)
     device = getattr(teacher, "device", torch.device("cpu"))
     name = getattr(split, "name", "split")
 
     def encode(positions: list[int]) -> Iterator[tuple[list[int], torch.Tensor]]:
-        bar = _progress(len(positions), f"teacher features {dataset_id}/{name}", progress)
+        what = "features" if kind == "image" else kind
+        bar = _progress(len(positions), f"teacher {what} {dataset_id}/{name}", progress)
         batches = [positions[k:k + batch_size] for k in range(0, len(positions), batch_size)]
         if num_workers > 0 or not hasattr(split, "get_batch"):
             subset = torch.utils.data.Subset(split, positions)
@@ -293,7 +324,7 @@ def teacher_image_features(teacher: Any, split: Any, *, dataset_id: str,
         try:
             for batch, images in source_iter:
                 with torch.inference_mode():
-                    out = teacher.encode_image(images.to(device))
+                    out = fn(images.to(device))
                 bar.update(len(batch))
                 yield batch, out
         finally:

@@ -25,6 +25,7 @@ from vldlib.data import DATASETS, images_per_class
 from vldlib.io import canonical_json
 from vldlib.models.students import STUDENTS as _STUDENT_REGISTRY
 from vldlib.models.teachers import TEACHERS as _TEACHER_REGISTRY
+from vldlib.text.captions import CAPTION_SOURCES
 from vldlib.text.classifier import TEXT_MODES as _ALL_TEXT_MODES
 from vldlib.text.prompts import PROMPTS
 
@@ -69,6 +70,13 @@ class TrainConfig:
     wd 0.01) for ViT students. ``epochs`` counts outer epochs; each holds ``repeat_epochs`` passes
     over X_train (the official ``--repeat-epochs``; ``"auto"`` = 5 for small datasets, 1 for
     large). Reported accuracies are the mean over the last ``last_n`` outer epochs (App. B).
+
+    Captions (L_cap, Eq. 8, Table 5): ``captions`` is where each training image's caption comes
+    from (:data:`vldlib.text.captions.CAPTION_SOURCES`): ``"proxy"`` (the offline proxy captioner:
+    the proxy teacher's top ImageNet names, not a real captioner) or ``"file"`` (``captions.json``
+    in the dataset root). None with ``weights["cap"] > 0`` means ``"proxy"`` for the ConSE proxy
+    teacher and ``"file"`` otherwise (:meth:`caption_source`); the field is left out of the hash
+    when L_cap is off.
 
     Threads: ``threads`` is the number of torch CPU threads the run trains with (set with
     ``torch.set_num_threads`` for the run, restored afterwards). It is part of the run's
@@ -123,6 +131,7 @@ class TrainConfig:
     eval_epochs: str = "all"
     fewshot: dict | None = None
     analysis: bool = False
+    captions: str | None = None
     cache_dir: str | None = None
 
     # ------------------------------------------------------------------ construction
@@ -211,6 +220,11 @@ class TrainConfig:
                 raise ValueError(f"fewshot.shots={shots} needs more than {shots} images of each unseen class "
                                  f"(the rest are evaluated), but {self.dataset} holds {known} per class "
                                  f"(dataset_options.per_class); lower fewshot.shots or raise per_class")
+        if self.captions is not None:
+            _choice("captions", self.captions, CAPTION_SOURCES, extra="or None")
+            if float(self.weights.get("cap", 0.0)) <= 0:
+                raise ValueError(f"captions={self.captions!r} is only used by L_cap; switch it on with "
+                                 "weights 'cap' > 0 (e.g. --weights cls=1,cap=1) or leave captions None")
         if self.cache_dir is not None and not isinstance(self.cache_dir, str):
             raise ValueError(f"cache_dir must be a path string or None, got {self.cache_dir!r}")
         try:
@@ -240,6 +254,14 @@ class TrainConfig:
             _int("fewshot.batch_size", opts["batch_size"], 2)
         return opts
 
+    def caption_source(self) -> str | None:
+        """Where L_cap's captions come from (None when L_cap is off); see the class docstring."""
+        if float(self.weights.get("cap", 0.0)) <= 0:
+            return None
+        if self.captions is not None:
+            return self.captions
+        return "proxy" if self.teacher == "conse" else "file"
+
     # ------------------------------------------------------------------ canonical form
     def canonical(self) -> dict[str, Any]:
         """The config as hashed: weights as :func:`canonical_weights`, few-shot defaults
@@ -255,6 +277,12 @@ class TrainConfig:
             d.pop(name, None)
         if d.get("threads") == DEFAULT_THREADS:
             d.pop("threads")
+        # new fields are part of the hash only when in use (older runs keep their hashes)
+        source = self.caption_source()
+        if source is None:
+            d.pop("captions", None)
+        else:
+            d["captions"] = source
         return d
 
 

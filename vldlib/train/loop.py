@@ -193,14 +193,24 @@ class LossSpec:
                    im_cst_mode=config.im_cst_mode, im_cst_filter=config.im_cst_filter)
 
 
+    def without(self, *names: str) -> "LossSpec":
+        """The same loss with the terms ``names`` left out (e.g. L_cap where no captions exist)."""
+        out = LossSpec.__new__(LossSpec)
+        out.weights = {n: w for n, w in self.weights.items() if n not in names}
+        out.text, out.kw = self.text, dict(self.kw)
+        return out
+
+
 def train_step(student: nn.Module, opt: torch.optim.Optimizer, loss: LossSpec, x: torch.Tensor,
-               t: torch.Tensor, y: torch.Tensor, device: torch.device, amp: bool) -> dict[str, torch.Tensor]:
+               t: torch.Tensor, y: torch.Tensor, device: torch.device, amp: bool,
+               captions: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """One step: forward, ``L = Σ_n w_n L_n`` on fp32 features, backward, update.
-    Returns the detached terms (``loss_<name>``) and the total (``loss``)."""
+    ``captions``: the batch's caption features (L_cap only). Returns the detached terms
+    (``loss_<name>``) and the total (``loss``)."""
     with autocast(device, amp):
         s = student(x)
     total, terms = combined_loss(loss.weights, student=s.float(), teacher=t, text=loss.text,
-                                 labels=y, **loss.kw)
+                                 labels=y, captions=captions, **loss.kw)
     opt.zero_grad(set_to_none=True)
     total.backward()
     opt.step()
@@ -226,14 +236,15 @@ class Meter:
 
 
 def run_epoch(student: nn.Module, opt: torch.optim.Optimizer, loss: LossSpec,
-              batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], *,
+              batches: Iterable[tuple[torch.Tensor, ...]], *,
               augment: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
               amp: bool) -> dict[str, float]:
-    """One pass over ``batches`` of ``(x, t, y)`` (images on ``device``, teacher features,
-    labels): augment, :func:`train_step`, accumulate. Returns the epoch-mean loss terms."""
+    """One pass over ``batches`` of ``(x, t, y)`` or ``(x, t, y, captions)`` (images on
+    ``device``, teacher features, labels, caption features): augment, :func:`train_step`,
+    accumulate. Returns the epoch-mean loss terms."""
     meter = Meter()
     student.train()
-    for x, t, y in batches:
+    for x, t, y, *extra in batches:
         x = augment(x)
-        meter.add(train_step(student, opt, loss, x, t, y, device, amp), len(y))
+        meter.add(train_step(student, opt, loss, x, t, y, device, amp, extra[0] if extra else None), len(y))
     return meter.means()

@@ -44,10 +44,13 @@ from tqdm.auto import tqdm
 from vldlib.core.metrics import feature_error, m_neigh, m_rel, m_vlalign
 from vldlib.data import load_dataset, student_eval_transform, student_train_transform
 from vldlib.device import resolve_device
-from vldlib.features import CachedTextTeacher, LazyTeacher, teacher_image_features
+from vldlib.features import CachedTextTeacher, LazyTeacher, proxy_caption_classes, teacher_image_features
 from vldlib.io import save_torch_atomic
 from vldlib.models.students import load_student
+from vldlib.models.teachers import imagenet_class_names
 from vldlib.paths import default_cache_dir
+from vldlib.text.captions import (CAPTION_FILE, PROXY_CAPTION_TOP, captions_for, proxy_caption,
+                                  read_caption_file)
 from vldlib.text.classifier import class_text_features
 from vldlib.text.descriptions import description_key, load_descriptions
 from vldlib.train.config import TrainConfig, config_hash, resolve_optim
@@ -142,6 +145,7 @@ class _Run:
                 self.teacher, split, dataset_id=ds.name, cache_dir=self.cache_dir,
                 num_workers=cfg.num_workers, progress=self.progress).float().to(self.device)
         self.text_seen, self.text_unseen = self._texts(cfg.descriptions)
+        self.caption_feats = self._caption_features()
         self.timings["teacher_features_s"] = time.perf_counter() - t0
 
         self.train_tf = student_train_transform(ds, per_image=cfg.per_image_aug)
@@ -157,6 +161,33 @@ class _Run:
         seen = class_text_features(enc, self.ds.seen_classes, desc, **kw)
         unseen = class_text_features(enc, self.ds.unseen_classes, desc, **kw)
         return seen.float().to(self.device), unseen.float().to(self.device)
+
+    def _caption_features(self) -> torch.Tensor | None:
+        """Teacher text features ``[N_train, D]`` of each training image's caption (L_cap, Eq. 8),
+        or None when L_cap is off. The caption text is encoded raw (no template, paper.md §2.5)."""
+        source = self.cfg.caption_source()
+        if source is None:
+            return None
+        train = self.ds.train
+        if source == "proxy":
+            idx = proxy_caption_classes(self.teacher, train, dataset_id=self.ds.name, top=PROXY_CAPTION_TOP,
+                                        cache_dir=self.cache_dir, num_workers=self.cfg.num_workers,
+                                        progress=self.progress)
+            names = imagenet_class_names()
+            texts = [proxy_caption([names[i] for i in row]) for row in idx.tolist()]
+            self.caption_info = {"source": "proxy", "note": "proxy captioner: the proxy teacher's top "
+                                 f"{PROXY_CAPTION_TOP} ImageNet names (not a real captioner)",
+                                 "examples": texts[:3]}
+        else:
+            root = self.cfg.dataset_options.get("root")
+            if not root:
+                raise ValueError("captions='file' reads captions.json from the dataset root; this dataset "
+                                 "has none (use captions='proxy' with the ConSE proxy teacher)")
+            path = Path(root) / CAPTION_FILE
+            texts = captions_for(train.keys, read_caption_file(path), str(path))
+            self.caption_info = {"source": "file", "path": str(path), "examples": texts[:3]}
+        enc = CachedTextTeacher(self.teacher, self.cache_dir)
+        return enc.encode_text(texts).float().to(self.device)
 
     def _descriptions(self, which: str | None) -> dict[str, list[str]] | None:
         if which is None:
@@ -273,12 +304,15 @@ class _Run:
         imgs, t_train = self.images["train"], self.tfeat["train"]
         y_all = imgs.labels.to(self.device)
 
-        def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        caps = self.caption_feats
+
+        def batches() -> Iterator[tuple[torch.Tensor, ...]]:
             for _ in range(r["repeat_epochs"]):
                 index = train_index_batches(imgs.n, c.batch_size, self.gens["shuffle"])
                 for idx, x in zip(index, imgs.batches(index)):
                     idx_d = idx.to(self.device)
-                    yield x.to(self.device, non_blocking=True), t_train[idx_d], y_all[idx_d]
+                    batch = (x.to(self.device, non_blocking=True), t_train[idx_d], y_all[idx_d])
+                    yield batch if caps is None else (*batch, caps[idx_d])
 
         self._stage("main", start, c.epochs, c.last_n, LossSpec.of_config(c, self.text_seen), batches,
                     self.evals["ood"], "acc_ood_zeroshot", self.history, bar)
@@ -309,8 +343,9 @@ class _Run:
                 t = torch.cat([t_train[tr_d], self.sup_t[sup_d]])
                 yield x, t, fewshot_labels(y_train[tr_d], self.sup_y[sup_d], n_seen)
 
+        # the support images have no captions: the 5-shot stage trains without L_cap
         self._stage("fewshot", start, fs["epochs"], min(c.last_n, fs["epochs"]),
-                    LossSpec.of_config(c, text_all), batches, self.fs_ood, "acc_ood_5shot",
+                    LossSpec.of_config(c, text_all).without("cap"), batches, self.fs_ood, "acc_ood_5shot",
                     self.fs_history, bar)
 
     def _fewshot_optimizer(self) -> None:
@@ -433,6 +468,7 @@ class _Run:
             "teacher": {"identifier": self.teacher.identifier, "embed_dim": self.teacher.embed_dim,
                         "loaded": self.teacher.loaded},
             "student": {"name": cfg.student, "parameters": sum(p.numel() for p in self.student.parameters())},
+            "captions": getattr(self, "caption_info", None),
             "teacher_forward_passes": self.teacher.image_calls + self.teacher.text_calls,
             "teacher_forward_detail": self.teacher.forward_passes(),
             "timings": dict(self.timings),

@@ -1,0 +1,71 @@
+"""Per-image captions for L_cap (paper Eq. 8, Table 5; developer reference paper.md §2.5).
+
+The paper captions every training image with OFA-base and encodes each caption with the CLIP
+text encoder (raw caption, no "a photo of" prefix). Two sources here:
+
+- ``"file"``: a per-image caption file, ``captions.json`` in the dataset root (or any path),
+  a JSON object ``{image key: caption}`` whose keys are the split's image keys (official data:
+  the listed relative paths). :func:`read_caption_file` validates it.
+- ``"proxy"`` (the offline world): a **proxy captioner**, *not a real captioner*: the caption of
+  an image is the names of the proxy teacher's top ImageNet classes for it
+  (:func:`proxy_caption`), e.g. ``"a photo of a sandal, a clog or a running shoe"``. It only says
+  what an ImageNet classifier sees, which is close to what the ConSE proxy teacher's image feature
+  already encodes; it is labelled "proxy captions" wherever it is used.
+
+:data:`CAPTION_SOURCES` is the list the config validates against.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+__all__ = ["CAPTION_SOURCES", "CAPTION_FILE", "PROXY_CAPTION_TOP", "proxy_caption", "read_caption_file",
+           "captions_for"]
+
+#: Where captions come from: the proxy captioner (offline) or a per-image caption file.
+CAPTION_SOURCES: tuple[str, ...] = ("proxy", "file")
+#: The caption file's name inside an official dataset root.
+CAPTION_FILE = "captions.json"
+#: How many of the proxy teacher's top ImageNet classes a proxy caption names.
+PROXY_CAPTION_TOP = 3
+
+
+def proxy_caption(names: Sequence[str]) -> str:
+    """A proxy caption from ranked class names: ``"a photo of a A"``, ``"... a A or a B"``,
+    ``"... a A, a B or a C"``."""
+    names = [str(n) for n in names]
+    if not names:
+        raise ValueError("a proxy caption needs at least one class name")
+    parts = [f"a {n}" for n in names]
+    body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
+    return f"a photo of {body}"
+
+
+def read_caption_file(path: str | os.PathLike) -> dict[str, str]:
+    """``{image key: caption}`` from a JSON caption file; a clear error for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"caption file {str(path)!r} not found; write a JSON object {{image key: caption}} there "
+            "(keys as listed in the split files), or use captions='proxy' in the offline world")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"caption file {str(path)!r} is not valid UTF-8 JSON ({err}); "
+                         "it must be one object {image key: caption}") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
+                                             for k, v in data.items()):
+        raise ValueError(f"caption file {str(path)!r} must be one JSON object mapping each image key to "
+                         "a non-empty caption string")
+    return {k: v.strip() for k, v in data.items()}
+
+
+def captions_for(keys: Sequence[str], captions: Mapping[str, str], source: str = "caption file") -> list[str]:
+    """The captions of ``keys`` in order; every key must have one (the error names the first missing)."""
+    missing = [k for k in keys if k not in captions]
+    if missing:
+        raise ValueError(f"{len(missing)} of {len(keys)} training images have no caption in the {source} "
+                         f"(first: {missing[0]!r}); caption every training image")
+    return [captions[k] for k in keys]
