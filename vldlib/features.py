@@ -385,6 +385,7 @@ class LazyTeacher:
         self.image_calls = 0
         self.images_encoded = 0
         self.text_calls = 0
+        self.prompt_calls = 0
         self.texts_encoded = 0
         meta = try_read_json(self._meta_path)
         meta = meta if isinstance(meta, dict) else None
@@ -434,9 +435,26 @@ class LazyTeacher:
         self.texts_encoded += len(texts)
         return teacher.encode_text(texts)
 
+    @property
+    def token_width(self) -> int:
+        """The teacher's token-embedding width (prompt learning; loads the teacher)."""
+        teacher = self._load()
+        if not hasattr(teacher, "token_width"):
+            raise ValueError(f"teacher {self.identifier!r} does not support prompt learning")
+        return int(teacher.token_width)
+
+    def encode_text_with_context(self, ctx: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
+        """CoOp text features through the frozen teacher (:mod:`vldlib.models.prompts`); differentiable in ctx."""
+        teacher = self._load()
+        if not hasattr(teacher, "encode_text_with_context"):
+            raise ValueError(f"teacher {self.identifier!r} does not support prompt learning")
+        self.prompt_calls += 1
+        return teacher.encode_text_with_context(ctx, texts)
+
     def forward_passes(self) -> dict[str, int]:
         return {"image_batches": self.image_calls, "images": self.images_encoded,
-                "text_batches": self.text_calls, "texts": self.texts_encoded}
+                "text_batches": self.text_calls, "texts": self.texts_encoded,
+                "prompt_text_batches": self.prompt_calls}
 
     def __repr__(self) -> str:
         return f"LazyTeacher({self.identifier!r}, loaded={self.loaded})"

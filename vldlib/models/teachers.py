@@ -398,6 +398,37 @@ class OpenCLIPTeacher:
                 out.append(self.model.encode_text(tokens).float().cpu())
         return torch.cat(out) if out else torch.zeros(0, self.embed_dim)
 
+    # -- prompt learning (CoOp, paper.md §2.6) ------------------------------------------------
+    @property
+    def token_width(self) -> int:
+        """Width of the text transformer's token embeddings (CoOp context vectors live there)."""
+        return int(self.model.token_embedding.weight.shape[1])
+
+    def encode_text_with_context(self, ctx: Tensor, texts: Sequence[str]) -> Tensor:
+        """CoOp's text encoder: ``texts`` begin with ``n_ctx`` placeholder words ``"X"``, whose token
+        embeddings (positions 1..n_ctx, after the start token) are replaced by ``ctx``
+        ``[n_ctx, width]``; the rest is the frozen open_clip text tower (positional embedding,
+        transformer, final LayerNorm, end-token pooling, projection). Differentiable in ``ctx``;
+        returns ``[M, embed_dim]`` fp32 on ``ctx``'s device (unnormalised)."""
+        texts = _check_texts(texts, type(self).__name__)
+        m = self.model
+        tokens = self.tokenizer(texts).to(self.device)
+        _check_placeholders(tokens, int(ctx.shape[0]), self.tokenizer(["X"])[0, 1].item(), 1, "open_clip")
+        cast = m.transformer.get_cast_dtype()
+        x = m.token_embedding(tokens).to(cast)
+        n = ctx.shape[0]
+        x = torch.cat([x[:, :1], ctx.to(self.device, cast).unsqueeze(0).expand(len(texts), -1, -1),
+                       x[:, 1 + n:]], dim=1)
+        x = x + m.positional_embedding.to(cast)
+        x = m.transformer(x, attn_mask=m.attn_mask)
+        x = m.ln_final(x)
+        from open_clip.transformer import text_global_pool
+
+        x = text_global_pool(x, tokens, m.text_pool_type, eos_token_id=getattr(m, "text_eos_id", None))
+        if m.text_projection is not None:
+            x = m.text_projection(x) if isinstance(m.text_projection, nn.Linear) else x @ m.text_projection
+        return x.float().to(ctx.device)
+
     def __repr__(self) -> str:
         return f"OpenCLIPTeacher({self.identifier!r}, dim={self.embed_dim}, device={self.device})"
 
@@ -475,6 +506,37 @@ class MiniLMTextEncoder:
         result = torch.empty(len(texts), self.dim)
         result[torch.tensor(order)] = torch.cat(out)
         return result
+
+
+    @property
+    def token_width(self) -> int:
+        return int(self.model.embeddings.word_embeddings.weight.shape[1])
+
+    def encode_with_context(self, ctx: Tensor, texts: Sequence[str]) -> Tensor:
+        """CoOp through MiniLM: the word embeddings of the ``n_ctx`` placeholder words ``"X"``
+        (positions 1..n_ctx, after ``[CLS]``) are replaced by ``ctx``; BERT adds its position and
+        token-type embeddings; mean pooling and L2 normalisation as :meth:`__call__`.
+        Differentiable in ``ctx``; ``[M, 384]`` on ``ctx``'s device."""
+        enc = self.tokenizer.encode_batch(list(texts))
+        ids = torch.tensor([e.ids for e in enc], device=self.device)
+        mask = torch.tensor([e.attention_mask for e in enc], device=self.device)
+        types = torch.tensor([e.type_ids for e in enc], device=self.device)
+        n = int(ctx.shape[0])
+        _check_placeholders(ids, n, self.tokenizer.encode("X").ids[1], 1, "MiniLM")
+        words = self.model.embeddings.word_embeddings(ids)
+        words = torch.cat([words[:, :1], ctx.to(self.device, words.dtype).unsqueeze(0).expand(len(enc), -1, -1),
+                           words[:, 1 + n:]], dim=1)
+        h = self.model(inputs_embeds=words, attention_mask=mask, token_type_ids=types).last_hidden_state
+        m = mask.unsqueeze(-1).to(h.dtype)
+        pooled = (h * m).sum(1) / m.sum(1).clamp_min(1e-9)
+        return F.normalize(pooled, dim=-1).float().to(ctx.device)
+
+
+def _check_placeholders(ids: Tensor, n: int, x_id: int, start: int, who: str) -> None:
+    """Every prompt must hold ``n`` placeholder tokens at positions ``start..start+n-1``."""
+    if ids.shape[1] < start + n or not bool((ids[:, start:start + n] == x_id).all()):
+        raise ValueError(f"{who} prompts must begin with {n} placeholder words 'X' (one token each) "
+                         "before the class name; build them with vldlib.models.prompts.coop_texts")
 
 
 # ----------------------------------------------------------------------------- ConSE proxy
@@ -647,6 +709,16 @@ class ConSEProxyTeacher:
     def encode_text(self, texts: Sequence[str]) -> Tensor:
         """g(l): MiniLM embeddings of the texts, [M, 384] fp32 on CPU (unit norm)."""
         return self.text_encoder(_check_texts(texts, type(self).__name__))
+
+    @property
+    def token_width(self) -> int:
+        """Width of MiniLM's word embeddings (the proxy teacher's text side; CoOp context lives there)."""
+        return self.text_encoder.token_width
+
+    def encode_text_with_context(self, ctx: Tensor, texts: Sequence[str]) -> Tensor:
+        """CoOp for the proxy teacher: through MiniLM's token embeddings
+        (:meth:`MiniLMTextEncoder.encode_with_context`). Differentiable in ``ctx``."""
+        return self.text_encoder.encode_with_context(ctx, _check_texts(texts, type(self).__name__))
 
     def __repr__(self) -> str:
         return f"ConSEProxyTeacher({self.identifier!r}, proxy teacher (not CLIP), dim={self.embed_dim})"

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 from vldlib.core.losses import IM_CST_MODES, LOSS_NAMES, PAPER_LOSS_NAMES
 from vldlib.data import DATASETS, images_per_class
 from vldlib.io import canonical_json
+from vldlib.models.prompts import prompt_learning_options
 from vldlib.models.students import STUDENTS as _STUDENT_REGISTRY
 from vldlib.models.teachers import TEACHERS as _TEACHER_REGISTRY
 from vldlib.text.captions import CAPTION_SOURCES
@@ -78,6 +79,11 @@ class TrainConfig:
     teacher and ``"file"`` otherwise (:meth:`caption_source`); the field is left out of the hash
     when L_cap is off.
 
+    Prompt learning (CoOp, Table 5): ``prompt_learning={"n_ctx": 8}`` learns n_ctx context
+    vectors in place of the template's "a photo of" together with the student, through the
+    frozen teacher text encoder (:mod:`vldlib.models.prompts`); None (default) is off and
+    absent from the hash.
+
     Threads: ``threads`` is the number of torch CPU threads the run trains with (set with
     ``torch.set_num_threads`` for the run, restored afterwards). It is part of the run's
     identity, because torch's float reductions (e.g. a convolution's weight gradient) split the
@@ -132,6 +138,7 @@ class TrainConfig:
     fewshot: dict | None = None
     analysis: bool = False
     captions: str | None = None
+    prompt_learning: dict | None = None
     cache_dir: str | None = None
 
     # ------------------------------------------------------------------ construction
@@ -220,6 +227,10 @@ class TrainConfig:
                 raise ValueError(f"fewshot.shots={shots} needs more than {shots} images of each unseen class "
                                  f"(the rest are evaluated), but {self.dataset} holds {known} per class "
                                  f"(dataset_options.per_class); lower fewshot.shots or raise per_class")
+        if self.prompt_learning is not None:
+            prompt_learning_options(self.prompt_learning)  # validates
+            if self.text_mode not in ("first", "average"):
+                raise ValueError(f"prompt_learning supports text_mode 'first' or 'average', got {self.text_mode!r}")
         if self.captions is not None:
             _choice("captions", self.captions, CAPTION_SOURCES, extra="or None")
             if float(self.weights.get("cap", 0.0)) <= 0:
@@ -278,6 +289,10 @@ class TrainConfig:
         if d.get("threads") == DEFAULT_THREADS:
             d.pop("threads")
         # new fields are part of the hash only when in use (older runs keep their hashes)
+        if d["prompt_learning"] is None:
+            d.pop("prompt_learning")
+        else:
+            d["prompt_learning"] = prompt_learning_options(d["prompt_learning"])
         source = self.caption_source()
         if source is None:
             d.pop("captions", None)

@@ -178,9 +178,13 @@ def make_scheduler(opt: torch.optim.Optimizer, kind: str, epochs: int, lr: float
 
 
 class LossSpec:
-    """The loss of one stage: positive weights, the class text features, the loss options."""
+    """The loss of one stage: positive weights, the class text features, the loss options.
 
-    def __init__(self, *, weights: Mapping[str, float], text: torch.Tensor, tau: float, k: int,
+    ``text`` is a ``[C, D]`` tensor, or a function returning it that is called at every step
+    (prompt learning: the features come from the current learned context)."""
+
+    def __init__(self, *, weights: Mapping[str, float], text: torch.Tensor | Callable[[], torch.Tensor],
+                 tau: float, k: int,
                  filter: bool, im_cst_mode: str, im_cst_filter: bool) -> None:
         self.weights = {n: float(w) for n, w in weights.items() if float(w) > 0}
         self.text = text
@@ -188,7 +192,7 @@ class LossSpec:
                        im_cst_filter=bool(im_cst_filter))
 
     @classmethod
-    def of_config(cls, config: Any, text: torch.Tensor) -> "LossSpec":
+    def of_config(cls, config: Any, text: torch.Tensor | Callable[[], torch.Tensor]) -> "LossSpec":
         return cls(weights=config.weights, text=text, tau=config.tau, k=config.k, filter=config.filter,
                    im_cst_mode=config.im_cst_mode, im_cst_filter=config.im_cst_filter)
 
@@ -209,7 +213,8 @@ def train_step(student: nn.Module, opt: torch.optim.Optimizer, loss: LossSpec, x
     (``loss_<name>``) and the total (``loss``)."""
     with autocast(device, amp):
         s = student(x)
-    total, terms = combined_loss(loss.weights, student=s.float(), teacher=t, text=loss.text,
+    text = loss.text() if callable(loss.text) else loss.text
+    total, terms = combined_loss(loss.weights, student=s.float(), teacher=t, text=text,
                                  labels=y, captions=captions, **loss.kw)
     opt.zero_grad(set_to_none=True)
     total.backward()

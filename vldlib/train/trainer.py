@@ -46,12 +46,13 @@ from vldlib.data import load_dataset, student_eval_transform, student_train_tran
 from vldlib.device import resolve_device
 from vldlib.features import CachedTextTeacher, LazyTeacher, proxy_caption_classes, teacher_image_features
 from vldlib.io import save_torch_atomic
+from vldlib.models.prompts import PromptLearner, coop_texts, prompt_learning_options
 from vldlib.models.students import load_student
 from vldlib.models.teachers import imagenet_class_names
 from vldlib.paths import default_cache_dir
 from vldlib.text.captions import (CAPTION_FILE, PROXY_CAPTION_TOP, captions_for, proxy_caption,
                                   read_caption_file)
-from vldlib.text.classifier import class_text_features
+from vldlib.text.classifier import class_text_features, class_texts
 from vldlib.text.descriptions import description_key, load_descriptions
 from vldlib.train.config import TrainConfig, config_hash, resolve_optim
 from vldlib.train.fewshot import check_support, fewshot_batches, fewshot_labels, select_support
@@ -162,6 +163,28 @@ class _Run:
         unseen = class_text_features(enc, self.ds.unseen_classes, desc, **kw)
         return seen.float().to(self.device), unseen.float().to(self.device)
 
+    def _build_prompt(self) -> PromptLearner | None:
+        """CoOp (Table 5): the learnable context and each class's prompts "X ... X {name}." (None when off)."""
+        opts = prompt_learning_options(self.cfg.prompt_learning)
+        if opts is None:
+            return None
+        desc = self._descriptions(self.cfg.descriptions)
+        kw = dict(template="{name}.", enriched_template="{name} . {description}.")
+        self.prompts = {"seen": coop_texts(class_texts(self.ds.seen_classes, desc, **kw), opts["n_ctx"]),
+                        "unseen": coop_texts(class_texts(self.ds.unseen_classes, desc, **kw), opts["n_ctx"])}
+        gen = torch.Generator().manual_seed(self.cfg.seed * 2 + 3)
+        return PromptLearner(opts["n_ctx"], self.teacher.token_width, opts["init_std"], gen).to(self.device)
+
+    def _prompt_text(self, which: str) -> torch.Tensor:
+        """Class text features from the current learned context (differentiable in it)."""
+        return self.prompt(self.teacher, self.prompts[which], self.cfg.text_mode).float().to(self.device)
+
+    def _refresh_prompt_texts(self) -> None:
+        """Evaluation texts from the current context (prompt learning only)."""
+        if self.prompt is not None:
+            with torch.no_grad():
+                self.text_seen, self.text_unseen = self._prompt_text("seen"), self._prompt_text("unseen")
+
     def _caption_features(self) -> torch.Tensor | None:
         """Teacher text features ``[N_train, D]`` of each training image's caption (L_cap, Eq. 8),
         or None when L_cap is off. The caption text is encoded raw (no template, paper.md §2.5)."""
@@ -216,6 +239,8 @@ class _Run:
             "fewshot_history": self.fs_history, "analysis": self.analysis,
             "rng": rng_state(self.gens), "timings": self.timings,
         }
+        if self.prompt is not None:
+            state["prompt"] = self.prompt.state_dict()
         save_torch_atomic(state, self.run_dir / CHECKPOINT)
 
     def _load_checkpoint(self) -> dict[str, Any] | None:
@@ -238,6 +263,8 @@ class _Run:
 
     def _restore(self, state: Mapping[str, Any]) -> None:
         self.student.load_state_dict(state["student"])
+        if self.prompt is not None:
+            self.prompt.load_state_dict(state["prompt"])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         self.history = list(state["history"])
@@ -257,6 +284,7 @@ class _Run:
     # ------------------------------------------------------------------ stages
     def _evaluate(self, ood: "EvalSet", ood_key: str) -> dict[str, float]:
         c = self.cfg
+        self._refresh_prompt_texts()
         f_id = self.evals["id"].embed(self.student, self.device, c.eval_batch_size, c.amp)
         f_ood = ood.embed(self.student, self.device, c.eval_batch_size, c.amp)
         per_class = class_accuracies(f_ood, self.text_unseen, ood.labels)
@@ -314,7 +342,8 @@ class _Run:
                     batch = (x.to(self.device, non_blocking=True), t_train[idx_d], y_all[idx_d])
                     yield batch if caps is None else (*batch, caps[idx_d])
 
-        self._stage("main", start, c.epochs, c.last_n, LossSpec.of_config(c, self.text_seen), batches,
+        text = self.text_seen if self.prompt is None else (lambda: self._prompt_text("seen"))
+        self._stage("main", start, c.epochs, c.last_n, LossSpec.of_config(c, text), batches,
                     self.evals["ood"], "acc_ood_zeroshot", self.history, bar)
 
     def _fewshot_setup(self) -> None:
@@ -330,6 +359,7 @@ class _Run:
 
     def _fewshot_stage(self, start: int, bar) -> None:
         c, fs = self.cfg, self.resolved["fewshot"]
+        self._refresh_prompt_texts()  # the learned context is kept fixed while fine-tuning
         text_all = torch.cat([self.text_seen, self.text_unseen])
         imgs, t_train = self.images["train"], self.tfeat["train"]
         y_train = imgs.labels.to(self.device)
@@ -378,7 +408,7 @@ class _Run:
         return out
 
     def _plain_texts(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.cfg.descriptions is None and self.cfg.text_mode == "first":
+        if self.cfg.descriptions is None and self.cfg.text_mode == "first" and self.prompt is None:
             return self.text_seen, self.text_unseen
         enc = CachedTextTeacher(self.teacher, self.cache_dir)
         kw = dict(mode="first", template=self.cfg.template)
@@ -391,10 +421,12 @@ class _Run:
         cfg = self.cfg
         self._setup()
         self.student = self._build_student()
+        self.prompt = self._build_prompt()
         self.gens = {"shuffle": torch.Generator().manual_seed(cfg.seed * 2 + 1),
                      "aug": torch.Generator().manual_seed(cfg.seed * 2 + 2)}
         r = self.resolved
-        self.opt = make_optimizer(self.student.parameters(), r["optimizer"], r["lr"], r["weight_decay"], cfg.momentum)
+        params = list(self.student.parameters()) + (list(self.prompt.parameters()) if self.prompt is not None else [])
+        self.opt = make_optimizer(params, r["optimizer"], r["lr"], r["weight_decay"], cfg.momentum)
         self.sched = make_scheduler(self.opt, r["schedule"], cfg.epochs, r["lr"])
         self.history: list[dict[str, Any]] = []
         self.fs_history: list[dict[str, Any]] = []
@@ -469,7 +501,10 @@ class _Run:
                         "loaded": self.teacher.loaded},
             "student": {"name": cfg.student, "parameters": sum(p.numel() for p in self.student.parameters())},
             "captions": getattr(self, "caption_info", None),
-            "teacher_forward_passes": self.teacher.image_calls + self.teacher.text_calls,
+            "prompt_learning": None if self.prompt is None else {
+                **prompt_learning_options(cfg.prompt_learning),
+                "example": self.prompts["seen"][0][0], "ctx_norm": float(self.prompt.ctx.detach().norm())},
+            "teacher_forward_passes": self.teacher.image_calls + self.teacher.text_calls + self.teacher.prompt_calls,
             "teacher_forward_detail": self.teacher.forward_passes(),
             "timings": dict(self.timings),
             "throughput_img_s": _throughput(self.history, len(ds.train) * self.resolved["repeat_epochs"]),
