@@ -93,3 +93,52 @@ def test_cli_trains_each_new_loss_on_the_smoke_profile(loss, tmp_path, capsys, f
     if loss == "cap":
         assert rec["captions"]["source"] == "proxy" and "not a real captioner" in rec["captions"]["note"]
         assert all(c.startswith("a photo of a ") for c in rec["captions"]["examples"])
+
+
+# --------------------------------------------------------------------------- LLM captioner
+def _caption_reply(body):
+    from llm_server import completion
+
+    content = [m["content"] for m in body["messages"] if m.get("role") == "user"][-1]
+    url = next(p["image_url"]["url"] for p in content if p.get("type") == "image_url")
+    assert url.startswith("data:image/png;base64,")
+    return completion(body, [f'"a picture of {len(url) % 97} dots"'])
+
+
+def test_llm_captioner_fills_the_caption_file_resumes_and_retries(world, tmp_path):
+    from llm_server import ChatServer, error
+
+    from vldlib.cli.caption import main as caption_main
+    from vldlib.text.captions import read_caption_cache, read_caption_file
+    from vldlib.text.llm import CaptionsUnavailable, LLMResponseError, generate_captions
+
+    out = tmp_path / "caps.json"
+    imgs = torch.rand(4, 3, 8, 8)
+    keys = [f"k{i}" for i in range(4)]
+    with pytest.raises(CaptionsUnavailable, match="no caption"):
+        generate_captions(keys, lambda pos: imgs[pos], model="m", out=out, api_key_env="VLD_NO_SUCH_KEY")
+    # a 503 is retried; a 400 stops with the image named; what was captioned is kept
+    with ChatServer(plan=[error(503), None, error(400, "bad image")], respond=_caption_reply) as srv:
+        with pytest.raises(LLMResponseError, match="image 'k"):
+            generate_captions(keys, lambda pos: imgs[pos], model="m", out=out, base_url=srv.base_url,
+                              concurrency=1, base_delay=0, progress=False, api_key_env="VLD_NO_SUCH_KEY")
+    first = read_caption_cache(out)
+    assert len(first["captions"]) == 1 and first["model"] == "m"
+    with ChatServer(respond=_caption_reply) as srv:
+        got = generate_captions(keys, lambda pos: imgs[pos], model="m", out=out, base_url=srv.base_url,
+                                progress=False, api_key_env="VLD_NO_SUCH_KEY")
+        assert len(srv.requests) == 3  # only the missing images
+    assert set(got) == set(keys) and all(v.startswith("a picture of") for v in got.values())  # quotes stripped
+    cache = read_caption_cache(out)
+    assert set(cache["provenance"]) == set(keys) and cache["provenance"]["k0"]["base_url"].startswith("http")
+    assert read_caption_file(out) == got
+    # the command line captions an official root into <root>/captions.json, which captions="file" reads
+    root = Path(world["root"])
+    (root / "captions.json").unlink(missing_ok=True)
+    with ChatServer(respond=_caption_reply) as srv:
+        assert caption_main(["--data-root", str(root), "--model", "m", "--base-url", srv.base_url,
+                             "--load-size", "32", "--quiet"]) == 0
+    rec = train(tiny(world, epochs=1, last_n=1), cache_dir=world["cache"], progress=False)
+    assert rec["captions"]["source"] == "file" and rec["captions"]["examples"][0].startswith("a picture of")
+    (root / "captions.json").unlink()
+    assert caption_main(["--data-root", str(tmp_path / "none"), "--model", "m"]) == 2

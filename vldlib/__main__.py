@@ -1,4 +1,4 @@
-"""Command line: ``python -m vldlib {train,describe,book} ...``.
+"""Command line: ``python -m vldlib {train,describe,caption,book} ...``.
 
 Each subcommand lives in its module as ``main(argv) -> int``; this file only dispatches.
 """
@@ -10,6 +10,7 @@ import sys
 COMMANDS = {
     "train": ("vldlib.cli.train", "train a student by distillation and print its result record"),
     "describe": ("vldlib.cli.describe", "fill an LLM class-description cache (openai client)"),
+    "caption": ("vldlib.cli.caption", "caption training images through a vision chat endpoint (L_cap)"),
     "book": ("vldlib.book", "execute the notebooks with papermill and build the Jupyter Book"),
 }
 

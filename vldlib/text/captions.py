@@ -5,7 +5,10 @@ text encoder (raw caption, no "a photo of" prefix). Two sources here:
 
 - ``"file"``: a per-image caption file, ``captions.json`` in the dataset root (or any path),
   a JSON object ``{image key: caption}`` whose keys are the split's image keys (official data:
-  the listed relative paths). :func:`read_caption_file` validates it.
+  the listed relative paths), or the file ``python -m vldlib caption`` writes through any
+  OpenAI-compatible vision chat endpoint (:func:`vldlib.text.llm.generate_captions`;
+  ``{"format": "vldbook.captions/1", "model", "instruction", "captions": {...}, "provenance":
+  {...}}``). :func:`read_caption_file` validates either.
 - ``"proxy"`` (the offline world): a **proxy captioner**, *not a real captioner*: the caption of
   an image is the names of the proxy teacher's top ImageNet classes for it
   (:func:`proxy_caption`), e.g. ``"a photo of a sandal, a clog or a running shoe"``. It only says
@@ -21,13 +24,15 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-__all__ = ["CAPTION_SOURCES", "CAPTION_FILE", "PROXY_CAPTION_TOP", "proxy_caption", "read_caption_file",
-           "captions_for"]
+__all__ = ["CAPTION_SOURCES", "CAPTION_FILE", "CAPTION_FORMAT", "PROXY_CAPTION_TOP", "proxy_caption",
+           "read_caption_file", "read_caption_cache", "captions_for"]
 
 #: Where captions come from: the proxy captioner (offline) or a per-image caption file.
 CAPTION_SOURCES: tuple[str, ...] = ("proxy", "file")
 #: The caption file's name inside an official dataset root.
 CAPTION_FILE = "captions.json"
+#: The format tag of a caption file written by the LLM captioner (with provenance).
+CAPTION_FORMAT = "vldbook.captions/1"
 #: How many of the proxy teacher's top ImageNet classes a proxy caption names.
 PROXY_CAPTION_TOP = 3
 
@@ -55,6 +60,8 @@ def read_caption_file(path: str | os.PathLike) -> dict[str, str]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"caption file {str(path)!r} is not valid UTF-8 JSON ({err}); "
                          "it must be one object {image key: caption}") from None
+    if isinstance(data, dict) and data.get("format") == CAPTION_FORMAT:
+        data = data.get("captions")
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
                                              for k, v in data.items()):
         raise ValueError(f"caption file {str(path)!r} must be one JSON object mapping each image key to "
@@ -69,3 +76,15 @@ def captions_for(keys: Sequence[str], captions: Mapping[str, str], source: str =
         raise ValueError(f"{len(missing)} of {len(keys)} training images have no caption in the {source} "
                          f"(first: {missing[0]!r}); caption every training image")
     return [captions[k] for k in keys]
+
+
+def read_caption_cache(path: str | os.PathLike) -> dict:
+    """The LLM captioner's file with its provenance (``{"format", "model", "instruction",
+    "captions", "provenance"}``); a plain ``{key: caption}`` file is wrapped with empty provenance."""
+    captions = read_caption_file(path)
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if data.get("format") == CAPTION_FORMAT:
+        prov = data.get("provenance") if isinstance(data.get("provenance"), dict) else {}
+        return {"format": CAPTION_FORMAT, "model": data.get("model"), "instruction": data.get("instruction"),
+                "captions": captions, "provenance": prov}
+    return {"format": CAPTION_FORMAT, "model": None, "instruction": None, "captions": captions, "provenance": {}}

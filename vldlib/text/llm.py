@@ -1,4 +1,9 @@
-"""Generating class descriptions with an LLM through the ``openai`` client.
+"""Generating class descriptions (and image captions) with an LLM through the ``openai`` client.
+
+``generate_captions`` does the same for L_cap's per-image captions (paper Eq. 8, Table 5)
+through any OpenAI-compatible *vision* chat endpoint: one request per image (the image as a PNG
+data URL next to the instruction), the same retries, a caption file with provenance saved
+atomically as it fills (:mod:`vldlib.text.captions`), so an interrupted run resumes.
 
 ``generate_descriptions`` fills a description cache (:mod:`vldlib.describe_cache`): it asks an
 OpenAI-compatible chat-completions server (``base_url``; the OpenAI API by default) for ``n``
@@ -23,7 +28,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import torch
+
 from vldlib import __version__
+from vldlib.io import write_json_atomic
+from vldlib.text.captions import CAPTION_FORMAT, read_caption_cache
 from vldlib.text.cache import (
     DescriptionCache,
     cache_path,
@@ -127,7 +136,8 @@ class _Requester:
     def __init__(self, client: Any, *, model: str, template: str, temperature: float,
                  max_retries: int, base_delay: float, max_delay: float, where: str,
                  sleep: Callable[[float], None], timeout: float = 30.0,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, subject: str = "class") -> None:
+        self.subject = subject
         self.client = client
         self.model = model
         self.template = template
@@ -140,7 +150,7 @@ class _Requester:
         self.timeout = timeout
         self.log = log
 
-    def _call(self, prompt: str, n: int, name: str) -> list[str]:
+    def _call(self, prompt: str | list[dict[str, Any]], n: int, name: str) -> list[str]:
         import openai
 
         last: str = ""
@@ -154,7 +164,7 @@ class _Requester:
                 status = err.status_code
                 if status != 429 and not 500 <= status < 600:
                     raise LLMResponseError(
-                        f"{self.where} refused the request for class {name!r} with HTTP "
+                        f"{self.where} refused the request for {self.subject} {name!r} with HTTP "
                         f"{status}: {err.message}; check the model name, the API key and "
                         "--base-url") from err
                 last = f"HTTP {status}: {err.message}"
@@ -174,17 +184,17 @@ class _Requester:
                 delay = min(self.max_delay, self.base_delay * 2 ** attempt)
             delay = min(delay, RETRY_AFTER_CAP)
             if self.log is not None:
-                self.log(f"describe: class {name!r}: retrying ({attempt + 1}/{self.max_retries}) after "
+                self.log(f"{self.subject} {name!r}: retrying ({attempt + 1}/{self.max_retries}) after "
                          f"{delay:g} s: {last}")
             self.sleep(delay)
         if timeouts == self.max_retries + 1:
             raise LLMResponseError(
-                f"{self.where} never answered for class {name!r}: {timeouts} attempts of {self.timeout:g} s "
+                f"{self.where} never answered for {self.subject} {name!r}: {timeouts} attempts of {self.timeout:g} s "
                 "each timed out; check that the server is running and reachable (--base-url), or raise "
                 "--timeout for a slow model (finished classes are cached)")
         raise LLMResponseError(
-            f"{self.where} failed for class {name!r} after {self.max_retries + 1} attempts "
-            f"(last: {last}); try again later (finished classes are cached and will not be "
+            f"{self.where} failed for {self.subject} {name!r} after {self.max_retries + 1} attempts "
+            f"(last: {last}); try again later (finished ones are cached and will not be "
             "requested again) or raise max_retries / base_delay")
 
     def __call__(self, name: str, need: int, n_per_request: int) -> tuple[list[str], str]:
@@ -349,3 +359,146 @@ def generate_descriptions(
     if errors:
         raise errors[0]
     return {c: cache.descriptions[c][:n] for c in names}
+
+
+# ---------------------------------------------------------------------- captions (L_cap)
+#: The instruction sent with every image (OFA's is " what does the image describe?", paper.md §2.5).
+CAPTION_INSTRUCTION = "What does the image describe? Answer with one short caption."
+
+
+class CaptionsUnavailable(ValueError):
+    """Captions are missing and cannot be generated (no API key and no server)."""
+
+
+def image_data_url(image: Any) -> str:
+    """A ``[C, H, W]`` float tensor in [0, 1] (C = 1 or 3) as a ``data:image/png;base64,...`` URL."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    arr = (image.detach().float().clamp(0, 1) * 255).round().to(dtype=torch.uint8).cpu().numpy()
+    if arr.ndim != 3 or arr.shape[0] not in (1, 3):
+        raise ValueError(f"an image must be [C, H, W] with C = 1 or 3, got shape {tuple(arr.shape)}")
+    pil = Image.fromarray(arr[0] if arr.shape[0] == 1 else np.transpose(arr, (1, 2, 0)))
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def generate_captions(
+    keys: Sequence[str],
+    load: Callable[[list[int]], Any],
+    *,
+    model: str,
+    out: str | os.PathLike,
+    base_url: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    instruction: str = CAPTION_INSTRUCTION,
+    temperature: float = 0.0,
+    concurrency: int = 4,
+    max_retries: int = 5,
+    base_delay: float = 1.0,
+    max_delay: float = 60.0,
+    timeout: float = 60.0,
+    save_every: int = 16,
+    progress: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, str]:
+    """Fill the caption file ``out`` for the images ``keys`` and return ``{key: caption}``.
+
+    ``load(positions)`` returns the images ``[B, C, H, W]`` (float in [0, 1]) at those positions
+    of ``keys``. Only keys without a caption are requested, one chat-completions request each
+    (``instruction`` + the image as a PNG data URL), ``concurrency`` at a time, with the retries
+    of the description generator; the file (``{"format", "model", "instruction", "captions",
+    "provenance"}``) is saved atomically every ``save_every`` captions and at the end or on error.
+    """
+    keys = list(keys)
+    if not keys or not all(isinstance(k, str) and k for k in keys):
+        raise ValueError("keys must be a non-empty list of image keys")
+    if concurrency < 1 or save_every < 1:
+        raise ValueError("concurrency and save_every must be >= 1")
+    path = Path(out)
+    cache = read_caption_cache(path) if path.exists() else {
+        "format": CAPTION_FORMAT, "model": model, "instruction": instruction, "captions": {}, "provenance": {}}
+    if cache.get("instruction") not in (None, instruction) or cache.get("model") not in (None, model):
+        raise ValueError(f"{path} holds captions made with another model or instruction "
+                         f"({cache.get('model')!r}, {cache.get('instruction')!r}); use another --out file")
+    cache["model"] = cache.get("model") or model
+    cache["instruction"] = cache.get("instruction") or instruction
+    captions: dict[str, str] = cache["captions"]
+    missing = [i for i, k in enumerate(keys) if k not in captions]
+    if not missing:
+        return {k: captions[k] for k in keys}
+    api_key = os.environ.get(api_key_env)
+    if not api_key:
+        if base_url is None:
+            raise CaptionsUnavailable(
+                f"{len(missing)} of {len(keys)} images have no caption in {path}; set {api_key_env} "
+                "and run again, point at any OpenAI-compatible vision server with --base-url, or "
+                "write the file by hand as a JSON object {image key: caption}")
+        api_key = "not-needed"
+
+    import openai
+    from tqdm.auto import tqdm
+
+    client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
+    where = base_url or "the OpenAI API"
+    requester = _Requester(client, model=model, template=instruction, temperature=temperature,
+                           max_retries=max_retries, base_delay=base_delay, max_delay=max_delay,
+                           where=where, sleep=sleep, timeout=timeout, subject="image")
+    generator = generator_string()
+    stop = threading.Event()
+
+    def job(pos: int) -> str | None:
+        if stop.is_set():
+            return None
+        try:
+            url = image_data_url(load([pos])[0])
+            content = [{"type": "text", "text": instruction}, {"type": "image_url", "image_url": {"url": url}}]
+            return requester._call(content, 1, keys[pos])[0]
+        except BaseException:
+            stop.set()
+            raise
+
+    def save() -> None:
+        write_json_atomic(path, cache)
+
+    errors: list[BaseException] = []
+    bar = tqdm(total=len(missing), desc="caption", unit="img", disable=not progress)
+    pool = ThreadPoolExecutor(max_workers=min(concurrency, len(missing)), thread_name_prefix="vld-caption")
+    done_since = 0
+    try:
+        todo = {pool.submit(job, pos): pos for pos in missing}
+        pending = set(todo)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                if fut.cancelled():
+                    continue
+                if fut.exception() is not None:
+                    if not errors:
+                        for other in pending:
+                            other.cancel()
+                    errors.append(fut.exception())
+                    continue
+                text = fut.result()
+                if text is None:
+                    continue
+                key = keys[todo[fut]]
+                captions[key] = text
+                cache["provenance"][key] = {"model": model, "temperature": temperature, "time": _now(),
+                                            "generator": generator, "base_url": base_url}
+                bar.update(1)
+                done_since += 1
+                if done_since >= save_every:
+                    save()
+                    done_since = 0
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+        save()
+    if errors:
+        raise errors[0]
+    return {k: captions[k] for k in keys}
