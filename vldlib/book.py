@@ -58,6 +58,8 @@ BOOK_ORDER: tuple[str, ...] = (
     "main_results",
     "prompt_detail",
     "k_ablation",
+    "language_enrichment",
+    "field_losses",
 )
 SUMMARY = "summary"
 BUILD_INFO = "build_info"  # generated page (book/executed/build_info.md), not a notebook

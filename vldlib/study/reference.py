@@ -25,6 +25,7 @@ import pandas as pd
 __all__ = [
     "PAPER_SOURCE",
     "TABLE1_METHODS",
+    "TABLE5_ENRICHMENTS",
     "ACCURACY_FIELDS",
     "table_names",
     "table_info",
@@ -57,6 +58,19 @@ TABLE1_METHODS: dict[str, dict[str, float]] = {
 Which terms are on is what identifies a row; the weights themselves are the profile's business.
 The "(+L_mse)" rows are run *with* L_mse (the official README's full-method command; paper
 footnote 1 leaves the choice per dataset undisclosed)."""
+
+TABLE5_ENRICHMENTS: dict[str, tuple[str, ...]] = {
+    "no_enrichment": (),
+    "semantic_details": ("descriptions",),
+    "aux_captions": ("captions",),
+    "prompt_learning": ("prompt",),
+    "semantics+caption": ("descriptions", "captions"),
+    "semantics+prompt": ("descriptions", "prompt"),
+    "semantics+caption+prompt": ("descriptions", "captions", "prompt"),
+}
+"""Table 5's rows (``method_key`` in the JSON) as the language-enrichment strategies each combines,
+on top of the best Table 1 configuration: ``descriptions`` (the ChatGPT "semantic details"),
+``captions`` (auxiliary captions, L_cap, Eq. 8), ``prompt`` (CoOp prompt learning)."""
 
 
 @lru_cache(maxsize=1)

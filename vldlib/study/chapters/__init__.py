@@ -305,6 +305,8 @@ CHAPTERS: dict[str, str] = {
     "main_results": "vldlib.study.chapters.main_results",
     "prompt_detail": "vldlib.study.chapters.prompt_detail",
     "k_ablation": "vldlib.study.chapters.k_ablation",
+    "language_enrichment": "vldlib.study.chapters.language_enrichment",
+    "field_losses": "vldlib.study.chapters.field_losses",
 }
 
 

@@ -1,0 +1,129 @@
+"""Chapter "The paper's losses beside the field's": L_mse, L_im-cst and L_vlprox next to CLIP-KD's
+FD, ICL and CRD-style affinity distillation (Yang et al., CVPR 2024) and relational KD (Park et
+al., CVPR 2019), each added to L_cls, with the accuracies and the analysis metrics."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from vldlib.study import report
+from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, Chapter, ChapterRun
+from vldlib.study.readings import Comparison as C
+from vldlib.study.reference import paper_table
+
+PARAMETERS = ("methods", "analysis")
+#: Each row is L_cls plus one term; the first three are the paper's (Table 1 has two of them).
+METHODS: dict[str, dict[str, float]] = {
+    "cls": {"cls": 1.0},
+    "cls+mse": {"cls": 1.0, "mse": 1.0},
+    "cls+imcst": {"cls": 1.0, "im_cst": 1.0},
+    "cls+vlprox": {"cls": 1.0, "vlprox": 1.0},
+    "cls+fd": {"cls": 1.0, "fd": 1.0},
+    "cls+icl": {"cls": 1.0, "icl": 1.0},
+    "cls+crd": {"cls": 1.0, "crd": 1.0},
+    "cls+rkd": {"cls": 1.0, "rkd": 1.0},
+}
+PAPERS_OWN = ("cls+mse", "cls+imcst", "cls+vlprox")
+FIELD = ("cls+fd", "cls+icl", "cls+crd", "cls+rkd")
+#: The analysis columns shown (X_ood; M_neigh k=10, M_vlalign k=3 as in the feature-errors chapter).
+ANALYSIS: dict[str, str] = {"analysis.X_ood.mse": "X_ood squared distance (lower: closer)",
+                            "analysis.X_ood.m_rel": "X_ood M_rel (higher)",
+                            "analysis.X_ood.m_neigh.10": "X_ood M_neigh k=10 (higher)",
+                            "analysis.X_ood.m_vlalign.3": "X_ood M_vlalign k=3 (lower)"}
+
+CHAPTER = Chapter(
+    name="field_losses",
+    title="The paper's losses beside the field's",
+    question="Do the paper's distillation terms beat the feature and relation losses of the wider KD literature?",
+    paper_tables=("table1",),
+    column="method",
+    variants={m: {"weights": w, "analysis": True} for m, w in METHODS.items()},
+    metrics=ACCURACY,
+    comparisons=tuple(C(m, "cls", metric) for m in PAPERS_OWN + FIELD for metric in ("acc_ood_zeroshot", "acc_id"))
+    + tuple(C(m, "cls+imcst", "acc_ood_zeroshot") for m in FIELD),
+    labels={"cls": "L_cls alone", "cls+mse": "L_cls + L_mse", "cls+imcst": "L_cls + L_im-cst",
+            "cls+vlprox": "L_cls + L_vlprox", "cls+fd": "L_cls + FD (CLIP-KD)", "cls+icl": "L_cls + ICL (CLIP-KD)",
+            "cls+crd": "L_cls + CRD affinity (CLIP-KD)", "cls+rkd": "L_cls + RKD (Park et al.)"},
+    module=__name__,
+)
+
+
+class Run(ChapterRun):
+    def __init__(self, params: Mapping) -> None:
+        super().__init__(CHAPTER, params)
+        methods = self.params.get("methods")
+        self.methods = list(METHODS) if methods is None else list(methods)
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad:
+            raise ValueError(f"unknown method(s) {bad}; valid: {list(METHODS)}")
+        analysis = bool(self.params.get("analysis", True))
+        self.expand({m: {**CHAPTER.variants[m], "analysis": analysis} for m in self.methods})
+        self.paper = paper_table("table1")
+
+    def table(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """Accuracies, ours beside Table 1 where the paper has the row (L_cls, +L_mse, +L_im-cst)."""
+        keys = {m: m for m in ("cls", "cls+mse", "cls+imcst")}
+        table = self.accuracy_table(runs, self.methods, self.paper, "method_key", keys)
+        table.index = [CHAPTER.label(m) for m in table.index]
+        return table
+
+    def analysis_table(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """The analysis metrics of each student on X_ood: mean and 95% interval over the runs."""
+        cols = [c for c in ANALYSIS if c in runs.columns]
+        if not cols:
+            return pd.DataFrame()
+        summary = report.summarize(runs, "method", cols)
+        table = report.interval_table(summary, "method", labels={c: ANALYSIS[c] for c in cols}, digits=3,
+                                      order=self.methods)
+        table.index = [CHAPTER.label(m) for m in table.index]
+        return table
+
+    def figure(self, runs: pd.DataFrame):
+        """Zero-shot X_ood accuracy per loss (left) and against M_rel (right), one dot per run."""
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [3, 2]})
+        frame = runs.assign(row=[CHAPTER.label(m) for m in runs["method"]])
+        report.plot_intervals(frame, x="row", y="acc_ood_zeroshot", order=[CHAPTER.label(m) for m in self.methods],
+                              ax=axes[0], ylabel="X_ood zero-shot accuracy (%)",
+                              title="Runs (dots), mean and 95% t-interval (black)")
+        axes[0].tick_params(axis="x", labelrotation=40)
+        for lab in axes[0].get_xticklabels():
+            lab.set_horizontalalignment("right")
+        if "analysis.X_ood.m_rel" in runs.columns:
+            for m in self.methods:
+                part = frame[frame["method"] == m]
+                axes[1].scatter(part["analysis.X_ood.m_rel"], part["acc_ood_zeroshot"], label=CHAPTER.label(m),
+                                marker="o" if m in ("cls",) + PAPERS_OWN else "^", alpha=0.75)
+            axes[1].set_xlabel("X_ood M_rel (student-teacher coherence)")
+            axes[1].set_ylabel("X_ood zero-shot accuracy (%)")
+            axes[1].set_title("Coherence vs accuracy (circles: the paper's; triangles: the field's)")
+            axes[1].legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        return fig
+
+    def effects(self, runs: pd.DataFrame) -> pd.DataFrame:
+        metrics = self.metrics(runs)
+        paper = self.paper[self.paper["dataset"].isin(self.paper_datasets(self.paper))]
+        paper = (paper.groupby("method_key")[list(ACCURACY.values())].mean().reset_index()
+                 .rename(columns={v: k for k, v in ACCURACY.items()}).rename(columns={"method_key": "method"}))
+        comparisons = [c for c in CHAPTER.comparisons if c.metric in metrics]
+        return report.compare(runs, comparisons, column="method", labels=dict(CHAPTER.labels),
+                              metric_labels={m: f"{n} accuracy" for m, n in ACCURACY_NAMES.items()},
+                              paper=paper, paper_column="method")
+
+    def reading(self, runs: pd.DataFrame, effects: pd.DataFrame) -> str:
+        summary = report.summarize(runs, "method", ["acc_ood_zeroshot"])
+        ranked = summary.sort_values("mean", ascending=False)
+        lines = []
+        if not ranked.empty:
+            order = ", ".join(f"{CHAPTER.label(r['method'])} "
+                              f"{report.format_interval(r['mean'], r['ci_low'], r['ci_high'])}"
+                              for _, r in ranked.iterrows())
+            lines.append(f"- Zero-shot X_ood accuracy (%), best first: {order}.")
+            top = ranked.iloc[0]["method"]
+            kind = "one of the paper's terms" if top in ("cls",) + PAPERS_OWN else "a loss from the wider field"
+            lines.append(f"- The best mean here is {kind}: **{CHAPTER.label(top)}**; whether it is distinguishable "
+                         "from the others is what the paired intervals below say.")
+        lines += [f"- {r}" for r in effects["reading"]]
+        return "\n".join(lines)
