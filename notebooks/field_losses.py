@@ -21,7 +21,7 @@
 # added to L_cls:
 #
 # - **FD** (CLIP-KD, Yang et al., CVPR 2024): mean squared error of the normalised features,
-#   averaged over dimensions (L_mse divided by the dimension);
+#   averaged over dimensions (L_mse divided by the dimension), with CLIP-KD's weight 2000;
 # - **ICL** (CLIP-KD's interactive contrastive learning) in a vision-only form: the student's
 #   image features against the teacher's class-text features of the batch, both directions,
 #   other same-class entries masked out;

@@ -18,7 +18,8 @@ papermill = pytest.importorskip("papermill")
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
-ORDER = ["teacher_zero_shot", "feature_errors", "main_results", "prompt_detail", "k_ablation"]
+ORDER = ["teacher_zero_shot", "feature_errors", "main_results", "prompt_detail", "k_ablation",
+         "language_enrichment", "field_losses"]
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +126,7 @@ def test_nbmake_runs_generated_notebooks_with_smoke_parameters(work, tmp_path):
         [sys.executable, "-m", "pytest", "--nbmake", "--nbmake-timeout=900", "-q", "-p", "no:cacheprovider",
          str(folder)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert "5 passed" in proc.stdout, proc.stdout[-2000:]
+    assert f"{len(ORDER)} passed" in proc.stdout, proc.stdout[-2000:]
     # the injected values were used: no run landed anywhere but the tmp store
     assert any((work / "results").glob("*/record.json"))
 
@@ -138,6 +139,8 @@ BAD = [
     ("main_results", {"methods": ["cls", "cls+bogus"]}, "unknown Table 1 method"),
     ("k_ablation", {"split_seeds": [0, -1]}, "split_seeds must hold integers >= 0"),
     ("prompt_detail", {"variants": ["main", "poetic"]}, "unknown description variant"),
+    ("language_enrichment", {"variants": ["aux_captions", "ofa"]}, "unknown Table 5 row"),
+    ("field_losses", {"methods": ["cls", "cls+kd"]}, "unknown method"),
 ]
 
 
@@ -165,6 +168,11 @@ def paper_world(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("paper")
     root = write_tiny_official_root(base / "data" / "Flower102", n_seen=3, n_unseen=3, per_class=8, size=40)
     ckpt = make_tiny_openclip_checkpoint(base / "tiny.pt")
+    # the per-image caption file the paper profile's L_cap reads (keys: the listed train paths)
+    from vldlib.data import load_dataset
+
+    train_keys = load_dataset("official", root=str(root), load_size=40, crop_size=32).train.keys
+    (root / "captions.json").write_text(json.dumps({k: f"a small photo, number {i}" for i, k in enumerate(train_keys)}))
     overrides = {
         "teacher_options": {"model": tiny_openclip_model(ckpt), "pretrained": str(ckpt), "device": "cpu"},
         "dataset_options": {"load_size": 40, "crop_size": 32},
@@ -180,6 +188,8 @@ def paper_world(tmp_path_factory) -> dict:
 PAPER_EXTRA = {
     "main_results": {"methods": ["cls", "cls+imcst+vlprox(+mse)"]},
     "prompt_detail": {"variants": ["none", "main"]},  # the other prompt variants need an LLM cache
+    "language_enrichment": {"variants": ["no_enrichment", "aux_captions", "semantics+prompt"], "n_ctx": 4},
+    "field_losses": {"methods": ["cls", "cls+imcst", "cls+crd", "cls+rkd"]},
 }
 
 

@@ -112,3 +112,18 @@ def test_cli_prompt_learning_on_the_smoke_profile(tmp_path, fashion_mnist_root):
     assert rec["config"]["prompt_learning"] == {"n_ctx": 8}
     assert rec["prompt_learning"]["example"].startswith("X X X X X X X X ")
     assert all(h["acc_id"] is not None for h in rec["history"])
+
+
+def test_a_teacher_first_loaded_in_inference_mode_still_backpropagates(world, tmp_path):
+    """LazyTeacher loads on first use, which may be inside torch.inference_mode (feature encoding)."""
+    from vldlib.features import LazyTeacher
+
+    opts = {"model": tiny_openclip_model(world["ckpt"]), "pretrained": str(world["ckpt"]), "device": "cpu"}
+    LazyTeacher("openclip", opts, tmp_path)  # writes the identity record: the next one is lazy
+    lazy = LazyTeacher("openclip", opts, tmp_path)
+    assert not lazy.loaded
+    with torch.inference_mode():
+        lazy.encode_image(torch.rand(1, 3, 32, 32))
+    learner = PromptLearner(2, lazy.token_width)
+    learner(lazy, [["X X cat."]]).sum().backward()
+    assert learner.ctx.grad is not None

@@ -403,7 +403,10 @@ class LazyTeacher:
 
     def _load(self) -> Any:
         if self._teacher is None:
-            teacher = load_teacher(self.name, **self.options)
+            # a first use may come inside torch.inference_mode (feature encoding): build the
+            # weights as normal tensors so that prompt learning can backpropagate through them
+            with torch.inference_mode(False):
+                teacher = load_teacher(self.name, **self.options)
             remembered = getattr(self, "identifier", None), getattr(self, "preprocess_id", None)
             self._teacher = teacher
             self.identifier = teacher.identifier

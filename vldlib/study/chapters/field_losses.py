@@ -20,7 +20,7 @@ METHODS: dict[str, dict[str, float]] = {
     "cls+mse": {"cls": 1.0, "mse": 1.0},
     "cls+imcst": {"cls": 1.0, "im_cst": 1.0},
     "cls+vlprox": {"cls": 1.0, "vlprox": 1.0},
-    "cls+fd": {"cls": 1.0, "fd": 1.0},
+    "cls+fd": {"cls": 1.0, "fd": 2000.0},  # CLIP-KD's FD weight (FD = L_mse / D, so weight 1 would be ~0)
     "cls+icl": {"cls": 1.0, "icl": 1.0},
     "cls+crd": {"cls": 1.0, "crd": 1.0},
     "cls+rkd": {"cls": 1.0, "rkd": 1.0},
@@ -44,7 +44,7 @@ CHAPTER = Chapter(
     comparisons=tuple(C(m, "cls", metric) for m in PAPERS_OWN + FIELD for metric in ("acc_ood_zeroshot", "acc_id"))
     + tuple(C(m, "cls+imcst", "acc_ood_zeroshot") for m in FIELD),
     labels={"cls": "L_cls alone", "cls+mse": "L_cls + L_mse", "cls+imcst": "L_cls + L_im-cst",
-            "cls+vlprox": "L_cls + L_vlprox", "cls+fd": "L_cls + FD (CLIP-KD)", "cls+icl": "L_cls + ICL (CLIP-KD)",
+            "cls+vlprox": "L_cls + L_vlprox", "cls+fd": "L_cls + 2000·FD (CLIP-KD)", "cls+icl": "L_cls + ICL (CLIP-KD)",
             "cls+crd": "L_cls + CRD affinity (CLIP-KD)", "cls+rkd": "L_cls + RKD (Park et al.)"},
     module=__name__,
 )
