@@ -26,6 +26,8 @@ METHODS: dict[str, dict[str, float]] = {
     "cls+rkd": {"cls": 1.0, "rkd": 1.0},
 }
 PAPERS_OWN = ("cls+mse", "cls+imcst", "cls+vlprox")
+#: The rows Table 1 has (same keys there).
+PAPER_KEYS = {m: m for m in ("cls", "cls+mse", "cls+imcst")}
 FIELD = ("cls+fd", "cls+icl", "cls+crd", "cls+rkd")
 #: The analysis columns shown (X_ood; M_neigh k=10, M_vlalign k=3 as in the feature-errors chapter).
 ANALYSIS: dict[str, str] = {"analysis.X_ood.mse": "X_ood squared distance (lower: closer)",
@@ -64,8 +66,7 @@ class Run(ChapterRun):
 
     def table(self, runs: pd.DataFrame) -> pd.DataFrame:
         """Accuracies, ours beside Table 1 where the paper has the row (L_cls, +L_mse, +L_im-cst)."""
-        keys = {m: m for m in ("cls", "cls+mse", "cls+imcst")}
-        table = self.accuracy_table(runs, self.methods, self.paper, "method_key", keys)
+        table = self.accuracy_table(runs, self.methods, self.paper, "method_key", PAPER_KEYS)
         table.index = [CHAPTER.label(m) for m in table.index]
         return table
 
@@ -103,10 +104,9 @@ class Run(ChapterRun):
         return fig
 
     def effects(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """Paired effects against L_cls alone and L_cls + L_im-cst, beside Table 1's differences."""
         metrics = self.metrics(runs)
-        paper = self.paper[self.paper["dataset"].isin(self.paper_datasets(self.paper))]
-        paper = (paper.groupby("method_key")[list(ACCURACY.values())].mean().reset_index()
-                 .rename(columns={v: k for k, v in ACCURACY.items()}).rename(columns={"method_key": "method"}))
+        paper = self.paper_accuracy_means(self.paper, "method_key", PAPER_KEYS)
         comparisons = [c for c in CHAPTER.comparisons if c.metric in metrics]
         return report.compare(runs, comparisons, column="method", labels=dict(CHAPTER.labels),
                               metric_labels={m: f"{n} accuracy" for m, n in ACCURACY_NAMES.items()},
