@@ -208,6 +208,57 @@ class _Requester:
         return got[:need], prompt
 
 
+def _fan_out(items: Sequence[Any], job: Callable[[Any], Any], on_result: Callable[[Any, Any], None], *,
+             concurrency: int, desc: str, unit: str, progress: bool) -> None:
+    """Run ``job(item)`` for every item, ``concurrency`` at a time, calling ``on_result(item,
+    result)`` in this thread as each finishes. The first failure stops new requests (running ones
+    finish and are kept) and is raised after the pool is shut down."""
+    from tqdm.auto import tqdm
+
+    stop = threading.Event()
+
+    def guarded(item: Any) -> Any:
+        if stop.is_set():
+            return _SKIPPED
+        try:
+            return job(item)
+        except BaseException:
+            stop.set()
+            raise
+
+    errors: list[BaseException] = []
+    bar = tqdm(total=len(items), desc=desc, unit=unit, disable=not progress)
+    pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(items))), thread_name_prefix="vld-llm")
+    try:
+        todo: dict[Future, Any] = {pool.submit(guarded, item): item for item in items}
+        pending = set(todo)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                if fut.cancelled():
+                    continue
+                err = fut.exception()
+                if err is not None:
+                    if not errors:  # stop starting new requests; let running ones finish
+                        for other in pending:
+                            other.cancel()
+                    errors.append(err)
+                    continue
+                result = fut.result()
+                if result is _SKIPPED:  # skipped after another item failed
+                    continue
+                on_result(todo[fut], result)
+                bar.update(1)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    if errors:
+        raise errors[0]
+
+
+_SKIPPED = object()
+
+
 def _missing_message(dataset: str, variant: str, missing: Sequence[str], path: Path,
                      api_key_env: str) -> str:
     shown = ", ".join(repr(c) for c in missing[:20])
@@ -296,7 +347,6 @@ def generate_descriptions(
         api_key = "not-needed"  # OpenAI-compatible local servers usually ignore the key
 
     import openai
-    from tqdm.auto import tqdm
 
     client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
     where = base_url or "the OpenAI API"
@@ -307,57 +357,20 @@ def generate_descriptions(
     generator = generator_string()
     per_request = n if n_per_request is None else max(1, int(n_per_request))
 
-    errors: list[BaseException] = []
-    stop = threading.Event()  # set by the first failure: queued classes are then skipped
+    def job(name: str) -> tuple[list[str], str]:
+        return requester(name, n - len(cache.descriptions.get(name, [])), per_request)
 
-    def job(name: str, need: int) -> tuple[list[str], str] | None:
-        if stop.is_set():
-            return None
-        try:
-            return requester(name, need, per_request)
-        except BaseException:
-            stop.set()
-            raise
+    def keep(name: str, result: tuple[list[str], str]) -> None:
+        sentences, filled = result
+        cache.descriptions[name] = cache.descriptions.get(name, []) + sentences
+        cache.provenance[name] = {
+            "prompt": filled, "model": model, "temperature": temperature, "n": n,
+            "time": _now(), "generator": generator, "base_url": base_url,
+        }
+        write_cache(cache, path)
 
-    bar = tqdm(total=len(missing), desc=f"describe {dataset}/{variant}", unit="class",
-               disable=not progress)
-    pool = ThreadPoolExecutor(max_workers=min(concurrency, len(missing)),
-                              thread_name_prefix="vld-describe")
-    try:
-        todo: dict[Future, str] = {}
-        for name in missing:
-            need = n - len(cache.descriptions.get(name, []))
-            todo[pool.submit(job, name, need)] = name
-        pending = set(todo)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                name = todo[fut]
-                if fut.cancelled():
-                    continue
-                err = fut.exception()
-                if err is not None:
-                    if not errors:  # stop starting new requests; let running ones finish
-                        for other in pending:
-                            other.cancel()
-                    errors.append(err)
-                    continue
-                result = fut.result()
-                if result is None:  # skipped after another class failed
-                    continue
-                sentences, filled = result
-                cache.descriptions[name] = cache.descriptions.get(name, []) + sentences
-                cache.provenance[name] = {
-                    "prompt": filled, "model": model, "temperature": temperature, "n": n,
-                    "time": _now(), "generator": generator, "base_url": base_url,
-                }
-                write_cache(cache, path)
-                bar.update(1)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        bar.close()
-    if errors:
-        raise errors[0]
+    _fan_out(missing, job, keep, concurrency=concurrency, desc=f"describe {dataset}/{variant}", unit="class",
+             progress=progress)
     return {c: cache.descriptions[c][:n] for c in names}
 
 
@@ -441,7 +454,6 @@ def generate_captions(
         api_key = "not-needed"
 
     import openai
-    from tqdm.auto import tqdm
 
     client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
     where = base_url or "the OpenAI API"
@@ -449,56 +461,25 @@ def generate_captions(
                            max_retries=max_retries, base_delay=base_delay, max_delay=max_delay,
                            where=where, sleep=sleep, timeout=timeout, subject="image")
     generator = generator_string()
-    stop = threading.Event()
 
-    def job(pos: int) -> str | None:
-        if stop.is_set():
-            return None
-        try:
-            url = image_data_url(load([pos])[0])
-            content = [{"type": "text", "text": instruction}, {"type": "image_url", "image_url": {"url": url}}]
-            return requester._call(content, 1, keys[pos])[0]
-        except BaseException:
-            stop.set()
-            raise
+    def job(pos: int) -> str:
+        url = image_data_url(load([pos])[0])
+        content = [{"type": "text", "text": instruction}, {"type": "image_url", "image_url": {"url": url}}]
+        return requester._call(content, 1, keys[pos])[0]
 
-    def save() -> None:
-        write_json_atomic(path, cache)
+    done_since = [0]
 
-    errors: list[BaseException] = []
-    bar = tqdm(total=len(missing), desc="caption", unit="img", disable=not progress)
-    pool = ThreadPoolExecutor(max_workers=min(concurrency, len(missing)), thread_name_prefix="vld-caption")
-    done_since = 0
+    def keep(pos: int, text: str) -> None:
+        captions[keys[pos]] = text
+        cache["provenance"][keys[pos]] = {"model": model, "temperature": temperature, "time": _now(),
+                                          "generator": generator, "base_url": base_url}
+        done_since[0] += 1
+        if done_since[0] >= save_every:
+            write_json_atomic(path, cache)
+            done_since[0] = 0
+
     try:
-        todo = {pool.submit(job, pos): pos for pos in missing}
-        pending = set(todo)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                if fut.cancelled():
-                    continue
-                if fut.exception() is not None:
-                    if not errors:
-                        for other in pending:
-                            other.cancel()
-                    errors.append(fut.exception())
-                    continue
-                text = fut.result()
-                if text is None:
-                    continue
-                key = keys[todo[fut]]
-                captions[key] = text
-                cache["provenance"][key] = {"model": model, "temperature": temperature, "time": _now(),
-                                            "generator": generator, "base_url": base_url}
-                bar.update(1)
-                done_since += 1
-                if done_since >= save_every:
-                    save()
-                    done_since = 0
+        _fan_out(missing, job, keep, concurrency=concurrency, desc="caption", unit="img", progress=progress)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        bar.close()
-        save()
-    if errors:
-        raise errors[0]
+        write_json_atomic(path, cache)
     return {k: captions[k] for k in keys}
