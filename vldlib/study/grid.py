@@ -35,9 +35,10 @@ import torch
 from tqdm.auto import tqdm
 
 from vldlib.data import distinct_split_seeds, load_dataset
-from vldlib.features import LazyTeacher, teacher_image_features
+from vldlib.features import LazyTeacher, proxy_caption_classes, teacher_image_features
 from vldlib.paths import default_cache_dir
 from vldlib.runs import RunStore, config_hash, record_row
+from vldlib.text.captions import PROXY_CAPTION_TOP
 from vldlib.train.config import TrainConfig
 from vldlib.train.profiles import PROFILES, apply_overrides, profile_config
 
@@ -214,9 +215,11 @@ def _data_key(config: Mapping[str, Any]) -> str:
                        config["teacher_options"]], sort_keys=True, default=str)
 
 
-def warm_teacher_features(config: Mapping[str, Any], cache_dir: str | os.PathLike | None = None) -> None:
+def warm_teacher_features(config: Mapping[str, Any], cache_dir: str | os.PathLike | None = None, *,
+                          proxy_captions: bool = False) -> None:
     """Compute (or find cached) the teacher image features of every split of ``config``'s dataset,
-    exactly as the trainer caches them, so that parallel workers never encode the same images."""
+    exactly as the trainer caches them, so that parallel workers never encode the same images;
+    with ``proxy_captions`` also the proxy captioner's classes of X_train (L_cap runs)."""
     opts = dict(config["dataset_options"])
     root = opts.pop("root", None)
     ds = load_dataset(config["dataset"], root=root, **opts)
@@ -224,6 +227,9 @@ def warm_teacher_features(config: Mapping[str, Any], cache_dir: str | os.PathLik
     teacher = LazyTeacher(config["teacher"], config["teacher_options"], cache / "teacher-meta")
     for split in ds.splits.values():
         teacher_image_features(teacher, split, dataset_id=ds.name, cache_dir=cache, progress=False)
+    if proxy_captions:
+        proxy_caption_classes(teacher, ds.train, dataset_id=ds.name, top=PROXY_CAPTION_TOP, cache_dir=cache,
+                              progress=False)
 
 
 def _worker_init() -> None:
@@ -287,8 +293,9 @@ def run_grid(store, grid: Grid | Sequence[tuple[dict, dict]], *, workers: int | 
 
     if todo and cpu:
         for key in dict.fromkeys(_data_key(items[i][1]) for i in todo):
-            first = next(i for i in todo if _data_key(items[i][1]) == key)
-            warm_teacher_features(items[first][1], cache_dir)
+            same = [i for i in todo if _data_key(items[i][1]) == key]
+            warm_teacher_features(items[same[0]][1], cache_dir, proxy_captions=any(
+                TrainConfig.from_dict(items[i][1]).caption_source() == "proxy" for i in same))
         if workers > 1 and len(todo) > 1:
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx,
