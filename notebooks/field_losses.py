@@ -46,12 +46,15 @@ epochs = None  # None: the profile's
 per_class = None  # Fashion-MNIST images per class; None: the profile's
 seeds = None  # training seeds; None: the profile's replicates
 split_seeds = None  # Fashion-MNIST class splits; None: the profile's
-methods = None  # rows; None: all eight (L_cls alone, + each of the paper's three, + each of the field's four)
+losses = None  # rows; None: all eight (L_cls alone, + each of the paper's three, + each of the field's four)
 analysis = True  # compute the analysis metrics (needed for the second table)
 paper_dataset = None  # the paper's column; None: matching folder, else the Table 1 average
 overrides = {}  # any other TrainConfig fields
 
 # %%
+from vldlib.study.parameters import check_parameters
+
+globals().update(check_parameters(globals()))  # every parameter against its declared type, before anything runs
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets

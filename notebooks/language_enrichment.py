@@ -41,13 +41,16 @@ epochs = None  # None: the profile's
 per_class = None  # Fashion-MNIST images per class; None: the profile's
 seeds = None  # training seeds; None: the profile's replicates
 split_seeds = None  # Fashion-MNIST class splits; None: the profile's
-variants = None  # Table 5 rows; None: all seven
+enrichments = None  # Table 5 rows; None: all seven
 n_ctx = 8  # CoOp context vectors (the paper: 8)
 analysis = True  # compute the feature analyses too (shares runs with the other chapters)
 paper_dataset = None  # the paper's column; None: matching folder, else all six datasets
 overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}}
 
 # %%
+from vldlib.study.parameters import check_parameters
+
+globals().update(check_parameters(globals()))  # every parameter against its declared type, before anything runs
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
@@ -55,9 +58,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
+from myst_nb import glue
 
 from vldlib.study import report
-from vldlib.study.chapters import open_chapter
+from vldlib.study.chapters import glue_values, open_chapter
 
 sns.set_theme(style="whitegrid", context="notebook")
 pd.set_option("display.max_colwidth", 200)
@@ -96,6 +100,18 @@ display(report.effects_table(effects))
 if not effects.empty:
     report.plot_effects(effects, title="Language-enrichment strategies vs no enrichment")
     plt.show()
+
+# %% [markdown]
+# ## The paper's claims, tested here
+#
+# Each claim this chapter declares, with our paired effect and the paper's difference (its mean
+# over the datasets shown above).
+
+# %%
+claims = ch.claim_table(effects)
+for name, value in glue_values(claims).items():
+    glue(name, value, display=False)
+display(claims)
 
 # %% [markdown]
 # ## Reading

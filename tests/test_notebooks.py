@@ -139,8 +139,8 @@ BAD = [
     ("main_results", {"methods": ["cls", "cls+bogus"]}, "unknown Table 1 method"),
     ("k_ablation", {"split_seeds": [0, -1]}, "split_seeds must hold integers >= 0"),
     ("prompt_detail", {"variants": ["main", "poetic"]}, "unknown description variant"),
-    ("language_enrichment", {"variants": ["aux_captions", "ofa"]}, "unknown Table 5 row"),
-    ("field_losses", {"methods": ["cls", "cls+kd"]}, "unknown method"),
+    ("language_enrichment", {"enrichments": ["aux_captions", "ofa"]}, "ofa"),
+    ("field_losses", {"losses": ["cls", "cls+kd"]}, "cls+kd"),
 ]
 
 
@@ -188,8 +188,8 @@ def paper_world(tmp_path_factory) -> dict:
 PAPER_EXTRA = {
     "main_results": {"methods": ["cls", "cls+imcst+vlprox(+mse)"]},
     "prompt_detail": {"variants": ["none", "main"]},  # the other prompt variants need an LLM cache
-    "language_enrichment": {"variants": ["no_enrichment", "aux_captions", "semantics+prompt"], "n_ctx": 4},
-    "field_losses": {"methods": ["cls", "cls+imcst", "cls+crd", "cls+rkd"]},
+    "language_enrichment": {"enrichments": ["no_enrichment", "aux_captions", "semantics+prompt"], "n_ctx": 4},
+    "field_losses": {"losses": ["cls", "cls+imcst", "cls+crd", "cls+rkd"]},
 }
 
 

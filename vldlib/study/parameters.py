@@ -25,7 +25,7 @@ from typing import Any
 from vldlib.core.losses import LOSS_NAMES
 from vldlib.data import DATASETS
 from vldlib.study.grid import PAPER_DATASETS, make_grid
-from vldlib.study.reference import TABLE1_METHODS
+from vldlib.study.reference import FIELD_LOSS_METHODS, TABLE1_METHODS, TABLE5_ENRICHMENTS
 from vldlib.train.config import DESCRIPTION_VARIANTS, STUDENTS, TEACHERS, TEXT_MODES
 from vldlib.train.profiles import PROFILES
 
@@ -185,6 +185,10 @@ PARAMETERS: dict[str, Param] = {
     "variants": Param("list[str]", "['none', 'main']", optional=True, choices=_VARIANT_NAMES),
     "text_mode": Param("str", "first", optional=True, choices=TEXT_MODES),
     "n_test_splits": Param("int", "8", minimum=1),
+    "enrichments": Param("list[str]", "['no_enrichment', 'aux_captions']", optional=True,
+                         choices=tuple(TABLE5_ENRICHMENTS)),
+    "n_ctx": Param("int", "8", minimum=1),
+    "losses": Param("list[str]", "['cls', 'cls+rkd']", optional=True, choices=tuple(FIELD_LOSS_METHODS)),
 }
 
 #: The parameters that shape a chapter's grid (:func:`vldlib.study.grid.make_grid`).

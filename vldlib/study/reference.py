@@ -26,6 +26,7 @@ __all__ = [
     "PAPER_SOURCE",
     "TABLE1_METHODS",
     "TABLE5_ENRICHMENTS",
+    "FIELD_LOSS_METHODS",
     "ACCURACY_FIELDS",
     "table_names",
     "table_info",
@@ -71,6 +72,20 @@ TABLE5_ENRICHMENTS: dict[str, tuple[str, ...]] = {
 """Table 5's rows (``method_key`` in the JSON) as the language-enrichment strategies each combines,
 on top of the best Table 1 configuration: ``descriptions`` (the ChatGPT "semantic details"),
 ``captions`` (auxiliary captions, L_cap, Eq. 8), ``prompt`` (CoOp prompt learning)."""
+
+FIELD_LOSS_METHODS: dict[str, dict[str, float]] = {
+    "cls": {"cls": 1.0},
+    "cls+mse": {"cls": 1.0, "mse": 1.0},
+    "cls+imcst": {"cls": 1.0, "im_cst": 1.0},
+    "cls+vlprox": {"cls": 1.0, "vlprox": 1.0},
+    "cls+fd": {"cls": 1.0, "fd": 2000.0},  # CLIP-KD's FD weight (FD = L_mse / D, so weight 1 would be ~0)
+    "cls+icl": {"cls": 1.0, "icl": 1.0},
+    "cls+crd": {"cls": 1.0, "crd": 1.0},
+    "cls+rkd": {"cls": 1.0, "rkd": 1.0},
+}
+"""The rows of the chapter "The paper's losses beside the field's": L_cls alone and L_cls plus one
+term, the paper's own (L_mse, L_im-cst, L_vlprox) or the field's (CLIP-KD's FD, ICL and CRD-style
+affinity; Park et al.'s RKD). Only the first three have a row in the paper (Table 1)."""
 
 
 @lru_cache(maxsize=1)

@@ -184,7 +184,7 @@ class _Requester:
                 delay = min(self.max_delay, self.base_delay * 2 ** attempt)
             delay = min(delay, RETRY_AFTER_CAP)
             if self.log is not None:
-                self.log(f"{self.subject} {name!r}: retrying ({attempt + 1}/{self.max_retries}) after "
+                self.log(f"{'describe' if self.subject == 'class' else 'caption'}: {self.subject} {name!r}: retrying ({attempt + 1}/{self.max_retries}) after "
                          f"{delay:g} s: {last}")
             self.sleep(delay)
         if timeouts == self.max_retries + 1:

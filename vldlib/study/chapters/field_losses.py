@@ -11,20 +11,10 @@ import pandas as pd
 from vldlib.study import report
 from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, Chapter, ChapterRun
 from vldlib.study.readings import Comparison as C
-from vldlib.study.reference import paper_table
+from vldlib.study.reference import FIELD_LOSS_METHODS, paper_table
 
-PARAMETERS = ("methods", "analysis")
-#: Each row is L_cls plus one term; the first three are the paper's (Table 1 has two of them).
-METHODS: dict[str, dict[str, float]] = {
-    "cls": {"cls": 1.0},
-    "cls+mse": {"cls": 1.0, "mse": 1.0},
-    "cls+imcst": {"cls": 1.0, "im_cst": 1.0},
-    "cls+vlprox": {"cls": 1.0, "vlprox": 1.0},
-    "cls+fd": {"cls": 1.0, "fd": 2000.0},  # CLIP-KD's FD weight (FD = L_mse / D, so weight 1 would be ~0)
-    "cls+icl": {"cls": 1.0, "icl": 1.0},
-    "cls+crd": {"cls": 1.0, "crd": 1.0},
-    "cls+rkd": {"cls": 1.0, "rkd": 1.0},
-}
+PARAMETERS = ("losses", "analysis")
+METHODS = FIELD_LOSS_METHODS
 PAPERS_OWN = ("cls+mse", "cls+imcst", "cls+vlprox")
 #: The rows Table 1 has (same keys there).
 PAPER_KEYS = {m: m for m in ("cls", "cls+mse", "cls+imcst")}
@@ -55,11 +45,11 @@ CHAPTER = Chapter(
 class Run(ChapterRun):
     def __init__(self, params: Mapping) -> None:
         super().__init__(CHAPTER, params)
-        methods = self.params.get("methods")
+        methods = self.params.get("losses")
         self.methods = list(METHODS) if methods is None else list(methods)
         bad = [m for m in self.methods if m not in METHODS]
         if bad:
-            raise ValueError(f"unknown method(s) {bad}; valid: {list(METHODS)}")
+            raise ValueError(f"unknown loss row(s) {bad}; valid: {list(METHODS)}")
         analysis = bool(self.params.get("analysis", True))
         self.expand({m: {**CHAPTER.variants[m], "analysis": analysis} for m in self.methods})
         self.paper = paper_table("table1")

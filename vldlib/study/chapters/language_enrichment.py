@@ -9,11 +9,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from vldlib.study import report
-from vldlib.study.chapters import ACCURACY_NAMES, Chapter, ChapterRun
+from vldlib.study.chapters import ACCURACY_NAMES, Chapter, ChapterRun, Claim
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import TABLE1_METHODS, TABLE5_ENRICHMENTS, paper_table
 
-PARAMETERS = ("variants", "n_ctx", "analysis")
+PARAMETERS = ("enrichments", "n_ctx", "analysis")
 VARIANTS = tuple(TABLE5_ENRICHMENTS)
 BEST = TABLE1_METHODS["cls+imcst+vlprox(+mse)"]
 
@@ -31,6 +31,12 @@ CHAPTER = Chapter(
             "aux_captions": "Auxiliary captions (L_cap)", "prompt_learning": "Prompt learning (CoOp)",
             "semantics+caption": "Semantics + caption", "semantics+prompt": "Semantics + prompt",
             "semantics+caption+prompt": "Semantics + caption + prompt"},
+    claims=(
+        Claim("descriptions_zeroshot", "Table 5", "Enriching the class names with descriptions raises zero-shot "
+              "X_ood accuracy over no enrichment", C("semantic_details", "no_enrichment", "acc_ood_zeroshot")),
+        Claim("prompt_zeroshot", "Table 5", "Learning the prompt (CoOp) lowers zero-shot X_ood accuracy",
+              C("prompt_learning", "no_enrichment", "acc_ood_zeroshot")),
+    ),
     module=__name__,
 )
 
@@ -51,7 +57,7 @@ def enrichment_overrides(key: str, *, official: bool, n_ctx: int, analysis: bool
 class Run(ChapterRun):
     def __init__(self, params: Mapping) -> None:
         super().__init__(CHAPTER, params)
-        variants = self.params.get("variants")
+        variants = self.params.get("enrichments")
         self.variants = list(VARIANTS) if variants is None else list(variants)
         bad = [v for v in self.variants if v not in VARIANTS]
         if bad:
