@@ -139,8 +139,8 @@ BAD = [
     ("main_results", {"methods": ["cls", "cls+bogus"]}, "unknown Table 1 method"),
     ("k_ablation", {"split_seeds": [0, -1]}, "split_seeds must hold integers >= 0"),
     ("prompt_detail", {"variants": ["main", "poetic"]}, "unknown description variant"),
-    ("language_enrichment", {"enrichments": ["aux_captions", "ofa"]}, "ofa"),
-    ("field_losses", {"losses": ["cls", "cls+kd"]}, "cls+kd"),
+    ("language_enrichment", {"enrichments": ["aux_captions", "ofa"]}, "parameter enrichments = ['aux_captions', 'ofa']"),
+    ("field_losses", {"losses": ["cls", "cls+kd"]}, "parameter losses = ['cls', 'cls+kd']"),
 ]
 
 
