@@ -102,7 +102,7 @@ def train_index_batches(n: int, batch_size: int, generator: torch.Generator) -> 
 
 @torch.no_grad()
 def embed(student: nn.Module, images: Images, transform: Callable, device: torch.device,
-          batch_size: int, amp: bool) -> torch.Tensor:
+          batch_size: int, amp: bool | str) -> torch.Tensor:
     """Student features ``[N, D]`` (fp32, on ``device``) of a split under ``transform``."""
     was_training = student.training
     student.eval()
@@ -127,7 +127,7 @@ class EvalSet:
             images, transform = images.mapped(transform), _identity
         self.images, self.transform, self.labels = images, transform, images.labels
 
-    def embed(self, student: nn.Module, device: torch.device, batch_size: int, amp: bool) -> torch.Tensor:
+    def embed(self, student: nn.Module, device: torch.device, batch_size: int, amp: bool | str) -> torch.Tensor:
         return embed(student, self.images, self.transform, device, batch_size, amp)
 
     def subset(self, indices: Sequence[int]) -> "EvalSet":
@@ -194,7 +194,7 @@ class LossSpec:
 
 
 def train_step(student: nn.Module, opt: torch.optim.Optimizer, loss: LossSpec, x: torch.Tensor,
-               t: torch.Tensor, y: torch.Tensor, device: torch.device, amp: bool) -> dict[str, torch.Tensor]:
+               t: torch.Tensor, y: torch.Tensor, device: torch.device, amp: bool | str) -> dict[str, torch.Tensor]:
     """One step: forward, ``L = Σ_n w_n L_n`` on fp32 features, backward, update.
     Returns the detached terms (``loss_<name>``) and the total (``loss``)."""
     with autocast(device, amp):
@@ -228,7 +228,7 @@ class Meter:
 def run_epoch(student: nn.Module, opt: torch.optim.Optimizer, loss: LossSpec,
               batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], *,
               augment: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
-              amp: bool) -> dict[str, float]:
+              amp: bool | str) -> dict[str, float]:
     """One pass over ``batches`` of ``(x, t, y)`` (images on ``device``, teacher features,
     labels): augment, :func:`train_step`, accumulate. Returns the epoch-mean loss terms."""
     meter = Meter()
