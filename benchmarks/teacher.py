@@ -30,8 +30,8 @@ channels_last + BatchNorm folded), both at ``--threads`` threads and 224 px, and
   shipped (target >= -0.5), with both accuracies and the 5-way unseen ones;
 - ``mean_cosine`` (and the minimum) between the two paths' features of the 10,000 images
   (target >= 0.99).
-The 10,000-image encodes run at ``--accuracy-threads`` (default: ``--threads``); thread count
-does not change the features beyond float rounding.
+The 10,000-image encodes run at ``--accuracy-threads`` (default: ``--threads``) in batches of
+``--accuracy-batch``; neither changes the features beyond float rounding.
 """
 from __future__ import annotations
 
@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None, help="run the engine comparison and write its figures here")
     ap.add_argument("--accuracy-threads", type=int, default=None)
+    ap.add_argument("--accuracy-batch", type=int, default=8,
+                    help="encoder batch of the 10,000-image encodes (small batches keep the torch "
+                         "path's buffers out of mmap churn; features do not depend on it)")
     args = ap.parse_args(argv)
     if args.json is not None:
         return engine(args)
@@ -231,7 +234,7 @@ def engine(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.accuracy_threads or args.threads)
     feats = {}
     for name, teacher in (("fast", fast), ("shipped", shipped)):
-        teacher.batch_size = 64
+        teacher.batch_size = args.accuracy_batch
         feats[name], seconds = encode(teacher, x)
         record[f"zero_shot_{name}"] = zero_shot(teacher, feats[name], y, seconds)
         write(record, args.json)

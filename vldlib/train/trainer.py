@@ -440,6 +440,7 @@ class _Run:
             "throughput_img_s": _throughput(self.history, len(ds.train) * self.resolved["repeat_epochs"]),
             "versions": library_versions(),
             "device": str(self.device),
+            "precision": self.precision,
             "torch_threads": torch.get_num_threads(),
             "git_commit": git_commit(),
             "resumed_from": resumed,
