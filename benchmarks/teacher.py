@@ -30,6 +30,10 @@ channels_last + BatchNorm folded), both at ``--threads`` threads and 224 px, and
   shipped (target >= -0.5), with both accuracies and the 5-way unseen ones;
 - ``mean_cosine`` (and the minimum) between the two paths' features of the 10,000 images
   (target >= 0.99).
+The reference features of the 10,000 images come from ``--reference`` (default ``torch``, the
+shipped path); ``openvino-f32`` computes the same fp32 network through OpenVINO (~10x faster on a
+loaded machine) and the run then checks it against the torch path on ``--check`` images
+(``reference_check``: max |feature difference| and min cosine).
 The 10,000-image encodes run at ``--accuracy-threads`` (default: ``--threads``) in batches of
 ``--accuracy-batch``; neither changes the features beyond float rounding.
 """
@@ -119,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None, help="run the engine comparison and write its figures here")
     ap.add_argument("--accuracy-threads", type=int, default=None)
-    ap.add_argument("--accuracy-batch", type=int, default=8,
+    ap.add_argument("--reference", choices=("torch", "openvino-f32"), default="torch")
+    ap.add_argument("--check", type=int, default=64, help="images for the openvino-f32 vs torch check")
+    ap.add_argument("--accuracy-batch", type=int, default=64,
                     help="encoder batch of the 10,000-image encodes (small batches keep the torch "
                          "path's buffers out of mmap churn; features do not depend on it)")
     args = ap.parse_args(argv)
@@ -232,8 +238,20 @@ def engine(args: argparse.Namespace) -> int:
     write(record, args.json)
 
     torch.set_num_threads(args.accuracy_threads or args.threads)
+    reference = shipped
+    if args.reference != "torch":
+        reference = ConSEProxyTeacher(backbone=args.backbone, backend=args.reference)
+        reference._class_text = shipped.class_text_embeddings
+        cx = x[torch.randperm(len(x), generator=g)[: args.check]]
+        a, b = reference.encode_image(cx), shipped.encode_image(cx)
+        record["reference_check"] = {
+            "reference": reference.preprocess_id, "n_images": len(cx),
+            "max_abs_feature_diff": float((a - b).abs().max()),
+            "min_cosine": float(torch.nn.functional.cosine_similarity(a, b, dim=-1).min())}
+        print(f"reference check: {record['reference_check']}", flush=True)
+    record["reference"] = reference.preprocess_id
     feats = {}
-    for name, teacher in (("fast", fast), ("shipped", shipped)):
+    for name, teacher in (("fast", fast), ("shipped", reference)):
         teacher.batch_size = args.accuracy_batch
         feats[name], seconds = encode(teacher, x)
         record[f"zero_shot_{name}"] = zero_shot(teacher, feats[name], y, seconds)

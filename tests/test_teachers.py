@@ -223,7 +223,7 @@ def test_conse_lite2_backbone_loads_from_package() -> None:
 
 
 def test_conse_backend_is_validated() -> None:
-    with pytest.raises(ValueError, match="unknown ConSE backend 'onnx'.*'torch', 'openvino'"):
+    with pytest.raises(ValueError, match="unknown ConSE backend 'onnx'.*'torch', 'openvino', 'openvino-f32'"):
         load_teacher("conse", backend="onnx")
 
 

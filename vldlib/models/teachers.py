@@ -534,9 +534,10 @@ def _load_efficientnet(backbone: str, image_size: int) -> nn.Module:
     return model
 
 
-#: Image-encoder backends of the ConSE proxy teacher: ``torch`` (the reference path) and
-#: ``openvino`` (OpenVINO CPU inference, bf16 where the CPU has AVX-512 BF16 / AMX, else f32).
-CONSE_BACKENDS: tuple[str, ...] = ("torch", "openvino")
+#: Image-encoder backends of the ConSE proxy teacher: ``torch`` (the reference path),
+#: ``openvino`` (OpenVINO CPU inference, bf16 where the CPU has AVX-512 BF16 / AMX, else f32) and
+#: ``openvino-f32`` (OpenVINO in f32: the reference's numbers up to float rounding, ~half as fast).
+CONSE_BACKENDS: tuple[str, ...] = ("torch", "openvino", "openvino-f32")
 
 
 def _resize_matrix(n: int, size: int) -> Tensor:
@@ -573,7 +574,7 @@ class _OpenVINOClassifier:
     """The EfficientNet-Lite logits through OpenVINO on the CPU (compiled per input shape and
     thread count; the thread count follows ``torch.get_num_threads()`` at call time)."""
 
-    def __init__(self, net: nn.Module, image_size: int) -> None:
+    def __init__(self, net: nn.Module, image_size: int, f32: bool = False) -> None:
         try:
             import openvino as ov
         except ImportError as e:
@@ -584,7 +585,7 @@ class _OpenVINOClassifier:
         self._ov = ov
         self.core = ov.Core()
         caps = self.core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-        self.precision = "bf16" if "BF16" in caps else "f32"
+        self.precision = "bf16" if "BF16" in caps and not f32 else "f32"
         self.net = copy.deepcopy(net).to(memory_format=torch.contiguous_format).float().eval()
         self.image_size = int(image_size)
         self._compiled: dict[tuple[int, int, int, int], Any] = {}
@@ -672,8 +673,8 @@ class ConSEProxyTeacher:
         self.invert = invert
         self.batch_size = int(batch_size)
         self.device = resolve_device(device)
-        if backend == "openvino" and self.device.type != "cpu":
-            raise ValueError(f"backend='openvino' runs on the CPU; got device={str(device)!r}: use "
+        if backend.startswith("openvino") and self.device.type != "cpu":
+            raise ValueError(f"backend={backend!r} runs on the CPU; got device={str(device)!r}: use "
                              "device='cpu' or backend='torch'")
         self.backend = backend
         self.channels_last = bool(channels_last)
@@ -684,7 +685,8 @@ class ConSEProxyTeacher:
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.classifier = net
-        self._ov = _OpenVINOClassifier(net, self.image_size) if backend == "openvino" else None
+        self._ov = (_OpenVINOClassifier(net, self.image_size, f32=backend == "openvino-f32")
+                    if backend.startswith("openvino") else None)
         self.text_encoder = MiniLMTextEncoder(self.device)
         self.embed_dim = self.text_encoder.dim
         self.class_names = imagenet_class_names()
