@@ -126,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reference", choices=("torch", "openvino-f32"), default="torch")
     ap.add_argument("--check", type=int, default=64, help="images for the openvino-f32 vs torch check")
     ap.add_argument("--accuracy-batch", type=int, default=64,
-                    help="encoder batch of the 10,000-image encodes (small batches keep the torch "
-                         "path's buffers out of mmap churn; features do not depend on it)")
+                    help="encoder batch of the 10,000-image encodes (features do not depend on it)")
     args = ap.parse_args(argv)
     if args.json is not None:
         return engine(args)
