@@ -18,6 +18,24 @@
 
 Prints one JSON record (CLIP_benchmark style) and writes it atomically to ``--out`` if given
 (after each section, so a long run leaves its finished parts).
+
+``--json FILE`` runs the engine comparison instead (issue 9): the new default image encoder
+(``backend="openvino"``, the offline profile's) against today's shipped path (``backend="torch"``:
+channels_last + BatchNorm folded), both at ``--threads`` threads and 224 px, and writes
+
+- ``speedup_vs_shipped``: images/s of the new default / the shipped path on the same
+  ``--n-throughput`` images, round-robin, best of ``--rounds`` (target >= 2.5);
+  ``cpu_speedup_vs_shipped``: the same from process CPU time (robust on a shared machine);
+- ``accuracy_delta_points``: 10-way zero-shot accuracy on all 10,000 test images, new minus
+  shipped (target >= -0.5), with both accuracies and the 5-way unseen ones;
+- ``mean_cosine`` (and the minimum) between the two paths' features of the 10,000 images
+  (target >= 0.99).
+The reference features of the 10,000 images come from ``--reference`` (default ``torch``, the
+shipped path); ``openvino-f32`` computes the same fp32 network through OpenVINO (~10x faster on a
+loaded machine) and the run then checks it against the torch path on ``--check`` images
+(``reference_check``: max |feature difference| and min cosine).
+The 10,000-image encodes run at ``--accuracy-threads`` (default: ``--threads``) in batches of
+``--accuracy-batch``; neither changes the features beyond float rounding.
 """
 from __future__ import annotations
 
@@ -103,7 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--low-res-accuracy", type=int, default=100, help="images per class for the low-res accuracy")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None, help="run the engine comparison and write its figures here")
+    ap.add_argument("--accuracy-threads", type=int, default=None)
+    ap.add_argument("--reference", choices=("torch", "openvino-f32"), default="torch")
+    ap.add_argument("--check", type=int, default=64, help="images for the openvino-f32 vs torch check")
+    ap.add_argument("--accuracy-batch", type=int, default=64,
+                    help="encoder batch of the 10,000-image encodes (features do not depend on it)")
     args = ap.parse_args(argv)
+    if args.json is not None:
+        return engine(args)
 
     x, y = load_test_set(args.root, args.limit)
     record: dict = {
@@ -165,6 +191,79 @@ def main(argv: list[str] | None = None) -> int:
         write(record, args.out)
 
     print(json.dumps(record, indent=2))
+    return 0
+
+
+def timed(teacher: ConSEProxyTeacher, x: torch.Tensor, threads: int, batch: int) -> tuple[float, float]:
+    """(images/s wall, images/s of process CPU time) of one ``encode_image`` pass, after a warm-up."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        teacher.batch_size = batch
+        teacher.encode_image(x[:batch])  # warm-up (allocator, oneDNN primitives, OpenVINO compile)
+        t0, c0 = time.perf_counter(), time.process_time()
+        teacher.encode_image(x)
+        return len(x) / (time.perf_counter() - t0), len(x) / (time.process_time() - c0)
+    finally:
+        torch.set_num_threads(old)
+
+
+def engine(args: argparse.Namespace) -> int:
+    """The new default (OpenVINO) image encoder against the shipped torch path (module docstring)."""
+    x, y = load_test_set(args.root, args.limit)
+    shipped = ConSEProxyTeacher(backbone=args.backbone, backend="torch")
+    fast = ConSEProxyTeacher(backbone=args.backbone, backend="openvino")
+    fast._class_text = shipped.class_text_embeddings  # same text side, computed once
+    record: dict = {"benchmark": "conse-proxy-teacher-engine", "backbone": args.backbone, "torch": torch.__version__,
+                    "threads": args.threads, "image_size": shipped.image_size,
+                    "shipped": shipped.preprocess_id, "fast": fast.preprocess_id}
+    g = torch.Generator().manual_seed(0)
+    tx = x[torch.randperm(len(x), generator=g)[: args.n_throughput]]
+    runs: dict[str, list[tuple[float, float]]] = {"shipped": [], "fast": []}
+    for r in range(args.rounds):
+        for name, teacher in (("shipped", shipped), ("fast", fast)):
+            runs[name].append(timed(teacher, tx, args.threads, 64))
+            print(f"round {r}: {name:8s} {runs[name][-1][0]:7.1f} img/s ({runs[name][-1][1]:.1f} per CPU s)",
+                  file=sys.stderr, flush=True)
+    best = {k: max(v[0] for v in runs[k]) for k in runs}
+    best_cpu = {k: max(v[1] for v in runs[k]) for k in runs}
+    record.update({"images_per_s": best, "images_per_cpu_s": best_cpu, "rounds": runs,
+                   "n_throughput": len(tx), "load_avg_1min": os.getloadavg()[0],
+                   "speedup_vs_shipped": best["fast"] / best["shipped"],
+                   "cpu_speedup_vs_shipped": best_cpu["fast"] / best_cpu["shipped"]})
+    print(f"shipped {best['shipped']:.1f} img/s, openvino {best['fast']:.1f} img/s: "
+          f"speedup_vs_shipped {record['speedup_vs_shipped']:.2f} (target >= 2.5; CPU-time "
+          f"{record['cpu_speedup_vs_shipped']:.2f})", flush=True)
+    write(record, args.json)
+
+    torch.set_num_threads(args.accuracy_threads or args.threads)
+    reference = shipped
+    if args.reference != "torch":
+        reference = ConSEProxyTeacher(backbone=args.backbone, backend=args.reference)
+        reference._class_text = shipped.class_text_embeddings
+        cx = x[torch.randperm(len(x), generator=g)[: args.check]]
+        a, b = reference.encode_image(cx), shipped.encode_image(cx)
+        record["reference_check"] = {
+            "reference": reference.preprocess_id, "n_images": len(cx),
+            "max_abs_feature_diff": float((a - b).abs().max()),
+            "min_cosine": float(torch.nn.functional.cosine_similarity(a, b, dim=-1).min())}
+        print(f"reference check: {record['reference_check']}", flush=True)
+    record["reference"] = reference.preprocess_id
+    feats = {}
+    for name, teacher in (("fast", fast), ("shipped", reference)):
+        teacher.batch_size = args.accuracy_batch
+        feats[name], seconds = encode(teacher, x)
+        record[f"zero_shot_{name}"] = zero_shot(teacher, feats[name], y, seconds)
+        write(record, args.json)
+    cos = torch.nn.functional.cosine_similarity(feats["fast"], feats["shipped"], dim=-1)
+    record.update({
+        "accuracy_delta_points": record["zero_shot_fast"]["acc_10way"] - record["zero_shot_shipped"]["acc_10way"],
+        "accuracy_delta_5way_unseen_points": (record["zero_shot_fast"]["acc_5way_unseen"]
+                                              - record["zero_shot_shipped"]["acc_5way_unseen"]),
+        "mean_cosine": float(cos.mean()), "min_cosine": float(cos.min()), "n_accuracy_images": len(x)})
+    print(f"accuracy_delta_points {record['accuracy_delta_points']:+.2f} (10-way, {len(x)} images; "
+          f"target >= -0.5), mean_cosine {record['mean_cosine']:.5f} (min {record['min_cosine']:.4f}; target >= 0.99)")
+    write(record, args.json)
     return 0
 
 

@@ -220,3 +220,31 @@ def test_conse_lite2_backbone_loads_from_package() -> None:
     p = t.imagenet_probs(torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
     assert p.shape == (2, 1000)
     torch.testing.assert_close(p.sum(-1), torch.ones(2), rtol=1e-5, atol=1e-5)
+
+
+def test_conse_backend_is_validated() -> None:
+    with pytest.raises(ValueError, match="unknown ConSE backend 'onnx'.*'torch', 'openvino', 'openvino-f32'"):
+        load_teacher("conse", backend="onnx")
+
+
+def test_conse_openvino_backend_agrees_with_reference(conse: ConSEProxyTeacher) -> None:
+    """The fast backend (OpenVINO, resize inside the graph) gives the reference's features up to
+    bf16 rounding, and its preprocess_id (so the image-feature cache key) differs; the text
+    side, keyed by the identifier, is shared."""
+    from vldlib.models.teachers import _resize_matrix
+
+    x = torch.rand(3, 1, 32, 32)
+    r = _resize_matrix(32, 224)  # the exact linear map of the reference resize
+    ref_resize = F.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False, antialias=True)
+    torch.testing.assert_close(r @ x @ r.t(), ref_resize, rtol=0, atol=1e-5)
+
+    fast = load_teacher("conse", backend="openvino")
+    assert fast.identifier == conse.identifier and fast.preprocess_id != conse.preprocess_id
+    assert "openvino" in fast.preprocess_id and "openvino" not in conse.preprocess_id
+    g = torch.Generator().manual_seed(0)
+    grey = torch.rand(6, 1, 32, 32, generator=g)
+    rgb = torch.rand(2, 3, 40, 30, generator=g)
+    for images in (grey, rgb):
+        cos = F.cosine_similarity(fast.encode_image(images), conse.encode_image(images), dim=-1)
+        assert cos.min() > 0.99, cos
+    assert fast.imagenet_probs(grey).shape == (6, 1000)

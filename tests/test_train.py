@@ -253,6 +253,23 @@ def test_fewshot_batch_composition(n_train, n_support, batch):
 
 
 # ---------------------------------------------------------------------- validation and CLI
+def test_bf16_precision_trains_and_is_in_the_hash(reference, world):
+    """precision='bf16' autocasts the student on the CPU: it trains (finite, decreasing loss),
+    its numbers differ from fp32, and the field is part of the hash; None is left out of it."""
+    base = tiny_config(world, fewshot=None, analysis=False, epochs=3, last_n=1)
+    rec = train({**base, "precision": "bf16"}, cache_dir=world["cache"], progress=False)
+    fp32 = train({**base, "precision": "fp32"}, cache_dir=world["cache"], progress=False)
+    losses = [h["loss"] for h in rec["history"]]
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
+    assert rec["precision"] == "bf16" and fp32["precision"] == "fp32"
+    assert losses != [h["loss"] for h in fp32["history"]]
+    hashes = {config_hash({**base, "precision": p}) for p in (None, "fp32", "bf16")}
+    assert len(hashes) == 3 and config_hash({**base, "precision": None}) == config_hash(base)
+    assert "precision" not in TrainConfig.from_dict(base).canonical()
+    # unset, the old amp rule holds: fp32 on the CPU, so the reference run's numbers are unchanged
+    assert reference["record"]["precision"] == "fp32"
+
+
 @pytest.mark.parametrize("override,match", [
     ({"weights": {"clss": 1.0}}, "unknown loss name"),
     ({"weights": {"cls": 0.0}}, "all loss weights are 0"),
@@ -269,6 +286,7 @@ def test_fewshot_batch_composition(n_train, n_support, batch):
     ({"device": "gpu"}, "device"),
     ({"dataset_options": {}}, "needs dataset_options"),
     ({"typo_key": 1}, "unknown config key"),
+    ({"precision": "fp16"}, "unknown precision"),
 ])
 def test_bad_config_fails_before_loading_data(world, monkeypatch, override, match):
     import vldlib.data

@@ -5,7 +5,7 @@ import contextlib
 
 import torch
 
-__all__ = ["resolve_device", "autocast"]
+__all__ = ["resolve_device", "autocast", "resolve_precision", "cpu_bf16_native"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -27,8 +27,36 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when ``amp``; a disabled autocast otherwise."""
+def resolve_precision(device: torch.device, amp: bool, precision: str | None = None) -> str:
+    """The student's compute precision, ``"bf16"`` or ``"fp32"``.
+
+    ``precision`` wins when given (``"bf16"`` on any device, CPU included); ``None`` keeps the
+    ``amp`` rule: bf16 on CUDA when ``amp``, fp32 otherwise (so old configs run as before).
+    """
+    if precision is not None:
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"unknown precision {precision!r}: use 'fp32', 'bf16' or None")
+        return precision
+    return "bf16" if amp and device.type == "cuda" else "fp32"
+
+
+def cpu_bf16_native() -> bool:
+    """Whether this CPU computes bf16 natively in oneDNN (AVX-512 BF16 or AMX); elsewhere bf16
+    autocast still works (same numbers) but is emulated and slower than fp32."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - builds without mkldnn
+        return False
+
+
+def autocast(device: torch.device, amp: bool | str) -> contextlib.AbstractContextManager:
+    """bf16 autocast or none. ``amp`` is a precision from :func:`resolve_precision`
+    (``"bf16"``: autocast on ``device``, CPU or CUDA; ``"fp32"``: none) or, as before, a bool
+    (True: bf16 autocast on CUDA only)."""
+    if isinstance(amp, str):
+        if amp == "bf16":
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type if device.type in ("cpu", "cuda") else "cpu", enabled=False)
     if amp and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)

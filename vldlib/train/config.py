@@ -38,11 +38,16 @@ DESCRIPTION_VARIANTS: tuple[str, ...] = tuple(PROMPTS)
 #: Training needs one feature per class: per-descriptor scoring is for evaluation studies only.
 TEXT_MODES: tuple[str, ...] = tuple(m for m in _ALL_TEXT_MODES if m != "per_descriptor")
 EVAL_EPOCHS: tuple[str, ...] = ("all", "last_n")
+#: Student compute precision (:func:`vldlib.device.autocast`); None keeps the ``amp`` flag's rule.
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 #: Fields that change how a run executes but never its numbers: left out of the config hash.
 RUNTIME_FIELDS: tuple[str, ...] = ("cache_dir", "num_workers")
 #: The thread count a run trains with unless its config says otherwise (what ``run_grid``'s
 #: workers have always used); a config at this value hashes as if the field did not exist.
 DEFAULT_THREADS = 1
+#: Fields added after runs were stored: left out of the canonical config while None, so adding
+#: them did not change the hash of any config that does not set them.
+OMITTED_WHEN_NONE: tuple[str, ...] = ("precision",)
 
 FEWSHOT_DEFAULTS: dict[str, Any] = {
     "shots": 5,            # support images per unseen class (paper §3.6)
@@ -130,6 +135,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = False
+    precision: str | None = None
     num_workers: int = 0
     threads: int = DEFAULT_THREADS
     per_image_aug: bool = True
@@ -216,6 +222,8 @@ class TrainConfig:
             raise ValueError(f"last_n={self.last_n} exceeds epochs={self.epochs}; "
                              "the reported number averages the last last_n epochs")
         _choice("eval_epochs", self.eval_epochs, EVAL_EPOCHS)
+        if self.precision is not None:
+            _choice("precision", self.precision, PRECISIONS, extra="or None (the amp flag decides)")
         if not isinstance(self.device, str) or not (
                 self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
@@ -298,6 +306,9 @@ class TrainConfig:
             d.pop("captions", None)
         else:
             d["captions"] = source
+        for name in OMITTED_WHEN_NONE:  # fields added later: absent from the hash until used
+            if d.get(name) is None:
+                d.pop(name, None)
         return d
 
 

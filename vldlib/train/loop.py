@@ -102,7 +102,7 @@ def train_index_batches(n: int, batch_size: int, generator: torch.Generator) -> 
 
 @torch.no_grad()
 def embed(student: nn.Module, images: Images, transform: Callable, device: torch.device,
-          batch_size: int, amp: bool) -> torch.Tensor:
+          batch_size: int, amp: bool | str) -> torch.Tensor:
     """Student features ``[N, D]`` (fp32, on ``device``) of a split under ``transform``."""
     was_training = student.training
     student.eval()
@@ -127,7 +127,7 @@ class EvalSet:
             images, transform = images.mapped(transform), _identity
         self.images, self.transform, self.labels = images, transform, images.labels
 
-    def embed(self, student: nn.Module, device: torch.device, batch_size: int, amp: bool) -> torch.Tensor:
+    def embed(self, student: nn.Module, device: torch.device, batch_size: int, amp: bool | str) -> torch.Tensor:
         return embed(student, self.images, self.transform, device, batch_size, amp)
 
     def subset(self, indices: Sequence[int]) -> "EvalSet":
@@ -206,7 +206,7 @@ class LossSpec:
 
 
 def train_step(student: nn.Module, opt: torch.optim.Optimizer, loss: LossSpec, x: torch.Tensor,
-               t: torch.Tensor, y: torch.Tensor, device: torch.device, amp: bool,
+               t: torch.Tensor, y: torch.Tensor, device: torch.device, amp: bool | str,
                captions: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """One step: forward, ``L = Σ_n w_n L_n`` on fp32 features, backward, update.
     ``captions``: the batch's caption features (L_cap only). Returns the detached terms
@@ -243,10 +243,11 @@ class Meter:
 def run_epoch(student: nn.Module, opt: torch.optim.Optimizer, loss: LossSpec,
               batches: Iterable[tuple[torch.Tensor, ...]], *,
               augment: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
-              amp: bool) -> dict[str, float]:
+              amp: bool | str) -> dict[str, float]:
     """One pass over ``batches`` of ``(x, t, y)`` or ``(x, t, y, captions)`` (images on
     ``device``, teacher features, labels, caption features): augment, :func:`train_step`,
-    accumulate. Returns the epoch-mean loss terms."""
+    accumulate. ``amp``: the precision (``True``/``"bf16"``: bf16 autocast). Returns the
+    epoch-mean loss terms."""
     meter = Meter()
     student.train()
     for x, t, y, *extra in batches:

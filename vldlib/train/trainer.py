@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from vldlib.core.metrics import feature_error, m_neigh, m_rel, m_vlalign
 from vldlib.data import load_dataset, student_eval_transform, student_train_transform
-from vldlib.device import resolve_device
+from vldlib.device import resolve_device, resolve_precision
 from vldlib.features import CachedTextTeacher, LazyTeacher, proxy_caption_classes, teacher_image_features
 from vldlib.io import save_torch_atomic
 from vldlib.models.prompts import PromptLearner, coop_texts, prompt_learning_options
@@ -121,6 +121,7 @@ class _Run:
                  run_dir: Path | None, progress: bool, on_epoch_end: Callable | None) -> None:
         self.cfg, self.hash, self.device, self.cache_dir, self.run_dir = cfg, run_hash, device, cache_dir, run_dir
         self.progress, self.on_epoch_end = progress, on_epoch_end
+        self.precision = resolve_precision(device, cfg.amp, cfg.precision)  # the student's autocast
         self.timings: dict[str, float] = {"teacher_features_s": 0.0, "train_s": 0.0, "train_cpu_s": 0.0,
                                           "eval_s": 0.0,
                                           "analysis_s": 0.0, "fewshot_train_s": 0.0, "fewshot_eval_s": 0.0}
@@ -285,8 +286,8 @@ class _Run:
     def _evaluate(self, ood: "EvalSet", ood_key: str) -> dict[str, float]:
         c = self.cfg
         self._refresh_prompt_texts()
-        f_id = self.evals["id"].embed(self.student, self.device, c.eval_batch_size, c.amp)
-        f_ood = ood.embed(self.student, self.device, c.eval_batch_size, c.amp)
+        f_id = self.evals["id"].embed(self.student, self.device, c.eval_batch_size, self.precision)
+        f_ood = ood.embed(self.student, self.device, c.eval_batch_size, self.precision)
         per_class = class_accuracies(f_ood, self.text_unseen, ood.labels)
         return {"acc_id": accuracy(f_id, self.text_seen, self.evals["id"].labels),
                 ood_key: mean_accuracy(per_class), f"per_class_{ood_key}": per_class}
@@ -310,7 +311,7 @@ class _Run:
             lr = self.opt.param_groups[0]["lr"]
             t0, c0 = time.perf_counter(), time.process_time()
             means = run_epoch(self.student, self.opt, loss, batches(), augment=augment,
-                              device=self.device, amp=c.amp)
+                              device=self.device, amp=self.precision)
             self.sched.step()
             dt = time.perf_counter() - t0
             self.timings[f"{prefix}train_s"] += dt
@@ -393,7 +394,7 @@ class _Run:
                                "student_transform": "eval (centre crop)"}
         for split, label, text in (("train", "X_train", seen_plain), ("id", "X_id", seen_plain),
                                    ("ood", "X_ood", unseen_plain)):
-            s = embed(self.student, self.images[split], self.eval_tf, self.device, c.eval_batch_size, c.amp)
+            s = embed(self.student, self.images[split], self.eval_tf, self.device, c.eval_batch_size, self.precision)
             t = self.tfeat[split]
             mse, angle = feature_error(s, t)
             n = s.shape[0]
@@ -510,6 +511,7 @@ class _Run:
             "throughput_img_s": _throughput(self.history, len(ds.train) * self.resolved["repeat_epochs"]),
             "versions": library_versions(),
             "device": str(self.device),
+            "precision": self.precision,
             "torch_threads": torch.get_num_threads(),
             "git_commit": git_commit(),
             "resumed_from": resumed,
