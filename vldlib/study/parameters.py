@@ -24,6 +24,7 @@ from typing import Any
 
 from vldlib.core.losses import LOSS_NAMES
 from vldlib.data import DATASETS
+from vldlib.study.executors import EXECUTORS
 from vldlib.study.grid import PAPER_DATASETS, make_grid
 from vldlib.study.reference import TABLE1_METHODS
 from vldlib.train.config import DESCRIPTION_VARIANTS, STUDENTS, TEACHERS, TEXT_MODES
@@ -185,6 +186,8 @@ PARAMETERS: dict[str, Param] = {
     "variants": Param("list[str]", "['none', 'main']", optional=True, choices=_VARIANT_NAMES),
     "text_mode": Param("str", "first", optional=True, choices=TEXT_MODES),
     "n_test_splits": Param("int", "8", minimum=1),
+    "executor": Param("str", "ray", choices=EXECUTORS),
+    "ray_address": Param("str", "auto", optional=True),
 }
 
 #: The parameters that shape a chapter's grid (:func:`vldlib.study.grid.make_grid`).

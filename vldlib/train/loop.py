@@ -23,6 +23,7 @@ from vldlib.core.losses import combined_loss
 from vldlib.core.metrics import per_class_accuracy, zero_shot_predict
 from vldlib.data import TensorImageSplit
 from vldlib.device import autocast
+from vldlib.train.distributed import shard
 
 __all__ = ["Images", "EvalSet", "train_index_batches", "embed", "accuracy", "class_accuracies", "mean_accuracy", "make_optimizer",
            "make_scheduler", "LossSpec", "train_step", "Meter", "run_epoch", "PRELOAD_BYTES"]
@@ -92,12 +93,9 @@ class Images:
 
 def train_index_batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
     """A shuffled pass over ``range(n)`` in batches of ``batch_size``; a last batch of a single
-    image is dropped (BatchNorm cannot train on one sample)."""
-    perm = torch.randperm(n, generator=generator)
-    out = list(perm.split(batch_size))
-    if len(out) > 1 and len(out[-1]) == 1:
-        out.pop()
-    return out
+    image is dropped (BatchNorm cannot train on one sample). Under torchrun every rank draws the
+    same permutation and takes its shard of it (:func:`vldlib.train.distributed.shard`)."""
+    return shard(torch.randperm(n, generator=generator), batch_size)
 
 
 @torch.no_grad()
@@ -197,6 +195,8 @@ def train_step(student: nn.Module, opt: torch.optim.Optimizer, loss: LossSpec, x
                t: torch.Tensor, y: torch.Tensor, device: torch.device, amp: bool) -> dict[str, torch.Tensor]:
     """One step: forward, ``L = Σ_n w_n L_n`` on fp32 features, backward, update.
     Returns the detached terms (``loss_<name>``) and the total (``loss``)."""
+    if x.is_cuda and x.dim() == 4:  # NHWC to match a channels_last student
+        x = x.contiguous(memory_format=torch.channels_last)
     with autocast(device, amp):
         s = student(x)
     total, terms = combined_loss(loss.weights, student=s.float(), teacher=t, text=loss.text,
