@@ -154,7 +154,8 @@ class _Run:
 
         self.train_tf = student_train_transform(ds, per_image=cfg.per_image_aug)
         self.eval_tf = student_eval_transform(ds)
-        self.images = {n: Images.of_split(s, cfg.num_workers, self.device) for n, s in ds.splits.items()}
+        self.images = {n: Images.of_split(s, cfg.num_workers, self.device, self.cache_dir)
+                       for n, s in ds.splits.items()}
         self.evals = {n: EvalSet(self.images[n], self.eval_tf) for n in ("id", "ood")}
 
     def _texts(self, descriptions: str | None) -> tuple[torch.Tensor, torch.Tensor]:
