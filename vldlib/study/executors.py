@@ -213,6 +213,9 @@ def ray_init(address: str | None = None):
     if ray.is_initialized():
         return ray
     if address is None:
+        # the node's agents can take > 30 s to start on a busy small machine; Ray's default wait
+        # then kills the raylet ("timed out waiting for file metrics_agent_port")
+        os.environ.setdefault("RAY_agent_register_timeout_ms", "120000")
         ray.init(include_dashboard=False, logging_level="WARNING")
     else:
         env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}

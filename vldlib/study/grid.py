@@ -8,7 +8,8 @@ expands it over ``seeds x split_seeds`` and **validates every config before anyt
 typo (unknown profile, dataset, loss name, ...) fails in milliseconds with the valid choices.
 :func:`run_grid` then asks the run store for every run (finished ones are reused, missing ones
 trained; identical configs in different notebooks are one run, since the store keys on the hash)
-and returns one tidy row per run.
+and returns one tidy row per run. Where the missing runs train is the ``executor``
+(:mod:`vldlib.study.executors`: ``local`` or ``ray``); the numbers do not depend on it.
 
 Replicates (``REPLICATES``): the class split is the experimental unit (effects vary far more between
 splits than between seeds), so the offline default runs one seed on each of several **test** class

@@ -11,14 +11,17 @@ Without torchrun (or with one process) nothing here does anything.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+from datetime import timedelta
 from typing import Any, Sequence
 
 import torch
 import torch.distributed as dist
 
 __all__ = ["env_world_size", "init_from_env", "shutdown", "active", "rank", "local_rank", "world_size",
-           "is_main", "barrier", "broadcast_object", "all_gather_object", "mean_over_ranks", "shard"]
+           "is_main", "barrier", "broadcast_object", "all_gather_object", "mean_over_ranks", "sync_buffers",
+           "shard", "shard_batch"]
 
 
 def env_world_size() -> int:
@@ -30,6 +33,11 @@ def env_world_size() -> int:
                          "torchrun --nproc-per-node N") from None
 
 
+#: How long a rank waits at a collective (rank 0 alone encodes the teacher features of a dataset
+#: the cache lacks while the others wait; ViT-L/14 on SUN397 takes a while).
+TIMEOUT = timedelta(hours=3)
+
+
 def init_from_env(device: str = "auto") -> bool:
     """Join torchrun's process group when ``$WORLD_SIZE`` > 1 (NCCL on CUDA, else gloo) and pin
     this process to GPU ``$LOCAL_RANK``; returns whether a group was joined."""
@@ -38,7 +46,7 @@ def init_from_env(device: str = "auto") -> bool:
     cuda = device != "cpu" and torch.cuda.is_available()
     if cuda:
         torch.cuda.set_device(local_rank())
-    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=TIMEOUT)
     return True
 
 
@@ -105,6 +113,16 @@ def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
     return {k: float(v) / world_size() for k, v in zip(keys, t.cpu().tolist())}
 
 
+def sync_buffers(module: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank. DDP broadcasts them
+    before each forward, but the last training forward of an epoch updates each rank's own copy;
+    after this every rank evaluates (and would save) rank 0's model."""
+    if not active():
+        return
+    for buf in module.buffers():
+        dist.broadcast(buf.data, src=0)
+
+
 def shard(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     """This rank's batches of one pass ``order`` (a permutation of the training indices).
 
@@ -125,6 +143,16 @@ def shard(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     if len(out) > 1 and len(out[-1]) == 1:
         out.pop()
     return out
+
+
+@contextlib.contextmanager
+def main_first():
+    """Rank 0 runs the block first (e.g. fills a cache), the other ranks after it (reading it)."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()
 
 
 def shard_batch(index: Sequence[int] | torch.Tensor) -> torch.Tensor:

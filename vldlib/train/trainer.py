@@ -142,20 +142,21 @@ class _Run:
         if "fewshot" in self.resolved:  # enough X_ood images for the support set? found before training
             check_support(ds.ood.labels, ds.unseen_classes, self.resolved["fewshot"]["shots"], ds.name)
 
-        t0 = time.perf_counter()
-        self.teacher = LazyTeacher(cfg.teacher, cfg.teacher_options, self.cache_dir / "teacher-meta")
-        self.tfeat = {}
-        for name, split in ds.splits.items():
-            self.tfeat[name] = teacher_image_features(
-                self.teacher, split, dataset_id=ds.name, cache_dir=self.cache_dir,
-                num_workers=cfg.num_workers, progress=self.progress).float().to(self.device)
-        self.text_seen, self.text_unseen = self._texts(cfg.descriptions)
-        self.timings["teacher_features_s"] = time.perf_counter() - t0
+        with dist.main_first():  # under torchrun rank 0 fills the caches, the others read them
+            t0 = time.perf_counter()
+            self.teacher = LazyTeacher(cfg.teacher, cfg.teacher_options, self.cache_dir / "teacher-meta")
+            self.tfeat = {}
+            for name, split in ds.splits.items():
+                self.tfeat[name] = teacher_image_features(
+                    self.teacher, split, dataset_id=ds.name, cache_dir=self.cache_dir,
+                    num_workers=cfg.num_workers, progress=self.progress).float().to(self.device)
+            self.text_seen, self.text_unseen = self._texts(cfg.descriptions)
+            self.timings["teacher_features_s"] = time.perf_counter() - t0
+            self.images = {n: Images.of_split(s, cfg.num_workers, self.device, self.cache_dir)
+                           for n, s in ds.splits.items()}
 
         self.train_tf = student_train_transform(ds, per_image=cfg.per_image_aug)
         self.eval_tf = student_eval_transform(ds)
-        self.images = {n: Images.of_split(s, cfg.num_workers, self.device, self.cache_dir)
-                       for n, s in ds.splits.items()}
         self.evals = {n: EvalSet(self.images[n], self.eval_tf) for n in ("id", "ood")}
 
     def _texts(self, descriptions: str | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -279,6 +280,7 @@ class _Run:
             t0, c0 = time.perf_counter(), time.process_time()
             means = dist.mean_over_ranks(run_epoch(self.model, self.opt, loss, batches(), augment=augment,
                                                    device=self.device, amp=c.amp))
+            dist.sync_buffers(self.student)  # every rank evaluates rank 0's model
             self.sched.step()
             dt = time.perf_counter() - t0
             self.timings[f"{prefix}train_s"] += dt
