@@ -241,7 +241,7 @@ def test_benchmark_gpu_skips_without_a_gpu(tmp_path):
 def local_ray():
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_agent_register_timeout_ms", "120000")  # slow, busy CI machines
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    executors._start_local_ray(ray, num_cpus=2)  # retried: Ray's node start-up deadline is 30 s
     yield ray
     ray.shutdown()
 

@@ -216,11 +216,25 @@ def ray_init(address: str | None = None):
         # the node's agents can take > 30 s to start on a busy small machine; Ray's default wait
         # then kills the raylet ("timed out waiting for file metrics_agent_port")
         os.environ.setdefault("RAY_agent_register_timeout_ms", "120000")
-        ray.init(include_dashboard=False, logging_level="WARNING")
+        _start_local_ray(ray)
     else:
         env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
         ray.init(address=address, logging_level="WARNING", runtime_env={"env_vars": env} if env else None)
     return ray
+
+
+def _start_local_ray(ray, attempts: int = 3, **options) -> None:
+    """``ray.init()`` of a local Ray, retried: on an overloaded machine its node can miss Ray's
+    fixed 30 s start-up deadline ("The current node timed out during startup")."""
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(include_dashboard=False, logging_level="WARNING", **options)
+            return
+        except Exception as err:  # noqa: BLE001 - Ray raises a bare Exception for this
+            if "timed out during startup" not in str(err) or attempt == attempts:
+                raise RuntimeError(f"could not start a local Ray ({attempt} attempt(s)): {err}; the machine "
+                                   "may be overloaded - retry, or use executor='local'") from err
+            ray.shutdown()
 
 
 def _gpu_task(ray, config: Mapping[str, Any], cluster_gpus: float) -> bool:
