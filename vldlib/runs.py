@@ -26,7 +26,7 @@ import pandas as pd
 from vldlib.core.losses import LOSS_NAMES
 from vldlib.io import canonical_json, finite_json, replace_file, write_json_atomic, write_text_atomic
 from vldlib.paths import default_results_root
-from vldlib.train import distributed as dist
+import vldlib.train.distributed as dist
 from vldlib.train.config import HASH_LEN, TrainConfig, config_hash
 from vldlib.train.trainer import train_validated
 

@@ -24,7 +24,7 @@ from vldlib.core.losses import LOSS_NAMES
 from vldlib.runs import RunStore
 from vldlib.study.executors import EXECUTORS
 from vldlib.study.grid import GridRunError, run_grid
-from vldlib.train import distributed as dist
+import vldlib.train.distributed as dist
 from vldlib.train.config import TrainConfig, config_hash
 from vldlib.train.profiles import profile_config
 

@@ -50,7 +50,7 @@ from vldlib.models.students import load_student
 from vldlib.paths import default_cache_dir
 from vldlib.text.classifier import class_text_features
 from vldlib.text.descriptions import description_key, load_descriptions
-from vldlib.train import distributed as dist
+import vldlib.train.distributed as dist
 from vldlib.train.config import TrainConfig, config_hash, resolve_optim
 from vldlib.train.fewshot import check_support, fewshot_batches, fewshot_labels, select_support
 from vldlib.train.loop import (EvalSet, Images, LossSpec, accuracy, class_accuracies, embed, make_optimizer,
