@@ -380,7 +380,7 @@ def test_record_trained_under_another_thread_count_is_not_served(tmp_path, monke
 
 def test_run_grid_sizes_its_pool_by_threads(tmp_path, monkeypatch):
     """Default workers = cores // threads; the runs are trained with the config's threads."""
-    import vldlib.study.grid as grid_mod
+    import vldlib.study.executors as grid_mod  # the local executor owns the pool
     from vldlib.study.grid import make_grid, run_grid
 
     seen = {}
@@ -594,7 +594,7 @@ def test_describe_cli_unwritable_cache_is_one_line(tmp_path, monkeypatch, capsys
 def test_interrupt_in_a_grid_keeps_the_finished_runs(tmp_path, monkeypatch):
     """Ctrl-C while the second run of a grid trains: the first run's record stays and is reused;
     the rerun trains only the interrupted one."""
-    import vldlib.study.grid as grid_mod
+    import vldlib.study.executors as grid_mod  # the local executor owns the pool
     from vldlib.study.grid import make_grid, run_grid
 
     monkeypatch.setattr(grid_mod, "warm_teacher_features", lambda *a, **k: None)

@@ -48,6 +48,7 @@ from vldlib import build_info, findings
 from vldlib.io import replace_file, try_read_json, write_json_atomic, write_text_atomic
 from vldlib.paths import default_cache_dir
 from vldlib.study import parameters
+from vldlib.study.executors import EXECUTORS
 from vldlib.train.profiles import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -513,7 +514,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", default=None, type=Path, help="summary page source (default book/summary.py)")
     p.add_argument("--timeout", default=None, type=float, help="per-cell timeout in seconds (default none)")
     p.add_argument("--verbose", action="store_true", help="show Sphinx's status lines during the build")
+    p.add_argument("--executor", choices=EXECUTORS, default=None,
+                   help="where missing runs train: local (default) or ray (one Ray task per run; needs "
+                   "pip install 'vldbook[ray]')")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --executor ray: the cluster to connect to (e.g. auto, ray://head:10001); "
+                   "default: a local Ray on this machine")
     return p
+
+
+def executor_parameters(executor: str | None, ray_address: str | None) -> list[tuple[str, str]]:
+    """``--executor`` / ``--ray-address`` as notebook parameters (``-p executor ray`` ...)."""
+    if ray_address is not None and executor != "ray":
+        raise BookError("--ray-address needs --executor ray")
+    out = [("executor", executor)] if executor is not None else []
+    return out + ([("ray_address", ray_address)] if ray_address is not None else [])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -527,7 +542,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan_ = []
         if not args.no_execute:
             sources = notebook_sources(args.notebooks_dir, args.summary, args.only)
-            plan_ = plan(sources, args.profile, args.results_dir, [tuple(kv) for kv in args.parameter])
+            extra = executor_parameters(args.executor, args.ray_address)
+            plan_ = plan(sources, args.profile, args.results_dir, [tuple(kv) for kv in args.parameter] + extra)
         elif args.parameter or args.only:
             raise BookError("--no-execute cannot take -p or --only (nothing is executed)")
 

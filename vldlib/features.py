@@ -317,14 +317,15 @@ def _per_image(teacher: Any, split: Any, kind: str, fn: Callable[[torch.Tensor],
         if num_workers > 0 or not hasattr(split, "get_batch"):
             subset = torch.utils.data.Subset(split, positions)
             loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False,
-                                                 num_workers=num_workers)
+                                                 num_workers=num_workers,
+                                                 pin_memory=torch.device(device).type == "cuda")
             source_iter = ((b, imgs) for b, (imgs, _) in zip(batches, loader))
         else:
             source_iter = ((b, split.get_batch(b)[0]) for b in batches)
         try:
             for batch, images in source_iter:
                 with torch.inference_mode():
-                    out = fn(images.to(device))
+                    out = fn(images.to(device, non_blocking=True))
                 bar.update(len(batch))
                 yield batch, out
         finally:

@@ -26,6 +26,7 @@ import pandas as pd
 from vldlib.core.losses import LOSS_NAMES
 from vldlib.io import canonical_json, finite_json, replace_file, write_json_atomic, write_text_atomic
 from vldlib.paths import default_results_root
+import vldlib.train.distributed as dist
 from vldlib.train.config import HASH_LEN, TrainConfig, config_hash
 from vldlib.train.trainer import train_validated
 
@@ -96,6 +97,8 @@ class RunStore:
         cfg = TrainConfig.from_dict(config).validate()
         h = config_hash(cfg)
         run_dir = self.root / h
+        if dist.active():
+            return self._run_ranks(cfg, h, force, progress)
         if not force:
             found = _read_record(run_dir / RECORD, expect=cfg, say=True)
             if found is not None:
@@ -117,6 +120,39 @@ class RunStore:
             write_json_atomic(work / RECORD, record)
             if work != run_dir:
                 _swap_in(work, run_dir)
+        return record
+
+    def _run_ranks(self, cfg: TrainConfig, h: str, force: bool, progress: bool) -> dict[str, Any]:
+        """:meth:`run` as one rank of a torchrun group: rank 0 takes the run's lock, decides
+        (finished record or train), tells the others, and alone writes the config and the record;
+        every rank trains (DDP), the others reading the checkpoint of ``root/<hash>`` to resume."""
+        if not dist.is_main():
+            decision = dist.broadcast_object()
+            if decision["found"]:
+                return _read_record(self.root / h / RECORD, expect=cfg) or decision["found"]
+            cache_dir = self.cache_dir if self.cache_dir is not None else cfg.cache_dir
+            record = train_validated(cfg, h, run_dir=Path(decision["work"]), cache_dir=cache_dir,
+                                     progress=False)
+            dist.barrier()  # rank 0 has written the record
+            return finite_json({**record, "hash": h})
+        run_dir = self.root / h
+        with _locked(run_dir / LOCK):
+            found = None if force else _read_record(run_dir / RECORD, expect=cfg, say=True)
+            work = run_dir if not force else self.root / f".{h}.new"
+            if found is None and force and work.exists():
+                shutil.rmtree(work)
+            if found is None:
+                write_json_atomic(work / CONFIG, {"hash": h, "config": cfg.to_dict()})
+            dist.broadcast_object({"found": found is not None and {"hash": h}, "work": str(work)})
+            if found is not None:
+                return found
+            cache_dir = self.cache_dir if self.cache_dir is not None else cfg.cache_dir
+            record = train_validated(cfg, h, run_dir=work, cache_dir=cache_dir, progress=progress)
+            record = finite_json({**record, "hash": h})
+            write_json_atomic(work / RECORD, record)
+            if work != run_dir:
+                _swap_in(work, run_dir)
+        dist.barrier()
         return record
 
     def records(self) -> list[dict[str, Any]]:

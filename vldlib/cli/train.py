@@ -3,6 +3,12 @@
 ``--profile`` picks the base config (:mod:`vldlib.train.profiles`); named flags and ``--set
 KEY=VALUE`` override fields; the run goes through :class:`vldlib.runs.RunStore`, so a finished
 config is read back, an interrupted one resumes.
+
+Under ``torchrun --nproc-per-node N -m vldlib train ...`` the N processes train the one run with
+DistributedDataParallel (:mod:`vldlib.train.distributed`): ``world_size=N`` joins the config (and
+its hash), rank 0 writes the checkpoints and the record and prints the summary. With
+``--executor ray`` the run is trained as a Ray task (a local Ray, or the cluster at
+``--ray-address``), like one run of a grid.
 """
 from __future__ import annotations
 
@@ -16,6 +22,9 @@ from typing import Any, Mapping, Sequence
 
 from vldlib.core.losses import LOSS_NAMES
 from vldlib.runs import RunStore
+from vldlib.study.executors import EXECUTORS
+from vldlib.study.grid import GridRunError, run_grid
+import vldlib.train.distributed as dist
 from vldlib.train.config import TrainConfig, config_hash
 from vldlib.train.profiles import profile_config
 
@@ -78,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "identity, since the thread count changes the numbers")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--print-config", action="store_true", help="print the config and its hash, train nothing")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local (default: this process) or ray (a Ray task; pip install 'vldbook[ray]')")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="with --executor ray: the cluster (e.g. auto); default: a local Ray")
     return p
 
 
@@ -110,6 +123,8 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         over["cache_dir"] = args.cache_dir
     if args.threads is not None:
         over["threads"] = args.threads
+    if dist.env_world_size() > 1:  # launched by torchrun: the process count is part of the run
+        over["world_size"] = dist.env_world_size()
     return profile_config(args.profile, **over)
 
 
@@ -127,18 +142,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({"hash": h, "config": config}, indent=1))
         return 0
     store = RunStore(args.out)
+    if args.ray_address is not None and args.executor != "ray":
+        print("vldlib train: --ray-address needs --executor ray", file=sys.stderr)
+        return 2
+    if args.executor == "ray" and (args.force or dist.env_world_size() > 1):
+        print("vldlib train: --executor ray trains one process per run without --force; "
+              "use the local executor for --force or torchrun", file=sys.stderr)
+        return 2
     try:
-        record = store.run(config, force=args.force, progress=not args.quiet)
+        if args.executor == "ray":
+            record = run_grid(store, [({}, config)], executor="ray", ray_address=args.ray_address,
+                              log=not args.quiet).iloc[0].to_dict()
+            record = store.get(config) or record
+        else:
+            dist.init_from_env(str(config.get("device", "auto")))
+            record = store.run(config, force=args.force, progress=not args.quiet and dist.is_main())
+        main_rank = dist.is_main()
     except KeyboardInterrupt:
         print("vldlib train: interrupted; run again to resume", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ImportError) as exc:
         print(f"vldlib train: {exc}", file=sys.stderr)
         return 2
+    except GridRunError as exc:
+        print(f"vldlib train: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:  # read-only folder, a file where a folder should be, disk full, ...
         print(f"vldlib train: {_os_error(exc)}", file=sys.stderr)
         return 2
-    print(summary(record, store.run_dir(config)))
+    finally:
+        dist.shutdown()
+    if main_rank:
+        print(summary(record, store.run_dir(config)))
     return 0
 
 

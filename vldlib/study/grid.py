@@ -8,7 +8,8 @@ expands it over ``seeds x split_seeds`` and **validates every config before anyt
 typo (unknown profile, dataset, loss name, ...) fails in milliseconds with the valid choices.
 :func:`run_grid` then asks the run store for every run (finished ones are reused, missing ones
 trained; identical configs in different notebooks are one run, since the store keys on the hash)
-and returns one tidy row per run.
+and returns one tidy row per run. Where the missing runs train is the ``executor``
+(:mod:`vldlib.study.executors`: ``local`` or ``ray``); the numbers do not depend on it.
 
 Replicates (``REPLICATES``): the class split is the experimental unit (effects vary far more between
 splits than between seeds), so the offline default runs one seed on each of several **test** class
@@ -19,30 +20,26 @@ split (the published lists).
 """
 from __future__ import annotations
 
-import json
-import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
-from vldlib.data import distinct_split_seeds, load_dataset
-from vldlib.features import LazyTeacher, proxy_caption_classes, teacher_image_features
-from vldlib.paths import default_cache_dir
-from vldlib.runs import RunStore, config_hash, record_row
-from vldlib.text.captions import PROXY_CAPTION_TOP
+from vldlib.data import distinct_split_seeds
+from vldlib.runs import config_hash, record_row
+from vldlib.study.executors import (EXECUTORS, GridRunError, Job, RunFailure, check_executor,
+                                    describe_error, execute, warm_teacher_features)
 from vldlib.train.config import TrainConfig
 from vldlib.train.profiles import PROFILES, apply_overrides, profile_config
 
-__all__ = ["REPLICATES", "TEST_SPLITS", "DEV_SPLITS", "PAPER_DATASETS", "Grid", "make_grid", "run_grid"]
+__all__ = ["REPLICATES", "TEST_SPLITS", "DEV_SPLITS", "PAPER_DATASETS", "EXECUTORS", "Grid",
+           "GridRunError", "make_grid", "run_grid", "warm_teacher_features"]
 
 #: Test class splits of Fashion-MNIST (split seeds 0, 1, ... with repeated seen-class sets skipped):
 #: every offline chapter reports on the first ``n`` of them.
@@ -210,51 +207,28 @@ def make_grid(
     return grid
 
 
-def _data_key(config: Mapping[str, Any]) -> str:
-    return json.dumps([config["dataset"], config["dataset_options"], config["teacher"],
-                       config["teacher_options"]], sort_keys=True, default=str)
-
-
-def warm_teacher_features(config: Mapping[str, Any], cache_dir: str | os.PathLike | None = None, *,
-                          proxy_captions: bool = False) -> None:
-    """Compute (or find cached) the teacher image features of every split of ``config``'s dataset,
-    exactly as the trainer caches them, so that parallel workers never encode the same images;
-    with ``proxy_captions`` also the proxy captioner's classes of X_train (L_cap runs)."""
-    opts = dict(config["dataset_options"])
-    root = opts.pop("root", None)
-    ds = load_dataset(config["dataset"], root=root, **opts)
-    cache = Path(cache_dir or config.get("cache_dir") or default_cache_dir())
-    teacher = LazyTeacher(config["teacher"], config["teacher_options"], cache / "teacher-meta")
-    for split in ds.splits.values():
-        teacher_image_features(teacher, split, dataset_id=ds.name, cache_dir=cache, progress=False)
-    if proxy_captions:
-        proxy_caption_classes(teacher, ds.train, dataset_id=ds.name, top=PROXY_CAPTION_TOP, cache_dir=cache,
-                              progress=False)
-
-
-def _worker_init() -> None:
-    torch.set_num_threads(1)
-
-
-def _train_one(root: str, cache_dir: str | None, config: dict) -> dict:
-    return RunStore(root, cache_dir=cache_dir).run(config, progress=False)
-
-
 def run_grid(store, grid: Grid | Sequence[tuple[dict, dict]], *, workers: int | None = None,
-             progress: bool = False, log: bool = True) -> pd.DataFrame:
+             progress: bool = False, log: bool = True, executor: str = "local",
+             ray_address: str | None = None) -> pd.DataFrame:
     """Ask the run store for every ``(labels, config)``; one row per run (labels + record row).
 
-    Finished runs are read back; missing ones are trained.  On CPU the missing runs are trained
-    by ``workers`` processes (default: the CPU cores divided by the largest ``threads`` of the
-    runs), after the teacher features they need are cached (so no image is encoded twice).  Each
-    run trains with its config's ``threads`` (a hashed field, default 1) wherever it runs, so its
-    numbers do not depend on ``workers`` or on the executor.  On a GPU (``device`` other than ``"cpu"``) runs are trained one at a time.
-    A progress bar over the runs to train (done / total, ETA, the run now training) is shown
+    Finished runs are read back; missing ones are trained by ``executor``
+    (:mod:`vldlib.study.executors`): ``"local"`` (default) trains on this machine - on CPU by
+    ``workers`` processes (default: the CPU cores divided by the largest ``threads`` of the
+    runs), after the teacher features they need are cached (so no image is encoded twice); on a
+    GPU one at a time. ``"ray"`` makes each missing run a Ray task on the local Ray or the
+    cluster at ``ray_address`` (one GPU per run on GPU machines, else ``num_cpus=threads``).
+    Each run trains with its config's ``threads`` (a hashed field, default 1) wherever it runs,
+    so its numbers do not depend on ``workers`` or on the executor. A failed run is reported by
+    name with its error while the others finish; then
+    :class:`~vldlib.study.executors.GridRunError` lists the failures.
+    A progress bar over the runs to train (done / total, ETA, the run just finished) is shown
     while ``log`` is True, unless ``$VLD_PROGRESS`` is ``0``; with ``$VLD_PROGRESS=terminal`` (set by
     the book driver) it goes to the process's own stderr (``sys.__stderr__``), which a notebook
     kernel shares with the terminal that started the build, and stays. Prints one line: runs reused, runs
     trained, time taken.
     """
+    check_executor(executor)
     items = grid.configs if isinstance(grid, Grid) else list(grid)
     if not items:
         raise ValueError("run_grid got no configs; call grid.expand(variants) first")
@@ -271,52 +245,38 @@ def run_grid(store, grid: Grid | Sequence[tuple[dict, dict]], *, workers: int | 
     unique: dict[str, int] = {}
     for i in missing:
         unique.setdefault(config_hash(items[i][1]), i)
-    todo = list(unique.values())
-    cpu = all(items[i][1].get("device") == "cpu" for i in todo)
-    if workers is None:
-        threads = max((TrainConfig.from_dict(items[i][1]).threads for i in todo), default=1)
-        workers = max(1, (os.cpu_count() or 1) // threads) if cpu else 1
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    cache_dir = None if store.cache_dir is None else str(store.cache_dir)
-    terminal = os.environ.get("VLD_PROGRESS") == "terminal"
-    bar = tqdm(total=len(todo), desc="runs", unit="run", leave=terminal, file=sys.__stderr__ if terminal else None,
-               disable=not (log and todo) or os.environ.get("VLD_PROGRESS") == "0")
 
     def name(i: int) -> str:
-        return " ".join(f"{v}" for v in items[i][0].values())[:40]
+        return " ".join(f"{v}" for v in items[i][0].values())[:40] or config_hash(items[i][1])
 
-    def done(i: int, record: dict) -> None:
-        records[i] = record
-        bar.set_postfix_str(name(i))
+    jobs = [Job(i, name(i), items[i][1]) for i in unique.values()]
+    terminal = os.environ.get("VLD_PROGRESS") == "terminal"
+    bar = tqdm(total=len(jobs), desc="runs", unit="run", leave=terminal, file=sys.__stderr__ if terminal else None,
+               disable=not (log and jobs) or os.environ.get("VLD_PROGRESS") == "0")
+    failures: list[RunFailure] = []
+
+    def done(job: Job, record: dict) -> None:
+        records[job.index] = record
+        bar.set_postfix_str(job.name)
         bar.update(1)
 
-    if todo and cpu:
-        for key in dict.fromkeys(_data_key(items[i][1]) for i in todo):
-            same = [i for i in todo if _data_key(items[i][1]) == key]
-            warm_teacher_features(items[same[0]][1], cache_dir, proxy_captions=any(
-                TrainConfig.from_dict(items[i][1]).caption_source() == "proxy" for i in same))
-        if workers > 1 and len(todo) > 1:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx,
-                                     initializer=_worker_init) as pool:
-                futures = {pool.submit(_train_one, str(store.root), cache_dir, items[i][1]): i for i in todo}
-                for fut in as_completed(futures):
-                    done(futures[fut], fut.result())
-        else:
-            for i in todo:
-                bar.set_postfix_str(name(i))
-                done(i, store.run(items[i][1], progress=progress))
-    else:
-        for i in todo:
-            bar.set_postfix_str(name(i))
-            done(i, store.run(items[i][1], progress=progress))
-    bar.close()
+    def failed(job: Job, exc: BaseException) -> None:
+        failures.append(RunFailure(job.name, config_hash(job.config), describe_error(exc)))
+        bar.write(f"run {job.name} ({failures[-1].hash}) failed: {failures[-1].error}")
+        bar.update(1)
+
+    try:
+        execute(executor, store, jobs, workers=workers, progress=progress, ray_address=ray_address,
+                done=done, failed=failed)
+    finally:
+        bar.close()
+    if failures:
+        raise GridRunError(failures, len(jobs) - len(failures))
     rows = []
     for i, (labels, cfg) in enumerate(items):
         record = records.get(i) or store.run(cfg, progress=progress)  # duplicates: now finished
         rows.append({**record_row(record), **labels})
     if log:
-        print(f"{len(items)} runs: {len(items) - len(todo)} reused from {store.root}, {len(todo)} trained "
-              f"({time.perf_counter() - start:.0f} s)")
+        print(f"{len(items)} runs: {len(items) - len(jobs)} reused from {store.root}, {len(jobs)} trained "
+              f"with the {executor} executor ({time.perf_counter() - start:.0f} s)")
     return pd.DataFrame(rows)

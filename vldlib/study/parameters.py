@@ -24,6 +24,7 @@ from typing import Any
 
 from vldlib.core.losses import LOSS_NAMES
 from vldlib.data import DATASETS
+from vldlib.study.executors import EXECUTORS
 from vldlib.study.grid import PAPER_DATASETS, make_grid
 from vldlib.study.reference import FIELD_LOSS_METHODS, TABLE1_METHODS, TABLE5_ENRICHMENTS
 from vldlib.train.config import DESCRIPTION_VARIANTS, STUDENTS, TEACHERS, TEXT_MODES
@@ -189,6 +190,8 @@ PARAMETERS: dict[str, Param] = {
                          choices=tuple(TABLE5_ENRICHMENTS)),
     "n_ctx": Param("int", "8", minimum=1),
     "losses": Param("list[str]", "['cls', 'cls+rkd']", optional=True, choices=tuple(FIELD_LOSS_METHODS)),
+    "executor": Param("str", "ray", choices=EXECUTORS),
+    "ray_address": Param("str", "auto", optional=True),
 }
 
 #: The parameters that shape a chapter's grid (:func:`vldlib.study.grid.make_grid`).

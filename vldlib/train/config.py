@@ -105,6 +105,16 @@ class TrainConfig:
 
     Runtime-only fields (not part of the run's identity, :data:`RUNTIME_FIELDS`): ``cache_dir``
     and ``num_workers`` (DataLoader workers for file-backed images).
+
+    ``world_size``: the number of processes that train the run together (``torchrun
+    --nproc-per-node N``, DistributedDataParallel, :mod:`vldlib.train.distributed`); each rank
+    trains on ``batch_size / N`` images per step. Hashed only when it is not 1, so the hashes of
+    single-process runs are unchanged.
+
+    Runtime-only fields (not part of the run's identity, :data:`RUNTIME_FIELDS`): ``cache_dir``,
+    ``num_workers`` (DataLoader workers for file-backed images) and ``num_threads`` (torch CPU
+    threads during the run, restored afterwards; None keeps the caller's setting - one thread is
+    much faster on a machine whose cores are busy with other work).
     """
 
     dataset: str = "fashion-mnist"
@@ -146,6 +156,7 @@ class TrainConfig:
     captions: str | None = None
     prompt_learning: dict | None = None
     cache_dir: str | None = None
+    world_size: int = 1
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -218,6 +229,7 @@ class TrainConfig:
         _int("num_workers", self.num_workers, 0)
         _int("threads", self.threads, 1, extra=" (torch CPU threads of the run; part of its identity)")
         _int("last_n", self.last_n, 1)
+        _int("world_size", self.world_size, 1, extra=" (processes launched by torchrun --nproc-per-node)")
         if self.last_n > self.epochs:
             raise ValueError(f"last_n={self.last_n} exceeds epochs={self.epochs}; "
                              "the reported number averages the last last_n epochs")
@@ -285,7 +297,8 @@ class TrainConfig:
     def canonical(self) -> dict[str, Any]:
         """The config as hashed: weights as :func:`canonical_weights`, few-shot defaults
         filled, runtime-only fields (:data:`RUNTIME_FIELDS`) dropped, ``threads`` omitted at
-        its default (:data:`DEFAULT_THREADS`)."""
+        its default (:data:`DEFAULT_THREADS`),
+        ``world_size`` only when it is not 1 (single-process hashes unchanged)."""
         d = self.to_dict()
         d["weights"] = canonical_weights(d["weights"])
         if d["fewshot"] is not None:
@@ -309,6 +322,8 @@ class TrainConfig:
         for name in OMITTED_WHEN_NONE:  # fields added later: absent from the hash until used
             if d.get(name) is None:
                 d.pop(name, None)
+        if d.get("world_size") == 1:
+            d.pop("world_size")
         return d
 
 

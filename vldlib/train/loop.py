@@ -21,8 +21,10 @@ from torch import nn
 
 from vldlib.core.losses import combined_loss
 from vldlib.core.metrics import per_class_accuracy, zero_shot_predict
-from vldlib.data import TensorImageSplit
+from vldlib.data import FileImageSplit, TensorImageSplit
+from vldlib.data.imagestore import ImageStore, build_image_store, fits_on_disk, to_unit_float
 from vldlib.device import autocast
+from vldlib.train.distributed import shard
 
 __all__ = ["Images", "EvalSet", "train_index_batches", "embed", "accuracy", "class_accuracies", "mean_accuracy", "make_optimizer",
            "make_scheduler", "LossSpec", "train_step", "Meter", "run_epoch", "PRELOAD_BYTES"]
@@ -33,31 +35,56 @@ PRELOAD_BYTES = 2 * 2**30
 
 # ====================================================================== data access
 class Images:
-    """Batches of loaded images of one split: an in-memory float tensor indexed per batch when
-    the split is in memory (no per-item Python work), else a DataLoader over the files."""
+    """Batches of loaded images of one split, float in [0, 1], by one of three paths:
+
+    - ``tensor``: an in-memory float tensor indexed per batch (no per-item Python work);
+    - ``store``: the split's uint8 memory-mapped store (:mod:`vldlib.data.imagestore`, each image
+      decoded once), batches moved to ``device`` as uint8 and turned into floats there;
+    - else a DataLoader over the files (decoded every epoch: data that does not fit on disk).
+    """
 
     def __init__(self, labels: torch.Tensor, *, tensor: torch.Tensor | None = None, split=None,
-                 num_workers: int = 0, pin: bool = False) -> None:
+                 num_workers: int = 0, pin: bool = False, store: ImageStore | None = None,
+                 rows: torch.Tensor | None = None, device: torch.device | None = None) -> None:
         self.labels = labels
         self.n = len(labels)
         self.tensor = tensor
         self.split = split
         self.num_workers = num_workers
         self.pin = pin
+        self.store = store
+        self.rows = rows if rows is not None else torch.arange(self.n)
+        self.device = device or torch.device("cpu")
 
     @classmethod
-    def of_split(cls, split, num_workers: int, device: torch.device) -> "Images":
+    def of_split(cls, split, num_workers: int, device: torch.device,
+                 cache_dir: str | None = None) -> "Images":
+        """In memory when the split is a small tensor split; from its uint8 store when it is
+        file-backed, ``cache_dir`` is given and the store fits on disk; else a DataLoader."""
         labels = torch.as_tensor(split.labels, dtype=torch.long)
         nbytes = len(split) * split.channels * split.load_size ** 2 * 4
         if isinstance(split, TensorImageSplit) and nbytes <= PRELOAD_BYTES:
             tensor = split.get_batch(range(len(split)))[0].contiguous().to(device)
             return cls(labels, tensor=tensor)
+        if cache_dir is not None and isinstance(split, FileImageSplit) and fits_on_disk(split, cache_dir):
+            store = build_image_store(split, cache_dir, num_workers=num_workers)
+            return cls(labels, store=store, pin=device.type == "cuda", device=device)
         return cls(labels, split=split, num_workers=num_workers, pin=device.type == "cuda")
+
+    def _from_store(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.store.batch(self.rows[idx.cpu()])
+        if self.pin:
+            x = x.pin_memory()
+        return to_unit_float(x.to(self.device, non_blocking=True))
 
     def batches(self, index_batches: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
         if self.tensor is not None:
             for idx in index_batches:
                 yield self.tensor[idx.to(self.tensor.device)]
+            return
+        if self.store is not None:
+            for idx in index_batches:
+                yield self._from_store(idx)
             return
         loader = torch.utils.data.DataLoader(
             self.split, batch_sampler=[idx.tolist() for idx in index_batches],
@@ -73,12 +100,17 @@ class Images:
         idx = torch.as_tensor(list(indices), dtype=torch.long)
         if self.tensor is not None:
             return self.tensor[idx.to(self.tensor.device)]
+        if self.store is not None:
+            return self._from_store(idx)
         return self.split.get_batch(idx.tolist())[0]
 
     def subset(self, indices: Sequence[int]) -> "Images":
         idx = torch.as_tensor(list(indices), dtype=torch.long)
         if self.tensor is not None:
             return Images(self.labels[idx], tensor=self.tensor[idx.to(self.tensor.device)])
+        if self.store is not None:
+            return Images(self.labels[idx], store=self.store, rows=self.rows[idx], pin=self.pin,
+                          device=self.device)
         return Images(self.labels[idx], split=self.split.subset(idx.tolist()),
                       num_workers=self.num_workers, pin=self.pin)
 
@@ -92,12 +124,9 @@ class Images:
 
 def train_index_batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
     """A shuffled pass over ``range(n)`` in batches of ``batch_size``; a last batch of a single
-    image is dropped (BatchNorm cannot train on one sample)."""
-    perm = torch.randperm(n, generator=generator)
-    out = list(perm.split(batch_size))
-    if len(out) > 1 and len(out[-1]) == 1:
-        out.pop()
-    return out
+    image is dropped (BatchNorm cannot train on one sample). Under torchrun every rank draws the
+    same permutation and takes its shard of it (:func:`vldlib.train.distributed.shard`)."""
+    return shard(torch.randperm(n, generator=generator), batch_size)
 
 
 @torch.no_grad()
@@ -211,6 +240,8 @@ def train_step(student: nn.Module, opt: torch.optim.Optimizer, loss: LossSpec, x
     """One step: forward, ``L = Σ_n w_n L_n`` on fp32 features, backward, update.
     ``captions``: the batch's caption features (L_cap only). Returns the detached terms
     (``loss_<name>``) and the total (``loss``)."""
+    if x.is_cuda and x.dim() == 4:  # NHWC to match a channels_last student
+        x = x.contiguous(memory_format=torch.channels_last)
     with autocast(device, amp):
         s = student(x)
     text = loss.text() if callable(loss.text) else loss.text

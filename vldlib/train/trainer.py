@@ -54,6 +54,7 @@ from vldlib.text.captions import (CAPTION_FILE, PROXY_CAPTION_TOP, captions_for,
                                   read_caption_file)
 from vldlib.text.classifier import class_text_features, class_texts
 from vldlib.text.descriptions import description_key, load_descriptions
+import vldlib.train.distributed as dist
 from vldlib.train.config import TrainConfig, config_hash, resolve_optim
 from vldlib.train.fewshot import check_support, fewshot_batches, fewshot_labels, select_support
 from vldlib.train.loop import (EvalSet, Images, LossSpec, accuracy, class_accuracies, embed, make_optimizer,
@@ -104,6 +105,12 @@ def train_validated(cfg: TrainConfig, run_hash: str, *, run_dir: str | os.PathLi
             raise FileNotFoundError(f"dataset root {str(root)!r} does not exist; set "
                                     "dataset_options={'root': <folder with train/, val/, val_on_train/>}")
     device = resolve_device(cfg.device)
+    if cfg.world_size != dist.world_size():
+        raise ValueError(f"the config says world_size={cfg.world_size} but {dist.world_size()} process(es) "
+                         f"run it; launch it with torchrun --nproc-per-node {cfg.world_size} -m vldlib train "
+                         "(world_size is set from torchrun's environment by the CLI)")
+    if dist.active() and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank())  # one GPU per rank
     if cache_dir is None:
         cache_dir = cfg.cache_dir if cfg.cache_dir is not None else default_cache_dir()
     threads = torch.get_num_threads()
@@ -122,6 +129,7 @@ class _Run:
         self.cfg, self.hash, self.device, self.cache_dir, self.run_dir = cfg, run_hash, device, cache_dir, run_dir
         self.progress, self.on_epoch_end = progress, on_epoch_end
         self.precision = resolve_precision(device, cfg.amp, cfg.precision)  # the student's autocast
+        self.writer = dist.is_main()  # under torchrun only rank 0 writes files
         self.timings: dict[str, float] = {"teacher_features_s": 0.0, "train_s": 0.0, "train_cpu_s": 0.0,
                                           "eval_s": 0.0,
                                           "analysis_s": 0.0, "fewshot_train_s": 0.0, "fewshot_eval_s": 0.0}
@@ -139,20 +147,22 @@ class _Run:
         if "fewshot" in self.resolved:  # enough X_ood images for the support set? found before training
             check_support(ds.ood.labels, ds.unseen_classes, self.resolved["fewshot"]["shots"], ds.name)
 
-        t0 = time.perf_counter()
-        self.teacher = LazyTeacher(cfg.teacher, cfg.teacher_options, self.cache_dir / "teacher-meta")
-        self.tfeat = {}
-        for name, split in ds.splits.items():
-            self.tfeat[name] = teacher_image_features(
-                self.teacher, split, dataset_id=ds.name, cache_dir=self.cache_dir,
-                num_workers=cfg.num_workers, progress=self.progress).float().to(self.device)
-        self.text_seen, self.text_unseen = self._texts(cfg.descriptions)
-        self.caption_feats = self._caption_features()
-        self.timings["teacher_features_s"] = time.perf_counter() - t0
+        with dist.main_first():  # under torchrun rank 0 fills the caches, the others read them
+            t0 = time.perf_counter()
+            self.teacher = LazyTeacher(cfg.teacher, cfg.teacher_options, self.cache_dir / "teacher-meta")
+            self.tfeat = {}
+            for name, split in ds.splits.items():
+                self.tfeat[name] = teacher_image_features(
+                    self.teacher, split, dataset_id=ds.name, cache_dir=self.cache_dir,
+                    num_workers=cfg.num_workers, progress=self.progress).float().to(self.device)
+            self.text_seen, self.text_unseen = self._texts(cfg.descriptions)
+            self.caption_feats = self._caption_features()
+            self.timings["teacher_features_s"] = time.perf_counter() - t0
+            self.images = {n: Images.of_split(s, cfg.num_workers, self.device, self.cache_dir)
+                           for n, s in ds.splits.items()}
 
         self.train_tf = student_train_transform(ds, per_image=cfg.per_image_aug)
         self.eval_tf = student_eval_transform(ds)
-        self.images = {n: Images.of_split(s, cfg.num_workers, self.device) for n, s in ds.splits.items()}
         self.evals = {n: EvalSet(self.images[n], self.eval_tf) for n in ("id", "ood")}
 
     def _texts(self, descriptions: str | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -227,21 +237,35 @@ class _Run:
         seed_everything(self.cfg.seed)
         student = load_student(self.cfg.student, out_dim=self.teacher.embed_dim,
                                in_chans=self.ds.channels, **self.cfg.student_options)
+        if self.device.type == "cuda":  # NHWC convolutions (tensor cores); inputs follow in train_step
+            student = student.to(memory_format=torch.channels_last)
         return student.to(self.device)
+
+    def _parallel(self) -> nn.Module:
+        """The module that trains: the student, wrapped in DistributedDataParallel under torchrun."""
+        if not dist.active():
+            return self.student
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(self.student, device_ids=ids)
 
     # ------------------------------------------------------------------ checkpoints
     def _save(self, stage: str, epoch: int) -> None:
         if self.run_dir is None:
+            return
+        rngs = dist.all_gather_object(rng_state(self.gens))  # every rank's, for an exact resume
+        if not self.writer:
             return
         state = {
             "hash": self.hash, "stage": stage, "epoch": epoch,
             "student": self.student.state_dict(), "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(), "history": self.history,
             "fewshot_history": self.fs_history, "analysis": self.analysis,
-            "rng": rng_state(self.gens), "timings": self.timings,
+            "rng": rngs[0], "timings": self.timings,
         }
         if self.prompt is not None:
             state["prompt"] = self.prompt.state_dict()
+        if len(rngs) > 1:
+            state["rng_ranks"] = rngs
         save_torch_atomic(state, self.run_dir / CHECKPOINT)
 
     def _load_checkpoint(self) -> dict[str, Any] | None:
@@ -271,7 +295,11 @@ class _Run:
         self.history = list(state["history"])
         self.fs_history = list(state["fewshot_history"])
         self.analysis = state["analysis"]
-        set_rng_state(state["rng"], self.gens)
+        ranks = state.get("rng_ranks") or [state["rng"]]
+        if len(ranks) != dist.world_size():
+            raise ValueError(f"{self.run_dir / CHECKPOINT} was written by {len(ranks)} process(es), "
+                             f"this run has {dist.world_size()}; delete it to restart the run")
+        set_rng_state(ranks[dist.rank()], self.gens)
         for k, v in state["timings"].items():
             if k not in ("data_s", "teacher_features_s"):  # this session's setup times stay
                 self.timings[k] = v
@@ -310,8 +338,9 @@ class _Run:
         for epoch in range(start + 1, epochs + 1):
             lr = self.opt.param_groups[0]["lr"]
             t0, c0 = time.perf_counter(), time.process_time()
-            means = run_epoch(self.student, self.opt, loss, batches(), augment=augment,
-                              device=self.device, amp=self.precision)
+            means = dist.mean_over_ranks(run_epoch(self.model, self.opt, loss, batches(), augment=augment,
+                                                   device=self.device, amp=self.precision))
+            dist.sync_buffers(self.student)  # every rank evaluates rank 0's model
             self.sched.step()
             dt = time.perf_counter() - t0
             self.timings[f"{prefix}train_s"] += dt
@@ -367,7 +396,8 @@ class _Run:
         n_seen = len(self.ds.seen_classes)
 
         def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-            plan = list(fewshot_batches(imgs.n, len(self.support_idx), fs["batch_size"], self.gens["shuffle"]))
+            plan = [(dist.shard_batch(tr), dist.shard_batch(sup)) for tr, sup in
+                    fewshot_batches(imgs.n, len(self.support_idx), fs["batch_size"], self.gens["shuffle"])]
             for (tr, sup), x_tr in zip(plan, imgs.batches([p[0] for p in plan])):
                 tr_d, sup_d = tr.to(self.device), sup.to(self.device)
                 x = torch.cat([x_tr.to(self.device, non_blocking=True), self.sup_x[sup_d]])
@@ -423,8 +453,10 @@ class _Run:
         self._setup()
         self.student = self._build_student()
         self.prompt = self._build_prompt()
+        self.model = self._parallel()
+        # the shuffle is one draw for all ranks (each takes its shard); augmentation differs per rank
         self.gens = {"shuffle": torch.Generator().manual_seed(cfg.seed * 2 + 1),
-                     "aug": torch.Generator().manual_seed(cfg.seed * 2 + 2)}
+                     "aug": torch.Generator().manual_seed(cfg.seed * 2 + 2 + 7919 * dist.rank())}
         r = self.resolved
         params = list(self.student.parameters()) + (list(self.prompt.parameters()) if self.prompt is not None else [])
         self.opt = make_optimizer(params, r["optimizer"], r["lr"], r["weight_decay"], cfg.momentum)
@@ -445,13 +477,13 @@ class _Run:
 
         fs = r.get("fewshot")
         total = cfg.epochs + (fs["epochs"] if fs else 0)
-        with tqdm(total=total, disable=not self.progress, desc=f"train {self.hash[:8]}",
+        with tqdm(total=total, disable=not (self.progress and self.writer), desc=f"train {self.hash[:8]}",
                   initial=done + (cfg.epochs if stage == "fewshot" else 0), leave=False) as bar:
             if stage == "main":
                 self._main_stage(done, bar)
                 if cfg.analysis:
                     self.analysis = self._analysis()
-                if self.run_dir is not None:
+                if self.run_dir is not None and self.writer:
                     save_torch_atomic(self.student.state_dict(), self.run_dir / STUDENT)
             fewshot_info = None
             if fs:
@@ -460,7 +492,7 @@ class _Run:
                     self._fewshot_optimizer()
                     done = 0
                 self._fewshot_stage(done, bar)
-                if self.run_dir is not None:
+                if self.run_dir is not None and self.writer:
                     save_torch_atomic(self.student.state_dict(), self.run_dir / STUDENT_FEWSHOT)
                 fewshot_info = {"support_size": len(self.support_idx), "eval_size": len(self.fs_eval_idx),
                                 "support_keys": self.support_keys, "history": self.fs_history}
@@ -513,6 +545,7 @@ class _Run:
             "device": str(self.device),
             "precision": self.precision,
             "torch_threads": torch.get_num_threads(),
+            "world_size": dist.world_size(),
             "git_commit": git_commit(),
             "resumed_from": resumed,
             "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),

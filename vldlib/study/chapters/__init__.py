@@ -32,13 +32,14 @@ import pandas as pd
 from vldlib.runs import RunStore, record_row
 from vldlib.study import report
 from vldlib.study.downloads import Download, runs_caption, save_csv
+from vldlib.study.executors import check_executor
 from vldlib.study.grid import Grid, make_grid, run_grid
 from vldlib.study.parameters import GRID_NAMES
 from vldlib.study.readings import Comparison
 from vldlib.study.stats import Interval
 
 __all__ = ["Chapter", "ChapterRun", "Claim", "ACCURACY", "ACCURACY_NAMES", "TABLE1_LABELS", "CHAPTERS",
-           "GRID_PARAMETERS", "PAPER_RESULTS", "CLAIM_FIELDS", "open_chapter", "chapter", "glue_key",
+           "GRID_PARAMETERS", "EXECUTOR_PARAMETERS", "PAPER_RESULTS", "CLAIM_FIELDS", "open_chapter", "chapter", "glue_key",
            "glue_values", "StoreFindings", "from_store"]
 
 #: Our accuracy columns -> the paper's accuracy fields (Table 1 and the tables built like it).
@@ -56,6 +57,9 @@ TABLE1_LABELS: dict[str, str] = {
 #: The notebook parameters that shape the grid (passed to :func:`vldlib.study.grid.make_grid`);
 #: every notebook parameter's type is declared in :mod:`vldlib.study.parameters`.
 GRID_PARAMETERS: tuple[str, ...] = GRID_NAMES
+#: The notebook parameters that say where missing runs train (:func:`vldlib.study.grid.run_grid`):
+#: ``executor`` ("local" | "ray") and ``ray_address`` (None: a local Ray; or a cluster address).
+EXECUTOR_PARAMETERS: tuple[str, ...] = ("executor", "ray_address")
 
 
 #: The paper's results whose claims the front page accounts for, in the paper's order (a result no
@@ -149,6 +153,7 @@ class ChapterRun:
         self.params = dict(params)
         grid_kw = {k: self.params[k] for k in GRID_PARAMETERS if k in self.params}
         self.grid: Grid = make_grid(**grid_kw, n_splits=chapter.offline_splits)
+        self.executor = check_executor(self.params.get("executor") or "local")
         self.store = RunStore(self.params.get("results_dir", "results"), cache_dir=self.params.get("cache_dir"))
 
     def expand(self, variants: Mapping[str, Mapping[str, Any]]) -> None:
@@ -168,7 +173,8 @@ class ChapterRun:
     def train(self):
         """Every run of the grid from the run store (missing ones trained), one row per run, with
         the share of the teacher's accuracy each run transfers (``transfer_*`` columns)."""
-        return report.with_transfer(run_grid(self.store, self.grid))
+        return report.with_transfer(run_grid(self.store, self.grid, executor=self.executor,
+                                              ray_address=self.params.get("ray_address")))
 
     def transfer_table(self, runs: pd.DataFrame, order: Sequence[str] | None = None) -> pd.DataFrame:
         """Per variant: the teacher's zero-shot X_ood accuracy on the same images and class texts, the
@@ -325,10 +331,10 @@ def open_chapter(name: str, namespace: Mapping[str, Any] | None = None, **params
     """Chapter ``name`` with a notebook's parameters: its ``ChapterRun`` subclass, grid built.
 
     ``namespace``: a notebook's ``globals()``; the chapter takes the names of its parameters
-    cell from it (``RESERVED_PARAMETERS`` + ``GRID_PARAMETERS`` + the chapter's own) and nothing
+    cell from it (``results_dir``, ``GRID_PARAMETERS``, ``EXECUTOR_PARAMETERS``, the chapter's own) and nothing
     else. Keyword arguments win over the namespace."""
     module = _module(name)
-    names = set(GRID_PARAMETERS) | {"results_dir"} | set(getattr(module, "PARAMETERS", ()))
+    names = set(GRID_PARAMETERS) | set(EXECUTOR_PARAMETERS) | {"results_dir"} | set(getattr(module, "PARAMETERS", ()))
     taken = {k: v for k, v in (namespace or {}).items() if k in names}
     return module.Run({**taken, **params})
 

@@ -1,0 +1,280 @@
+"""Scale-out (issue 13): the run_grid executors (local, Ray), torchrun / DDP training of one run,
+the uint8 image store and GPU-side augmentation, and the GPU benchmark's CPU skip."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from vldlib import book
+from vldlib.data import load_dataset, student_train_transform
+from vldlib.data.imagestore import ImageStoreError, build_image_store, open_image_store, store_key
+from vldlib.runs import RunStore, config_hash
+from vldlib.study import executors
+from vldlib.study.grid import GridRunError, run_grid
+from vldlib.train import Interrupted, TrainConfig, distributed, train
+from vldlib.train.loop import Images, train_index_batches
+
+sys.path.insert(0, str(Path(__file__).parent))
+from data_fixtures import write_tiny_official_root  # noqa: E402
+from model_fixtures import make_tiny_openclip_checkpoint, tiny_openclip_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    base = tmp_path_factory.mktemp("scale")
+    root = write_tiny_official_root(base / "data", n_seen=3, n_unseen=3, per_class=10, size=40)
+    ckpt = make_tiny_openclip_checkpoint(base / "tiny_clip.pt")
+    return {"root": root, "ckpt": ckpt, "cache": base / "cache", "base": base}
+
+
+def tiny_config(world: dict, **overrides) -> dict:
+    cfg = TrainConfig(
+        dataset="official", dataset_options={"root": str(world["root"]), "load_size": 32, "crop_size": 28},
+        teacher="openclip",
+        teacher_options={"model": tiny_openclip_model(world["ckpt"]), "pretrained": str(world["ckpt"]),
+                         "device": "cpu"},
+        student="small", student_options={"width": 4}, epochs=3, last_n=2, batch_size=8,
+        eval_batch_size=16, device="cpu", fewshot=None,
+    ).to_dict()
+    cfg.update(overrides)
+    return cfg
+
+
+def finals(store: RunStore) -> dict:
+    return {r["hash"]: r["final"] for r in store.records()}
+
+
+# ---------------------------------------------------------------------- executors (fast)
+def test_executor_names_and_missing_ray(monkeypatch):
+    with pytest.raises(ValueError, match="unknown executor 'dask'; valid: local, ray"):
+        executors.check_executor("dask")
+
+    def no_ray(name):
+        raise ModuleNotFoundError(f"No module named {name!r}")
+
+    monkeypatch.setattr(executors.importlib, "import_module", no_ray)
+    with pytest.raises(ImportError, match=r"pip install 'vldbook\[ray\]'"):
+        executors.import_ray()
+    assert executors.run_threads({"threads": 4}) == 4 and executors.run_threads({}) == 1
+
+
+def test_book_driver_passes_the_executor():
+    sources = book.notebook_sources(None, None, ["main_results", "k_ablation"])
+    extra = book.executor_parameters("ray", "auto")
+    planned = book.plan(sources, "smoke", "results", extra)
+    assert all(p["executor"] == "ray" and p["ray_address"] == "auto" for _, p in planned)
+    with pytest.raises(book.BookError, match="--ray-address needs --executor ray"):
+        book.executor_parameters(None, "auto")
+    assert book.executor_parameters(None, None) == []
+
+
+def test_a_failed_run_is_named_and_the_others_finish(world, tmp_path):
+    good = tiny_config(world, epochs=1, last_n=1)
+    bad = tiny_config(world, dataset_options={"root": str(tmp_path / "nowhere")})
+    store = RunStore(tmp_path / "results", cache_dir=world["cache"])
+    with pytest.raises(GridRunError) as err:
+        run_grid(store, [({"variant": "good"}, good), ({"variant": "bad"}, bad)], workers=1, log=False)
+    message = str(err.value)
+    assert "1 run(s) failed (1 finished" in message and "bad" in message and config_hash(bad) in message
+    assert "FileNotFoundError" in message or "ValueError" in message
+    assert store.get(good) is not None and store.get(bad) is None
+
+
+# ---------------------------------------------------------------------- world_size and DDP pieces
+def test_world_size_is_hashed_only_when_not_one(world):
+    cfg = tiny_config(world)
+    assert "world_size" not in TrainConfig.from_dict(cfg).canonical()
+    assert config_hash({**cfg, "world_size": 1}) == config_hash({k: v for k, v in cfg.items() if k != "world_size"})
+    assert config_hash({**cfg, "world_size": 2}) != config_hash(cfg)
+    with pytest.raises(ValueError, match="world_size must be an integer >= 1"):
+        TrainConfig.from_dict({**cfg, "world_size": 0}).validate()
+    with pytest.raises(ValueError, match="torchrun --nproc-per-node 2"):
+        train({**cfg, "world_size": 2}, progress=False)
+
+
+def test_shards_split_one_pass_across_ranks(monkeypatch):
+    perm = torch.randperm(21, generator=torch.Generator().manual_seed(0))
+    # one process: exactly the batches of before (a last batch of one image dropped)
+    assert [b.tolist() for b in train_index_batches(21, 10, torch.Generator().manual_seed(0))] == \
+        [perm[:10].tolist(), perm[10:20].tolist()]
+    shards = []
+    for r in range(2):
+        monkeypatch.setattr(distributed, "world_size", lambda: 2)
+        monkeypatch.setattr(distributed, "rank", lambda r=r: r)
+        shards.append(distributed.shard(perm, 8))  # 11 per rank (padded), batches of 4
+    assert [len(b) for b in shards[0]] == [len(b) for b in shards[1]] == [4, 4, 3]
+    seen = torch.cat([torch.cat(s) for s in shards])
+    assert set(seen.tolist()) == set(perm.tolist()) and len(seen) == 22  # padded by one repeat
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, size: int, port: int, cfg: dict, base: str, cache: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    distributed.init_from_env("cpu")
+    try:
+        ref = train(cfg, run_dir=Path(base) / "ref", cache_dir=cache, progress=False)
+
+        def stop(info):
+            if info["stage"] == "main" and info["epoch"] == 1:
+                raise Interrupted("stop")
+
+        try:
+            train(cfg, run_dir=Path(base) / "resumed", cache_dir=cache, progress=False, on_epoch_end=stop)
+        except Interrupted:
+            pass
+        res = train(cfg, run_dir=Path(base) / "resumed", cache_dir=cache, progress=False)
+        keep = lambda r: {"final": r["final"], "history": [{k: v for k, v in e.items() if k != "train_s"}  # noqa: E731
+                                                           for e in r["history"]]}
+        out = {"ref": keep(ref), "res": keep(res), "resumed_from": res["resumed_from"],
+               "world_size": res["world_size"]}
+        (Path(base) / f"rank{rank}.json").write_text(json.dumps(out))
+    finally:
+        distributed.shutdown()
+
+
+@pytest.mark.slow
+def test_ddp_two_ranks_resume_to_the_uninterrupted_numbers(world, tmp_path):
+    """Two gloo ranks train one run; interrupted after epoch 1 and resumed, the run ends with
+    the numbers of an uninterrupted 2-rank run (per-rank random state is in the checkpoint);
+    only rank 0 writes files."""
+    cfg = tiny_config(world, world_size=2)
+    executors.warm_teacher_features(cfg, world["cache"])
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), cfg, str(tmp_path), str(world["cache"])),
+                                nprocs=2)
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["world_size"] == 2 and r0["resumed_from"] == {"stage": "main", "epoch": 1}
+    assert r0["res"] == r0["ref"] and r1["res"] == r0["ref"]  # every rank reports the same numbers
+    assert (tmp_path / "ref" / "checkpoint.pt").is_file()
+
+
+@pytest.mark.slow
+def test_torchrun_cli_writes_one_record(fashion_mnist_root, tmp_path):
+    """`torchrun --standalone --nproc-per-node 2 -m vldlib train --profile smoke --no-fewshot`."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "vldlib", "train", "--profile", "smoke", "--no-fewshot", "--quiet",
+           "--out", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = RunStore(tmp_path / "results").records()
+    assert len(records) == 1 and proc.stdout.count("record:") == 1  # rank 0 alone reports
+    rec = records[0]
+    assert rec["world_size"] == 2 and rec["config"]["world_size"] == 2
+    assert rec["final"]["acc_id"] is not None and rec["resumed_from"] is None
+    assert rec["hash"] != config_hash({**rec["config"], "world_size": 1})
+
+
+# ---------------------------------------------------------------------- uint8 image store
+def test_image_store_equals_the_decoded_images(world):
+    ds = load_dataset("official", root=str(world["root"]), load_size=32, crop_size=28)
+    split = ds.train
+    cache = world["base"] / "store-cache"
+    assert open_image_store(split, cache) is None
+    store = build_image_store(split, cache)
+    want = split.get_batch(range(len(split)))[0]
+    assert store.batch(range(len(split))).dtype == torch.uint8
+    assert torch.equal(store.batch(range(len(split))).float() / 255, want)  # bit-identical floats
+    assert open_image_store(split, cache) is not None and store_key(split) != store_key(ds.id)
+    # damaged bytes are detected and the store is rebuilt
+    data = bytearray(store.path.read_bytes())
+    data[5] ^= 0xFF
+    store.path.write_bytes(bytes(data))
+    with pytest.raises(ImageStoreError, match="sha256"):
+        open_image_store(split, cache)
+    with pytest.warns(RuntimeWarning, match="image store rebuilt"):
+        again = build_image_store(split, cache)
+    assert torch.equal(again.batch([0, 3]).float() / 255, want[[0, 3]])
+
+
+def test_store_path_feeds_the_same_batches_and_crops(world, monkeypatch):
+    """The uint8 store path gives the DataLoader path's batches; the batched augmentation on
+    them (what runs on the GPU) draws the same crops from the same generator."""
+    ds = load_dataset("official", root=str(world["root"]), load_size=32, crop_size=28)
+    cache = world["base"] / "store-cache2"
+    cpu = torch.device("cpu")
+    stored = Images.of_split(ds.train, 0, cpu, str(cache))
+    files = Images.of_split(ds.train, 0, cpu)
+    assert stored.store is not None and files.store is None and files.split is not None
+    index = train_index_batches(stored.n, 8, torch.Generator().manual_seed(3))
+    tf = student_train_transform(ds, per_image=True)
+    for a, b in zip(stored.batches(index), files.batches(index)):
+        assert torch.equal(a, b)
+        assert torch.equal(tf(a, generator=torch.Generator().manual_seed(7)),
+                           tf(b, generator=torch.Generator().manual_seed(7)))
+    sub = stored.subset([4, 1])
+    assert torch.equal(sub.take([0, 1]), files.take([4, 1]))
+    # a store that would not fit on disk: the DataLoader path
+    monkeypatch.setattr("vldlib.train.loop.fits_on_disk", lambda split, cache_dir: False)
+    assert Images.of_split(ds.id, 0, cpu, str(cache)).store is None
+
+
+def test_benchmark_gpu_skips_without_a_gpu(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the benchmark would run")
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu.py"), "--json", str(out)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped" in proc.stdout and json.loads(out.read_text())["skipped"] is True
+
+
+# ---------------------------------------------------------------------- Ray (local)
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_agent_register_timeout_ms", "120000")  # slow, busy CI machines
+    executors._start_local_ray(ray, num_cpus=2)  # retried: Ray's node start-up deadline is 30 s
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_grid_equals_local_and_reports_failures(world, tmp_path, local_ray):
+    configs = [({"variant": "a", "seed": s}, tiny_config(world, seed=s)) for s in (0, 1)]
+    local = RunStore(tmp_path / "local", cache_dir=world["cache"])
+    remote = RunStore(tmp_path / "ray", cache_dir=world["cache"])
+    a = run_grid(local, configs, workers=1, log=False)
+    b = run_grid(remote, configs, executor="ray", log=False)
+    assert a["hash"].tolist() == b["hash"].tolist() and finals(local) == finals(remote)
+    assert b["loss"].tolist() == a["loss"].tolist()
+    bad = tiny_config(world, dataset_options={"root": str(tmp_path / "nowhere")})
+    with pytest.raises(GridRunError, match="bad"):
+        run_grid(remote, [*configs, ({"variant": "bad"}, bad)], executor="ray", log=False)
+    assert len(remote.records()) == 2
+
+
+@pytest.mark.slow
+def test_book_main_results_on_ray_equals_local(tmp_path, fashion_mnist_root, local_ray):
+    """`python -m vldlib.book --profile smoke --only main_results --no-build --executor ray`
+    (two Table 1 rows to keep it short) gives the local executor's records: same hashes, same
+    finals. The notebook kernel connects to the Ray this test started (address "auto")."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "VLD_CACHE": str(tmp_path / "cache"),
+           "VLD_PROGRESS": "0"}
+    stores = {}
+    for name, extra in (("local", []), ("ray", ["--executor", "ray", "--ray-address", "auto"])):
+        results = tmp_path / f"results-{name}"
+        cmd = [sys.executable, "-m", "vldlib.book", "--profile", "smoke", "--only", "main_results",
+               "--no-build", "--results-dir", str(results), "--executed-dir", str(tmp_path / f"nb-{name}"),
+               "-p", "methods", '["cls", "cls+imcst"]', *extra]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=REPO)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        stores[name] = RunStore(results)
+    assert finals(stores["local"]) == finals(stores["ray"]) and len(finals(stores["ray"])) == 2

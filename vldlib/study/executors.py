@@ -1,0 +1,304 @@
+"""Where the missing runs of a grid train: the ``local`` and ``ray`` executors of :func:`run_grid`.
+
+- ``local`` (default): this machine. On CPU the runs are trained by a pool of spawned processes,
+  one torch thread each (the thread count is what makes a run's numbers independent of the worker
+  count); on a GPU one at a time in this process.
+- ``ray``: each missing run is one Ray task (``ray.init(address=...)``: a local Ray on this machine
+  when ``address`` is None, or an existing cluster, e.g. ``"auto"`` or ``"ray://head:10001"``).
+  A run that trains on a GPU reserves ``num_gpus=1`` (an 8-GPU box trains 8 runs at once); a CPU
+  run reserves ``num_cpus`` = its thread count (:func:`run_threads`) and trains with that many torch
+  threads, so its numbers equal the local executor's. The teacher-feature cache is warmed once per
+  dataset before the fan-out, as a task of its own. Results and caches must be on a filesystem
+  every node sees; the run store's per-run locks (:mod:`vldlib.runs`) keep two grids (or two
+  nodes) from training the same config twice.
+
+Both executors report a failed run by name with its error and let the others finish
+(:class:`GridRunError` afterwards, listing every failure). Ray is an optional dependency: asking
+for ``executor="ray"`` without it installed is an ``ImportError`` naming the extra
+(``pip install 'vldbook[ray]'``).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import multiprocessing
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vldlib.data import load_dataset
+from vldlib.features import LazyTeacher, proxy_caption_classes, teacher_image_features
+from vldlib.paths import default_cache_dir
+from vldlib.runs import RunStore
+from vldlib.text.captions import PROXY_CAPTION_TOP
+from vldlib.train.config import TrainConfig
+
+__all__ = ["EXECUTORS", "RAY_EXTRA", "Job", "RunFailure", "GridRunError", "run_threads", "data_key",
+           "warm_teacher_features", "describe_error", "import_ray", "ray_init", "execute", "check_executor"]
+
+EXECUTORS: tuple[str, ...] = ("local", "ray")
+#: What to install for the Ray executor.
+RAY_EXTRA = "pip install 'vldbook[ray]'"
+#: Environment variables handed to the Ray workers of a cluster (a local Ray inherits them).
+FORWARDED_ENV: tuple[str, ...] = ("VLD_CACHE", "VLD_RESULTS", "VLD_DATA", "HF_HUB_OFFLINE", "PYTHONPATH")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run to train: its position in the grid, a display name and its config."""
+
+    index: int
+    name: str
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """A run that failed: its name, config hash and the error (type and message)."""
+
+    name: str
+    hash: str
+    error: str
+
+
+class GridRunError(RuntimeError):
+    """Some runs of a grid failed (the others finished and are in the run store)."""
+
+    def __init__(self, failures: Sequence[RunFailure], finished: int) -> None:
+        self.failures = list(failures)
+        lines = [f"  {f.name} (run {f.hash}): {f.error}" for f in self.failures]
+        super().__init__(f"{len(self.failures)} run(s) failed ({finished} finished and are stored); "
+                         "fix the cause and run the grid again to train only these:\n" + "\n".join(lines))
+
+
+def check_executor(executor: str) -> str:
+    """``executor`` if it is one of :data:`EXECUTORS`, else a ValueError listing them."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
+    return executor
+
+
+def run_threads(config: Mapping[str, Any]) -> int:
+    """The torch thread count a run trains with (its hashed ``threads`` field, default 1): what
+    a Ray CPU task reserves as ``num_cpus`` (the trainer applies it with ``set_num_threads``)."""
+    value = config.get("threads")
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+
+
+def data_key(config: Mapping[str, Any]) -> str:
+    """The teacher-feature identity of a run (dataset, its options, teacher, its options)."""
+    return json.dumps([config["dataset"], config["dataset_options"], config["teacher"],
+                       config["teacher_options"]], sort_keys=True, default=str)
+
+
+def warm_teacher_features(config: Mapping[str, Any], cache_dir: str | os.PathLike | None = None, *,
+                          proxy_captions: bool = False) -> None:
+    """Compute (or find cached) the teacher image features of every split of ``config``'s dataset,
+    exactly as the trainer caches them, so that parallel workers never encode the same images;
+    with ``proxy_captions`` also the proxy captioner's classes of X_train (L_cap runs)."""
+    opts = dict(config["dataset_options"])
+    root = opts.pop("root", None)
+    ds = load_dataset(config["dataset"], root=root, **opts)
+    cache = Path(cache_dir or config.get("cache_dir") or default_cache_dir())
+    teacher = LazyTeacher(config["teacher"], config["teacher_options"], cache / "teacher-meta")
+    for split in ds.splits.values():
+        teacher_image_features(teacher, split, dataset_id=ds.name, cache_dir=cache,
+                               num_workers=int(config.get("num_workers") or 0), progress=False)
+    if proxy_captions:
+        proxy_caption_classes(teacher, ds.train, dataset_id=ds.name, top=PROXY_CAPTION_TOP, cache_dir=cache,
+                              progress=False)
+
+
+def needs_proxy_captions(jobs: Sequence["Job"]) -> bool:
+    """Whether any of ``jobs`` trains L_cap with the proxy captioner (its caption cache is warmed too)."""
+    return any(TrainConfig.from_dict(j.config).caption_source() == "proxy" for j in jobs)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a failed run's error (the task's own exception for a Ray task error)."""
+    cause = getattr(exc, "cause", None) or exc  # a RayTaskError carries the task's exception
+    first = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {first[0] if first else ''}"[:500]
+
+
+def _train_one(root: str, cache_dir: str | None, config: dict, threads: int = 1) -> dict:
+    torch.set_num_threads(threads)
+    return RunStore(root, cache_dir=cache_dir).run(config, progress=False)
+
+
+def _warm_one(config: dict, cache_dir: str | None, threads: int = 1, proxy_captions: bool = False) -> None:
+    torch.set_num_threads(threads)
+    warm_teacher_features(config, cache_dir, proxy_captions=proxy_captions)
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+
+
+Done = Callable[[Job, dict], None]
+Failed = Callable[[Job, BaseException], None]
+
+
+def execute(executor: str, store: RunStore, jobs: Sequence[Job], *, workers: int | None = None,
+            progress: bool = False, ray_address: str | None = None, done: Done, failed: Failed) -> None:
+    """Train ``jobs`` with ``executor``, calling ``done(job, record)`` or ``failed(job, error)``
+    for each as it finishes (in completion order)."""
+    check_executor(executor)
+    if not jobs:
+        return
+    if executor == "ray":
+        _execute_ray(store, jobs, ray_address, done, failed)
+    else:
+        _execute_local(store, jobs, workers, progress, done, failed)
+
+
+# ---------------------------------------------------------------------- local
+def _execute_local(store: RunStore, jobs: Sequence[Job], workers: int | None, progress: bool,
+                   done: Done, failed: Failed) -> None:
+    cpu = all(j.config.get("device") == "cpu" for j in jobs)
+    if workers is None:  # the cores divided by the largest thread count of the runs
+        threads = max((run_threads(j.config) for j in jobs), default=1)
+        workers = max(1, (os.cpu_count() or 1) // threads) if cpu else 1
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    cache_dir = None if store.cache_dir is None else str(store.cache_dir)
+    if cpu:
+        warmed = _warm_locally(jobs, cache_dir, failed)
+        jobs = [j for j in jobs if data_key(j.config) in warmed]
+    if cpu and workers > 1 and len(jobs) > 1:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_worker_init) as pool:
+            futures = {pool.submit(_train_one, str(store.root), cache_dir, j.config, run_threads(j.config)): j
+                       for j in jobs}
+            for fut in as_completed(futures):
+                try:
+                    record = fut.result()
+                except Exception as exc:  # noqa: BLE001 - reported by name, the others go on
+                    failed(futures[fut], exc)
+                else:
+                    done(futures[fut], record)
+        return
+    for job in jobs:  # the trainer applies each run's ``threads``
+        try:
+            record = store.run(job.config, progress=progress)
+        except Exception as exc:  # noqa: BLE001 - reported by name, the others go on
+            failed(job, exc)
+        else:
+            done(job, record)
+
+
+def _warm_locally(jobs: Sequence[Job], cache_dir: str | None, failed: Failed) -> set[str]:
+    """Warm the feature cache once per data key; the keys that worked (runs of the others fail)."""
+    ok: set[str] = set()
+    for key in dict.fromkeys(data_key(j.config) for j in jobs):
+        same = [j for j in jobs if data_key(j.config) == key]
+        try:
+            warm_teacher_features(same[0].config, cache_dir, proxy_captions=needs_proxy_captions(same))
+        except Exception as exc:  # noqa: BLE001
+            for j in jobs:
+                if data_key(j.config) == key:
+                    failed(j, exc)
+        else:
+            ok.add(key)
+    return ok
+
+
+# ---------------------------------------------------------------------- ray
+def import_ray():
+    """The ``ray`` module, or an ImportError that names the extra to install."""
+    try:
+        return importlib.import_module("ray")
+    except ImportError:
+        raise ImportError(f"executor='ray' needs Ray, which is not installed here: {RAY_EXTRA} "
+                          "(or use executor='local')") from None
+
+
+def ray_init(address: str | None = None):
+    """Connect to Ray once per process: a local Ray (``address=None``) or the cluster at
+    ``address``; an already initialised Ray is reused. Returns the ``ray`` module."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray
+    if address is None:
+        # the node's agents can take > 30 s to start on a busy small machine; Ray's default wait
+        # then kills the raylet ("timed out waiting for file metrics_agent_port")
+        os.environ.setdefault("RAY_agent_register_timeout_ms", "120000")
+        _start_local_ray(ray)
+    else:
+        env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+        ray.init(address=address, logging_level="WARNING", runtime_env={"env_vars": env} if env else None)
+    return ray
+
+
+def _start_local_ray(ray, attempts: int = 3, **options) -> None:
+    """``ray.init()`` of a local Ray, retried: on an overloaded machine its node can miss Ray's
+    fixed 30 s start-up deadline ("The current node timed out during startup")."""
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(include_dashboard=False, logging_level="WARNING", **options)
+            return
+        except Exception as err:  # noqa: BLE001 - Ray raises a bare Exception for this
+            if "timed out during startup" not in str(err) or attempt == attempts:
+                raise RuntimeError(f"could not start a local Ray ({attempt} attempt(s)): {err}; the machine "
+                                   "may be overloaded - retry, or use executor='local'") from err
+            ray.shutdown()
+
+
+def _gpu_task(ray, config: Mapping[str, Any], cluster_gpus: float) -> bool:
+    device = str(config.get("device", "auto"))
+    if device == "cpu":
+        return False
+    if device.startswith("cuda") and cluster_gpus < 1:
+        raise ValueError(f"a run asks for device {device!r} but the Ray cluster has no GPU; "
+                         "set device='auto' or 'cpu', or connect to a cluster with GPUs (--ray-address)")
+    return cluster_gpus >= 1
+
+
+def _execute_ray(store: RunStore, jobs: Sequence[Job], address: str | None, done: Done, failed: Failed) -> None:
+    ray = ray_init(address)
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    cache_dir = None if store.cache_dir is None else str(store.cache_dir)
+    train_task, warm_task = ray.remote(_train_one), ray.remote(_warm_one)
+
+    def resources(config: Mapping[str, Any]) -> dict[str, float]:
+        if _gpu_task(ray, config, gpus):
+            return {"num_gpus": 1, "num_cpus": 1}
+        return {"num_gpus": 0, "num_cpus": run_threads(config)}
+
+    # 1. the teacher features, once per dataset (one task each, in parallel)
+    by_key: dict[str, list[Job]] = {}
+    for j in jobs:
+        by_key.setdefault(data_key(j.config), []).append(j)
+    warms = {warm_task.options(**resources(group[0].config)).remote(group[0].config, cache_dir,
+                                                                     run_threads(group[0].config),
+                                                                     needs_proxy_captions(group)): key
+             for key, group in by_key.items()}
+    ready_keys: list[str] = []
+    for ref, key in warms.items():
+        try:
+            ray.get(ref)
+        except Exception as exc:  # noqa: BLE001 - every run of this dataset fails with it
+            for j in by_key[key]:
+                failed(j, exc)
+        else:
+            ready_keys.append(key)
+    # 2. the runs, one task each
+    pending = {train_task.options(**resources(j.config)).remote(str(store.root), cache_dir, j.config,
+                                                                 run_threads(j.config)): j
+               for key in ready_keys for j in by_key[key]}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            job = pending.pop(ref)
+            try:
+                record = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - reported by name, the others go on
+                failed(job, exc)
+            else:
+                done(job, record)
+
