@@ -58,6 +58,10 @@ BOOK_ORDER: tuple[str, ...] = (
     "main_results",
     "prompt_detail",
     "k_ablation",
+    "vit_student",
+    "fewshot_retrieval",
+    "continual",
+    "description_controls",
 )
 SUMMARY = "summary"
 BUILD_INFO = "build_info"  # generated page (book/executed/build_info.md), not a notebook

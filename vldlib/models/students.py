@@ -9,6 +9,9 @@ to the teacher's embedding dimension ``out_dim``; that linear layer is the only 
   of the residual branch).
 * ``resnet50`` (Table 2 only): Bottleneck [3, 4, 6, 3], fc 2048 -> out_dim.
 * ``vit_b_32`` (Table 8): torchvision ViT-B/32, head Linear(768 -> out_dim); option ``image_size``.
+* ``vit_tiny`` (Table 8 in the offline world): the same torchvision ``VisionTransformer`` sized
+  for 28 px input (patch 4 -> 7 x 7 tokens + class token, 4 layers, 4 heads, width 64, MLP 128),
+  head Linear(64 -> out_dim); options ``image_size``, ``patch_size``, ``depth``, ``heads``, ``width``.
 * ``small``: a fast CNN for the offline profile (28-32 px grey input), see :class:`SmallCNN`.
 
 This module knows nothing about training, data or runs.
@@ -61,11 +64,38 @@ def _vit_b_32(out_dim: int, in_chans: int = 3, image_size: int = 224, **options:
         raise ValueError(f"vit_b_32 needs image_size divisible by the patch size 32, got {image_size}")
     model = vit_b_32(weights=None, num_classes=out_dim, image_size=image_size, **options)
     if in_chans != 3:
-        old = model.conv_proj
-        model.conv_proj = nn.Conv2d(in_chans, old.out_channels, kernel_size=old.kernel_size, stride=old.stride)
-        fan_in = in_chans * old.kernel_size[0] * old.kernel_size[1]  # torchvision's init for conv_proj
-        nn.init.trunc_normal_(model.conv_proj.weight, std=(1.0 / fan_in) ** 0.5)
-        nn.init.zeros_(model.conv_proj.bias)
+        _patch_embedding(model, in_chans)
+    return model
+
+
+def _patch_embedding(model: nn.Module, in_chans: int) -> None:
+    """Replace a torchvision ViT's RGB patch embedding by one for ``in_chans`` channels
+    (torchvision's init: truncated normal, std sqrt(1 / fan_in), zero bias)."""
+    old = model.conv_proj
+    model.conv_proj = nn.Conv2d(in_chans, old.out_channels, kernel_size=old.kernel_size, stride=old.stride)
+    fan_in = in_chans * old.kernel_size[0] * old.kernel_size[1]
+    nn.init.trunc_normal_(model.conv_proj.weight, std=(1.0 / fan_in) ** 0.5)
+    nn.init.zeros_(model.conv_proj.bias)
+
+
+def _vit_tiny(out_dim: int, in_chans: int = 3, image_size: int = 28, patch_size: int = 4, depth: int = 4,
+              heads: int = 4, width: int = 64, **options: Any) -> nn.Module:
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    if options:
+        raise TypeError(f"unexpected keyword arguments {sorted(options)}")
+    for name, value in (("image_size", image_size), ("patch_size", patch_size), ("depth", depth),
+                        ("heads", heads), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"vit_tiny {name} must be a positive int, got {value!r}")
+    if image_size % patch_size:
+        raise ValueError(f"vit_tiny needs image_size divisible by patch_size, got {image_size} and {patch_size}")
+    if width % heads:
+        raise ValueError(f"vit_tiny needs width divisible by heads, got {width} and {heads}")
+    model = VisionTransformer(image_size=image_size, patch_size=patch_size, num_layers=depth, num_heads=heads,
+                              hidden_dim=width, mlp_dim=2 * width, num_classes=out_dim)
+    if in_chans != 3:
+        _patch_embedding(model, in_chans)
     return model
 
 
@@ -122,6 +152,7 @@ STUDENTS: dict[str, Callable[..., nn.Module]] = {
     "resnet18": _resnet18,
     "resnet50": _resnet50,
     "vit_b_32": _vit_b_32,
+    "vit_tiny": _vit_tiny,
     "small": _small,
 }
 
@@ -130,7 +161,8 @@ def load_student(name: str, out_dim: int, in_chans: int = 3, **options: Any) -> 
     """Build an untrained student ``name`` whose output is ``[B, out_dim]`` (the teacher's dim).
 
     ``in_chans`` = input channels (1 for grey Fashion-MNIST).  Options: ``width`` for ``small``,
-    ``image_size`` for ``vit_b_32``; other keywords go to the torchvision constructor.
+    ``image_size`` for ``vit_b_32``; ``image_size``, ``patch_size``, ``depth``,
+    ``heads``, ``width`` for ``vit_tiny``; other keywords go to the torchvision constructor.
     """
     if name not in STUDENTS:
         raise ValueError(f"unknown student {name!r}: known students are {sorted(STUDENTS)}")

@@ -285,7 +285,8 @@ class ChapterRun:
         """The paper's accuracies averaged over the shown datasets, one row per variant (column
         ``self.chapter.column``), under our metric names: what :func:`report.compare` reads."""
         sel = paper[paper["dataset"].isin(self.paper_datasets(paper))]
-        means = (sel.groupby(paper_key)[list(ACCURACY.values())].mean().reset_index()
+        fields = [f for f in ACCURACY.values() if f in sel.columns]  # e.g. Table 10 has 5-shot only
+        means = (sel.groupby(paper_key)[fields].mean().reset_index()
                  .rename(columns={v: k for k, v in ACCURACY.items()}))
         means[self.chapter.column] = means[paper_key].map({v: k for k, v in keys.items()})
         return means
@@ -305,6 +306,10 @@ CHAPTERS: dict[str, str] = {
     "main_results": "vldlib.study.chapters.main_results",
     "prompt_detail": "vldlib.study.chapters.prompt_detail",
     "k_ablation": "vldlib.study.chapters.k_ablation",
+    "vit_student": "vldlib.study.chapters.vit_student",
+    "fewshot_retrieval": "vldlib.study.chapters.fewshot_retrieval",
+    "continual": "vldlib.study.chapters.continual",
+    "description_controls": "vldlib.study.chapters.description_controls",
 }
 
 
