@@ -23,12 +23,52 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-__all__ = ["SmallCNN", "STUDENTS", "load_student", "count_parameters"]
+__all__ = ["SmallCNN", "STUDENTS", "load_student", "count_parameters", "student_cost"]
 
 
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def student_cost(model: nn.Module, input_shape: tuple[int, int, int], *, repeats: int = 20,
+                 threads: int = 1) -> dict[str, float]:
+    """Size and CPU cost of one forward pass of ``model`` on one image of ``input_shape`` (C, H, W).
+
+    ``params``: trainable parameters; ``flops``: floating-point operations counted by
+    ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add counts 2; matmul and convolution
+    kernels only); ``latency_ms``: median wall time of ``repeats`` batch-1 forward passes in eval
+    mode on the CPU with ``threads`` torch threads (after 3 warm-up passes; the caller's thread
+    setting is restored). The model is left in eval mode on the CPU."""
+    import statistics
+    import time
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if repeats < 1 or threads < 1:
+        raise ValueError(f"repeats and threads must be >= 1, got {repeats} and {threads}")
+    if len(input_shape) != 3 or any(int(d) < 1 for d in input_shape):
+        raise ValueError(f"input_shape must be (channels, height, width), got {input_shape!r}")
+    model = model.cpu().eval()
+    x = torch.randn(1, *input_shape)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            for _ in range(3):
+                model(x)
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                model(x)
+                times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(previous)
+    return {"params": float(count_parameters(model)), "flops": float(counter.get_total_flops()),
+            "latency_ms": 1000.0 * statistics.median(times)}
 
 
 def _replace_first_conv(conv: nn.Conv2d, in_chans: int) -> nn.Conv2d:

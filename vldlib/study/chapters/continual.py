@@ -37,7 +37,7 @@ CHAPTER = Chapter(
     variants={"continual": {"weights": TABLE1_METHODS[METHOD], "fewshot.continual": True}},
     metrics={"acc_id": "", "acc_ood1": "x_ood1_acc", "acc_ood2": "x_ood2_acc"},
     comparisons=tuple(C("after", "before", m) for m in ("acc_ood1", "acc_ood2", "acc_id")),
-    labels={"before": "before (zero-shot)", "after": "after 5-shot fine-tuning on X_ood1"},
+    labels={"before": "Before (zero-shot)", "after": "After 5-shot fine-tuning on X_ood1"},
     module=__name__,
 )
 

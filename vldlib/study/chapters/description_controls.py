@@ -38,8 +38,8 @@ CHAPTER = Chapter(
     variants={k: {"weights": TABLE1_METHODS[METHOD]} for k in TEXT_SETS},
     metrics=dict.fromkeys(METRICS, ""),
     comparisons=tuple(C("real", b, m) for b in ("plain", "shuffled", "waffle", "templates") for m in METRICS),
-    labels={"plain": "plain names", "real": "real descriptions", "shuffled": "descriptions shuffled across classes",
-            "waffle": "random-word descriptors (WaffleCLIP)", "templates": "name-only template ensemble"},
+    labels={"plain": "Plain names", "real": "Real descriptions", "shuffled": "Descriptions shuffled across classes",
+            "waffle": "Random-word descriptors (WaffleCLIP)", "templates": "Name-only template ensemble"},
     module=__name__,
 )
 

@@ -40,9 +40,9 @@ CHAPTER = Chapter(
         C("retrieval (teacher keys)", "zero-shot", "acc_ood_5shot"),
         C("retrieval (student keys)", "retrieval (teacher keys)", "acc_ood_5shot"),
     ),
-    labels={"retrieval (teacher keys)": "retrieval, teacher keys (official code)",
-            "retrieval (student keys)": "retrieval, student keys (paper's text)",
-            "zero-shot": "zero-shot (no support set)", "fine-tuning": "5-shot fine-tuning"},
+    labels={"retrieval (teacher keys)": "Retrieval, teacher keys (official code)",
+            "retrieval (student keys)": "Retrieval, student keys (paper's text)",
+            "zero-shot": "Zero-shot (no support set)", "fine-tuning": "5-shot fine-tuning"},
     module=__name__,
 )
 
