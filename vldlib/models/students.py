@@ -18,10 +18,13 @@ This module knows nothing about training, data or runs.
 """
 from __future__ import annotations
 
+import statistics
+import time
 from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = ["SmallCNN", "STUDENTS", "load_student", "count_parameters", "student_cost"]
 
@@ -40,11 +43,6 @@ def student_cost(model: nn.Module, input_shape: tuple[int, int, int], *, repeats
     kernels only); ``latency_ms``: median wall time of ``repeats`` batch-1 forward passes in eval
     mode on the CPU with ``threads`` torch threads (after 3 warm-up passes; the caller's thread
     setting is restored). The model is left in eval mode on the CPU."""
-    import statistics
-    import time
-
-    from torch.utils.flop_counter import FlopCounterMode
-
     if repeats < 1 or threads < 1:
         raise ValueError(f"repeats and threads must be >= 1, got {repeats} and {threads}")
     if len(input_shape) != 3 or any(int(d) < 1 for d in input_shape):
