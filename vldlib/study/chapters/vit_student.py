@@ -24,7 +24,8 @@ PAPER_KEYS = {"vit cls": "L_cls", "vit cls+imcst": "L_cls + L_im-cst",
               "vit cls+imcst+vlprox(+mse)": "L_cls + L_im-cst + L_vlprox + Semantics"}
 #: The ViT recipe's peak learning rates in the offline world (main, few-shot). The paper's 2e-4 /
 #: 1e-4 are for ~10k AdamW steps; the offline run has ~90, so the peaks are raised; the optimiser,
-#: weight decay and schedule are the paper's. Measured once (offline profile, class split 0, seed 0,
+#: weight decay and schedule are the paper's. Measured once (the offline profile as it was then: small CNN
+#: width 16, 300 images per class, 10 epochs; class split 0, seed 0,
 #: vit_tiny): main peak 2e-4 / 1e-3 / 3e-3 gave X_id 64.2 / 67.8 / 67.8 % and zero-shot X_ood
 #: 19.7 / 20.0 / 20.0 % (chance 20 %; the small CNN: 73.3 / 27.3 %); few-shot peak 1e-3 gave 5-shot
 #: X_ood 36.4 / 39.7 % (after 1e-3 / 3e-3), while the profile's SGD few-shot peak 0.03 under AdamW
