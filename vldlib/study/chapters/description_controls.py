@@ -102,7 +102,11 @@ class Run(ChapterRun):
                                labels=dict(CHAPTER.labels), units=units,
                                metric_labels={m: f"{model}'s {n} accuracy" for m, n in METRICS.items()})
             parts.append(e)
-        return pd.concat(parts, ignore_index=True)
+        # one Series of per-unit differences per row (report.compare's attrs), kept across the concat
+        differences = [d for e in parts for d in e.attrs.pop("differences", [])]
+        out = pd.concat(parts, ignore_index=True)
+        out.attrs["differences"] = differences
+        return out
 
     def reading(self, effects: pd.DataFrame) -> str:
         lines = [f"- {r}" for r in effects["reading"]]
