@@ -52,7 +52,9 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from vldlib.study import report
-from vldlib.study.chapters import open_chapter
+from myst_nb import glue
+
+from vldlib.study.chapters import glue_values, open_chapter
 
 sns.set_theme(style="whitegrid", context="notebook")
 pd.set_option("display.max_colwidth", 200)
@@ -87,6 +89,15 @@ display(report.effects_table(effects))
 if not effects.empty:
     report.plot_effects(effects, title="Real descriptions minus each control")
     plt.show()
+
+# %% [markdown]
+# ## The paper's claims, tested here
+
+# %%
+claims = ch.claim_table(effects)
+for name, value in glue_values(claims).items():
+    glue(name, value, display=False)
+display(claims)
 
 # %% [markdown]
 # ## Reading

@@ -170,6 +170,12 @@ class ChapterRun:
         the share of the teacher's accuracy each run transfers (``transfer_*`` columns)."""
         return report.with_transfer(run_grid(self.store, self.grid))
 
+    def derive(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """What the chapter's ``effects`` read, from its run rows (the rows themselves here; a
+        chapter whose tables are built from the runs, e.g. a retrieval cache on the stored
+        students or before/after stages, overrides it). Trains nothing."""
+        return runs
+
     def transfer_table(self, runs: pd.DataFrame, order: Sequence[str] | None = None) -> pd.DataFrame:
         """Per variant: the teacher's zero-shot X_ood accuracy on the same images and class texts, the
         student's, and the share of the teacher's the student reaches (%), each with its 95%
@@ -365,7 +371,7 @@ def from_store(namespace: Mapping[str, Any] | None = None, **params: Any) -> Sto
         if not coverage[-1]["summarised"]:
             continue
         used.append(runs.assign(chapter=ch.chapter.title))
-        eff = ch.effects(runs)
+        eff = ch.effects(ch.derive(runs))
         effects.append(eff.assign(chapter=ch.chapter.title))
         table = ch.claim_table(eff)
         # claims on the runs' own metrics; the others (e.g. text features) only the chapter computes

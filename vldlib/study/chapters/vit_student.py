@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from vldlib.study import report
-from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, TABLE1_LABELS, Chapter, ChapterRun
+from vldlib.study.chapters import Claim, ACCURACY, ACCURACY_NAMES, TABLE1_LABELS, Chapter, ChapterRun
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import TABLE1_METHODS, paper_table
 
@@ -51,6 +51,12 @@ CHAPTER = Chapter(
     labels={f"{s} {m}": f"{name}: {TABLE1_LABELS[m]}" for s, name in (("cnn", "CNN"), ("vit", "ViT"))
             for m in METHODS},
     module=__name__,
+    claims=(
+        Claim("vit_imcst_zeroshot", "Table 8", "For a ViT student too, L_im-cst raises zero-shot X_ood accuracy "
+              "over L_cls", C("vit cls+imcst", "vit cls", "acc_ood_zeroshot")),
+        Claim("vit_full_5shot", "Table 8", "For a ViT student, the full method raises 5-shot X_ood accuracy "
+              "over L_cls", C("vit cls+imcst+vlprox(+mse)", "vit cls", "acc_ood_5shot")),
+    ),
 )
 
 
