@@ -123,7 +123,10 @@ from vldlib.models.students import load_student, student_cost
 from vldlib.study.chapters import ACCURACY_NAMES
 
 full = used[(used[[f"weights.{n}" for n in ("cls", "mse", "im_cst", "vlprox")]].fillna(0) > 0).all(axis=1)
-            & used.get("descriptions", pd.Series(None, index=used.index)).isna()] if not used.empty else used
+            & used.get("descriptions", pd.Series(None, index=used.index)).isna()
+            & used.get("description_control", pd.Series(None, index=used.index)).isna()
+            & ~used.get("fewshot.continual", pd.Series(False, index=used.index)).fillna(False).astype(bool)] \
+    if not used.empty else used
 if full.empty:
     display(Markdown("No full-method runs of the chapters in the store yet."))
 else:

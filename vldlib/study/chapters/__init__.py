@@ -371,11 +371,12 @@ def from_store(namespace: Mapping[str, Any] | None = None, **params: Any) -> Sto
         if not coverage[-1]["summarised"]:
             continue
         used.append(runs.assign(chapter=ch.chapter.title))
-        eff = ch.effects(ch.derive(runs))
+        derived = ch.derive(runs)
+        eff = ch.effects(derived)
         effects.append(eff.assign(chapter=ch.chapter.title))
         table = ch.claim_table(eff)
         # claims on the runs' own metrics; the others (e.g. text features) only the chapter computes
-        table = table[[c.comparison.metric in runs.columns for c in ch.chapter.claims]]
+        table = table[[c.comparison.metric in derived.columns for c in ch.chapter.claims]]
         if not table.empty:
             claims.append(table.assign(chapter=ch.chapter.title))
     claim_cols = ["chapter", "source", "claim", "ours", "paper", "verdict", "n"]
