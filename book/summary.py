@@ -108,3 +108,45 @@ used = found.runs.drop_duplicates("hash") if not found.runs.empty else found.run
 if TOTAL_TIME in used.columns:
     display(Markdown(f"The chapters summarised here use **{len(used)}** distinct runs, "
                      f"{used[TOTAL_TIME].sum() / 60:.1f} min of training in total."))
+
+# %% [markdown]
+# ## Students: size, cost and accuracy
+#
+# Every student the chapters trained with the full method (L_cls + L_mse + L_im-cst + L_vlprox) on
+# plain class names, its accuracy beside its size and cost: trainable parameters, floating-point
+# operations of one forward pass (`torch.utils.flop_counter`; a multiply-add counts 2) and the
+# median CPU latency of a batch-1 forward pass on one thread, measured on this machine when the
+# page is built (`vldlib.models.students.student_cost`).
+
+# %%
+from vldlib.models.students import load_student, student_cost
+from vldlib.study.chapters import ACCURACY_NAMES
+
+full = used[(used[[f"weights.{n}" for n in ("cls", "mse", "im_cst", "vlprox")]].fillna(0) > 0).all(axis=1)
+            & used.get("descriptions", pd.Series(None, index=used.index)).isna()
+            & used.get("description_control", pd.Series(None, index=used.index)).isna()
+            & ~used.get("fewshot.continual", pd.Series(False, index=used.index)).fillna(False).astype(bool)] \
+    if not used.empty else used
+if full.empty:
+    display(Markdown("No full-method runs of the chapters in the store yet."))
+else:
+    records = {r["hash"]: r for r in store.records()}
+    full = full.assign(student_key=[str((records[h]["config"]["student"], records[h]["config"]["student_options"]))
+                                    for h in full["hash"]])
+    metrics = [m for m in ACCURACY_NAMES if m in full.columns]
+    summary = report.summarize(full, "student_key", metrics)
+    rows = []
+    for key, group in full.groupby("student_key", sort=False):
+        cfg, rec = records[group["hash"].iloc[0]]["config"], records[group["hash"].iloc[0]]
+        size = int(cfg["dataset_options"].get("crop_size", 224 if cfg["dataset"] == "official" else 28))
+        channels = 1 if cfg["dataset"] == "fashion-mnist" else 3
+        cost = student_cost(load_student(cfg["student"], rec["teacher"]["embed_dim"], channels,
+                                         **cfg["student_options"]), (channels, size, size))
+        row = {"student": f"{cfg['student']} {cfg['student_options'] or ''}".strip(), "runs": len(group),
+               "parameters (M)": f"{cost['params'] / 1e6:.3f}", "MFLOPs": f"{cost['flops'] / 1e6:.2f}",
+               "CPU latency (ms, batch 1)": f"{cost['latency_ms']:.2f}"}
+        for _, s in summary[summary["student_key"] == key].iterrows():
+            row[ACCURACY_NAMES[s["metric"]]] = report.format_interval(s["mean"], s["ci_low"], s["ci_high"])
+        rows.append(row)
+    students = pd.DataFrame(rows).set_index("student")
+    display(students, save_csv(students, "summary", "students", results_dir, text="Download this table:"))

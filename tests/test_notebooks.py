@@ -19,7 +19,8 @@ papermill = pytest.importorskip("papermill")
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 ORDER = ["teacher_zero_shot", "feature_errors", "main_results", "prompt_detail", "k_ablation",
-         "language_enrichment", "field_losses"]
+         "language_enrichment", "field_losses", "vit_student", "fewshot_retrieval", "continual",
+         "description_controls"]
 
 
 @pytest.fixture(scope="module")
@@ -203,8 +204,16 @@ def test_notebook_runs_with_paper_profile_on_tiny_stand_ins(name, paper_world, t
     text = "".join("".join(o.get("text", "")) for o in outs if o.get("name") == "stdout")
     assert "profile paper" in text and "official" in text, text[:500]
     html = "".join("".join(o["data"]["text/html"]) for o in outs if "text/html" in o.get("data", {}))
-    assert "Flower102" in html, "the paper's Flower102 column is shown beside ours"
+    from vldlib.study.chapters import chapter
+    from vldlib.study.reference import paper_table
+
+    tables = chapter(name).paper_tables
+    if any("Flower102" in set(paper_table(t)["dataset"]) for t in tables):
+        assert "Flower102" in html, "the paper's Flower102 column is shown beside ours"
+    elif tables:  # the paper's table has no Flower102 column: all of its datasets are shown
+        assert "paper (" in html, "the paper's columns are shown beside ours"
     if name != "teacher_zero_shot":
         records = [json.loads(p.read_text()) for p in paper_world["results"].glob("*/record.json")]
-        assert records and {r["config"]["student"] for r in records} == {"resnet18"}
+        students = {r["config"]["student"] for r in records}
+        assert records and "resnet18" in students and students <= {"resnet18", "vit_b_32"}, students
         assert {r["config"]["teacher"] for r in records} == {"openclip"}

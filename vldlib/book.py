@@ -61,6 +61,10 @@ BOOK_ORDER: tuple[str, ...] = (
     "k_ablation",
     "language_enrichment",
     "field_losses",
+    "vit_student",
+    "fewshot_retrieval",
+    "continual",
+    "description_controls",
 )
 SUMMARY = "summary"
 BUILD_INFO = "build_info"  # generated page (book/executed/build_info.md), not a notebook

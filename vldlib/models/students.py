@@ -9,23 +9,64 @@ to the teacher's embedding dimension ``out_dim``; that linear layer is the only 
   of the residual branch).
 * ``resnet50`` (Table 2 only): Bottleneck [3, 4, 6, 3], fc 2048 -> out_dim.
 * ``vit_b_32`` (Table 8): torchvision ViT-B/32, head Linear(768 -> out_dim); option ``image_size``.
+* ``vit_tiny`` (Table 8 in the offline world): the same torchvision ``VisionTransformer`` sized
+  for 28 px input (patch 4 -> 7 x 7 tokens + class token, 4 layers, 4 heads, width 64, MLP 128),
+  head Linear(64 -> out_dim); options ``image_size``, ``patch_size``, ``depth``, ``heads``, ``width``.
 * ``small``: a fast CNN for the offline profile (28-32 px grey input), see :class:`SmallCNN`.
 
 This module knows nothing about training, data or runs.
 """
 from __future__ import annotations
 
+import statistics
+import time
 from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["SmallCNN", "STUDENTS", "load_student", "count_parameters"]
+__all__ = ["SmallCNN", "STUDENTS", "load_student", "count_parameters", "student_cost"]
 
 
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def student_cost(model: nn.Module, input_shape: tuple[int, int, int], *, repeats: int = 20,
+                 threads: int = 1) -> dict[str, float]:
+    """Size and CPU cost of one forward pass of ``model`` on one image of ``input_shape`` (C, H, W).
+
+    ``params``: trainable parameters; ``flops``: floating-point operations counted by
+    ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add counts 2; matmul and convolution
+    kernels only); ``latency_ms``: median wall time of ``repeats`` batch-1 forward passes in eval
+    mode on the CPU with ``threads`` torch threads (after 3 warm-up passes; the caller's thread
+    setting is restored). The model is left in eval mode on the CPU."""
+    if repeats < 1 or threads < 1:
+        raise ValueError(f"repeats and threads must be >= 1, got {repeats} and {threads}")
+    if len(input_shape) != 3 or any(int(d) < 1 for d in input_shape):
+        raise ValueError(f"input_shape must be (channels, height, width), got {input_shape!r}")
+    model = model.cpu().eval()
+    x = torch.randn(1, *input_shape)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            for _ in range(3):
+                model(x)
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                model(x)
+                times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(previous)
+    return {"params": float(count_parameters(model)), "flops": float(counter.get_total_flops()),
+            "latency_ms": 1000.0 * statistics.median(times)}
 
 
 def _replace_first_conv(conv: nn.Conv2d, in_chans: int) -> nn.Conv2d:
@@ -61,11 +102,38 @@ def _vit_b_32(out_dim: int, in_chans: int = 3, image_size: int = 224, **options:
         raise ValueError(f"vit_b_32 needs image_size divisible by the patch size 32, got {image_size}")
     model = vit_b_32(weights=None, num_classes=out_dim, image_size=image_size, **options)
     if in_chans != 3:
-        old = model.conv_proj
-        model.conv_proj = nn.Conv2d(in_chans, old.out_channels, kernel_size=old.kernel_size, stride=old.stride)
-        fan_in = in_chans * old.kernel_size[0] * old.kernel_size[1]  # torchvision's init for conv_proj
-        nn.init.trunc_normal_(model.conv_proj.weight, std=(1.0 / fan_in) ** 0.5)
-        nn.init.zeros_(model.conv_proj.bias)
+        _patch_embedding(model, in_chans)
+    return model
+
+
+def _patch_embedding(model: nn.Module, in_chans: int) -> None:
+    """Replace a torchvision ViT's RGB patch embedding by one for ``in_chans`` channels
+    (torchvision's init: truncated normal, std sqrt(1 / fan_in), zero bias)."""
+    old = model.conv_proj
+    model.conv_proj = nn.Conv2d(in_chans, old.out_channels, kernel_size=old.kernel_size, stride=old.stride)
+    fan_in = in_chans * old.kernel_size[0] * old.kernel_size[1]
+    nn.init.trunc_normal_(model.conv_proj.weight, std=(1.0 / fan_in) ** 0.5)
+    nn.init.zeros_(model.conv_proj.bias)
+
+
+def _vit_tiny(out_dim: int, in_chans: int = 3, image_size: int = 28, patch_size: int = 4, depth: int = 4,
+              heads: int = 4, width: int = 64, **options: Any) -> nn.Module:
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    if options:
+        raise TypeError(f"unexpected keyword arguments {sorted(options)}")
+    for name, value in (("image_size", image_size), ("patch_size", patch_size), ("depth", depth),
+                        ("heads", heads), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"vit_tiny {name} must be a positive int, got {value!r}")
+    if image_size % patch_size:
+        raise ValueError(f"vit_tiny needs image_size divisible by patch_size, got {image_size} and {patch_size}")
+    if width % heads:
+        raise ValueError(f"vit_tiny needs width divisible by heads, got {width} and {heads}")
+    model = VisionTransformer(image_size=image_size, patch_size=patch_size, num_layers=depth, num_heads=heads,
+                              hidden_dim=width, mlp_dim=2 * width, num_classes=out_dim)
+    if in_chans != 3:
+        _patch_embedding(model, in_chans)
     return model
 
 
@@ -122,6 +190,7 @@ STUDENTS: dict[str, Callable[..., nn.Module]] = {
     "resnet18": _resnet18,
     "resnet50": _resnet50,
     "vit_b_32": _vit_b_32,
+    "vit_tiny": _vit_tiny,
     "small": _small,
 }
 
@@ -130,7 +199,8 @@ def load_student(name: str, out_dim: int, in_chans: int = 3, **options: Any) -> 
     """Build an untrained student ``name`` whose output is ``[B, out_dim]`` (the teacher's dim).
 
     ``in_chans`` = input channels (1 for grey Fashion-MNIST).  Options: ``width`` for ``small``,
-    ``image_size`` for ``vit_b_32``; other keywords go to the torchvision constructor.
+    ``image_size`` for ``vit_b_32``; ``image_size``, ``patch_size``, ``depth``,
+    ``heads``, ``width`` for ``vit_tiny``; other keywords go to the torchvision constructor.
     """
     if name not in STUDENTS:
         raise ValueError(f"unknown student {name!r}: known students are {sorted(STUDENTS)}")

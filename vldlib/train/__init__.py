@@ -3,6 +3,6 @@ the stage loop shared by the main and 5-shot stages (:mod:`.loop`), the 5-shot p
 (:mod:`.fewshot`), random state and provenance (:mod:`.state`) and the trainer (:mod:`.trainer`).
 The command line is :mod:`vldlib.cli.train`."""
 from vldlib.train.config import TrainConfig, config_hash
-from vldlib.train.trainer import Interrupted, train, train_validated
+from vldlib.train.trainer import Interrupted, retrieval_accuracy, train, train_validated
 
-__all__ = ["TrainConfig", "config_hash", "train", "train_validated", "Interrupted"]
+__all__ = ["TrainConfig", "config_hash", "train", "train_validated", "Interrupted", "retrieval_accuracy"]

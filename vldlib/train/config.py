@@ -28,6 +28,7 @@ from vldlib.models.students import STUDENTS as _STUDENT_REGISTRY
 from vldlib.models.teachers import TEACHERS as _TEACHER_REGISTRY
 from vldlib.text.captions import CAPTION_SOURCES
 from vldlib.text.classifier import TEXT_MODES as _ALL_TEXT_MODES
+from vldlib.text.controls import DESCRIPTION_CONTROLS
 from vldlib.text.prompts import PROMPTS
 
 TEACHERS: tuple[str, ...] = tuple(_TEACHER_REGISTRY)
@@ -47,7 +48,7 @@ RUNTIME_FIELDS: tuple[str, ...] = ("cache_dir", "num_workers")
 DEFAULT_THREADS = 1
 #: Fields added after runs were stored: left out of the canonical config while None, so adding
 #: them did not change the hash of any config that does not set them.
-OMITTED_WHEN_NONE: tuple[str, ...] = ("precision",)
+OMITTED_WHEN_NONE: tuple[str, ...] = ("precision", "description_control")
 
 FEWSHOT_DEFAULTS: dict[str, Any] = {
     "shots": 5,            # support images per unseen class (paper §3.6)
@@ -56,7 +57,11 @@ FEWSHOT_DEFAULTS: dict[str, Any] = {
     "optimizer": "auto",   # same family as the main stage
     "weight_decay": "auto",
     "batch_size": None,    # None: the main batch size
+    "continual": False,    # Table 11: fine-tune on the first half of Y_ood only (omitted from the hash when off)
 }
+#: Few-shot options that are left out of the canonical config (and so of the hash) at these values,
+#: so that adding them did not change the hash of any earlier run.
+FEWSHOT_OMITTED_WHEN: dict[str, Any] = {"continual": False}
 #: |X_train| below which a dataset counts as "small" for the paper's epoch rules (§5.3-5.4):
 #: CUB, Cars, Flowers have 2.9k-4.1k training images; Food, SUN, tiered 35.7k-314k.
 SMALL_DATASET_MAX_TRAIN = 20_000
@@ -70,6 +75,10 @@ class TrainConfig:
     (Eq. 2), ``im_cst`` (Eq. 3) and ``vlprox`` (Eq. 6); the official code uses weight 1 for each
     term it switches on. ``k``/``filter`` are L_vlprox's top-k and teacher-correct filter,
     ``im_cst_filter`` the Table 9 variant, ``tau`` the temperature of all three contrastive terms.
+
+    Class texts: ``descriptions`` (None: plain names), ``text_mode`` and, for the controls of the
+    "do descriptions help because of what they say?" chapter, ``description_control``
+    (:mod:`vldlib.text.controls`: "shuffled", "waffle", "templates"; None = off, not hashed).
 
     Optimisation (paper §5.3): ``optimizer="auto"`` is SGD (lr 0.05, momentum 0.9, wd 1e-4,
     x0.1 at 1/3 and 2/3 of the epochs) for CNN students and AdamW + OneCycle (peak 2e-4,
@@ -130,6 +139,7 @@ class TrainConfig:
     im_cst_mode: str = "bidirectional"
     tau: float = 0.07
     descriptions: str | None = None
+    description_control: str | None = None
     text_mode: str = "first"
     template: str = "a photo of {name}"
     enriched_template: str = "a photo of {name} . {description}"
@@ -208,6 +218,12 @@ class TrainConfig:
         if self.descriptions is not None:
             _choice("descriptions", self.descriptions, ("official",) + DESCRIPTION_VARIANTS,
                     extra="or None (plain class names)")
+        if self.description_control is not None:
+            _choice("description_control", self.description_control, DESCRIPTION_CONTROLS,
+                    extra="or None (the descriptions as they are)")
+            if self.description_control == "shuffled" and self.descriptions is None:
+                raise ValueError("description_control='shuffled' moves real descriptions between classes: "
+                                 "set descriptions too (e.g. 'main')")
         _choice("text_mode", self.text_mode, TEXT_MODES)
         if "{name}" not in self.template:
             raise ValueError(f"template must contain '{{name}}', got {self.template!r}")
@@ -283,6 +299,8 @@ class TrainConfig:
         _choice("fewshot.optimizer", opts["optimizer"], OPTIMIZERS)
         if opts["batch_size"] is not None:
             _int("fewshot.batch_size", opts["batch_size"], 2)
+        if not isinstance(opts["continual"], bool):
+            raise ValueError(f"fewshot.continual must be True or False, got {opts['continual']!r}")
         return opts
 
     def caption_source(self) -> str | None:
@@ -302,7 +320,8 @@ class TrainConfig:
         d = self.to_dict()
         d["weights"] = canonical_weights(d["weights"])
         if d["fewshot"] is not None:
-            d["fewshot"] = self.fewshot_options()
+            d["fewshot"] = {k: v for k, v in self.fewshot_options().items()
+                            if not (k in FEWSHOT_OMITTED_WHEN and v == FEWSHOT_OMITTED_WHEN[k])}
         for name in ("tau", "momentum"):
             d[name] = float(d[name])
         for name in RUNTIME_FIELDS:
@@ -377,6 +396,8 @@ def resolve_optim(config: TrainConfig, n_train: int) -> dict[str, Any]:
             else (0.01 if fopt == "adamw" else 1e-4),
             "batch_size": int(fs["batch_size"] or config.batch_size),
         }
+        if fs["continual"]:
+            out["fewshot"]["continual"] = True
     return out
 
 

@@ -99,3 +99,40 @@ def fewshot_labels(train_labels: torch.Tensor, support_labels: torch.Tensor,
                    num_seen: int) -> torch.Tensor:
     """Labels over Y_id ∪ Y_ood for a batch ``[train; support]``: unseen labels offset by |Y_id|."""
     return torch.cat([train_labels, support_labels + num_seen])
+
+
+#: Tip-Adapter's defaults (Zhang et al., ECCV 2022), also the official code's ``--few-shot-method retrieval``.
+RETRIEVAL_ALPHA = 1.0
+RETRIEVAL_BETA = 5.5
+
+
+def retrieval_logits(query: torch.Tensor, keys: torch.Tensor, key_labels: torch.Tensor, text: torch.Tensor,
+                     alpha: float = RETRIEVAL_ALPHA, beta: float = RETRIEVAL_BETA) -> torch.Tensor:
+    """Tip-Adapter-style cache classifier (paper §3.7 / App. E, Table 10; Zhang et al. 2022).
+
+    ``logits[i, y] = cos(q_i, t_y) + alpha * sum_{m: label_m = y} exp(-beta * (1 - cos(q_i, k_m)))``
+
+    with ``query`` ``[N, D]`` (the student's features of the evaluation images), ``keys`` ``[M, D]``
+    (the cached support features: the teacher's in the official code, the student's in the
+    paper's text), ``key_labels`` ``[M]`` in ``0..C-1`` and ``text`` ``[C, D]``; every feature is
+    L2-normalised here. The text term has no temperature, as in the official code. ``alpha = 0``
+    is the zero-shot rule. Returns ``[N, C]``.
+    """
+    if query.ndim != 2 or keys.ndim != 2 or text.ndim != 2:
+        raise ValueError(f"query, keys and text must be 2-D [n, D], got {tuple(query.shape)}, "
+                         f"{tuple(keys.shape)}, {tuple(text.shape)}")
+    if not query.shape[1] == keys.shape[1] == text.shape[1]:
+        raise ValueError(f"feature dims differ: query {query.shape[1]}, keys {keys.shape[1]}, text {text.shape[1]}")
+    key_labels = torch.as_tensor(key_labels, dtype=torch.long, device=keys.device)
+    if key_labels.shape != (keys.shape[0],):
+        raise ValueError(f"key_labels must be [M] = [{keys.shape[0]}], got {tuple(key_labels.shape)}")
+    if len(key_labels) and (key_labels.min() < 0 or key_labels.max() >= text.shape[0]):
+        raise ValueError(f"key_labels must lie in 0..{text.shape[0] - 1} (one text feature per class)")
+    if not (alpha >= 0 and beta >= 0):
+        raise ValueError(f"alpha and beta must be >= 0, got alpha={alpha!r}, beta={beta!r}")
+    q = torch.nn.functional.normalize(query.float(), dim=-1)
+    k = torch.nn.functional.normalize(keys.float(), dim=-1)
+    t = torch.nn.functional.normalize(text.float(), dim=-1)
+    affinity = torch.exp(-beta * (1.0 - q @ k.T))                      # [N, M]
+    one_hot = torch.nn.functional.one_hot(key_labels, t.shape[0]).to(q.dtype)  # [M, C]
+    return q @ t.T + alpha * affinity @ one_hot

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from vldlib.core.metrics import feature_error, m_neigh, m_rel, m_vlalign
+from vldlib.core.metrics import feature_error, m_neigh, m_rel, m_vlalign, mean_per_class_accuracy
 from vldlib.data import load_dataset, student_eval_transform, student_train_transform
 from vldlib.device import resolve_device, resolve_precision
 from vldlib.features import CachedTextTeacher, LazyTeacher, proxy_caption_classes, teacher_image_features
@@ -53,16 +53,18 @@ from vldlib.paths import default_cache_dir
 from vldlib.text.captions import (CAPTION_FILE, PROXY_CAPTION_TOP, captions_for, proxy_caption,
                                   read_caption_file)
 from vldlib.text.classifier import class_text_features, class_texts
+from vldlib.text.controls import control_descriptions
 from vldlib.text.descriptions import description_key, load_descriptions
 import vldlib.train.distributed as dist
 from vldlib.train.config import TrainConfig, config_hash, resolve_optim
-from vldlib.train.fewshot import check_support, fewshot_batches, fewshot_labels, select_support
+from vldlib.train.fewshot import (RETRIEVAL_ALPHA, RETRIEVAL_BETA, check_support, fewshot_batches,
+                                   fewshot_labels, retrieval_logits, select_support)
 from vldlib.train.loop import (EvalSet, Images, LossSpec, accuracy, class_accuracies, embed, make_optimizer,
                                make_scheduler, mean_accuracy, run_epoch, train_index_batches)
 from vldlib.train.state import (git_commit, isolated_rng, library_versions, rng_state,
                                 seed_everything, set_rng_state)
 
-__all__ = ["TrainConfig", "train", "train_validated", "Interrupted", "SCHEMA"]
+__all__ = ["TrainConfig", "train", "train_validated", "Interrupted", "SCHEMA", "retrieval_accuracy"]
 
 CHECKPOINT = "checkpoint.pt"
 STUDENT = "student.pt"
@@ -123,6 +125,42 @@ def train_validated(cfg: TrainConfig, run_hash: str, *, run_dir: str | os.PathLi
         torch.set_num_threads(threads)
 
 
+def retrieval_accuracy(config: TrainConfig | Mapping[str, Any], run_dir: str | os.PathLike, *,
+                       cache_dir: str | os.PathLike | None = None, alpha: float = RETRIEVAL_ALPHA,
+                       beta: float = RETRIEVAL_BETA) -> dict[str, float]:
+    """Table 10: the few-shot retrieval cache (:func:`vldlib.train.fewshot.retrieval_logits`) on the
+    *main-stage* student of a finished run (``run_dir/student.pt``), with the same support images
+    and the same evaluation images as the run's 5-shot fine-tuning (``config.fewshot`` must be set).
+
+    Returns mean per-class accuracies (%) on those evaluation images: ``acc_ood_zeroshot_fs_eval``
+    (the cache off, alpha = 0), ``acc_ood_retrieval_teacher_keys`` (keys = the teacher's image features
+    of the support images, as the official code) and ``acc_ood_retrieval_student_keys`` (keys = the
+    student's, as the paper's App. E). One view per support image (the official code adds 9
+    RandAugment views). Nothing is trained; the teacher features come from the feature cache."""
+    cfg = TrainConfig.from_dict(config).validate()
+    if cfg.fewshot is None:
+        raise ValueError("retrieval_accuracy needs a config with fewshot set (its support and evaluation images)")
+    weights = Path(run_dir) / STUDENT
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} not found: train the run first (RunStore.run) so that its student is saved")
+    cache = Path(cache_dir if cache_dir is not None else cfg.cache_dir or default_cache_dir())
+    run = _Run(cfg, config_hash(cfg), torch.device("cpu"), cache, None, False, None)
+    run._setup()
+    run.student = run._build_student()
+    run.student.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    run._fewshot_setup()
+    c = run.cfg
+    query = run.fs_ood.embed(run.student, run.device, c.eval_batch_size, False)
+    support = run.evals["ood"].subset(run.support_idx)
+    keys = {"teacher": run.sup_t, "student": support.embed(run.student, run.device, c.eval_batch_size, False)}
+    labels = run.fs_ood.labels
+    out = {"acc_ood_zeroshot_fs_eval": accuracy(query, run.text_unseen, labels)}
+    for name, k in keys.items():
+        logits = retrieval_logits(query, k, run.sup_y, run.text_unseen, alpha=alpha, beta=beta)
+        out[f"acc_ood_retrieval_{name}_keys"] = 100.0 * float(mean_per_class_accuracy(logits.argmax(1), labels))
+    return out
+
+
 class _Run:
     def __init__(self, cfg: TrainConfig, run_hash: str, device: torch.device, cache_dir: Path,
                  run_dir: Path | None, progress: bool, on_epoch_end: Callable | None) -> None:
@@ -167,9 +205,12 @@ class _Run:
 
     def _texts(self, descriptions: str | None) -> tuple[torch.Tensor, torch.Tensor]:
         desc = self._descriptions(descriptions)
+        enriched = self.cfg.enriched_template
+        if self.cfg.description_control is not None:
+            desc, enriched = control_descriptions(self.cfg.description_control,
+                                                  [*self.ds.seen_classes, *self.ds.unseen_classes], desc, enriched)
         enc = CachedTextTeacher(self.teacher, self.cache_dir)
-        kw = dict(mode=self.cfg.text_mode, template=self.cfg.template,
-                  enriched_template=self.cfg.enriched_template)
+        kw = dict(mode=self.cfg.text_mode, template=self.cfg.template, enriched_template=enriched)
         seen = class_text_features(enc, self.ds.seen_classes, desc, **kw)
         unseen = class_text_features(enc, self.ds.unseen_classes, desc, **kw)
         return seen.float().to(self.device), unseen.float().to(self.device)
@@ -259,7 +300,7 @@ class _Run:
             "hash": self.hash, "stage": stage, "epoch": epoch,
             "student": self.student.state_dict(), "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(), "history": self.history,
-            "fewshot_history": self.fs_history, "analysis": self.analysis,
+            "fewshot_history": self.fs_history, "analysis": self.analysis, "before_fewshot": self.before_fs,
             "rng": rngs[0], "timings": self.timings,
         }
         if self.prompt is not None:
@@ -295,6 +336,7 @@ class _Run:
         self.history = list(state["history"])
         self.fs_history = list(state["fewshot_history"])
         self.analysis = state["analysis"]
+        self.before_fs = state.get("before_fewshot")
         ranks = state.get("rng_ranks") or [state["rng"]]
         if len(ranks) != dist.world_size():
             raise ValueError(f"{self.run_dir / CHECKPOINT} was written by {len(ranks)} process(es), "
@@ -311,21 +353,26 @@ class _Run:
                                "history": self.history if stage == "main" else self.fs_history})
 
     # ------------------------------------------------------------------ stages
-    def _evaluate(self, ood: "EvalSet", ood_key: str) -> dict[str, float]:
+    def _evaluate(self, oods: Sequence[tuple[str, EvalSet, torch.Tensor | None, int]]) -> dict[str, float]:
+        """X_id accuracy and, for each ``(key, eval set, class texts, label offset)``, the accuracy
+        of the eval set among those classes (labels minus the offset index the texts)."""
         c = self.cfg
         self._refresh_prompt_texts()
         f_id = self.evals["id"].embed(self.student, self.device, c.eval_batch_size, self.precision)
-        f_ood = ood.embed(self.student, self.device, c.eval_batch_size, self.precision)
-        per_class = class_accuracies(f_ood, self.text_unseen, ood.labels)
-        return {"acc_id": accuracy(f_id, self.text_seen, self.evals["id"].labels),
-                ood_key: mean_accuracy(per_class), f"per_class_{ood_key}": per_class}
+        out = {"acc_id": accuracy(f_id, self.text_seen, self.evals["id"].labels)}
+        for key, ood, text, offset in oods:
+            f_ood = ood.embed(self.student, self.device, c.eval_batch_size, self.precision)
+            per_class = class_accuracies(f_ood, self.text_unseen if text is None else text, ood.labels - offset)
+            out[key], out[f"per_class_{key}"] = mean_accuracy(per_class), per_class
+        return out
 
     def _wants_eval(self, epoch: int, epochs: int, last_n: int) -> bool:
         return self.cfg.eval_epochs == "all" or epoch > epochs - last_n
 
     def _stage(self, name: str, start: int, epochs: int, last_n: int, loss: LossSpec,
                batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]],
-               ood: EvalSet, ood_key: str, history: list[dict[str, Any]], bar) -> None:
+               oods: Sequence[tuple[str, EvalSet, torch.Tensor, int]], history: list[dict[str, Any]],
+               bar) -> None:
         """The one stage loop (main and few-shot): for each outer epoch, train on ``batches()``
         (:func:`vldlib.train.loop.run_epoch`), step the schedule, evaluate where reported,
         append the epoch to ``history``, checkpoint."""
@@ -347,10 +394,10 @@ class _Run:
             if name == "main":
                 self.timings["train_cpu_s"] = self.timings.get("train_cpu_s", 0.0) + time.process_time() - c0
             entry: dict[str, Any] = {"epoch": epoch, "lr": lr, **means, "train_s": dt,
-                                     "acc_id": None, ood_key: None}
+                                     "acc_id": None, **{o[0]: None for o in oods}}
             if self._wants_eval(epoch, epochs, last_n):
                 t0 = time.perf_counter()
-                entry.update(self._evaluate(ood, ood_key))
+                entry.update(self._evaluate(oods))
                 self.timings[f"{prefix}eval_s"] += time.perf_counter() - t0
             history.append(entry)
             bar.update(1)
@@ -373,24 +420,45 @@ class _Run:
                     yield batch if caps is None else (*batch, caps[idx_d])
 
         text = self.text_seen if self.prompt is None else (lambda: self._prompt_text("seen"))
+        # the unseen texts (None) are read at evaluation time: prompt learning refreshes them
         self._stage("main", start, c.epochs, c.last_n, LossSpec.of_config(c, text), batches,
-                    self.evals["ood"], "acc_ood_zeroshot", self.history, bar)
+                    [("acc_ood_zeroshot", self.evals["ood"], None, 0)], self.history, bar)
 
     def _fewshot_setup(self) -> None:
+        """Support and evaluation images. Continual mode (Table 11): Y_ood is cut in half in label
+        order (Y_ood1 = the first ``n // 2`` unseen classes); the support comes from X_ood1 only;
+        X_ood1 (the rest of its images) is scored among Y_ood1, X_ood2 (all its images) among Y_ood2,
+        and fine-tuning sees the texts of Y_id and Y_ood1 only."""
         fs = self.resolved["fewshot"]
         ood = self.ds.ood
-        self.support_idx, self.fs_eval_idx = select_support(ood.keys, ood.labels,
-                                                            len(self.ds.unseen_classes), fs["shots"])
+        n_unseen = len(self.ds.unseen_classes)
+        self.n_ood1 = n_unseen // 2 if fs.get("continual") else n_unseen
+        if self.n_ood1 < 1:
+            raise ValueError(f"fewshot.continual needs at least 2 unseen classes, {self.ds.name!r} has {n_unseen}")
+        pool = [i for i, y in enumerate(ood.labels) if y < self.n_ood1]
+        sup, ev = select_support([ood.keys[i] for i in pool], [ood.labels[i] for i in pool], self.n_ood1, fs["shots"])
+        self.support_idx, self.fs_eval_idx = [pool[i] for i in sup], [pool[i] for i in ev]
         self.support_keys = [ood.keys[i] for i in self.support_idx]
         self.sup_x = self.images["ood"].take(self.support_idx).to(self.device)
         self.sup_t = self.tfeat["ood"][torch.as_tensor(self.support_idx, device=self.device)]
         self.sup_y = self.images["ood"].labels[torch.as_tensor(self.support_idx)].to(self.device)
         self.fs_ood = self.evals["ood"].subset(self.fs_eval_idx)
+        if fs.get("continual"):
+            ood2 = self.evals["ood"].subset([i for i, y in enumerate(ood.labels) if y >= self.n_ood1])
+            self.fs_oods = [("acc_ood1_5shot", self.fs_ood, self.text_unseen[:self.n_ood1], 0),
+                            ("acc_ood2_5shot", ood2, self.text_unseen[self.n_ood1:], self.n_ood1)]
+        else:
+            self.fs_oods = [("acc_ood_5shot", self.fs_ood, self.text_unseen, 0)]
+
+    def _before_fewshot(self) -> dict[str, float]:
+        """The fewshot evaluation of the main-stage student (the "before" of Table 11)."""
+        out = self._evaluate(self.fs_oods)
+        return {k.replace("_5shot", "_zeroshot"): out[k] for k, *_ in self.fs_oods}
 
     def _fewshot_stage(self, start: int, bar) -> None:
         c, fs = self.cfg, self.resolved["fewshot"]
         self._refresh_prompt_texts()  # the learned context is kept fixed while fine-tuning
-        text_all = torch.cat([self.text_seen, self.text_unseen])
+        text_all = torch.cat([self.text_seen, self.text_unseen[:self.n_ood1]])
         imgs, t_train = self.images["train"], self.tfeat["train"]
         y_train = imgs.labels.to(self.device)
         n_seen = len(self.ds.seen_classes)
@@ -406,8 +474,7 @@ class _Run:
 
         # the support images have no captions: the 5-shot stage trains without L_cap
         self._stage("fewshot", start, fs["epochs"], min(c.last_n, fs["epochs"]),
-                    LossSpec.of_config(c, text_all).without("cap"), batches, self.fs_ood, "acc_ood_5shot",
-                    self.fs_history, bar)
+                    LossSpec.of_config(c, text_all).without("cap"), batches, self.fs_oods, self.fs_history, bar)
 
     def _fewshot_optimizer(self) -> None:
         fs = self.resolved["fewshot"]
@@ -439,7 +506,8 @@ class _Run:
         return out
 
     def _plain_texts(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.cfg.descriptions is None and self.cfg.text_mode == "first" and self.prompt is None:
+        if (self.cfg.descriptions is None and self.cfg.description_control is None
+                and self.cfg.text_mode == "first" and self.prompt is None):
             return self.text_seen, self.text_unseen
         enc = CachedTextTeacher(self.teacher, self.cache_dir)
         kw = dict(mode="first", template=self.cfg.template)
@@ -464,6 +532,7 @@ class _Run:
         self.history: list[dict[str, Any]] = []
         self.fs_history: list[dict[str, Any]] = []
         self.analysis: dict[str, Any] | None = None
+        self.before_fs: dict[str, float] | None = None
 
         state = self._load_checkpoint()
         resumed = None
@@ -488,6 +557,8 @@ class _Run:
             fewshot_info = None
             if fs:
                 self._fewshot_setup()
+                if stage == "main" and fs.get("continual"):
+                    self.before_fs = self._before_fewshot()
                 if stage == "main":
                     self._fewshot_optimizer()
                     done = 0
@@ -506,8 +577,10 @@ class _Run:
                  "loss": self.history[-1]["loss"] if self.history else None}
         if fewshot_info is not None:
             n = min(cfg.last_n, self.resolved["fewshot"]["epochs"])
-            final["acc_ood_5shot"] = _last_mean(self.fs_history, "acc_ood_5shot", n)
+            for key, *_ in self.fs_oods:
+                final[key] = _last_mean(self.fs_history, key, n)
             final["acc_id_5shot"] = _last_mean(self.fs_history, "acc_id", n)
+            final.update(self.before_fs or {})
         ds = self.ds
         # the teacher's own zero-shot accuracy on the same images with the same class texts (the
         # ceiling a student's transfer is measured against), and per unseen class

@@ -176,6 +176,12 @@ class ChapterRun:
         return report.with_transfer(run_grid(self.store, self.grid, executor=self.executor,
                                               ray_address=self.params.get("ray_address")))
 
+    def derive(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """What the chapter's ``effects`` read, from its run rows (the rows themselves here; a
+        chapter whose tables are built from the runs, e.g. a retrieval cache on the stored
+        students or before/after stages, overrides it). Trains nothing."""
+        return runs
+
     def transfer_table(self, runs: pd.DataFrame, order: Sequence[str] | None = None) -> pd.DataFrame:
         """Per variant: the teacher's zero-shot X_ood accuracy on the same images and class texts, the
         student's, and the share of the teacher's the student reaches (%), each with its 95%
@@ -291,7 +297,8 @@ class ChapterRun:
         """The paper's accuracies averaged over the shown datasets, one row per variant (column
         ``self.chapter.column``), under our metric names: what :func:`report.compare` reads."""
         sel = paper[paper["dataset"].isin(self.paper_datasets(paper))]
-        means = (sel.groupby(paper_key)[list(ACCURACY.values())].mean().reset_index()
+        fields = [f for f in ACCURACY.values() if f in sel.columns]  # e.g. Table 10 has 5-shot only
+        means = (sel.groupby(paper_key)[fields].mean().reset_index()
                  .rename(columns={v: k for k, v in ACCURACY.items()}))
         means[self.chapter.column] = means[paper_key].map({v: k for k, v in keys.items()})
         return means
@@ -313,6 +320,10 @@ CHAPTERS: dict[str, str] = {
     "k_ablation": "vldlib.study.chapters.k_ablation",
     "language_enrichment": "vldlib.study.chapters.language_enrichment",
     "field_losses": "vldlib.study.chapters.field_losses",
+    "vit_student": "vldlib.study.chapters.vit_student",
+    "fewshot_retrieval": "vldlib.study.chapters.fewshot_retrieval",
+    "continual": "vldlib.study.chapters.continual",
+    "description_controls": "vldlib.study.chapters.description_controls",
 }
 
 
@@ -368,11 +379,12 @@ def from_store(namespace: Mapping[str, Any] | None = None, **params: Any) -> Sto
         if not coverage[-1]["summarised"]:
             continue
         used.append(runs.assign(chapter=ch.chapter.title))
-        eff = ch.effects(runs)
+        derived = ch.derive(runs)
+        eff = ch.effects(derived)
         effects.append(eff.assign(chapter=ch.chapter.title))
         table = ch.claim_table(eff)
         # claims on the runs' own metrics; the others (e.g. text features) only the chapter computes
-        table = table[[c.comparison.metric in runs.columns for c in ch.chapter.claims]]
+        table = table[[c.comparison.metric in derived.columns for c in ch.chapter.claims]]
         if not table.empty:
             claims.append(table.assign(chapter=ch.chapter.title))
     claim_cols = ["chapter", "source", "claim", "ours", "paper", "verdict", "n"]

@@ -18,6 +18,7 @@ from vldlib.study.chapters import ACCURACY_NAMES, Chapter, ChapterRun, Claim
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import paper_table
 from vldlib.text.classifier import class_text_features
+from vldlib.text.controls import control_descriptions
 from vldlib.text.descriptions import description_key, load_descriptions
 from vldlib.train.config import DESCRIPTION_VARIANTS
 
@@ -55,7 +56,8 @@ class Run(ChapterRun):
         cache_dir = self.params.get("cache_dir")
         self.cache = Path(cache_dir) if cache_dir else default_cache_dir()
         self.teacher = LazyTeacher(cfg["teacher"], cfg["teacher_options"], self.cache / "teacher-meta")
-        self.text_sets = {"plain": ("plain names", None, "first")}
+        #: key -> (label, description variant, text mode[, description control])
+        self.text_sets: dict[str, tuple] = {"plain": ("plain names", None, "first")}
         if desc is not None:
             self.text_sets["enriched"] = (f"enriched ({desc}), first sentence", desc, "first")
             self.text_sets["enriched-avg"] = (f"enriched ({desc}), mean over sentences", desc, "average")
@@ -88,9 +90,12 @@ class Run(ChapterRun):
             ds = load_dataset(cfg["dataset"], root=root, **options)
             feats = {name: teacher_image_features(self.teacher, getattr(ds, name), dataset_id=ds.name,
                                                   cache_dir=self.cache, progress=False) for name in ("id", "ood")}
-            for key, (_, variant, mode) in self.text_sets.items():
-                desc = self.descriptions_for(ds, variant)
-                kw = dict(mode=mode, template=cfg["template"], enriched_template=cfg["enriched_template"])
+            for key, (_, variant, mode, *control) in self.text_sets.items():
+                desc, enriched = self.descriptions_for(ds, variant), cfg["enriched_template"]
+                if control and control[0] is not None:  # a control of the description_controls chapter
+                    desc, enriched = control_descriptions(control[0], [*ds.seen_classes, *ds.unseen_classes],
+                                                          desc, enriched)
+                kw = dict(mode=mode, template=cfg["template"], enriched_template=enriched)
                 texts = {"id": class_text_features(text_encoder, ds.seen_classes, desc, **kw),
                          "ood": class_text_features(text_encoder, ds.unseen_classes, desc, **kw)}
                 row = {"texts": key, "split_seed": split, "seed": 0,
