@@ -57,9 +57,11 @@ from vldlib.study import report
 from myst_nb import glue
 
 from vldlib.study.chapters import glue_values, open_chapter
+from vldlib.study.parameters import check_parameters
 
 sns.set_theme(style="whitegrid", context="notebook")
 pd.set_option("display.max_colwidth", 200)
+globals().update(check_parameters(globals()))  # every parameter against its declared type, before anything runs
 
 # %% [markdown]
 # ## The runs and the cache

@@ -33,9 +33,9 @@ from vldlib.train.profiles import PROFILES
 __all__ = ["Param", "ParameterError", "PARAMETERS", "GRID_NAMES", "check_value", "check_parameters"]
 
 #: The kinds a parameter may have (``Param.kind``).
-KINDS: tuple[str, ...] = ("str", "int", "bool", "dir", "writable_dir", "list[int]", "list[str]",
+KINDS: tuple[str, ...] = ("str", "int", "float", "bool", "dir", "writable_dir", "list[int]", "list[str]",
                           "dict", "dict[str, float]", "dict[str, dict]")
-_TEXT = {"str": "a string", "int": "an integer", "bool": "True or False", "dir": "an existing folder (a string)",
+_TEXT = {"str": "a string", "int": "an integer", "float": "a number", "bool": "True or False", "dir": "an existing folder (a string)",
          "writable_dir": "a writable folder path (a string)", "list[int]": "a list of integers",
          "list[str]": "a list of strings", "dict": "a dict", "dict[str, float]": "a dict {name: number}",
          "dict[str, dict]": "a dict {label: {loss name: weight}}"}
@@ -107,6 +107,10 @@ class Param:
             if not _is_int(value) or (self.minimum is not None and value < self.minimum):
                 raise fail()
             return value
+        if k == "float":
+            if not _is_number(value) or (self.minimum is not None and value < self.minimum):
+                raise fail()
+            return float(value)
         if k.startswith("list"):
             if not isinstance(value, (list, tuple)) or not value:
                 raise fail()
@@ -190,6 +194,10 @@ PARAMETERS: dict[str, Param] = {
                          choices=tuple(TABLE5_ENRICHMENTS)),
     "n_ctx": Param("int", "8", minimum=1),
     "losses": Param("list[str]", "['cls', 'cls+rkd']", optional=True, choices=tuple(FIELD_LOSS_METHODS)),
+    "vit_lr": Param("float", "0.002", optional=True, minimum=0),
+    "vit_fewshot_lr": Param("float", "0.001", optional=True, minimum=0),
+    "retrieval_alpha": Param("float", "1.0", minimum=0),
+    "retrieval_beta": Param("float", "5.5", minimum=0),
     "executor": Param("str", "ray", choices=EXECUTORS),
     "ray_address": Param("str", "auto", optional=True),
 }
