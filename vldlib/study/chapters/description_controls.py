@@ -41,7 +41,7 @@ CHAPTER = Chapter(
     labels={"plain": "Plain names", "real": "Real descriptions", "shuffled": "Descriptions shuffled across classes",
             "waffle": "Random-word descriptors (WaffleCLIP)", "templates": "Name-only template ensemble"},
     module=__name__,
-    claims=(Claim("descriptions_zeroshot", "Table 7", "Descriptions raise the student's zero-shot X_ood accuracy "
+    claims=(Claim("controls_descriptions_zeroshot", "Table 7", "Descriptions raise the student's zero-shot X_ood accuracy "
                   "over plain names", C("real", "plain", "acc_ood_zeroshot"), direction=1,
                   direction_text="higher (Tables 5, 7)"),),
 )
