@@ -62,9 +62,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
+from myst_nb import glue
 
 from vldlib.study import report
-from vldlib.study.chapters import open_chapter
+from vldlib.study.chapters import glue_values, open_chapter
 
 sns.set_theme(style="whitegrid", context="notebook")
 pd.set_option("display.max_colwidth", 200)
@@ -103,3 +104,7 @@ display(ch.analysis_table(runs))
 effects = ch.effects(runs)
 display(report.effects_table(effects))
 display(Markdown(ch.reading(runs, effects)))
+claims = ch.claim_table(effects)  # the paper's claim tested here, glued for the front page
+for name, value in glue_values(claims).items():
+    glue(name, value, display=False)
+display(claims)
