@@ -70,9 +70,11 @@ display(Markdown(ch.proxy_note()))
 # ## Table 11 beside the paper
 
 # %%
-display(ch.table(acc))
+table = ch.table(acc)
+display(table, ch.csv(table, 'table'))
 ch.figure(acc)
 plt.show()
+display(ch.runs_csv(acc))
 
 # %% [markdown]
 # ## What fine-tuning on X_ood1 changes
@@ -81,7 +83,7 @@ plt.show()
 
 # %%
 effects = ch.effects(acc)
-display(report.effects_table(effects))
+display(report.effects_table(effects), ch.csv(effects, 'effects'))
 if not effects.empty:
     report.plot_effects(effects, title="After minus before fine-tuning on X_ood1")
     plt.show()
@@ -93,7 +95,7 @@ if not effects.empty:
 claims = ch.claim_table(effects)
 for name, value in glue_values(claims).items():
     glue(name, value, display=False)
-display(claims)
+display(claims, ch.csv(claims, 'claims'))
 
 # %% [markdown]
 # ## Reading

@@ -76,9 +76,11 @@ display(Markdown(ch.proxy_note()))
 # over runs. The paper has no such controls, so there is no paper column.
 
 # %%
-display(ch.table(acc))
+table = ch.table(acc)
+display(table, ch.csv(table, 'table'))
 ch.figure(acc)
 plt.show()
+display(ch.runs_csv(acc))
 
 # %% [markdown]
 # ## Real descriptions against each control
@@ -87,7 +89,7 @@ plt.show()
 
 # %%
 effects = ch.effects(acc)
-display(report.effects_table(effects))
+display(report.effects_table(effects), ch.csv(effects, 'effects'))
 if not effects.empty:
     report.plot_effects(effects, title="Real descriptions minus each control")
     plt.show()
@@ -99,7 +101,7 @@ if not effects.empty:
 claims = ch.claim_table(effects)
 for name, value in glue_values(claims).items():
     glue(name, value, display=False)
-display(claims)
+display(claims, ch.csv(claims, 'claims'))
 
 # %% [markdown]
 # ## Reading

@@ -77,9 +77,11 @@ display(Markdown(ch.proxy_note()))
 # Ours: accuracy (%) on the same evaluation images, mean and 95% t-interval over the runs.
 
 # %%
-display(ch.table(acc))
+table = ch.table(acc)
+display(table, ch.csv(table, 'table'))
 ch.figure(acc)
 plt.show()
+display(ch.runs_csv(acc))
 
 # %% [markdown]
 # ## Paired effects
@@ -88,7 +90,7 @@ plt.show()
 
 # %%
 effects = ch.effects(acc)
-display(report.effects_table(effects))
+display(report.effects_table(effects), ch.csv(effects, 'effects'))
 if not effects.empty:
     report.plot_effects(effects, title="Fine-tuning and retrieval: paired effects")
     plt.show()
@@ -100,7 +102,7 @@ if not effects.empty:
 claims = ch.claim_table(effects)
 for name, value in glue_values(claims).items():
     glue(name, value, display=False)
-display(claims)
+display(claims, ch.csv(claims, 'claims'))
 
 # %% [markdown]
 # ## Reading

@@ -85,15 +85,18 @@ display(Markdown(ch.proxy_note()))
 # L_cls + L_vlprox alone nor for the field's losses ("–").
 
 # %%
-display(ch.table(runs))
+table = ch.table(runs)
+display(table, ch.csv(table, 'table'))
 ch.figure(runs)
 plt.show()
+display(ch.runs_csv(runs))
 
 # %% [markdown]
 # ## What each loss preserves of the teacher's space (X_ood)
 
 # %%
-display(ch.analysis_table(runs))
+analysis = ch.analysis_table(runs)
+display(analysis, ch.csv(analysis, 'analysis'))
 
 # %% [markdown]
 # ## Reading
@@ -102,9 +105,9 @@ display(ch.analysis_table(runs))
 
 # %%
 effects = ch.effects(runs)
-display(report.effects_table(effects))
+display(report.effects_table(effects), ch.csv(effects, 'effects'))
 display(Markdown(ch.reading(runs, effects)))
 claims = ch.claim_table(effects)  # the paper's claim tested here, glued for the front page
 for name, value in glue_values(claims).items():
     glue(name, value, display=False)
-display(claims)
+display(claims, ch.csv(claims, 'claims'))

@@ -84,9 +84,11 @@ display(Markdown(ch.proxy_note() + "\n\n" + ch.caption_note()))
 # datasets named in the header.
 
 # %%
-display(ch.table(runs))
+table = ch.table(runs)
+display(table, ch.csv(table, 'table'))
 ch.figure(runs)
 plt.show()
+display(ch.runs_csv(runs))
 
 # %% [markdown]
 # ## Each strategy against no enrichment
@@ -96,7 +98,7 @@ plt.show()
 
 # %%
 effects = ch.effects(runs)
-display(report.effects_table(effects))
+display(report.effects_table(effects), ch.csv(effects, 'effects'))
 if not effects.empty:
     report.plot_effects(effects, title="Language-enrichment strategies vs no enrichment")
     plt.show()
@@ -111,7 +113,7 @@ if not effects.empty:
 claims = ch.claim_table(effects)
 for name, value in glue_values(claims).items():
     glue(name, value, display=False)
-display(claims)
+display(claims, ch.csv(claims, 'claims'))
 
 # %% [markdown]
 # ## Reading

@@ -79,9 +79,11 @@ display(Markdown(ch.proxy_note()))
 # Table 8's ViT-B/32 rows (its full row also uses the descriptions, ours does not).
 
 # %%
-display(ch.table(runs))
+table = ch.table(runs)
+display(table, ch.csv(table, 'table'))
 ch.figure(runs)
 plt.show()
+display(ch.runs_csv(runs))
 
 # %% [markdown]
 # ## Paired effects
@@ -90,7 +92,7 @@ plt.show()
 
 # %%
 effects = ch.effects(runs)
-display(report.effects_table(effects))
+display(report.effects_table(effects), ch.csv(effects, 'effects'))
 if not effects.empty:
     report.plot_effects(effects, title="ViT effects (ours) and the paper's Table 8 differences")
     plt.show()
@@ -102,7 +104,7 @@ if not effects.empty:
 claims = ch.claim_table(effects)
 for name, value in glue_values(claims).items():
     glue(name, value, display=False)
-display(claims)
+display(claims, ch.csv(claims, 'claims'))
 
 # %% [markdown]
 # ## Reading
