@@ -21,7 +21,6 @@ Without a CUDA GPU it prints that it skipped and exits 0 (``--device cpu`` with 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile

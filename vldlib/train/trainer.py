@@ -376,7 +376,6 @@ class _Run:
         """The one stage loop (main and few-shot): for each outer epoch, train on ``batches()``
         (:func:`vldlib.train.loop.run_epoch`), step the schedule, evaluate where reported,
         append the epoch to ``history``, checkpoint."""
-        c = self.cfg
         prefix = "" if name == "main" else "fewshot_"
 
         def augment(x: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from vldlib.study import report
 from vldlib.study.chapters import Claim, ACCURACY_NAMES, Chapter, ChapterRun
-from vldlib.study.chapters import Claim, teacher_zero_shot
+from vldlib.study.chapters import teacher_zero_shot
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import TABLE1_METHODS
 
