@@ -54,6 +54,11 @@ display(Markdown(f"**Criterion** (fixed before the search): {result['criterion']
                  f"**Winner: `{result['winner']}`** ({result['candidates'][result['winner']]}). "
                  f"The search took {result['wall_s'] / 60:.0f} minutes on this project's 2-core machine "
                  f"(`{result['command']}`)."))
+for h in result.get("history", []):  # earlier budgets, re-ranked without training (`--rechoose`)
+    display(Markdown(f"An earlier budget of {h['max_cpu_s_per_run']:.0f} CPU s per run chose `{h['winner']}`; "
+                     f"the default book it gave measured over its 30-minute ceiling, so the budget was lowered "
+                     f"to {result['max_cpu_s_per_run']:.0f} s and the same recorded runs re-ranked "
+                     f"(`python -m vldlib.study.design --rechoose`): the criterion and the runs are unchanged."))
 search = design.search_table(result).round(3)
 display(search)
 design.plot_search(result)

@@ -198,7 +198,7 @@ def test_failing_notebook_stops_the_build_naming_it_and_the_cell(tmp_path, run_b
     assert "RuntimeError: deliberate failure in the test" in out
     i, n = book.BOOK_ORDER.index("teacher_zero_shot") + 1, len(book.BOOK_ORDER) + 1  # + the summary
     assert re.search(rf"\[{i}/{n}\] teacher_zero_shot: done in \d+\.\d s", out)
-    assert "main_results" not in out  # stopped: the next notebooks never ran
+    assert "main_results: executing" not in out  # stopped: the next notebooks never ran
     assert (executed / "teacher_zero_shot.ipynb").is_file()
     assert (executed / "feature_errors.failed.ipynb").is_file()
     assert not (executed / "feature_errors.ipynb").exists()
@@ -220,7 +220,7 @@ def test_parameters_reach_the_kernel_and_injected_cell_is_hidden(tmp_path, run_b
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "hide-input" in injected[0].metadata["tags"]
     assert 'profile = "smoke"' in injected[0].source and "epochs = 7" in injected[0].source
-    assert sorted(p.name for p in executed.iterdir()) == [".fingerprints.json", "main_results.ipynb"]  # no temp files
+    assert sorted(p.name for p in executed.iterdir()) == [".fingerprints.json", ".pretrain.json", "main_results.ipynb"]  # no temp files
 
 
 @pytest.mark.slow
@@ -331,6 +331,11 @@ def test_smoke_book_builds_with_W(smoke_book):
             f"no progress line for {name}"
     assert re.search(r"built the book in \d+\.\d s", out)
     assert re.search(r"runs: 100%\|.*\| (\d+)/\1 \[", out), "no progress bar over the runs in the build output"
+    # every chapter's runs were trained up front, in one pool: the notebooks only read them
+    assert re.search(r"trained the chapters' missing runs in \d+\.\d s", out)
+    nb = nbformat.read(smoke_book.executed / "main_results.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert re.search(r"(\d+) runs: \1 reused from .*, 0 trained", text), text[-2000:]
     for name in ("intro", "method", "offline", "paper_profile"):
         assert (smoke_book.html / "book" / f"{name}.html").is_file()
     for name in (*book.BOOK_ORDER, book.SUMMARY):
@@ -475,6 +480,7 @@ def test_build_info_page_is_generated_from_measurements(tmp_path, monkeypatch):
     cache.mkdir()
     (cache / "feats.pt").write_bytes(b"x" * 2048)
     monkeypatch.setenv("VLD_CACHE", str(cache))
+    (executed / book.PRETRAIN).write_text('{"seconds": 30.0, "profile": "smoke", "finished": "2026-01-01 00:00:00 UTC"}')
     page = book.write_build_page(executed, str(results), ["main_results"], "smoke", started=0.0)
     assert page == executed / "build_info.md"
     text = page.read_text(encoding="utf-8")
@@ -487,7 +493,8 @@ def test_build_info_page_is_generated_from_measurements(tmp_path, monkeypatch):
     for name in ("torch", "jupyter-book", "vldbook", "sphinxcontrib-bibtex"):
         assert re.search(rf"^\| {re.escape(name)} \| \S", text, flags=re.M), name
     assert "| main_results | 12.5 | smoke | this build |" in text
-    assert "| teacher_zero_shot | not measured |" in text and "| **total** | **12.5** |" in text
+    assert "| (training the runs of all chapters) | 30.0 | smoke |" in text
+    assert "| teacher_zero_shot | not measured |" in text and "| **total** | **42.5** |" in text
     assert "| runs in the run store | 2 |" in text and "| runs trained in this build | 2 |" in text
     assert "| started but unfinished runs | 1 |" in text
     assert "2.0 KiB in 1 files" in text

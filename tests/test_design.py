@@ -87,3 +87,22 @@ def test_offline_profile_is_the_recorded_winner():
         assert (cfg[head][sub] if sub else cfg[head]) == value, key
     table = design.search_table(result)
     assert (table["chosen"] == "winner").sum() == 1
+    # the recorded result was ranked under the module's current budget
+    assert result["max_cpu_s_per_run"] == design.MAX_CPU_S_PER_RUN
+    rows = {r["recipe"]: r for r in result["table"]}
+    assert rows[result["winner"]]["cpu_s"] <= design.MAX_CPU_S_PER_RUN
+
+
+def test_rechoose_reranks_the_recorded_runs_under_a_new_budget(tmp_path):
+    runs = _search_runs()
+    winner, table = design.choose(runs, max_cpu_s=40.0)
+    path = tmp_path / "search.json"
+    from vldlib.io import write_json_atomic
+    write_json_atomic(path, {"max_cpu_s_per_run": 40.0, "winner": winner, "table": table.to_dict(orient="records"),
+                             "runs": runs.to_dict(orient="records")})
+    assert design.rechoose(path, max_cpu_s=10.0) == 0
+    out = design.load_result(path)
+    assert out["winner"] == "cheap" and out["max_cpu_s_per_run"] == 10.0
+    assert out["history"] == [{"max_cpu_s_per_run": 40.0, "winner": "good"}]
+    assert [r["recipe"] for r in out["table"]] == ["cheap", "costly", "good"]  # ineligible ones by the criterion
+    assert len(out["runs"]) == len(runs)  # nothing retrained, nothing dropped

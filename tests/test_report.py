@@ -348,3 +348,11 @@ def test_run_grid_bar_goes_to_the_terminal_under_the_book_driver(tmp_path, monke
     run_grid(_FakeStore(tmp_path), g)
     err = capfd.readouterr().err
     assert "runs: 100%" in err and "3/3 [" in err
+
+
+def test_every_table1_method_has_a_row_label():
+    from vldlib.study.chapters import TABLE1_LABELS
+    from vldlib.study.reference import TABLE1_METHODS
+
+    assert set(TABLE1_LABELS) == set(TABLE1_METHODS)
+    assert len(set(TABLE1_LABELS.values())) == len(TABLE1_LABELS)

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -48,7 +50,9 @@ from vldlib import build_info, findings
 from vldlib.io import replace_file, try_read_json, write_json_atomic, write_text_atomic
 from vldlib.paths import default_cache_dir
 from vldlib.study import parameters
+from vldlib.study.chapters import CHAPTERS, open_chapter
 from vldlib.study.executors import EXECUTORS
+from vldlib.study.grid import run_grid
 from vldlib.train.profiles import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -454,10 +458,11 @@ def write_build_page(executed_dir: Path, results_dir: str, executed_now: Sequenc
     return build_info.write(executed_dir, root=root, results_dir=results, cache_dir=default_cache_dir(),
                             times=build_info.read_times(executed_dir, [*BOOK_ORDER, SUMMARY], TIMES_KEY),
                             order=[*BOOK_ORDER, SUMMARY], executed_now=list(executed_now),
-                            profile=profile, started=started)
+                            profile=profile, started=started, pretrain=try_read_json(executed_dir / PRETRAIN))
 
 
 FINGERPRINTS = ".fingerprints.json"  # executed_dir: what each executed notebook was made from
+PRETRAIN = ".pretrain.json"  # executed_dir: the time of the last up-front training of the chapters' runs
 
 
 def library_digest(root: Path = ROOT) -> str:
@@ -496,6 +501,36 @@ def unchanged(src: NotebookSource, params: Mapping[str, Any], executed_dir: Path
             and known.get(src.name) == fingerprint(src, params, library, store))
 
 
+def pretrain(items: Sequence[tuple[NotebookSource, Mapping[str, Any]]], results_dir: str) -> int:
+    """Train the missing runs of every chapter in ``items`` in one pool before any notebook executes.
+
+    Each chapter's grid is the one its notebook will build (:func:`vldlib.study.chapters.open_chapter`
+    with the notebook's defaults and the planned parameters); their union, identical configs once,
+    is trained by :func:`vldlib.study.grid.run_grid` longest run first, so the cores stay busy
+    across chapter boundaries instead of idling at the tail of each chapter's pool. The notebooks
+    then find their runs in the store (and train anything they add themselves). Notebooks that are
+    not chapters (the recipe page, the summary) train nothing. Returns the number of runs asked for."""
+    union: list[tuple[dict, dict]] = []
+    executor, address = "local", None
+    for src, params in items:
+        if src.name not in CHAPTERS:
+            continue
+        values = {**src.parameters, **params}
+        root = Path(values.get("results_dir") or results_dir)
+        values["results_dir"] = str(root if root.is_absolute() else ROOT / root)
+        executor, address = values.get("executor") or executor, values.get("ray_address") or address
+        with contextlib.redirect_stdout(io.StringIO()):  # the chapters' own "profile ...: N runs" lines
+            ch = open_chapter(src.name, values)
+        union.extend(({"chapter": src.name, **labels}, cfg) for labels, cfg in ch.grid.configs)
+        store = ch.store
+    if not union:
+        return 0
+    print(f"training the missing runs of {len({lab['chapter'] for lab, _ in union})} chapter(s) before "
+          f"executing them ({len(union)} grid entries)", flush=True)
+    run_grid(store, union, executor=executor, ray_address=address)
+    return len(union)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vldlib.book",
                                 description="Execute the study notebooks with papermill and build the Jupyter Book.")
@@ -518,6 +553,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", default=None, type=Path, help="summary page source (default book/summary.py)")
     p.add_argument("--timeout", default=None, type=float, help="per-cell timeout in seconds (default none)")
     p.add_argument("--verbose", action="store_true", help="show Sphinx's status lines during the build")
+    p.add_argument("--no-pretrain", action="store_true", help="let each notebook train its own missing runs "
+                   "instead of training every chapter's missing runs in one pool first")
     p.add_argument("--executor", choices=EXECUTORS, default=None,
                    help="where missing runs train: local (default) or ray (one Ray task per run; needs "
                    "pip install 'vldbook[ray]')")
@@ -560,10 +597,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         library = library_digest()
         known = try_read_json(executed_dir / FINGERPRINTS) or {}
         kept: list[str] = []
+        store_before, pretrain_s = store_digest(args.results_dir), None
+        todo = [(src, params) for src, params in plan_
+                if args.rerun or not unchanged(src, params, executed_dir, known, library, store_before)]
+        if todo and not args.no_pretrain:
+            t0 = time.perf_counter()
+            if pretrain(todo, args.results_dir):
+                pretrain_s = time.perf_counter() - t0
+                write_json_atomic(executed_dir / PRETRAIN, {
+                    "seconds": round(pretrain_s, 1), "profile": args.profile,
+                    "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())})
+                print(f"trained the chapters' missing runs in {pretrain_s:.1f} s", flush=True)
         for i, (src, params) in enumerate(plan_, 1):
             shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
             elapsed = time.perf_counter() - t_all
-            if not args.rerun and unchanged(src, params, executed_dir, known, library, store_digest(args.results_dir)):
+            if all(src is not t for t, _ in todo):
                 kept.append(src.name)
                 print(f"[{i}/{len(plan_)}] {src.name}: unchanged since its last execution (source, parameters, "
                       f"library, run store), kept; --rerun executes it anyway", flush=True)
@@ -582,7 +630,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_json_atomic(executed_dir / FINGERPRINTS, known)
             print(f"executed {len(times)} notebook(s), kept {len(kept)} unchanged, in "
                   f"{time.perf_counter() - t_all:.1f} s -> {executed_dir}", flush=True)
-            print(times_table(times), flush=True)
+            print(times_table(([("(runs of all chapters)", pretrain_s)] if pretrain_s is not None else []) + times),
+                  flush=True)
         if args.no_build:
             return 0
         needed = [n for n in toc_notebooks() if not (executed_dir / f"{n}.ipynb").is_file()]

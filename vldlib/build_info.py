@@ -102,8 +102,10 @@ def run_store_counts(results_dir: Path, since: float | None = None) -> dict[str,
 
 
 def collect(*, root: Path, results_dir: Path, cache_dir: Path, times: Mapping[str, Mapping[str, Any]],
-            order: list[str], executed_now: list[str], profile: str | None, started: float | None) -> dict[str, Any]:
-    """The facts of the page as a plain dict (JSON-serialisable)."""
+            order: list[str], executed_now: list[str], profile: str | None, started: float | None,
+            pretrain: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The facts of the page as a plain dict (JSON-serialisable). ``pretrain``: the driver's
+    up-front training of every chapter's missing runs (``seconds``, ``profile``, ``finished``)."""
     commit = _git(root, "rev-parse", "HEAD")
     dirty = _git(root, "status", "--porcelain", "--untracked-files=no")
     gpu = None
@@ -125,6 +127,7 @@ def collect(*, root: Path, results_dir: Path, cache_dir: Path, times: Mapping[st
         "git": {"commit": commit, "branch": _git(root, "rev-parse", "--abbrev-ref", "HEAD"),
                 "dirty": bool(dirty) if dirty is not None else None},
         "chapters": [{"name": name, **dict(times.get(name, {})), "now": name in executed_now} for name in order],
+        "pretrain": dict(pretrain) if isinstance(pretrain, Mapping) and isinstance(pretrain.get("seconds"), (int, float)) else None,
         "runs": {"dir": str(results_dir), **run_store_counts(results_dir, started)},
         "cache": {"dir": str(cache_dir), "files": cache_files, "bytes": cache_bytes},
     }
@@ -162,9 +165,16 @@ def render(info: Mapping[str, Any]) -> str:
     lines += [f"| {name} | {_cell(v)} |" for name, v in info["versions"].items()]
     lines += ["", "## Time per chapter", "",
               "Wall-clock seconds of each notebook's execution (papermill), measured by the driver. "
-              "Chapters not executed in this build show the time of the build that executed them.", "",
+              "Chapters not executed in this build show the time of the build that executed them. "
+              "The driver trains the missing runs of every chapter in one pool before executing the "
+              "notebooks (first row); a chapter's own time is then mostly reading runs and drawing.", "",
               "| chapter | seconds | profile | executed |", "|---|---:|---|---|"]
     total = 0.0
+    pre = info.get("pretrain")
+    if pre:
+        total += float(pre["seconds"])
+        lines.append(f"| (training the runs of all chapters) | {float(pre['seconds']):.1f} | "
+                     f"{_cell(pre.get('profile', ''))} | {_cell(pre.get('finished', ''))} |")
     for ch in info["chapters"]:
         if "seconds" in ch:
             total += float(ch["seconds"])

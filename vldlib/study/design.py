@@ -42,7 +42,7 @@ from vldlib.study.readings import compare
 from vldlib.study.stats import t_interval
 
 __all__ = ["DEV_SPLITS", "TEST_SPLITS", "CANDIDATES", "CRITERION",
-           "MAX_CPU_S_PER_RUN", "split_classes", "search", "choose", "RESULT_PATH", "load_result",
+           "MAX_CPU_S_PER_RUN", "split_classes", "search", "choose", "rechoose", "RESULT_PATH", "load_result",
            "search_table", "splits_table", "plot_search"]
 
 
@@ -69,10 +69,13 @@ CRITERION = ("share of the teacher's zero-shot X_ood accuracy that the full meth
              "(acc_ood_zeroshot / teacher_acc_ood_zeroshot), mean over the development splits; "
              "among eligible recipes (main-stage CPU time per run <= the budget), the highest wins")
 
-#: The most main-stage CPU seconds (fp32, as measured by the search) one run may cost for the default
-#: book to fit its budget: about 250 runs on 2 cores in <= 30 minutes, with few-shot fine-tuning,
-#: evaluation, the notebooks and the HTML build.
-MAX_CPU_S_PER_RUN = 12.0
+#: The most main-stage CPU seconds (as measured by the search) one run may cost for the default book
+#: to fit its budget (cold ``make book`` on 2 cores <= 30 minutes, goal 20). First set to 12 s for
+#: "about 250 runs"; measured with the winner at that budget (``n300-w24-e10-sgd``, 8.9 CPU s): 304
+#: runs and a cold book of 49 minutes. Scaled to the ceiling, 30 / 49 x 8.9 ~ 5.5-6 s, so the budget
+#: is 6 s (``--rechoose`` re-ranks the recorded runs under it without training anything). It is a
+#: cost constraint fixed from the book's measured time, not from any difference between methods.
+MAX_CPU_S_PER_RUN = 6.0
 
 RESULT_PATH = Path(__file__).resolve().parents[1] / "resources" / "recipe_search.json"
 
@@ -113,6 +116,24 @@ def choose(runs: pd.DataFrame, *, max_cpu_s: float = MAX_CPU_S_PER_RUN) -> tuple
     if not table["eligible"].any():
         raise ValueError(f"no candidate recipe costs <= {max_cpu_s} CPU s per run; raise max_cpu_s")
     return str(table.iloc[0]["recipe"]), table.reset_index(drop=True)
+
+
+def rechoose(path: str | Path = RESULT_PATH, *, max_cpu_s: float = MAX_CPU_S_PER_RUN) -> int:
+    """Re-rank the runs recorded in the search result ``path`` under the budget ``max_cpu_s`` (the
+    same runs and criterion; nothing is trained) and rewrite the file, the earlier budget and
+    winner appended to its ``history``."""
+    result = load_result(path)
+    runs = pd.DataFrame(result["runs"])
+    winner, table = choose(runs, max_cpu_s=max_cpu_s)
+    history = list(result.get("history", []))
+    history.append({"max_cpu_s_per_run": result["max_cpu_s_per_run"], "winner": result["winner"]})
+    result.update({"max_cpu_s_per_run": max_cpu_s, "winner": winner, "table": table.to_dict(orient="records"),
+                   "history": history})
+    write_json_atomic(Path(path), finite_json(result))
+    print(table.to_string())
+    print(f"winner under {max_cpu_s} CPU s per run: {winner} (was {history[-1]['winner']} under "
+          f"{history[-1]['max_cpu_s_per_run']} s; written to {path})")
+    return 0
 
 
 def load_result(path: str | Path = RESULT_PATH) -> dict[str, Any]:
@@ -187,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--results-dir", default="results-dev", help="run store of the search (default results-dev)")
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--json", default=str(RESULT_PATH), help=f"where to write the result (default {RESULT_PATH})")
+    ap.add_argument("--rechoose", action="store_true",
+                    help="re-rank the runs recorded in --json under the current budget (MAX_CPU_S_PER_RUN) "
+                         "without training; the previous budget and winner are kept in the file's history")
     ap.add_argument("--intervals", metavar="RESULTS", default=None,
                     help="print the main comparisons' intervals from the book's run store RESULTS and exit")
     args = ap.parse_args(argv)
@@ -198,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print(table.round(2).to_string(index=False))
         return 0
+    if args.rechoose:
+        return rechoose(args.json)
     t0 = time.perf_counter()
     runs = search(args.results_dir, cache_dir=args.cache_dir)
     winner, table = choose(runs)

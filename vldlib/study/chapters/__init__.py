@@ -53,6 +53,7 @@ TABLE1_LABELS: dict[str, str] = {
     "cls+mse": "L_cls + L_mse", "cls+imcst": "L_cls + L_im-cst",
     "cls+imcst+mse": "L_cls + L_mse + L_im-cst",
     "cls+imcst+vlprox(+mse)": "L_cls + L_mse + L_im-cst + L_vlprox",
+    "imcst+vlprox(+mse)": "L_mse + L_im-cst + L_vlprox",
 }
 #: The notebook parameters that shape the grid (passed to :func:`vldlib.study.grid.make_grid`);
 #: every notebook parameter's type is declared in :mod:`vldlib.study.parameters`.
