@@ -62,10 +62,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
-from myst_nb import glue
 
 from vldlib.study import report
-from vldlib.study.chapters import glue_values, open_chapter
+from vldlib.study.chapters import open_chapter
 
 sns.set_theme(style="whitegrid", context="notebook")
 pd.set_option("display.max_colwidth", 200)
@@ -107,7 +106,4 @@ display(analysis, ch.csv(analysis, 'analysis'))
 effects = ch.effects(runs)
 display(report.effects_table(effects), ch.csv(effects, 'effects'))
 display(Markdown(ch.reading(runs, effects)))
-claims = ch.claim_table(effects)  # the paper's claim tested here, glued for the front page
-for name, value in glue_values(claims).items():
-    glue(name, value, display=False)
-display(claims, ch.csv(claims, 'claims'))
+display(*ch.publish_claims(effects))  # the paper's claims tested here, glued for the front page

@@ -53,9 +53,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
-from myst_nb import glue
 
-from vldlib.study.chapters import glue_values, open_chapter
+from vldlib.study.chapters import open_chapter
 
 sns.set_theme(style="whitegrid", context="notebook")
 pd.set_option("display.max_colwidth", 200)
@@ -99,7 +98,4 @@ display(Markdown(ch.reading(acc)))
 
 # %%
 effects = ch.effects(acc)
-claims = ch.claim_table(effects)
-for name, value in glue_values(claims).items():
-    glue(name, value, display=False)
-display(claims, ch.csv(claims, "claims"))
+display(*ch.publish_claims(effects))  # the paper's claims tested here, glued for the front page

@@ -55,9 +55,8 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from vldlib.study import report
-from myst_nb import glue
 
-from vldlib.study.chapters import glue_values, open_chapter
+from vldlib.study.chapters import open_chapter
 from vldlib.study.parameters import check_parameters
 
 sns.set_theme(style="whitegrid", context="notebook")
@@ -101,10 +100,7 @@ if not effects.empty:
 # ## The paper's claims, tested here
 
 # %%
-claims = ch.claim_table(effects)
-for name, value in glue_values(claims).items():
-    glue(name, value, display=False)
-display(claims, ch.csv(claims, 'claims'))
+display(*ch.publish_claims(effects))  # the paper's claims tested here, glued for the front page
 
 # %% [markdown]
 # ## Reading

@@ -141,3 +141,18 @@ def test_runs_caption_counts_runs_and_settings(tmp_path, monkeypatch):
                                                    "params": {}})(), runs)
     assert "these 3 runs of 2 settings" in d.text and "each with its config hash" in d.text
     assert list(pd.read_csv(d.path)["hash"]) == ["a", "b", "c"]
+
+
+def test_publish_claims_glues_every_claim_value(monkeypatch, tmp_path):
+    """The one call a notebook makes: every claim field glued (not displayed), the table and its CSV returned."""
+    import myst_nb
+
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: glued.setdefault(name, (value, display)))
+    monkeypatch.setenv("VLD_DOWNLOADS", str(tmp_path / "downloads"))
+    run = _run([Claim("a_over_b", "Table 1", "a beats b", C("a", "b", "acc"))])
+    table, link = run.publish_claims(_effects([("a", "b")]))
+    assert set(glued) == set(glue_values(table)) == {glue_key("a_over_b", f) for f in CLAIM_FIELDS}
+    assert glued["claim.a_over_b.ours"][0] == table.loc["a_over_b", "ours"]
+    assert all(display is False for _, display in glued.values())
+    assert (tmp_path / "downloads" / "x" / "claims.csv").is_file()

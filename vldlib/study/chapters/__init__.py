@@ -8,8 +8,7 @@ A notebook is a thin view of its chapter::
     display(ch.table(runs)); ch.figure(runs)      # beside the paper; one dot per run
     display(Markdown(ch.reading(runs)))           # computed sentences
     display(ch.csv(table, "table1"))              # the table as CSV, linked from the page
-    for name, value in glue_values(ch.claim_table(effects)).items():
-        glue(name, value, display=False)          # the headline claims, for the front page
+    display(*ch.publish_claims(effects))          # the headline claims, glued for the front page
 
 Each chapter declares the paper's headline claim(s) it tests (:class:`Claim`, ``Chapter.claims``);
 its notebook glues our number for each (MyST-NB ``glue``, names from :func:`glue_key`) and the
@@ -236,6 +235,17 @@ class ChapterRun:
         """The figures' caption: the runs they show, written as ``runs.csv`` with their config hashes."""
         return runs_caption(runs, self.chapter.name, self.params.get("results_dir", "results"),
                             column=self.chapter.column, what=what)
+
+    def publish_claims(self, effects: pd.DataFrame) -> tuple[pd.DataFrame, Download]:
+        """The chapter's declared claims (:meth:`claim_table` of ``effects``), each value glued for
+        the front page (MyST-NB ``glue``, names from :func:`glue_key`, not displayed), and the
+        table with its CSV download, to display: ``display(*ch.publish_claims(effects))``."""
+        from myst_nb import glue  # only where a notebook publishes; the library runs without a kernel
+
+        claims = self.claim_table(effects)
+        for name, value in glue_values(claims).items():
+            glue(name, value, display=False)
+        return claims, self.csv(claims, "claims")
 
     def claim_table(self, effects: pd.DataFrame) -> pd.DataFrame:
         """One row per declared claim (index: its key): ``source``, ``claim``, ``ours`` (paired effect
