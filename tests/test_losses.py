@@ -573,3 +573,26 @@ def test_new_losses_bad_input(case):
     _, fn, match = case
     with pytest.raises(ValueError, match=match):
         fn()
+
+
+def test_rkd_angle_through_the_gram_matrix_matches_the_difference_vectors_in_float32():
+    """The O(B^3) Gram form of RKD's angle term against the O(B^3 D) form (Park et al.'s code)
+    in float64, on a float32 batch with an exact duplicate (a zero difference vector)."""
+    import torch.nn.functional as F
+
+    def direct(x):
+        d = F.normalize(x[None, :, :] - x[:, None, :], dim=2)
+        return torch.bmm(d, d.transpose(1, 2)).reshape(-1)
+
+    g = torch.Generator().manual_seed(7)
+    s = torch.randn(48, 32, generator=g)
+    t = torch.randn(48, 32, generator=g) + 1.0
+    t[5] = t[6]
+    s64 = s.double().requires_grad_()
+    want = F.smooth_l1_loss(direct(F.normalize(s64, dim=1)), direct(F.normalize(t.double(), dim=1)))
+    (g_want,) = torch.autograd.grad(want, s64)
+    s32 = s.clone().requires_grad_()
+    got = L.rkd_loss(s32, t, 0.0, 1.0)
+    (g_got,) = torch.autograd.grad(got, s32)
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
+    assert torch.allclose(g_got.double(), g_want, rtol=1e-3, atol=1e-7)

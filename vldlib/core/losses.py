@@ -228,11 +228,25 @@ def _rkd_distance(s: Tensor, t: Tensor) -> Tensor:
     return F.smooth_l1_loss(ds, dt)
 
 
+def _rkd_angles(x: Tensor) -> Tensor:
+    """ψ_A for every triplet of the unit-norm rows of ``x``, ``a[j, i, k] = <unit(x_i - x_j),
+    unit(x_k - x_j)>``, 0 where a difference is (numerically) the zero vector. From the Gram
+    matrix G = x xᵀ in O(B² D + B³): <x_i - x_j, x_k - x_j> = G_ik - G_ij - G_jk + G_jj and
+    ||x_i - x_j||² = G_ii + G_jj - 2 G_ij, instead of normalising the B² difference vectors and
+    multiplying them (O(B³ D); at B = 128, D = 384 about 9x slower on one CPU thread, with the same
+    float32 error against a float64 reference). Differences with ||x_i - x_j||² < 8 eps (eps of
+    the dtype; |G| <= 1 for unit rows) count as zero vectors: the Gram matrix cannot resolve them."""
+    g = x @ x.T
+    diag = g.diagonal()
+    sq = (diag[:, None] + diag[None, :] - 2 * g).clamp_min(0)  # sq[j, i] = ||x_i - x_j||²
+    tol = 8 * torch.finfo(x.dtype).eps
+    inv = torch.where(sq < tol, torch.zeros_like(sq), sq.clamp_min(tol).rsqrt())
+    num = g[None, :, :] - g[:, :, None] - g[:, None, :] + diag[:, None, None]  # num[j, i, k]
+    return (num * inv[:, :, None] * inv[:, None, :]).reshape(-1)
+
+
 def _rkd_angle(s: Tensor, t: Tensor) -> Tensor:
-    def angles(x: Tensor) -> Tensor:
-        d = F.normalize(x[None, :, :] - x[:, None, :], dim=2)  # d[j, i] = unit(x_i - x_j)
-        return torch.bmm(d, d.transpose(1, 2)).reshape(-1)
-    return F.smooth_l1_loss(angles(s), angles(t))
+    return F.smooth_l1_loss(_rkd_angles(s), _rkd_angles(t))
 
 
 def _rkd_core(s: Tensor, t: Tensor, w_dist: float, w_angle: float) -> Tensor:

@@ -59,7 +59,8 @@ class Run(ChapterRun):
                 v["analysis"] = True  # the same run as main_results' full method
             else:
                 v.update({"descriptions": self.desc if real else None, "text_mode": mode,
-                          "description_control": control})
+                          "description_control": control,
+                          "fewshot": None})  # the chapter reports X_id and zero-shot X_ood only
             self.variants[key] = v
         self.expand(self.variants)
         self.teacher_run = teacher_zero_shot.Run({**self.params, "descriptions": self.desc})

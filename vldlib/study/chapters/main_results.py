@@ -38,7 +38,7 @@ CHAPTER = Chapter(
     module=__name__,
     # the main comparisons (L_cls vs L_cls + L_im-cst and vs the full method) need more class splits
     # than the other chapters for a 95% interval of about +/-3.5 points (issue 9)
-    offline_splits=16,
+    offline_splits=24,
     powered=("cls", "cls+imcst", "cls+imcst+vlprox(+mse)"),
     claims=(
         Claim("imcst_zeroshot", "Table 1", "Imitating the teacher's visual space (L_cls + L_im-cst) raises "

@@ -74,6 +74,10 @@ class Run(ChapterRun):
         if g.profile != "paper":  # offline / smoke: the raised peaks (see OFFLINE_VIT_LR)
             lr = OFFLINE_VIT_LR[0] if lr is None else lr
             fs_lr = OFFLINE_VIT_LR[1] if fs_lr is None else fs_lr
+        if g.base.get("precision") == "bf16" and g.base.get("device") == "cpu":
+            # measured on this project's CPUs: bf16 autocast speeds the CNN up (~1.7x) but slows the
+            # tiny ViT down (386 vs 708 img/s per training step, one thread): the ViT trains in fp32
+            vit["precision"] = "fp32"
         if lr is not None:
             vit["lr"] = lr
         if fs_lr is not None and g.base.get("fewshot") is not None:
