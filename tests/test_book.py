@@ -220,7 +220,7 @@ def test_parameters_reach_the_kernel_and_injected_cell_is_hidden(tmp_path, run_b
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "hide-input" in injected[0].metadata["tags"]
     assert 'profile = "smoke"' in injected[0].source and "epochs = 7" in injected[0].source
-    assert sorted(p.name for p in executed.iterdir()) == [".fingerprints.json", ".pretrain.json", "main_results.ipynb"]  # no temp files
+    assert sorted(p.name for p in executed.iterdir()) == [".fingerprints.json", "main_results.ipynb"]  # no temp files
 
 
 @pytest.mark.slow

@@ -509,12 +509,14 @@ def pretrain(items: Sequence[tuple[NotebookSource, Mapping[str, Any]]], results_
     is trained by :func:`vldlib.study.grid.run_grid` longest run first, so the cores stay busy
     across chapter boundaries instead of idling at the tail of each chapter's pool. The notebooks
     then find their runs in the store (and train anything they add themselves). Notebooks that are
-    not chapters (the recipe page, the summary) train nothing. Returns the number of runs asked for."""
+    not chapters (the recipe page, the summary) and notebooks outside ``notebooks/``
+    (``--notebooks-dir``) are left to train their own runs. Returns the number of runs asked for."""
     union: list[tuple[dict, dict]] = []
     executor, address = "local", None
+    own = (ROOT / "notebooks").resolve()
     for src, params in items:
-        if src.name not in CHAPTERS:
-            continue
+        if src.name not in CHAPTERS or src.path.resolve().parent != own:
+            continue  # not a chapter, or a notebook of another folder that only shares a chapter's name
         values = {**src.parameters, **params}
         root = Path(values.get("results_dir") or results_dir)
         values["results_dir"] = str(root if root.is_absolute() else ROOT / root)
