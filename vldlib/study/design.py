@@ -52,7 +52,7 @@ _ADAMW = {"optimizer": "adamw", "lr": 2e-3, "schedule": "onecycle", "weight_deca
 #: The recipes tried: overrides of the offline profile over images per class, student width, epochs
 #: and optimiser + schedule. Declared before any was run. The book's budget (about 250 runs on 2
 #: cores in 20-30 minutes) leaves little room, so most candidates cost about as much as the old
-#: recipe (``n300-w16-e10-sgd``: 10 outer epochs x 5 repeats over 5 x 210 images) and trade data
+#: recipe (``n300-w16-e10-sgd``: 10 epochs of one pass over 5 x 210 images) and trade data
 #: against passes; two cost about twice as much, to show what the budget excludes.
 CANDIDATES: dict[str, dict[str, Any]] = {
     "n300-w16-e10-sgd": {"dataset_options.per_class": 300, "student_options.width": 16, "epochs": 10},

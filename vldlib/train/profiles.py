@@ -8,7 +8,7 @@ validated config dict, ready for :func:`vldlib.train.train` or ``vldlib.runs.Run
   class: X_train 1050, X_id 450, X_ood 1500 images), the ConSE *proxy* teacher (EfficientNet-Lite0
   + MiniLM, not CLIP) with the class-text template "a photo of a {name}" (the proxy's own
   ImageNet-side template; the paper's code omits the article), the ``small`` student at width 16,
-  10 epochs x 5 repeats, SGD (accuracies averaged over the last 3), evaluation only in those last
+  10 epochs of one pass each, SGD (accuracies averaged over the last 3), evaluation only in those last
   epochs. The recipe (images per class, width, epochs, optimiser) is the winner of the recipe
   search on development class splits (:mod:`vldlib.study.design`,
   ``vldlib/resources/recipe_search.json``; a test checks that the two agree). The engine's fast
@@ -36,7 +36,7 @@ _FULL_METHOD = {"cls": 1.0, "mse": 1.0, "im_cst": 1.0, "vlprox": 1.0}
 
 PROFILES: dict[str, dict[str, Any]] = {
     "offline": {
-        # sized by measurement (one contended CPU core: ~11-15 s CPU per run with few-shot;
+        # sized by measurement (one CPU thread: ~7 s per run with few-shot and the analysis metrics;
         # 5 seen classes x 210 X_train images, 10 epochs): see the module docstring
         "dataset": "fashion-mnist",
         "dataset_options": {"per_class": 300, "load_size": 32, "crop_size": 28},
