@@ -106,3 +106,10 @@ def test_rechoose_reranks_the_recorded_runs_under_a_new_budget(tmp_path):
     assert out["history"] == [{"max_cpu_s_per_run": 40.0, "winner": "good"}]
     assert [r["recipe"] for r in out["table"]] == ["cheap", "costly", "good"]  # ineligible ones by the criterion
     assert len(out["runs"]) == len(runs)  # nothing retrained, nothing dropped
+
+
+def test_rechoose_without_a_recorded_search_is_one_line_and_exit_2(tmp_path, capsys):
+    missing = tmp_path / "none.json"
+    assert design.main(["--rechoose", "--json", str(missing)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(missing) in err[0] and "python -m vldlib.study.design" in err[0]

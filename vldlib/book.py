@@ -117,6 +117,11 @@ class NotebookSource:
     parameters: dict[str, Any] = field(hash=False)
 
 
+def utc_stamp() -> str:
+    """Now, as the driver's measurements record it (``2026-01-01 00:00:00 UTC``)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+
+
 def known_profiles() -> tuple[str, ...]:
     """Profile names from :data:`vldlib.train.profiles.PROFILES`."""
     return tuple(PROFILES)
@@ -378,7 +383,7 @@ def execute_notebook(src: NotebookSource, params: Mapping[str, Any], executed_di
     try:
         out = nbformat.read(tmp, as_version=4)
         out.metadata[TIMES_KEY] = {"seconds": round(seconds, 1), "profile": params.get("profile"),
-                                   "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+                                   "finished": utc_stamp()}
         hide_injected(out)
         hide_code_cells(out)
         _write_atomic(out, target)
@@ -602,18 +607,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         store_before, pretrain_s = store_digest(args.results_dir), None
         todo = [(src, params) for src, params in plan_
                 if args.rerun or not unchanged(src, params, executed_dir, known, library, store_before)]
+        executing = {src.name for src, _ in todo}
         if todo and not args.no_pretrain:
             t0 = time.perf_counter()
             if pretrain(todo, args.results_dir):
                 pretrain_s = time.perf_counter() - t0
-                write_json_atomic(executed_dir / PRETRAIN, {
-                    "seconds": round(pretrain_s, 1), "profile": args.profile,
-                    "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())})
+                write_json_atomic(executed_dir / PRETRAIN, {"seconds": round(pretrain_s, 1), "profile": args.profile,
+                                                            "finished": utc_stamp()})
                 print(f"trained the chapters' missing runs in {pretrain_s:.1f} s", flush=True)
         for i, (src, params) in enumerate(plan_, 1):
             shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
             elapsed = time.perf_counter() - t_all
-            if all(src is not t for t, _ in todo):
+            if src.name not in executing:
                 kept.append(src.name)
                 print(f"[{i}/{len(plan_)}] {src.name}: unchanged since its last execution (source, parameters, "
                       f"library, run store), kept; --rerun executes it anyway", flush=True)
