@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup data test test-fast book book-smoke lab bench clean
+# data (and browser) come before setup, so that a machine lacking them stops before the pip install.
+.PHONY: setup data browser test test-fast book book-smoke lab bench clean
 
 setup: $(STAMP)
 
@@ -20,16 +21,21 @@ $(STAMP): pyproject.toml
 data:
 	sh tools/ensure_data.sh
 
-test: setup data
+# Headless Chromium for the browser tests: installed through apt as root / with sudo, else a note
+# (the browser tests then skip) (tools/ensure_browser.sh).
+browser:
+	sh tools/ensure_browser.sh
+
+test: data browser setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 test-fast: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow and not browser"
 
-book: setup data
+book: data setup
 	HF_HUB_OFFLINE=1 $(PY) -m vldlib.book --profile offline
 
-book-smoke: setup data
+book-smoke: data setup
 	HF_HUB_OFFLINE=1 $(PY) -m vldlib.book --profile smoke
 
 # JupyterLab on the notebooks (jupytext pairing: notebooks/*.py open as notebooks, save back as .py);
@@ -37,7 +43,7 @@ book-smoke: setup data
 # overrides.json (written once into the venv) makes "Jupytext Notebook" the default viewer of .py files.
 LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 
-lab: setup data
+lab: data setup
 	test -f $(LAB_OVERRIDES) || { mkdir -p $(dir $(LAB_OVERRIDES)) && printf '%s\n' \
 	  '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}}}' \
 	  > $(LAB_OVERRIDES); }

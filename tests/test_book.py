@@ -569,11 +569,34 @@ def test_ensure_data_found_or_vld_data_needs_nothing(tmp_path):
     assert proc.returncode == 1 and "is not a folder" in proc.stderr
 
 
+def _ensure_browser(tmp_path: Path, uid: int, sudo_ok: bool = False):
+    import subprocess
+
+    log = tmp_path / "calls.log"
+    fake = _fake_bin(tmp_path / "bin", uid, sudo_ok, log)
+    env = {"PATH": str(fake), "VLD_CHROMIUM": str(tmp_path / "no-chromium")}
+    proc = subprocess.run(["/bin/sh", str(REPO / "tools" / "ensure_browser.sh")], env=env, capture_output=True,
+                          text=True, timeout=30)
+    return proc, (log.read_text().splitlines() if log.exists() else [])
+
+
+def test_ensure_browser_installs_as_root_and_only_advises_otherwise(tmp_path):
+    proc, calls = _ensure_browser(tmp_path / "root", uid=0)
+    assert proc.returncode == 0, proc.stderr
+    assert calls == ["apt-get update", "apt-get install -y chromium chromium-driver"]
+    proc, calls = _ensure_browser(tmp_path / "user", uid=1000, sudo_ok=False)
+    assert proc.returncode == 0 and "browser tests will skip" in proc.stderr
+    assert "sudo apt-get update && sudo apt-get install -y chromium chromium-driver" in proc.stderr
+    assert not any(c.startswith("apt-get") for c in calls)
+
+
 def test_makefile_book_and_test_run_the_data_step_and_lab_opens_notebooks():
     make = (REPO / "Makefile").read_text(encoding="utf-8")
     assert re.search(r"^data:\n\tsh tools/ensure_data.sh$", make, flags=re.M)
-    for target in ("book", "test", "lab"):
-        assert re.search(rf"^{target}: setup data$", make, flags=re.M), target
+    for target in ("book", "lab"):  # the data step first: a machine without it stops before pip
+        assert re.search(rf"^{target}: data setup$", make, flags=re.M), target
+    assert re.search(r"^test: data browser setup$", make, flags=re.M)
+    assert re.search(r"^browser:\n\tsh tools/ensure_browser.sh$", make, flags=re.M)
     assert "jupyter lab" in make and "/lab/tree/notebooks" in make
 
 
