@@ -67,6 +67,23 @@ display(save_csv(search, "offline_recipe", "search", results_dir,
                  text="The table and the figure above show every candidate of the search; its numbers are in"))
 
 # %% [markdown]
+# ## The 5-shot stage
+#
+# With the main recipe fixed to the winner, the fine-tuning stage's peak learning rate was chosen the
+# same way: on the development splits, by the full method's own 5-shot accuracy on the unseen classes.
+
+# %%
+fs = result.get("fewshot")
+if fs:
+    display(Markdown(f"**Criterion**: {fs['criterion']}. **Winner: `{fs['winner']}`** "
+                     f"({fs['candidates'][fs['winner']]}): {len(fs['runs'])} runs, "
+                     f"{fs['run_s_total'] / 60:.1f} minutes of training in all (`{fs['command']}`)."))
+    fewshot = design.fewshot_search_table(result).round(2)
+    display(fewshot, save_csv(fewshot, "offline_recipe", "fewshot", results_dir, text="Download this table:", index=False))
+else:
+    display(Markdown("No 5-shot search is recorded (`python -m vldlib.study.design --fewshot`)."))
+
+# %% [markdown]
 # ## The class splits
 #
 # Development splits (the search only) and the test splits the chapters report on.

@@ -93,6 +93,33 @@ def test_offline_profile_is_the_recorded_winner():
     assert rows[result["winner"]]["cpu_s"] <= design.MAX_CPU_S_PER_RUN
 
 
+def test_offline_fewshot_stage_is_the_recorded_fewshot_winner():
+    """The offline profile's 5-shot stage is what the recorded 5-shot search chose, on the main
+    search's winner, with the module's declared candidates."""
+    result = design.load_result()
+    fs = result["fewshot"]
+    assert fs["recipe"] == result["winner"] and fs["criterion"] == design.FEWSHOT_CRITERION
+    assert fs["candidates"] == {k: dict(v) for k, v in design.FEWSHOT_CANDIDATES.items()}
+    cfg = profile_config("offline")
+    for key, value in fs["candidates"][fs["winner"]].items():
+        head, _, sub = key.partition(".")
+        assert cfg[head][sub] == value, key
+    table = pd.DataFrame(fs["table"])
+    assert table.iloc[0]["fewshot"] == fs["winner"]
+    assert table["acc_ood_5shot"].is_monotonic_decreasing
+    # the winner is inside the searched range (the edge-extension rule stopped)
+    lrs = sorted(v["fewshot.lr"] for v in fs["candidates"].values())
+    assert lrs[0] < fs["candidates"][fs["winner"]]["fewshot.lr"] < lrs[-1]
+
+
+def test_choose_fewshot_ranks_by_5shot_accuracy_over_splits():
+    rows = [{"fewshot": name, "split_seed": s, "seed": 0, "acc_ood_5shot": acc + d, "acc_ood_zeroshot": 20.0,
+             "acc_id": 70.0} for name, acc in (("low", 30.0), ("high", 40.0)) for s, d in ((1, -1.0), (2, 0.0), (3, 1.0))]
+    winner, table = design.choose_fewshot(pd.DataFrame(rows))
+    assert winner == "high" and list(table["fewshot"]) == ["high", "low"]
+    assert table.iloc[0]["acc_ood_5shot"] == pytest.approx(40.0) and table.iloc[0]["splits"] == 3
+
+
 def test_rechoose_reranks_the_recorded_runs_under_a_new_budget(tmp_path):
     runs = _search_runs()
     winner, table = design.choose(runs, max_cpu_s=40.0)
