@@ -85,3 +85,25 @@ def test_errors_list_known_names() -> None:
         load_student("vit_b_32", 8, image_size=50)
     with pytest.raises(ValueError, match="bad option"):
         load_student("small", 8, depth=3)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_small_cnn_pool_before_relu_gives_the_same_numbers(bf16: bool) -> None:
+    """SmallCNN applies each ReLU after the max-pool that follows it: output and every gradient are
+    bit for bit those of the declared order (features then fc), in fp32 and under bf16 autocast."""
+    torch.manual_seed(0)
+    model = load_student("small", out_dim=24, in_chans=1, width=8)
+    x = torch.randn(16, 1, 28, 28)
+    x[:4] = -x[:4].abs()  # windows whose values are all negative (ReLU zeroes them either way)
+
+    def run(forward):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = forward(x.contiguous(memory_format=torch.channels_last))
+        (out.float() ** 2).sum().backward()
+        return out.detach().clone(), [p.grad.clone() for p in model.parameters()]
+
+    fast, fast_grads = run(model)
+    ref, ref_grads = run(lambda inp: model.fc(model.features(inp)))  # nn.Sequential: ReLU then pool
+    assert torch.equal(fast, ref)
+    assert all(torch.equal(a, b) for a, b in zip(fast_grads, ref_grads))

@@ -177,7 +177,26 @@ class SmallCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.fc(self.features(x))
+        return self.fc(_pool_before_relu(self.features, x))
+
+
+def _pool_before_relu(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``layers(x)`` with every ``ReLU, MaxPool2d`` pair applied as ``MaxPool2d, ReLU``.
+
+    The same numbers, forward and backward: ``max_i relu(a_i) = relu(max_i a_i)`` (ReLU is monotone),
+    and the gradient reaches the same element (the window's maximum, or none when it is <= 0). The
+    ReLU and its backward then touch a quarter of the elements. The modules (and the state-dict
+    keys) stay as declared."""
+    mods = list(layers)
+    i = 0
+    while i < len(mods):
+        if i + 1 < len(mods) and isinstance(mods[i], nn.ReLU) and isinstance(mods[i + 1], nn.MaxPool2d):
+            x = mods[i](mods[i + 1](x))
+            i += 2
+        else:
+            x = mods[i](x)
+            i += 1
+    return x
 
 
 def _small(out_dim: int, in_chans: int = 3, width: int = 32, channels_last: bool = True, **options: Any) -> nn.Module:
