@@ -2,6 +2,8 @@
 the uint8 image store and GPU-side augmentation, and the GPU benchmark's CPU skip."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import socket
@@ -17,7 +19,7 @@ from vldlib import book
 from vldlib.data import load_dataset, student_train_transform
 from vldlib.data.imagestore import ImageStoreError, build_image_store, open_image_store, store_key
 from vldlib.runs import RunStore, config_hash
-from vldlib.study import executors
+from vldlib.study import chapters, executors
 from vldlib.study.grid import GridRunError, run_grid
 from vldlib.train import Interrupted, TrainConfig, distributed, train
 from vldlib.train.loop import Images, train_index_batches
@@ -76,6 +78,49 @@ def test_book_driver_passes_the_executor():
     with pytest.raises(book.BookError, match="--ray-address needs --executor ray"):
         book.executor_parameters(None, "auto")
     assert book.executor_parameters(None, None) == []
+
+
+def _training_chapters() -> list[str]:
+    """The chapters whose grid has runs to train (teacher_zero_shot has none: it only encodes)."""
+    out = []
+    for name in chapters.CHAPTERS:
+        with contextlib.redirect_stdout(io.StringIO()):
+            ch = chapters.open_chapter(name, profile="smoke", results_dir="/tmp/unused")
+        if ch.grid.configs:
+            out.append(name)
+    return out
+
+
+def test_every_training_chapter_takes_the_executor(monkeypatch):
+    """Issue 13: every chapter notebook that trains runs declares ``executor`` and ``ray_address``;
+    the book driver's ``--executor ray --ray-address ADDR`` reaches each of them, and each chapter's
+    ``train()`` (also those that override it) hands both to run_grid."""
+    training = _training_chapters()
+    assert set(training) == set(chapters.CHAPTERS) - {"teacher_zero_shot"}
+    sources = book.notebook_sources(None, None, list(chapters.CHAPTERS))
+    for src in sources:
+        if src.name in training:
+            assert src.parameters.get("executor") == "local" and "ray_address" in src.parameters, src.name
+            assert src.parameters["ray_address"] is None, src.name
+    planned = dict((src.name, p) for src, p in book.plan(sources, "smoke", "results",
+                                                         book.executor_parameters("ray", "auto")))
+    for name in training:
+        assert planned[name]["executor"] == "ray" and planned[name]["ray_address"] == "auto", name
+
+    class Called(Exception):
+        pass
+
+    def fake_run_grid(store, grid, **kw):
+        raise Called(kw)
+
+    monkeypatch.setattr(chapters, "run_grid", fake_run_grid)
+    for name in training:
+        with contextlib.redirect_stdout(io.StringIO()):
+            ch = chapters.open_chapter(name, {"profile": "smoke", "executor": "ray", "ray_address": "auto"},
+                                       results_dir="/tmp/unused")
+        with pytest.raises(Called) as got:
+            ch.train()
+        assert got.value.args[0] == {"executor": "ray", "ray_address": "auto"}, name
 
 
 def test_a_failed_run_is_named_and_the_others_finish(world, tmp_path):
