@@ -15,11 +15,12 @@
 # # Few-shot by retrieval: is a cache of the support set as good as fine-tuning?
 #
 # Once the student is trained, five labelled images of each unseen class arrive. The paper
-# fine-tunes the student on them (§3.6) and, in Table 10, compares that with a training-free
-# alternative in the style of Tip-Adapter (Zhang et al., ECCV 2022): keep the support images'
-# features in a cache and add to the zero-shot score of each class an affinity to its cached
-# images, `cos(s, t_y) + alpha * sum_m exp(-beta (1 - cos(s, k_m)))` over the class's keys. The
-# paper finds retrieval far worse (about 24% against 36-40% for fine-tuning).
+# {cite}`li2023distilling` fine-tunes the student on them (§3.6) and, in Table 10, compares that
+# with a training-free alternative in the style of Tip-Adapter (Zhang et al., ECCV 2022
+# {cite}`zhang2022tipadapter`): keep the support images' features in a cache and add to the
+# zero-shot score of each class an affinity to its cached images,
+# `cos(s, t_y) + alpha * sum_m exp(-beta (1 - cos(s, k_m)))` over the class's keys. The paper finds
+# retrieval far worse (about 24% against 36-40% for fine-tuning).
 #
 # Both here use the same support images (the first five per unseen class) and the same
 # evaluation images (the rest of X_ood). The cache is applied to the very students whose 5-shot

@@ -14,11 +14,12 @@
 # %% [markdown]
 # # A ViT student: does the recipe carry over to a vision transformer?
 #
-# The paper's students are ResNet18s; its Table 8 repeats the main comparison with a ViT-B/32
-# trained from scratch, with the ViT recipe of §5.3 (AdamW, weight decay 0.01, a OneCycle schedule
-# with peak learning rate 2e-4, few-shot peak 1e-4). The paper finds the same ordering as for the
-# CNN (L_im-cst and L_vlprox raise zero-shot and 5-shot accuracy on unseen classes) at much lower
-# accuracy, and a training accuracy above 90%: the ViT overfits the seen classes.
+# The students of the paper {cite}`li2023distilling` are ResNet18s; its Table 8 repeats the main
+# comparison with a ViT-B/32 trained from scratch, with the ViT recipe of §5.3 (AdamW, weight decay
+# 0.01, a OneCycle schedule with peak learning rate 2e-4, few-shot peak 1e-4). The paper finds the
+# same ordering as for the CNN (L_im-cst and L_vlprox raise zero-shot and 5-shot accuracy on unseen
+# classes) at much lower accuracy, and a training accuracy above 90%: the ViT overfits the seen
+# classes.
 #
 # Here both students are trained on the same losses, seeds and class splits. In the paper profile
 # the ViT is torchvision's `vit_b_32`; offline it is `vit_tiny`, the same architecture sized for
