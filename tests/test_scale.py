@@ -323,3 +323,46 @@ def test_book_main_results_on_ray_equals_local(tmp_path, fashion_mnist_root, loc
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
         stores[name] = RunStore(results)
     assert finals(stores["local"]) == finals(stores["ray"]) and len(finals(stores["ray"])) == 2
+
+
+# ---------------------------------------------------------------------- the CLI's --executor ray
+def test_cli_executor_flags_are_checked_before_anything_trains(tmp_path, capsys):
+    """``python -m vldlib train``: ``--ray-address`` without ``--executor ray`` and ``--executor ray``
+    with ``--force`` are one line and exit 2, before Ray starts or anything trains."""
+    from vldlib.__main__ import main as vldlib_main
+
+    base = ["train", "--profile", "smoke", "--no-fewshot", "--quiet", "--out", str(tmp_path / "results")]
+    assert vldlib_main([*base, "--ray-address", "auto"]) == 2
+    assert capsys.readouterr().err.strip() == "vldlib train: --ray-address needs --executor ray"
+    assert vldlib_main([*base, "--executor", "ray", "--force"]) == 2
+    assert "--executor ray trains one process per run without --force" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("record.json"))
+
+
+@pytest.mark.slow
+def test_cli_train_on_ray_writes_the_local_record(tmp_path, fashion_mnist_root, local_ray, capsys, monkeypatch):
+    """`python -m vldlib train --profile smoke --no-fewshot --executor ray`: the one run is a Ray task
+    (run_grid with executor "ray"; the Ray this module started is reused) and writes the record the
+    local executor writes: same hash, same final metrics, same loss history. A second call reads it back."""
+    from vldlib.__main__ import main as vldlib_main
+
+    on_ray = []
+    real = executors._execute_ray
+    monkeypatch.setattr(executors, "_execute_ray",
+                        lambda store, jobs, *a: on_ray.append(len(jobs)) or real(store, jobs, *a))
+    cache = str(tmp_path / "cache")
+    base = ["train", "--profile", "smoke", "--no-fewshot", "--quiet", "--threads", "1", "--cache-dir", cache]
+    stores = {}
+    for name, extra in (("local", []), ("ray", ["--executor", "ray"])):
+        stores[name] = RunStore(tmp_path / name)
+        assert vldlib_main([*base, "--out", str(tmp_path / name), *extra]) == 0
+        out = capsys.readouterr().out
+        assert out.count("record: ") == 1 and str(tmp_path / name) in out
+    assert on_ray == [1]  # the local call trained in this process; the ray call sent its one run to Ray
+    local, remote = stores["local"].records(), stores["ray"].records()
+    assert len(local) == len(remote) == 1
+    assert local[0]["hash"] == remote[0]["hash"] and local[0]["final"] == remote[0]["final"]
+    assert [h["loss"] for h in local[0]["history"]] == [h["loss"] for h in remote[0]["history"]]
+    mtime = next((tmp_path / "ray").glob("*/record.json")).stat().st_mtime_ns
+    assert vldlib_main([*base, "--out", str(tmp_path / "ray"), "--executor", "ray"]) == 0  # finished: read back
+    assert next((tmp_path / "ray").glob("*/record.json")).stat().st_mtime_ns == mtime and on_ray == [1]
