@@ -14,10 +14,10 @@
 # %% [markdown]
 # # Continual adaptation: does learning half of the new classes cost the rest?
 #
-# The paper's Table 11 splits the unseen classes of Flower102 in half, fine-tunes the student on
-# five images per class of the first half only, and scores both halves before and after. X_ood1
-# jumps (25% to 63%) while X_ood2 stays where it was (18%): fine-tuning on some new classes
-# neither helps nor harms the others.
+# Table 11 of the paper {cite}`li2023distilling` splits the unseen classes of Flower102 in half,
+# fine-tunes the student on five images per class of the first half only, and scores both halves
+# before and after. X_ood1 jumps (25% to 63%) while X_ood2 stays where it was (18%): fine-tuning on
+# some new classes neither helps nor harms the others.
 #
 # Here the student of the full method is fine-tuned on the first half of Y_ood (in label order),
 # with the texts of Y_id and Y_ood1 only. X_ood1 (its images less the support set) is scored among
@@ -27,6 +27,8 @@
 profile = "offline"  # offline | paper | smoke
 results_dir = "results"  # run store (relative to the repository root)
 cache_dir = None  # teacher-feature cache; None: $VLD_CACHE or the user cache dir
+executor = "local"  # where missing runs train: "local" (this machine) or "ray" (one Ray task per run)
+ray_address = None  # executor "ray": None starts a local Ray; or a cluster address ("auto", "ray://head:10001")
 smoke = False  # True: tiny sizes (the smoke profile) to check that everything runs
 dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper)
 dataset_root = None  # data folder; required for "official"

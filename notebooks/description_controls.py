@@ -14,11 +14,12 @@
 # %% [markdown]
 # # Do the descriptions help because of what they say?
 #
-# The paper enriches each class name with sentences written by a language model and finds that
-# the student's zero-shot accuracy on unseen classes rises (Tables 5 and 7). It does not test
-# whether the *content* of the sentences is what helps. Roth et al. (WaffleCLIP, ICCV 2023) found
-# that for CLIP, random-word descriptors do about as well as LLM descriptions, which points at
-# averaging several prompts rather than at the knowledge in them.
+# The paper {cite}`li2023distilling` enriches each class name with sentences written by a language
+# model and finds that the student's zero-shot accuracy on unseen classes rises (Tables 5 and 7). It
+# does not test whether the *content* of the sentences is what helps. Roth et al. (WaffleCLIP, ICCV
+# 2023 {cite}`roth2023waffle`) found that for CLIP {cite}`radford2021clip`, random-word descriptors
+# do about as well as LLM descriptions (classification by description {cite}`menon2023visual`),
+# which points at averaging several prompts rather than at the knowledge in them.
 #
 # Here five class-text sets are compared on the same protocol, for the teacher (zero-shot) and
 # for students trained with the full method: plain names; the real descriptions; the same
@@ -30,6 +31,8 @@
 profile = "offline"  # offline | paper | smoke
 results_dir = "results"  # run store (relative to the repository root)
 cache_dir = None  # teacher-feature cache; None: $VLD_CACHE or the user cache dir
+executor = "local"  # where missing runs train: "local" (this machine) or "ray" (one Ray task per run)
+ray_address = None  # executor "ray": None starts a local Ray; or a cluster address ("auto", "ray://head:10001")
 smoke = False  # True: tiny sizes (the smoke profile) to check that everything runs
 dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper)
 dataset_root = None  # data folder; required for "official"

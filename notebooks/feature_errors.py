@@ -14,11 +14,12 @@
 # %% [markdown]
 # # Feature errors and coherence: what should the student copy from the teacher?
 #
-# The paper's first principle is that the student should imitate the teacher's *visual space*.
-# Table 2 shows that this is not the same as copying each image feature: students trained with
-# L_mse sit closest to the teacher's features (smallest squared distance and angle), yet students
-# trained with the contrastive L_im-cst, which sit much further away, generalise better to unseen
-# classes. Tables 3, 4 and 14 to 16 measure what L_im-cst preserves instead:
+# The first principle of the paper {cite}`li2023distilling` is that the student should imitate the
+# teacher's *visual space*. Table 2 shows that this is not the same as copying each image feature:
+# students trained with L_mse sit closest to the teacher's features (smallest squared distance and
+# angle), yet students trained with the contrastive L_im-cst, which sit much further away,
+# generalise better to unseen classes. Tables 3, 4 and 14 to 16 measure what L_im-cst preserves
+# instead:
 #
 # - **M_rel** (Eq. 4, higher is better): how often a student feature's nearest teacher feature is
 #   the teacher feature of the same image;

@@ -15,11 +15,12 @@
 # # Few-shot by retrieval: is a cache of the support set as good as fine-tuning?
 #
 # Once the student is trained, five labelled images of each unseen class arrive. The paper
-# fine-tunes the student on them (§3.6) and, in Table 10, compares that with a training-free
-# alternative in the style of Tip-Adapter (Zhang et al., ECCV 2022): keep the support images'
-# features in a cache and add to the zero-shot score of each class an affinity to its cached
-# images, `cos(s, t_y) + alpha * sum_m exp(-beta (1 - cos(s, k_m)))` over the class's keys. The
-# paper finds retrieval far worse (about 24% against 36-40% for fine-tuning).
+# {cite}`li2023distilling` fine-tunes the student on them (§3.6) and, in Table 10, compares that
+# with a training-free alternative in the style of Tip-Adapter (Zhang et al., ECCV 2022
+# {cite}`zhang2022tipadapter`): keep the support images' features in a cache and add to the
+# zero-shot score of each class an affinity to its cached images,
+# `cos(s, t_y) + alpha * sum_m exp(-beta (1 - cos(s, k_m)))` over the class's keys. The paper finds
+# retrieval far worse (about 24% against 36-40% for fine-tuning).
 #
 # Both here use the same support images (the first five per unseen class) and the same
 # evaluation images (the rest of X_ood). The cache is applied to the very students whose 5-shot
@@ -30,6 +31,8 @@
 profile = "offline"  # offline | paper | smoke
 results_dir = "results"  # run store (relative to the repository root)
 cache_dir = None  # teacher-feature cache; None: $VLD_CACHE or the user cache dir
+executor = "local"  # where missing runs train: "local" (this machine) or "ray" (one Ray task per run)
+ray_address = None  # executor "ray": None starts a local Ray; or a cluster address ("auto", "ray://head:10001")
 smoke = False  # True: tiny sizes (the smoke profile) to check that everything runs
 dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper)
 dataset_root = None  # data folder; required for "official"

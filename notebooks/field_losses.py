@@ -14,20 +14,22 @@
 # %% [markdown]
 # # The paper's losses beside the field's
 #
-# The paper distils with three terms of its own on top of L_cls: L_mse (copy each image
-# feature), L_im-cst (contrast each student feature against the batch's teacher features) and
-# L_vlprox (match the teacher's distribution over the class texts). Knowledge distillation has
-# many other ways to copy a teacher. This chapter puts four of them on the same protocol, each
-# added to L_cls:
+# The paper {cite}`li2023distilling` distils with three terms of its own on top of L_cls: L_mse
+# (copy each image feature), L_im-cst (contrast each student feature against the batch's teacher
+# features) and L_vlprox (match the teacher's distribution over the class texts). Knowledge
+# distillation has many other ways to copy a teacher. This chapter puts four of them on the same
+# protocol, each added to L_cls:
 #
-# - **FD** (CLIP-KD, Yang et al., CVPR 2024): mean squared error of the normalised features,
-#   averaged over dimensions (L_mse divided by the dimension), with CLIP-KD's weight 2000;
+# - **FD** (CLIP-KD, Yang et al., CVPR 2024 {cite}`yang2024clipkd`): mean squared error of the
+#   normalised features, averaged over dimensions (L_mse divided by the dimension), with CLIP-KD's
+#   weight 2000;
 # - **ICL** (CLIP-KD's interactive contrastive learning) in a vision-only form: the student's
 #   image features against the teacher's class-text features of the batch, both directions,
 #   other same-class entries masked out;
 # - **CRD-style affinity** (CLIP-KD): KL divergence between the teacher's and the student's
 #   in-batch image-image affinity distributions;
-# - **RKD** (Park et al., CVPR 2019): distance and angle relations of the batch, weights 25 and 50.
+# - **RKD** (Park et al., CVPR 2019 {cite}`park2019rkd`): distance and angle relations of the batch,
+#   weights 25 and 50.
 #
 # The exact definitions, and where a vision-only student forced a choice, are in the docstrings
 # of `vldlib.core.losses`. The analysis metrics (M_rel, M_neigh, M_vlalign, see the chapter on
@@ -37,6 +39,8 @@
 profile = "offline"  # offline | paper | smoke
 results_dir = "results"  # run store (relative to the repository root)
 cache_dir = None  # teacher-feature cache; None: $VLD_CACHE or the user cache dir
+executor = "local"  # where missing runs train: "local" (this machine) or "ray" (one Ray task per run)
+ray_address = None  # executor "ray": None starts a local Ray; or a cluster address ("auto", "ray://head:10001")
 smoke = False  # True: tiny sizes (the smoke profile) to check that everything runs
 dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper)
 dataset_root = None  # data folder; required for "official"

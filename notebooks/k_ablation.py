@@ -14,13 +14,13 @@
 # %% [markdown]
 # # The k of L_vlprox and the teacher-correctness filter
 #
-# L_vlprox (paper Eq. 6) asks the student to reproduce the teacher's probabilities over its k most
-# likely seen classes, KL(P_T,topk ‖ P_S,topk), and only on images the teacher itself classifies
-# correctly (the filter I(x)). Table 9 of the paper varies these choices on top of its best model
-# (full method with the main-prompt descriptions): k = 1 (a softmax over one class is 1, so the
-# loss is identically zero: L_vlprox switched off), a smaller k, no filter, and the same filter
-# applied inside L_im-cst as well. The paper finds the reference best and reads "k = 1" as
-# evidence that L_vlprox helps zero-shot accuracy.
+# L_vlprox (Eq. 6 of the paper {cite}`li2023distilling`) asks the student to reproduce the teacher's
+# probabilities over its k most likely seen classes, KL(P_T,topk ‖ P_S,topk), and only on images the
+# teacher itself classifies correctly (the filter I(x)). Table 9 of the paper varies these choices
+# on top of its best model (full method with the main-prompt descriptions): k = 1 (a softmax over
+# one class is 1, so the loss is identically zero: L_vlprox switched off), a smaller k, no filter,
+# and the same filter applied inside L_im-cst as well. The paper finds the reference best and reads
+# "k = 1" as evidence that L_vlprox helps zero-shot accuracy.
 #
 # Any k at least the number of seen classes is the full KL over all of them, so the meaningful
 # range of k is set by the dataset (computed below).

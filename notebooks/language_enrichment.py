@@ -14,16 +14,19 @@
 # %% [markdown]
 # # Language enrichment: descriptions, captions or learned prompts?
 #
-# The paper's Table 5 asks which way of bringing more language into training helps the student
-# recognise unseen classes, on top of the best Table 1 setting (L_cls + L_im-cst + L_vlprox + L_mse):
+# Table 5 of the paper {cite}`li2023distilling` asks which way of bringing more language into
+# training helps the student recognise unseen classes, on top of the best Table 1 setting (L_cls +
+# L_im-cst + L_vlprox + L_mse):
 #
-# - **semantic details**: each class name enriched with an LLM description (`a photo of {name} . {description}`);
+# - **semantic details**: each class name enriched with an LLM description
+#   (`a photo of {name} . {description}`), as in classification by description
+#   {cite}`menon2023visual` and CuPL {cite}`pratt2023cupl`;
 # - **auxiliary captions** (L_cap, Eq. 8): each training image's caption, encoded by the teacher's
 #   text encoder, as an extra in-batch target: logits cos(student_i, caption_j) *without* a
 #   temperature (as the official code computes it), the other same-class captions masked out,
 #   cross-entropy to the image's own caption;
-# - **prompt learning** (CoOp): 8 learned context vectors replace "a photo of", trained with the
-#   student through the frozen teacher text encoder;
+# - **prompt learning** (CoOp {cite}`zhou2022coop`): 8 learned context vectors replace "a photo of",
+#   trained with the student through the frozen teacher text encoder;
 #
 # and the paper's combinations. The paper finds that the descriptions help zero-shot accuracy on
 # unseen classes while the learned prompt hurts it (it overfits to the seen classes).
@@ -32,6 +35,8 @@
 profile = "offline"  # offline | paper | smoke
 results_dir = "results"  # run store (relative to the repository root)
 cache_dir = None  # teacher-feature cache; None: $VLD_CACHE or the user cache dir
+executor = "local"  # where missing runs train: "local" (this machine) or "ray" (one Ray task per run)
+ray_address = None  # executor "ray": None starts a local Ray; or a cluster address ("auto", "ray://head:10001")
 smoke = False  # True: tiny sizes (the smoke profile) to check that everything runs
 dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper)
 dataset_root = None  # data folder; required for "official" (captions.json there for the caption rows)

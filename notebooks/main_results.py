@@ -14,11 +14,11 @@
 # %% [markdown]
 # # Main results: which losses let the student recognise unseen classes?
 #
-# The paper's Table 1 asks which training losses turn a small vision-only student into a
-# classifier for classes it never saw. Every student is scored the same way: its image embedding
-# is compared with the teacher's text embedding of each class name, on held-out images of the seen
-# classes (X_id), on the unseen classes without any of their images (zero-shot X_ood), and after
-# fine-tuning on five images per unseen class (5-shot X_ood).
+# Table 1 of the paper {cite}`li2023distilling` asks which training losses turn a small vision-only
+# student into a classifier for classes it never saw. Every student is scored the same way: its
+# image embedding is compared with the teacher's text embedding of each class name, on held-out
+# images of the seen classes (X_id), on the unseen classes without any of their images (zero-shot
+# X_ood), and after fine-tuning on five images per unseen class (5-shot X_ood).
 #
 # The naive baseline L_cls only matches student images to the seen classes' texts. The paper adds
 # L_mse (copy the teacher's image feature), L_im-cst (contrastive imitation of the teacher's image

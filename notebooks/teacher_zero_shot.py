@@ -14,19 +14,19 @@
 # %% [markdown]
 # # The teacher: how well does it recognise seen and unseen classes?
 #
-# Every student in this book learns from one frozen teacher, and the student can only be as good
-# at unseen classes as the teacher's text space allows. The CLIP rows of the paper's Table 1 give
-# the teacher's own accuracy: each image is assigned to the class whose text embedding
-# (`a photo of {name}`) is closest to the teacher's image embedding, on held-out images of the seen
-# classes (X_id, among the seen classes) and on the unseen classes (X_ood, zero-shot, among the
-# unseen classes only).
+# Every student in this book learns from one frozen teacher, and the student can only be as good at
+# unseen classes as the teacher's text space allows. The CLIP {cite}`radford2021clip` rows of the
+# paper's Table 1 {cite}`li2023distilling` give the teacher's own accuracy: each image is assigned to
+# the class whose text embedding (`a photo of {name}`) is closest to the teacher's image embedding,
+# on held-out images of the seen classes (X_id, among the seen classes) and on the unseen classes
+# (X_ood, zero-shot, among the unseen classes only).
 #
-# In the offline profile the teacher is **not CLIP** but a ConSE *proxy teacher*: an
-# EfficientNet-Lite ImageNet classifier whose image embedding is the probability-weighted mean of
-# MiniLM sentence embeddings of its top ImageNet class names, and whose text embedding is MiniLM's.
-# It shares CLIP's interface (images and texts in one space) at a much lower quality. We also
-# score it with enriched class texts (`a photo of {name} . {description}`), which the paper's
-# Table 1 teacher rows do not use.
+# In the offline profile the teacher is **not CLIP** but a ConSE {cite}`norouzi2014conse` *proxy
+# teacher*: an EfficientNet-Lite {cite}`liu2020efficientnetlite` ImageNet classifier whose image
+# embedding is the probability-weighted mean of MiniLM {cite}`wang2020minilm` sentence embeddings of
+# its top ImageNet class names, and whose text embedding is MiniLM's. It shares CLIP's interface
+# (images and texts in one space) at a much lower quality. We also score it with enriched class
+# texts (`a photo of {name} . {description}`), which the paper's Table 1 teacher rows do not use.
 
 # %% tags=["parameters"]
 profile = "offline"  # offline | paper | smoke

@@ -14,11 +14,12 @@
 # %% [markdown]
 # # A ViT student: does the recipe carry over to a vision transformer?
 #
-# The paper's students are ResNet18s; its Table 8 repeats the main comparison with a ViT-B/32
-# trained from scratch, with the ViT recipe of §5.3 (AdamW, weight decay 0.01, a OneCycle schedule
-# with peak learning rate 2e-4, few-shot peak 1e-4). The paper finds the same ordering as for the
-# CNN (L_im-cst and L_vlprox raise zero-shot and 5-shot accuracy on unseen classes) at much lower
-# accuracy, and a training accuracy above 90%: the ViT overfits the seen classes.
+# The students of the paper {cite}`li2023distilling` are ResNet18s; its Table 8 repeats the main
+# comparison with a ViT-B/32 trained from scratch, with the ViT recipe of §5.3 (AdamW, weight decay
+# 0.01, a OneCycle schedule with peak learning rate 2e-4, few-shot peak 1e-4). The paper finds the
+# same ordering as for the CNN (L_im-cst and L_vlprox raise zero-shot and 5-shot accuracy on unseen
+# classes) at much lower accuracy, and a training accuracy above 90%: the ViT overfits the seen
+# classes.
 #
 # Here both students are trained on the same losses, seeds and class splits. In the paper profile
 # the ViT is torchvision's `vit_b_32`; offline it is `vit_tiny`, the same architecture sized for
@@ -31,6 +32,8 @@
 profile = "offline"  # offline | paper | smoke
 results_dir = "results"  # run store (relative to the repository root)
 cache_dir = None  # teacher-feature cache; None: $VLD_CACHE or the user cache dir
+executor = "local"  # where missing runs train: "local" (this machine) or "ray" (one Ray task per run)
+ray_address = None  # executor "ray": None starts a local Ray; or a cluster address ("auto", "ray://head:10001")
 smoke = False  # True: tiny sizes (the smoke profile) to check that everything runs
 dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper)
 dataset_root = None  # data folder; required for "official"

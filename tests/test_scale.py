@@ -2,6 +2,8 @@
 the uint8 image store and GPU-side augmentation, and the GPU benchmark's CPU skip."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import socket
@@ -17,7 +19,7 @@ from vldlib import book
 from vldlib.data import load_dataset, student_train_transform
 from vldlib.data.imagestore import ImageStoreError, build_image_store, open_image_store, store_key
 from vldlib.runs import RunStore, config_hash
-from vldlib.study import executors
+from vldlib.study import chapters, executors
 from vldlib.study.grid import GridRunError, run_grid
 from vldlib.train import Interrupted, TrainConfig, distributed, train
 from vldlib.train.loop import Images, train_index_batches
@@ -76,6 +78,49 @@ def test_book_driver_passes_the_executor():
     with pytest.raises(book.BookError, match="--ray-address needs --executor ray"):
         book.executor_parameters(None, "auto")
     assert book.executor_parameters(None, None) == []
+
+
+def _training_chapters() -> list[str]:
+    """The chapters whose grid has runs to train (teacher_zero_shot has none: it only encodes)."""
+    out = []
+    for name in chapters.CHAPTERS:
+        with contextlib.redirect_stdout(io.StringIO()):
+            ch = chapters.open_chapter(name, profile="smoke", results_dir="/tmp/unused")
+        if ch.grid.configs:
+            out.append(name)
+    return out
+
+
+def test_every_training_chapter_takes_the_executor(monkeypatch):
+    """Issue 13: every chapter notebook that trains runs declares ``executor`` and ``ray_address``;
+    the book driver's ``--executor ray --ray-address ADDR`` reaches each of them, and each chapter's
+    ``train()`` (also those that override it) hands both to run_grid."""
+    training = _training_chapters()
+    assert set(training) == set(chapters.CHAPTERS) - {"teacher_zero_shot"}
+    sources = book.notebook_sources(None, None, list(chapters.CHAPTERS))
+    for src in sources:
+        if src.name in training:
+            assert src.parameters.get("executor") == "local" and "ray_address" in src.parameters, src.name
+            assert src.parameters["ray_address"] is None, src.name
+    planned = dict((src.name, p) for src, p in book.plan(sources, "smoke", "results",
+                                                         book.executor_parameters("ray", "auto")))
+    for name in training:
+        assert planned[name]["executor"] == "ray" and planned[name]["ray_address"] == "auto", name
+
+    class Called(Exception):
+        pass
+
+    def fake_run_grid(store, grid, **kw):
+        raise Called(kw)
+
+    monkeypatch.setattr(chapters, "run_grid", fake_run_grid)
+    for name in training:
+        with contextlib.redirect_stdout(io.StringIO()):
+            ch = chapters.open_chapter(name, {"profile": "smoke", "executor": "ray", "ray_address": "auto"},
+                                       results_dir="/tmp/unused")
+        with pytest.raises(Called) as got:
+            ch.train()
+        assert got.value.args[0] == {"executor": "ray", "ray_address": "auto"}, name
 
 
 def test_a_failed_run_is_named_and_the_others_finish(world, tmp_path):
@@ -278,3 +323,46 @@ def test_book_main_results_on_ray_equals_local(tmp_path, fashion_mnist_root, loc
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
         stores[name] = RunStore(results)
     assert finals(stores["local"]) == finals(stores["ray"]) and len(finals(stores["ray"])) == 2
+
+
+# ---------------------------------------------------------------------- the CLI's --executor ray
+def test_cli_executor_flags_are_checked_before_anything_trains(tmp_path, capsys):
+    """``python -m vldlib train``: ``--ray-address`` without ``--executor ray`` and ``--executor ray``
+    with ``--force`` are one line and exit 2, before Ray starts or anything trains."""
+    from vldlib.__main__ import main as vldlib_main
+
+    base = ["train", "--profile", "smoke", "--no-fewshot", "--quiet", "--out", str(tmp_path / "results")]
+    assert vldlib_main([*base, "--ray-address", "auto"]) == 2
+    assert capsys.readouterr().err.strip() == "vldlib train: --ray-address needs --executor ray"
+    assert vldlib_main([*base, "--executor", "ray", "--force"]) == 2
+    assert "--executor ray trains one process per run without --force" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("record.json"))
+
+
+@pytest.mark.slow
+def test_cli_train_on_ray_writes_the_local_record(tmp_path, fashion_mnist_root, local_ray, capsys, monkeypatch):
+    """`python -m vldlib train --profile smoke --no-fewshot --executor ray`: the one run is a Ray task
+    (run_grid with executor "ray"; the Ray this module started is reused) and writes the record the
+    local executor writes: same hash, same final metrics, same loss history. A second call reads it back."""
+    from vldlib.__main__ import main as vldlib_main
+
+    on_ray = []
+    real = executors._execute_ray
+    monkeypatch.setattr(executors, "_execute_ray",
+                        lambda store, jobs, *a: on_ray.append(len(jobs)) or real(store, jobs, *a))
+    cache = str(tmp_path / "cache")
+    base = ["train", "--profile", "smoke", "--no-fewshot", "--quiet", "--threads", "1", "--cache-dir", cache]
+    stores = {}
+    for name, extra in (("local", []), ("ray", ["--executor", "ray"])):
+        stores[name] = RunStore(tmp_path / name)
+        assert vldlib_main([*base, "--out", str(tmp_path / name), *extra]) == 0
+        out = capsys.readouterr().out
+        assert out.count("record: ") == 1 and str(tmp_path / name) in out
+    assert on_ray == [1]  # the local call trained in this process; the ray call sent its one run to Ray
+    local, remote = stores["local"].records(), stores["ray"].records()
+    assert len(local) == len(remote) == 1
+    assert local[0]["hash"] == remote[0]["hash"] and local[0]["final"] == remote[0]["final"]
+    assert [h["loss"] for h in local[0]["history"]] == [h["loss"] for h in remote[0]["history"]]
+    mtime = next((tmp_path / "ray").glob("*/record.json")).stat().st_mtime_ns
+    assert vldlib_main([*base, "--out", str(tmp_path / "ray"), "--executor", "ray"]) == 0  # finished: read back
+    assert next((tmp_path / "ray").glob("*/record.json")).stat().st_mtime_ns == mtime and on_ray == [1]
