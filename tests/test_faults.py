@@ -487,7 +487,7 @@ def test_describe_server_that_never_answers_says_each_retry_and_stops(tmp_path, 
     assert all("no answer within 0.3 s" in line for line in lines)
 
 
-def test_describe_cli_never_answering_server_is_exit_1_with_retry_lines(tmp_path, monkeypatch, capsys):
+def test_describe_cli_never_answering_server_is_exit_2_with_retry_lines(tmp_path, monkeypatch, capsys):
     import sys
     import time
     from pathlib import Path
@@ -503,7 +503,7 @@ def test_describe_cli_never_answering_server_is_exit_1_with_retry_lines(tmp_path
                      "--out", str(tmp_path / "c.json"), "--timeout", "0.3", "--max-retries", "1",
                      "--base-delay", "0", "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1
+    assert code == 2
     assert len(err) == 2 and "retrying (1/1)" in err[0]
     assert err[1].startswith("vldlib describe: error:") and "never answered" in err[1]
 
@@ -588,7 +588,7 @@ def test_describe_cli_unwritable_cache_is_one_line(tmp_path, monkeypatch, capsys
         code = main(["--dataset", "toy", "--classes", "Bag", "--model", "m", "--base-url", srv.base_url,
                      "--out", str(tmp_path / "file" / "c.json"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1 and "cannot write" in err[0] and "file" in err[0], err
+    assert code == 2 and len(err) == 1 and "cannot write" in err[0] and "file" in err[0], err
 
 
 def test_interrupt_in_a_grid_keeps_the_finished_runs(tmp_path, monkeypatch):
@@ -618,3 +618,57 @@ def test_interrupt_in_a_grid_keeps_the_finished_runs(tmp_path, monkeypatch):
     frame = run_grid(store, g, workers=1, log=False)
     assert calls == [0, 1, 1] and len(frame) == 2
     assert store.get(g.configs[0][1]) == kept
+
+
+# ---------------------------------------------------------------------- NaN / inf images
+@pytest.mark.parametrize("teacher_cls", ["OpenCLIPTeacher", "ConSEProxyTeacher"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_images_are_one_line_in_every_teacher(teacher_cls, bad):
+    """``max() > 1.5`` is False for NaN: the teachers check finiteness first (all entry points)."""
+    import torch
+
+    import vldlib.models.teachers as teachers
+
+    cls = getattr(teachers, teacher_cls)
+    teacher = object.__new__(cls)  # the check runs before any model is touched
+    teacher._ov = object()  # the ConSE OpenVINO entry point, which checks the images itself
+    teacher.invert, teacher.channels_last = "auto", False
+    images = torch.rand(4, 1, 8, 8)
+    images[1, 0, 2, 2] = bad
+    images[3, 0, 0, 0] = bad
+    entries = [teacher.encode_image, teacher.preprocess] + ([teacher.logits] if hasattr(cls, "logits") else [])
+    for entry in entries:
+        with pytest.raises(ValueError, match=rf"{teacher_cls}.encode_image got 2 non-finite value"):
+            entry(images)
+
+
+def test_non_finite_images_name_the_split_in_feature_extraction(tmp_path):
+    """The feature path names the dataset, split and the first bad image, whatever the teacher."""
+    import torch
+
+    from vldlib.features import teacher_image_features
+
+    class Split:
+        name, source = "X_ood", None
+        keys = [f"img{i}" for i in range(6)]
+
+        def __len__(self):
+            return 6
+
+        def get_batch(self, idx):
+            x = torch.rand(len(idx), 1, 8, 8)
+            for j, i in enumerate(idx):
+                if i in (3, 5):
+                    x[j, 0, 0, 0] = float("nan")
+            return x, torch.zeros(len(idx), dtype=torch.long)
+
+    class Teacher:  # no checks of its own: the extraction path must catch it
+        identifier, preprocess_id, embed_dim = "fake", "fake", 4
+
+        def encode_image(self, images):
+            return torch.zeros(len(images), 4)
+
+    with pytest.raises(ValueError, match=r"2 image\(s\) in a batch of 6 of split toy/X_ood hold non-finite .*'img3'"):
+        teacher_image_features(Teacher(), Split(), dataset_id="toy", cache_dir=tmp_path, batch_size=8,
+                               progress=False)
+    assert not list(tmp_path.rglob("chunk-*.pt"))
