@@ -672,3 +672,77 @@ def test_non_finite_images_name_the_split_in_feature_extraction(tmp_path):
         teacher_image_features(Teacher(), Split(), dataset_id="toy", cache_dir=tmp_path, batch_size=8,
                                progress=False)
     assert not list(tmp_path.rglob("chunk-*.pt"))
+
+
+# ---------------------------------------------------------------------- a rejected record is retrained afresh
+def test_rejected_record_is_retrained_from_scratch_not_resumed(tmp_path):
+    """A present record the store rejects (here: trained under another thread count) is retrained
+    in a fresh folder: the finished run's last checkpoint is not resumed (which would write the
+    old numbers back after a fraction of a second of training)."""
+    store = RunStore(tmp_path / "res", cache_dir=tmp_path / "cache")
+    cfg = smoke()
+    first = store.run(cfg, progress=False)
+    run_dir = store.run_dir(cfg)
+    assert first["resumed_from"] is None and (run_dir / "checkpoint.pt").exists()
+    path = run_dir / RECORD
+    path.write_text(json.dumps({**first, "torch_threads": 2}))  # as trained before `threads` existed
+    with pytest.warns(RuntimeWarning, match=r"not resuming .*checkpoint\.pt"):
+        again = store.run(cfg, progress=False)
+    assert again["resumed_from"] is None
+    assert again["torch_threads"] == 1 and again["run_dir"] == str(run_dir)
+    assert [h["epoch"] for h in again["history"]] == [h["epoch"] for h in first["history"]]
+    assert again["final"] == first["final"]  # trained again from scratch: same config, same numbers
+    assert store.get(cfg)["created_utc"] == again["created_utc"]
+    assert not list((tmp_path / "res").glob(".*.new")) and not list((tmp_path / "res").glob(".*.old"))
+
+
+# ---------------------------------------------------------------------- the --force swap is atomic
+class _RunDirTrainer(Trainer):
+    """:class:`Trainer` whose record names its ``run_dir``, as the real trainer's does."""
+
+    def __call__(self, config, run_hash=None, *, run_dir=None, cache_dir=None, progress=True):
+        return {**super().__call__(config, run_hash, run_dir=run_dir), "run_dir": str(run_dir)}
+
+
+@pytest.mark.parametrize("step", ["rename_old_away", "rename_new_in", "delete_old"])
+def test_force_swap_interrupted_at_any_step_serves_a_consistent_run(tmp_path, monkeypatch, step):
+    import shutil
+    from types import SimpleNamespace
+
+    store = RunStore(tmp_path / "res")
+    cfg = smoke()
+    monkeypatch.setattr(vldlib.runs, "train_validated", _RunDirTrainer(acc=61.0))
+    store.run(cfg)
+    run_dir, h = store.run_dir(cfg), config_hash(cfg)
+    monkeypatch.setattr(vldlib.runs, "train_validated", _RunDirTrainer(acc=77.0))
+    real_replace = vldlib.runs.replace_file
+    calls = []
+
+    def replace(src, dst):
+        calls.append(src)
+        if (step, len(calls)) in (("rename_old_away", 1), ("rename_new_in", 2)):
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    def rmtree(path, *a, **k):
+        if str(path).endswith(".old"):
+            raise KeyboardInterrupt
+        shutil.rmtree(path, *a, **k)
+
+    monkeypatch.setattr(vldlib.runs, "replace_file", replace)
+    if step == "delete_old":
+        monkeypatch.setattr(vldlib.runs, "shutil", SimpleNamespace(rmtree=rmtree))
+    with pytest.raises(KeyboardInterrupt):
+        store.run(cfg, force=True)
+    monkeypatch.setattr(vldlib.runs, "replace_file", real_replace)
+    monkeypatch.setattr(vldlib.runs, "shutil", shutil)
+    rec = RunStore(tmp_path / "res").get(cfg)  # a fresh store, as the next process
+    acc = rec["final"]["acc_id"]
+    assert acc == (61.0 if step == "rename_old_away" else 77.0)
+    assert (run_dir / "student.pt").read_bytes() == b"weights %r" % acc  # weights match the record
+    assert rec["run_dir"] == str(run_dir)  # never the side folder
+    assert not (tmp_path / "res" / f".{h}.old").exists()
+    assert store.run(cfg)["final"]["acc_id"] == acc and len(store.to_frame()) == 1
+    store.run(cfg, force=True)  # and a later --force completes normally
+    assert store.get(cfg)["final"]["acc_id"] == 77.0
+    assert sorted(p.name for p in (tmp_path / "res").iterdir()) == [f".{h}.lock", h]

@@ -77,7 +77,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
 
 
 def replace_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Atomically move ``src`` over ``dst`` (same filesystem), e.g. a finished folder's file."""
+    """Atomically move ``src`` over ``dst`` (same filesystem): a file, or a folder onto a path
+    that is free (or an empty folder), e.g. a finished run's folder."""
     os.replace(src, dst)
 
 
