@@ -746,3 +746,139 @@ def test_force_swap_interrupted_at_any_step_serves_a_consistent_run(tmp_path, mo
     store.run(cfg, force=True)  # and a later --force completes normally
     assert store.get(cfg)["final"]["acc_id"] == 77.0
     assert sorted(p.name for p in (tmp_path / "res").iterdir()) == [f".{h}.lock", h]
+
+
+# ---------------------------------------------------------------------- the book driver: no tracebacks
+def _tiny_book(folder):
+    from vldlib import book
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (*book.BOOK_ORDER, book.SUMMARY):
+        (folder / f"{name}.py").write_text('# %% tags=["parameters"]\nprofile = "offline"\n'
+                                           'results_dir = "results"\n\n# %%\nprint(profile)\n')
+    return ["--notebooks-dir", str(folder), "--summary", str(folder / "summary.py")]
+
+
+def test_book_failed_pretrain_run_is_one_line_exit_2(tmp_path, capsys):
+    """A run of the up-front pool that fails (here: an official root without its files) is one
+    line naming the run and the fix, exit 2, no traceback, no notebook executed."""
+    from vldlib import book
+
+    (tmp_path / "empty").mkdir()
+    overrides = repr({"dataset": "official", "dataset_options": {"root": str(tmp_path / "empty")}})
+    code = book.main(["--profile", "smoke", "--only", "main_results", "-p", "overrides", overrides, "--no-build",
+                      "--executed-dir", str(tmp_path / "ex"), "--results-dir", str(tmp_path / "res")])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("vldlib.book")]
+    assert code == 2 and len(err) == 1, err
+    assert "run(s) failed before any notebook executed, the first main_results" in err[0]
+    assert "has no label2text.txt" in err[0] and "run the book again" in err[0]
+    assert not (tmp_path / "ex" / "main_results.ipynb").exists()
+
+
+def test_book_config_error_and_grid_error_from_pretrain_are_one_line(tmp_path, capsys, monkeypatch):
+    from vldlib import book
+    from vldlib.study.executors import GridRunError, RunFailure
+
+    argv = ["--profile", "smoke", "--only", "main_results", "--no-build", "--executed-dir", str(tmp_path / "ex"),
+            "--results-dir", str(tmp_path / "res")]
+
+    def bad_config(*a, **k):
+        raise ValueError("fewshot.shots=30 needs more than 30 images\nof each unseen class")
+
+    monkeypatch.setattr(book, "open_chapter", bad_config)
+    assert book.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fewshot.shots=30" in err[0] and "fix the setting" in err[0], err
+
+    def failing_grid(*a, **k):
+        raise GridRunError([RunFailure("main_results cls 0", "abc123", "ValueError: bad\nsecond line")], 3)
+
+    monkeypatch.undo()
+    monkeypatch.setattr(book, "run_grid", failing_grid)
+    assert book.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "main_results cls 0 (run abc123): ValueError: bad; second line" in err[0], err
+
+
+@pytest.mark.parametrize("where", ["executed_is_a_file", "executed_under_a_file", "results_under_a_file"])
+def test_book_folder_errors_are_one_line_exit_2(tmp_path, capsys, where):
+    from vldlib import book
+
+    (tmp_path / "file").write_text("x")
+    executed, results = tmp_path / "ex", tmp_path / "res"
+    if where == "executed_is_a_file":
+        executed = tmp_path / "file"
+    elif where == "executed_under_a_file":
+        executed = tmp_path / "file" / "sub"
+    else:
+        results = tmp_path / "file" / "sub"
+    code = book.main(["--profile", "smoke", "--only", "main_results", "--no-build", *_tiny_book(tmp_path / "nbs"),
+                      "--executed-dir", str(executed), "--results-dir", str(results)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and str(tmp_path / "file") in err[0], err
+    assert "folder" in err[0]
+
+
+# ---------------------------------------------------------------------- the book driver: interrupts lose nothing
+class _FakeExecute:
+    """Stands in for ``book.execute_notebook``: writes the notebook's CSV table (where the driver
+    points ``$VLD_DOWNLOADS``) and its executed notebook; raises ``fail`` for ``fail_on``."""
+
+    def __init__(self, tag: str, fail_on: str | None = None, fail: BaseException | None = None) -> None:
+        self.tag, self.fail_on, self.fail, self.executed = tag, fail_on, fail, []
+
+    def __call__(self, src, params, executed_dir, **kw):
+        import os
+        from pathlib import Path
+
+        self.executed.append(src.name)
+        table = Path(os.environ["VLD_DOWNLOADS"]) / src.name / "table.csv"
+        table.parent.mkdir(parents=True, exist_ok=True)
+        table.write_text(f"{self.tag}\n")
+        if src.name == self.fail_on:
+            raise self.fail
+        executed_dir.mkdir(parents=True, exist_ok=True)
+        (executed_dir / f"{src.name}.ipynb").write_text(self.tag)
+        return executed_dir / f"{src.name}.ipynb"
+
+
+@pytest.mark.parametrize("fault", [KeyboardInterrupt(), "failed"])
+def test_book_interrupt_keeps_old_tables_and_finished_notebooks(tmp_path, capsys, monkeypatch, fault):
+    from vldlib import book
+
+    executed = tmp_path / "ex"
+    downloads = executed / book.EXTRA / book.DOWNLOADS
+    argv = ["--profile", "smoke", "--only", "main_results", "feature_errors", "--no-build",
+            *_tiny_book(tmp_path / "nbs"), "--executed-dir", str(executed), "--results-dir", str(tmp_path / "res")]
+    monkeypatch.setattr(book, "execute_notebook", _FakeExecute("old"))
+    assert book.main(argv) == 0
+    assert (downloads / "feature_errors" / "table.csv").read_text() == "old\n"
+    fail = KeyboardInterrupt() if isinstance(fault, KeyboardInterrupt) else book.BookError("cell 2 failed")
+    fake = _FakeExecute("new", fail_on="main_results", fail=fail)  # after feature_errors (book order)
+    monkeypatch.setattr(book, "execute_notebook", fake)
+    assert book.main([*argv, "--rerun"]) == (130 if isinstance(fault, KeyboardInterrupt) else 2)
+    assert fake.executed == ["feature_errors", "main_results"]
+    # the finished notebook's new table is in place; the failed one's old table is kept, not deleted
+    assert (downloads / "feature_errors" / "table.csv").read_text() == "new\n"
+    assert (downloads / "main_results" / "table.csv").read_text() == "old\n"
+    assert sorted(p.name for p in downloads.iterdir()) == ["feature_errors", "main_results"]
+    assert not (executed / book.STAGED_DOWNLOADS).exists()
+
+
+def test_book_fingerprints_are_written_after_each_notebook(tmp_path, capsys, monkeypatch):
+    """Notebooks finished before an interrupt are kept by the next build, not executed again."""
+    import json
+
+    from vldlib import book
+
+    executed = tmp_path / "ex"
+    argv = ["--profile", "smoke", "--only", "main_results", "feature_errors", "--no-build",
+            *_tiny_book(tmp_path / "nbs"), "--executed-dir", str(executed), "--results-dir", str(tmp_path / "res")]
+    monkeypatch.setattr(book, "execute_notebook", _FakeExecute("a", fail_on="main_results", fail=KeyboardInterrupt()))
+    assert book.main(argv) == 130
+    assert list(json.loads((executed / book.FINGERPRINTS).read_text())) == ["feature_errors"]
+    fake = _FakeExecute("b")
+    monkeypatch.setattr(book, "execute_notebook", fake)
+    assert book.main(argv) == 0
+    assert fake.executed == ["main_results"]
+    assert "feature_errors: unchanged since its last execution" in capsys.readouterr().out
