@@ -675,11 +675,17 @@ def test_non_finite_images_name_the_split_in_feature_extraction(tmp_path):
 
 
 # ---------------------------------------------------------------------- a rejected record is retrained afresh
-def test_rejected_record_is_retrained_from_scratch_not_resumed(tmp_path):
+@pytest.fixture(scope="module")
+def smoke_cache(tmp_path_factory):
+    """One teacher-feature cache for the tests that train the smoke profile for real."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def test_rejected_record_is_retrained_from_scratch_not_resumed(tmp_path, smoke_cache):
     """A present record the store rejects (here: trained under another thread count) is retrained
     in a fresh folder: the finished run's last checkpoint is not resumed (which would write the
     old numbers back after a fraction of a second of training)."""
-    store = RunStore(tmp_path / "res", cache_dir=tmp_path / "cache")
+    store = RunStore(tmp_path / "res", cache_dir=smoke_cache)
     cfg = smoke()
     first = store.run(cfg, progress=False)
     run_dir = store.run_dir(cfg)
@@ -882,3 +888,89 @@ def test_book_fingerprints_are_written_after_each_notebook(tmp_path, capsys, mon
     assert book.main(argv) == 0
     assert fake.executed == ["main_results"]
     assert "feature_errors: unchanged since its last execution" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------- checkpoints and weights: content checks
+def _flip_tensor_byte(path) -> None:
+    """Flip one bit inside the largest run of tensor bytes (what torch.load accepts silently)."""
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * 0.45)] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_checkpoint_bit_flip_is_found_and_the_run_restarts(tmp_path):
+    from types import SimpleNamespace
+
+    import torch
+
+    from vldlib.io import save_torch_checked
+    from vldlib.train.trainer import CHECKPOINT, _Run
+
+    path = tmp_path / CHECKPOINT
+    state = {"hash": "h", "stage": "main", "epoch": 1, "student": {"w": torch.linspace(0, 1, 20000)}}
+    save_torch_checked(state, path)
+    assert (tmp_path / f"{CHECKPOINT}.sha256").is_file()
+    run = SimpleNamespace(run_dir=tmp_path, device=torch.device("cpu"), hash="h")
+    assert _Run._load_checkpoint(run)["epoch"] == 1
+    _flip_tensor_byte(path)
+    flipped = torch.load(path, weights_only=False)  # torch itself does not notice
+    assert not torch.equal(flipped["student"]["w"], state["student"]["w"])
+    with pytest.warns(RuntimeWarning, match=r"fails its content check.*restarts from scratch") as caught:
+        assert _Run._load_checkpoint(run) is None
+    assert str(path) in str(caught[0].message)
+
+
+def test_checkpoint_save_interrupted_between_sidecar_and_file_stays_readable(tmp_path, monkeypatch):
+    import torch
+
+    import vldlib.io
+    from vldlib.io import load_torch_checked, save_torch_checked
+
+    path = tmp_path / "checkpoint.pt"
+    save_torch_checked({"epoch": 1}, path)
+
+    real = vldlib.io.write_bytes_atomic
+
+    def interrupted(target, data):  # the sidecar is written, then Ctrl-C before the file is
+        if target == path:
+            raise KeyboardInterrupt
+        return real(target, data)
+
+    monkeypatch.setattr(vldlib.io, "write_bytes_atomic", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_torch_checked({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert len((tmp_path / "checkpoint.pt.sha256").read_text().split()) == 2  # new and old listed
+    assert load_torch_checked(path, weights_only=False) == {"epoch": 1}  # the old one, accepted
+    save_torch_checked({"epoch": 2}, path)
+    assert load_torch_checked(path, weights_only=False) == {"epoch": 2}
+    (tmp_path / "checkpoint.pt.sha256").unlink()  # written before content checks: read as it is
+    assert load_torch_checked(path, weights_only=False) == {"epoch": 2}
+    assert torch.load(path, weights_only=False) == {"epoch": 2}  # still a plain torch file
+
+
+def test_damaged_student_weights_are_found_and_retrained(tmp_path, smoke_cache):
+    """The record holds the sha256 of the weights it points to; a flipped byte in student.pt is
+    a clear error for a direct reader and a retrain for a reader through the store."""
+    from vldlib.train.trainer import retrieval_accuracy
+
+    store = RunStore(tmp_path / "res", cache_dir=smoke_cache)
+    cfg = smoke()
+    first = store.run(cfg, progress=False)
+    run_dir = store.run_dir(cfg)
+    assert set(first["weights_sha256"]) == {"student.pt", "student_fewshot.pt"}
+    assert config_hash(first["config"]) == first["hash"]  # the digests are no part of the identity
+    assert store.verified_run_dir(cfg) == run_dir  # intact: nothing retrained
+    assert store.get(cfg)["created_utc"] == first["created_utc"]
+    _flip_tensor_byte(run_dir / "student.pt")
+    with pytest.raises(ValueError, match=r"student\.pt does not match the sha256 .*retrain the run"):
+        retrieval_accuracy(cfg, run_dir, cache_dir=smoke_cache)
+    with pytest.warns(RuntimeWarning, match=r"student\.pt does not match the sha256 .*retraining"):
+        assert store.verified_run_dir(cfg, progress=False) == run_dir
+    again = store.get(cfg)
+    assert again["final"] == first["final"] and again["weights_sha256"] == first["weights_sha256"]
+    # a record written before the digests is accepted as it is
+    path = run_dir / RECORD
+    path.write_text(json.dumps({k: v for k, v in again.items() if k != "weights_sha256"}))
+    _flip_tensor_byte(run_dir / "student.pt")
+    assert store.verified_run_dir(cfg) == run_dir and "weights_sha256" not in store.get(cfg)

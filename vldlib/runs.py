@@ -32,7 +32,7 @@ from vldlib.io import canonical_json, finite_json, replace_file, write_json_atom
 from vldlib.paths import default_results_root
 import vldlib.train.distributed as dist
 from vldlib.train.config import HASH_LEN, TrainConfig, config_hash
-from vldlib.train.trainer import CHECKPOINT, train_validated
+from vldlib.train.trainer import CHECKPOINT, damaged_weights, train_validated
 
 __all__ = ["RunStore", "config_hash", "canonical_json", "record_row", "default_root", "HASH_LEN",
            "RECORD", "CONFIG"]
@@ -130,6 +130,26 @@ class RunStore:
             if work != run_dir:
                 _swap_in(work, run_dir)
         return record
+
+    def verified_run_dir(self, config: Mapping[str, Any] | TrainConfig, *, progress: bool = True) -> Path:
+        """The folder of the finished run of ``config`` (trained first if missing), its weight files
+        checked against the sha256 its record holds: a damaged file is said (a warning naming it)
+        and the run is retrained. For readers of the weights, e.g. the few-shot retrieval chapter.
+        Records written before the digests are accepted as they are."""
+        cfg = TrainConfig.from_dict(config).validate()
+        run_dir = self.run_dir(cfg)
+        record = self.run(cfg, progress=progress)
+        bad = damaged_weights(record, run_dir)
+        if bad:
+            warnings.warn(f"vldlib: {', '.join(str(run_dir / n) for n in bad)} does not match the sha256 in "
+                          f"{run_dir / RECORD} (the file is damaged); retraining the run", RuntimeWarning,
+                          stacklevel=2)
+            record = self.run(cfg, force=True, progress=progress)
+            bad = damaged_weights(record, run_dir)
+            if bad:
+                raise ValueError(f"{run_dir / bad[0]} still does not match its record's sha256 after "
+                                 "retraining; check the disk or the results folder")
+        return run_dir
 
     def _lock(self, h: str) -> Path:
         """The lock file of run ``h``: next to its folder, so that it survives the folder swap."""
