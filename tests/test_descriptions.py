@@ -470,10 +470,10 @@ def test_cli_end_to_end(tmp_path, capsys):
 def test_cli_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
     assert main(["--dataset", "fashion-mnist", "--model", "m", "--out",
-                 str(tmp_path / "x.json")]) == 1
+                 str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err
     assert "10 class(es)" in err and "OPENAI_API_KEY" in err
-    assert main(["--dataset", "CUB", "--model", "m"]) == 1
+    assert main(["--dataset", "CUB", "--model", "m"]) == 2
     assert "--classes-from" in capsys.readouterr().err
 
 

@@ -487,7 +487,7 @@ def test_describe_server_that_never_answers_says_each_retry_and_stops(tmp_path, 
     assert all("no answer within 0.3 s" in line for line in lines)
 
 
-def test_describe_cli_never_answering_server_is_exit_1_with_retry_lines(tmp_path, monkeypatch, capsys):
+def test_describe_cli_never_answering_server_is_exit_2_with_retry_lines(tmp_path, monkeypatch, capsys):
     import sys
     import time
     from pathlib import Path
@@ -503,7 +503,7 @@ def test_describe_cli_never_answering_server_is_exit_1_with_retry_lines(tmp_path
                      "--out", str(tmp_path / "c.json"), "--timeout", "0.3", "--max-retries", "1",
                      "--base-delay", "0", "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1
+    assert code == 2
     assert len(err) == 2 and "retrying (1/1)" in err[0]
     assert err[1].startswith("vldlib describe: error:") and "never answered" in err[1]
 
@@ -588,7 +588,7 @@ def test_describe_cli_unwritable_cache_is_one_line(tmp_path, monkeypatch, capsys
         code = main(["--dataset", "toy", "--classes", "Bag", "--model", "m", "--base-url", srv.base_url,
                      "--out", str(tmp_path / "file" / "c.json"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1 and "cannot write" in err[0] and "file" in err[0], err
+    assert code == 2 and len(err) == 1 and "cannot write" in err[0] and "file" in err[0], err
 
 
 def test_interrupt_in_a_grid_keeps_the_finished_runs(tmp_path, monkeypatch):
@@ -618,3 +618,359 @@ def test_interrupt_in_a_grid_keeps_the_finished_runs(tmp_path, monkeypatch):
     frame = run_grid(store, g, workers=1, log=False)
     assert calls == [0, 1, 1] and len(frame) == 2
     assert store.get(g.configs[0][1]) == kept
+
+
+# ---------------------------------------------------------------------- NaN / inf images
+@pytest.mark.parametrize("teacher_cls", ["OpenCLIPTeacher", "ConSEProxyTeacher"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_images_are_one_line_in_every_teacher(teacher_cls, bad):
+    """``max() > 1.5`` is False for NaN: the teachers check finiteness first (all entry points)."""
+    import torch
+
+    import vldlib.models.teachers as teachers
+
+    cls = getattr(teachers, teacher_cls)
+    teacher = object.__new__(cls)  # the check runs before any model is touched
+    teacher._ov = object()  # the ConSE OpenVINO entry point, which checks the images itself
+    teacher.invert, teacher.channels_last = "auto", False
+    images = torch.rand(4, 1, 8, 8)
+    images[1, 0, 2, 2] = bad
+    images[3, 0, 0, 0] = bad
+    entries = [teacher.encode_image, teacher.preprocess] + ([teacher.logits] if hasattr(cls, "logits") else [])
+    for entry in entries:
+        with pytest.raises(ValueError, match=rf"{teacher_cls}.encode_image got 2 non-finite value"):
+            entry(images)
+
+
+def test_non_finite_images_name_the_split_in_feature_extraction(tmp_path):
+    """The feature path names the dataset, split and the first bad image, whatever the teacher."""
+    import torch
+
+    from vldlib.features import teacher_image_features
+
+    class Split:
+        name, source = "X_ood", None
+        keys = [f"img{i}" for i in range(6)]
+
+        def __len__(self):
+            return 6
+
+        def get_batch(self, idx):
+            x = torch.rand(len(idx), 1, 8, 8)
+            for j, i in enumerate(idx):
+                if i in (3, 5):
+                    x[j, 0, 0, 0] = float("nan")
+            return x, torch.zeros(len(idx), dtype=torch.long)
+
+    class Teacher:  # no checks of its own: the extraction path must catch it
+        identifier, preprocess_id, embed_dim = "fake", "fake", 4
+
+        def encode_image(self, images):
+            return torch.zeros(len(images), 4)
+
+    with pytest.raises(ValueError, match=r"2 image\(s\) in a batch of 6 of split toy/X_ood hold non-finite .*'img3'"):
+        teacher_image_features(Teacher(), Split(), dataset_id="toy", cache_dir=tmp_path, batch_size=8,
+                               progress=False)
+    assert not list(tmp_path.rglob("chunk-*.pt"))
+
+
+# ---------------------------------------------------------------------- a rejected record is retrained afresh
+@pytest.fixture(scope="module")
+def smoke_cache(tmp_path_factory):
+    """One teacher-feature cache for the tests that train the smoke profile for real."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def test_rejected_record_is_retrained_from_scratch_not_resumed(tmp_path, smoke_cache):
+    """A present record the store rejects (here: trained under another thread count) is retrained
+    in a fresh folder: the finished run's last checkpoint is not resumed (which would write the
+    old numbers back after a fraction of a second of training)."""
+    store = RunStore(tmp_path / "res", cache_dir=smoke_cache)
+    cfg = smoke()
+    first = store.run(cfg, progress=False)
+    run_dir = store.run_dir(cfg)
+    assert first["resumed_from"] is None and (run_dir / "checkpoint.pt").exists()
+    path = run_dir / RECORD
+    path.write_text(json.dumps({**first, "torch_threads": 2}))  # as trained before `threads` existed
+    with pytest.warns(RuntimeWarning, match=r"not resuming .*checkpoint\.pt"):
+        again = store.run(cfg, progress=False)
+    assert again["resumed_from"] is None
+    assert again["torch_threads"] == 1 and again["run_dir"] == str(run_dir)
+    assert [h["epoch"] for h in again["history"]] == [h["epoch"] for h in first["history"]]
+    assert again["final"] == first["final"]  # trained again from scratch: same config, same numbers
+    assert store.get(cfg)["created_utc"] == again["created_utc"]
+    assert not list((tmp_path / "res").glob(".*.new")) and not list((tmp_path / "res").glob(".*.old"))
+
+
+# ---------------------------------------------------------------------- the --force swap is atomic
+class _RunDirTrainer(Trainer):
+    """:class:`Trainer` whose record names its ``run_dir``, as the real trainer's does."""
+
+    def __call__(self, config, run_hash=None, *, run_dir=None, cache_dir=None, progress=True):
+        return {**super().__call__(config, run_hash, run_dir=run_dir), "run_dir": str(run_dir)}
+
+
+@pytest.mark.parametrize("step", ["rename_old_away", "rename_new_in", "delete_old"])
+def test_force_swap_interrupted_at_any_step_serves_a_consistent_run(tmp_path, monkeypatch, step):
+    import shutil
+    from types import SimpleNamespace
+
+    store = RunStore(tmp_path / "res")
+    cfg = smoke()
+    monkeypatch.setattr(vldlib.runs, "train_validated", _RunDirTrainer(acc=61.0))
+    store.run(cfg)
+    run_dir, h = store.run_dir(cfg), config_hash(cfg)
+    monkeypatch.setattr(vldlib.runs, "train_validated", _RunDirTrainer(acc=77.0))
+    real_replace = vldlib.runs.replace_file
+    calls = []
+
+    def replace(src, dst):
+        calls.append(src)
+        if (step, len(calls)) in (("rename_old_away", 1), ("rename_new_in", 2)):
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    def rmtree(path, *a, **k):
+        if str(path).endswith(".old"):
+            raise KeyboardInterrupt
+        shutil.rmtree(path, *a, **k)
+
+    monkeypatch.setattr(vldlib.runs, "replace_file", replace)
+    if step == "delete_old":
+        monkeypatch.setattr(vldlib.runs, "shutil", SimpleNamespace(rmtree=rmtree))
+    with pytest.raises(KeyboardInterrupt):
+        store.run(cfg, force=True)
+    monkeypatch.setattr(vldlib.runs, "replace_file", real_replace)
+    monkeypatch.setattr(vldlib.runs, "shutil", shutil)
+    rec = RunStore(tmp_path / "res").get(cfg)  # a fresh store, as the next process
+    acc = rec["final"]["acc_id"]
+    assert acc == (61.0 if step == "rename_old_away" else 77.0)
+    assert (run_dir / "student.pt").read_bytes() == b"weights %r" % acc  # weights match the record
+    assert rec["run_dir"] == str(run_dir)  # never the side folder
+    assert not (tmp_path / "res" / f".{h}.old").exists()
+    assert store.run(cfg)["final"]["acc_id"] == acc and len(store.to_frame()) == 1
+    store.run(cfg, force=True)  # and a later --force completes normally
+    assert store.get(cfg)["final"]["acc_id"] == 77.0
+    assert sorted(p.name for p in (tmp_path / "res").iterdir()) == [f".{h}.lock", h]
+
+
+# ---------------------------------------------------------------------- the book driver: no tracebacks
+def _tiny_book(folder):
+    from vldlib import book
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (*book.BOOK_ORDER, book.SUMMARY):
+        (folder / f"{name}.py").write_text('# %% tags=["parameters"]\nprofile = "offline"\n'
+                                           'results_dir = "results"\n\n# %%\nprint(profile)\n')
+    return ["--notebooks-dir", str(folder), "--summary", str(folder / "summary.py")]
+
+
+def test_book_failed_pretrain_run_is_one_line_exit_2(tmp_path, capsys):
+    """A run of the up-front pool that fails (here: an official root without its files) is one
+    line naming the run and the fix, exit 2, no traceback, no notebook executed."""
+    from vldlib import book
+
+    (tmp_path / "empty").mkdir()
+    overrides = repr({"dataset": "official", "dataset_options": {"root": str(tmp_path / "empty")}})
+    code = book.main(["--profile", "smoke", "--only", "main_results", "-p", "overrides", overrides, "--no-build",
+                      "--executed-dir", str(tmp_path / "ex"), "--results-dir", str(tmp_path / "res")])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("vldlib.book")]
+    assert code == 2 and len(err) == 1, err
+    assert "run(s) failed before any notebook executed, the first main_results" in err[0]
+    assert "has no label2text.txt" in err[0] and "run the book again" in err[0]
+    assert not (tmp_path / "ex" / "main_results.ipynb").exists()
+
+
+def test_book_config_error_and_grid_error_from_pretrain_are_one_line(tmp_path, capsys, monkeypatch):
+    from vldlib import book
+    from vldlib.study.executors import GridRunError, RunFailure
+
+    argv = ["--profile", "smoke", "--only", "main_results", "--no-build", "--executed-dir", str(tmp_path / "ex"),
+            "--results-dir", str(tmp_path / "res")]
+
+    def bad_config(*a, **k):
+        raise ValueError("fewshot.shots=30 needs more than 30 images\nof each unseen class")
+
+    monkeypatch.setattr(book, "open_chapter", bad_config)
+    assert book.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fewshot.shots=30" in err[0] and "fix the setting" in err[0], err
+
+    def failing_grid(*a, **k):
+        raise GridRunError([RunFailure("main_results cls 0", "abc123", "ValueError: bad\nsecond line")], 3)
+
+    monkeypatch.undo()
+    monkeypatch.setattr(book, "run_grid", failing_grid)
+    assert book.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "main_results cls 0 (run abc123): ValueError: bad; second line" in err[0], err
+
+
+@pytest.mark.parametrize("where", ["executed_is_a_file", "executed_under_a_file", "results_under_a_file"])
+def test_book_folder_errors_are_one_line_exit_2(tmp_path, capsys, where):
+    from vldlib import book
+
+    (tmp_path / "file").write_text("x")
+    executed, results = tmp_path / "ex", tmp_path / "res"
+    if where == "executed_is_a_file":
+        executed = tmp_path / "file"
+    elif where == "executed_under_a_file":
+        executed = tmp_path / "file" / "sub"
+    else:
+        results = tmp_path / "file" / "sub"
+    code = book.main(["--profile", "smoke", "--only", "main_results", "--no-build", *_tiny_book(tmp_path / "nbs"),
+                      "--executed-dir", str(executed), "--results-dir", str(results)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and str(tmp_path / "file") in err[0], err
+    assert "folder" in err[0]
+
+
+# ---------------------------------------------------------------------- the book driver: interrupts lose nothing
+class _FakeExecute:
+    """Stands in for ``book.execute_notebook``: writes the notebook's CSV table (where the driver
+    points ``$VLD_DOWNLOADS``) and its executed notebook; raises ``fail`` for ``fail_on``."""
+
+    def __init__(self, tag: str, fail_on: str | None = None, fail: BaseException | None = None) -> None:
+        self.tag, self.fail_on, self.fail, self.executed = tag, fail_on, fail, []
+
+    def __call__(self, src, params, executed_dir, **kw):
+        import os
+        from pathlib import Path
+
+        self.executed.append(src.name)
+        table = Path(os.environ["VLD_DOWNLOADS"]) / src.name / "table.csv"
+        table.parent.mkdir(parents=True, exist_ok=True)
+        table.write_text(f"{self.tag}\n")
+        if src.name == self.fail_on:
+            raise self.fail
+        executed_dir.mkdir(parents=True, exist_ok=True)
+        (executed_dir / f"{src.name}.ipynb").write_text(self.tag)
+        return executed_dir / f"{src.name}.ipynb"
+
+
+@pytest.mark.parametrize("fault", [KeyboardInterrupt(), "failed"])
+def test_book_interrupt_keeps_old_tables_and_finished_notebooks(tmp_path, capsys, monkeypatch, fault):
+    from vldlib import book
+
+    executed = tmp_path / "ex"
+    downloads = executed / book.EXTRA / book.DOWNLOADS
+    argv = ["--profile", "smoke", "--only", "main_results", "feature_errors", "--no-build",
+            *_tiny_book(tmp_path / "nbs"), "--executed-dir", str(executed), "--results-dir", str(tmp_path / "res")]
+    monkeypatch.setattr(book, "execute_notebook", _FakeExecute("old"))
+    assert book.main(argv) == 0
+    assert (downloads / "feature_errors" / "table.csv").read_text() == "old\n"
+    fail = KeyboardInterrupt() if isinstance(fault, KeyboardInterrupt) else book.BookError("cell 2 failed")
+    fake = _FakeExecute("new", fail_on="main_results", fail=fail)  # after feature_errors (book order)
+    monkeypatch.setattr(book, "execute_notebook", fake)
+    assert book.main([*argv, "--rerun"]) == (130 if isinstance(fault, KeyboardInterrupt) else 2)
+    assert fake.executed == ["feature_errors", "main_results"]
+    # the finished notebook's new table is in place; the failed one's old table is kept, not deleted
+    assert (downloads / "feature_errors" / "table.csv").read_text() == "new\n"
+    assert (downloads / "main_results" / "table.csv").read_text() == "old\n"
+    assert sorted(p.name for p in downloads.iterdir()) == ["feature_errors", "main_results"]
+    assert not (executed / book.STAGED_DOWNLOADS).exists()
+
+
+def test_book_fingerprints_are_written_after_each_notebook(tmp_path, capsys, monkeypatch):
+    """Notebooks finished before an interrupt are kept by the next build, not executed again."""
+    import json
+
+    from vldlib import book
+
+    executed = tmp_path / "ex"
+    argv = ["--profile", "smoke", "--only", "main_results", "feature_errors", "--no-build",
+            *_tiny_book(tmp_path / "nbs"), "--executed-dir", str(executed), "--results-dir", str(tmp_path / "res")]
+    monkeypatch.setattr(book, "execute_notebook", _FakeExecute("a", fail_on="main_results", fail=KeyboardInterrupt()))
+    assert book.main(argv) == 130
+    assert list(json.loads((executed / book.FINGERPRINTS).read_text())) == ["feature_errors"]
+    fake = _FakeExecute("b")
+    monkeypatch.setattr(book, "execute_notebook", fake)
+    assert book.main(argv) == 0
+    assert fake.executed == ["main_results"]
+    assert "feature_errors: unchanged since its last execution" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------- checkpoints and weights: content checks
+def _flip_tensor_byte(path) -> None:
+    """Flip one bit inside the largest run of tensor bytes (what torch.load accepts silently)."""
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * 0.45)] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_checkpoint_bit_flip_is_found_and_the_run_restarts(tmp_path):
+    from types import SimpleNamespace
+
+    import torch
+
+    from vldlib.io import save_torch_checked
+    from vldlib.train.trainer import CHECKPOINT, _Run
+
+    path = tmp_path / CHECKPOINT
+    state = {"hash": "h", "stage": "main", "epoch": 1, "student": {"w": torch.linspace(0, 1, 20000)}}
+    save_torch_checked(state, path)
+    assert (tmp_path / f"{CHECKPOINT}.sha256").is_file()
+    run = SimpleNamespace(run_dir=tmp_path, device=torch.device("cpu"), hash="h")
+    assert _Run._load_checkpoint(run)["epoch"] == 1
+    _flip_tensor_byte(path)
+    flipped = torch.load(path, weights_only=False)  # torch itself does not notice
+    assert not torch.equal(flipped["student"]["w"], state["student"]["w"])
+    with pytest.warns(RuntimeWarning, match=r"fails its content check.*restarts from scratch") as caught:
+        assert _Run._load_checkpoint(run) is None
+    assert str(path) in str(caught[0].message)
+
+
+def test_checkpoint_save_interrupted_between_sidecar_and_file_stays_readable(tmp_path, monkeypatch):
+    import torch
+
+    import vldlib.io
+    from vldlib.io import load_torch_checked, save_torch_checked
+
+    path = tmp_path / "checkpoint.pt"
+    save_torch_checked({"epoch": 1}, path)
+
+    real = vldlib.io.write_bytes_atomic
+
+    def interrupted(target, data):  # the sidecar is written, then Ctrl-C before the file is
+        if target == path:
+            raise KeyboardInterrupt
+        return real(target, data)
+
+    monkeypatch.setattr(vldlib.io, "write_bytes_atomic", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_torch_checked({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert len((tmp_path / "checkpoint.pt.sha256").read_text().split()) == 2  # new and old listed
+    assert load_torch_checked(path, weights_only=False) == {"epoch": 1}  # the old one, accepted
+    save_torch_checked({"epoch": 2}, path)
+    assert load_torch_checked(path, weights_only=False) == {"epoch": 2}
+    (tmp_path / "checkpoint.pt.sha256").unlink()  # written before content checks: read as it is
+    assert load_torch_checked(path, weights_only=False) == {"epoch": 2}
+    assert torch.load(path, weights_only=False) == {"epoch": 2}  # still a plain torch file
+
+
+def test_damaged_student_weights_are_found_and_retrained(tmp_path, smoke_cache):
+    """The record holds the sha256 of the weights it points to; a flipped byte in student.pt is
+    a clear error for a direct reader and a retrain for a reader through the store."""
+    from vldlib.train.trainer import retrieval_accuracy
+
+    store = RunStore(tmp_path / "res", cache_dir=smoke_cache)
+    cfg = smoke()
+    first = store.run(cfg, progress=False)
+    run_dir = store.run_dir(cfg)
+    assert set(first["weights_sha256"]) == {"student.pt", "student_fewshot.pt"}
+    assert config_hash(first["config"]) == first["hash"]  # the digests are no part of the identity
+    assert store.verified_run_dir(cfg) == run_dir  # intact: nothing retrained
+    assert store.get(cfg)["created_utc"] == first["created_utc"]
+    _flip_tensor_byte(run_dir / "student.pt")
+    with pytest.raises(ValueError, match=r"student\.pt does not match the sha256 .*retrain the run"):
+        retrieval_accuracy(cfg, run_dir, cache_dir=smoke_cache)
+    with pytest.warns(RuntimeWarning, match=r"student\.pt does not match the sha256 .*retraining"):
+        assert store.verified_run_dir(cfg, progress=False) == run_dir
+    again = store.get(cfg)
+    assert again["final"] == first["final"] and again["weights_sha256"] == first["weights_sha256"]
+    # a record written before the digests is accepted as it is
+    path = run_dir / RECORD
+    path.write_text(json.dumps({k: v for k, v in again.items() if k != "weights_sha256"}))
+    _flip_tensor_byte(run_dir / "student.pt")
+    assert store.verified_run_dir(cfg) == run_dir and "weights_sha256" not in store.get(cfg)

@@ -17,7 +17,10 @@
 3. The front page's findings (``<executed>/findings.md``, :mod:`vldlib.findings`, included by
    ``book/intro.md``): one line per claim the chapters declare, each number a ``{glue:text}``
    reference to the executed chapter. The chapters write their tables as CSV into
-   ``<executed>/_extra/downloads/<chapter>/`` (``$VLD_DOWNLOADS``), which lands in the HTML.
+   ``<executed>/_extra/downloads/<chapter>/`` (``$VLD_DOWNLOADS``), which lands in the HTML; a
+   notebook writes them into ``<executed>/.downloads.new/`` first, and they replace its old ones
+   only when it succeeded. The fingerprints are written after every notebook (atomically), so an
+   interrupt keeps the finished notebooks, their tables and their fingerprints.
 4. The page "How this book was built" (``<executed>/build_info.md``, :func:`write_build_info`) is
    generated from the machine, the library versions, the git commit, the chapter times measured
    here (kept in each executed notebook's metadata, ``metadata.vldbook``), the run store and the cache.
@@ -26,6 +29,8 @@
 
 A failing notebook stops the build with a :class:`NotebookFailed` naming the notebook and the
 failing cell; the partly executed notebook is kept as ``book/executed/<name>.failed.ipynb``.
+Every other clear error (a run of the up-front training that failed, a config the library
+rejects, a folder that cannot be written) is one line on stderr and exit 2; Ctrl-C is 130.
 Nothing in the library imports this module.
 """
 from __future__ import annotations
@@ -51,7 +56,7 @@ from vldlib.io import replace_file, try_read_json, write_json_atomic, write_text
 from vldlib.paths import default_cache_dir
 from vldlib.study import parameters
 from vldlib.study.chapters import CHAPTERS, open_chapter
-from vldlib.study.executors import EXECUTORS
+from vldlib.study.executors import EXECUTORS, GridRunError
 from vldlib.study.grid import run_grid
 from vldlib.train.profiles import PROFILES
 
@@ -467,6 +472,7 @@ def write_build_page(executed_dir: Path, results_dir: str, executed_now: Sequenc
 
 
 FINGERPRINTS = ".fingerprints.json"  # executed_dir: what each executed notebook was made from
+STAGED_DOWNLOADS = ".downloads.new"  # executed_dir: the tables of the notebook executing now
 PRETRAIN = ".pretrain.json"  # executed_dir: the time of the last up-front training of the chapters' runs
 
 
@@ -538,6 +544,38 @@ def pretrain(items: Sequence[tuple[NotebookSource, Mapping[str, Any]]], results_
     return len(union)
 
 
+def _one_line(text: str) -> str:
+    """``text`` on one line (a multi-line message's lines joined with "; ")."""
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def publish_downloads(staged: Path, target: Path) -> None:
+    """Put a notebook's freshly written CSV tables (``staged``) in place of its old ones (``target``).
+
+    Called only after the notebook succeeded, so a failure or an interrupt before keeps the old
+    tables. A folder swap: ``target`` is renamed to ``.<name>.old`` beside it, ``staged`` moved in,
+    the old one deleted; a notebook that wrote no tables leaves none (no stale tables)."""
+    old = target.parent / f".{target.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        replace_file(target, old)
+    if staged.is_dir():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        replace_file(staged, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_fingerprints(executed_dir: Path, known: Mapping[str, str],
+                      done: Sequence[tuple[NotebookSource, Mapping[str, Any]]], library: str,
+                      results_dir: str) -> dict[str, str]:
+    """Record (atomically) what each notebook of ``done`` was executed from, against the run store
+    as it is now; called after every notebook, so that an interrupt keeps the finished ones."""
+    store = store_digest(results_dir)
+    known = {**known, **{src.name: fingerprint(src, params, library, store) for src, params in done}}
+    write_json_atomic(executed_dir / FINGERPRINTS, known)
+    return known
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vldlib.book",
                                 description="Execute the study notebooks with papermill and build the Jupyter Book.")
@@ -588,6 +626,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     build_dir = (args.build_dir or ROOT).resolve()
     try:
         plan_ = []
+        for flag, folder in (("--executed-dir", executed_dir), ("--build-dir", build_dir)):
+            if folder.exists() and not folder.is_dir():
+                raise BookError(f"{flag} {folder} is a file, not a folder; choose another folder or remove it")
         if not args.no_execute:
             sources = notebook_sources(args.notebooks_dir, args.summary, args.only)
             extra = executor_parameters(args.executor, args.ray_address)
@@ -604,6 +645,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         library = library_digest()
         known = try_read_json(executed_dir / FINGERPRINTS) or {}
         kept: list[str] = []
+        done: list[tuple[NotebookSource, Mapping[str, Any]]] = []
         store_before, pretrain_s = store_digest(args.results_dir), None
         todo = [(src, params) for src, params in plan_
                 if args.rerun or not unchanged(src, params, executed_dir, known, library, store_before)]
@@ -625,16 +667,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             print(f"[{i}/{len(plan_)}] {src.name}: executing ({shown}) [{elapsed:.0f} s elapsed]", flush=True)
             t0 = time.perf_counter()
-            shutil.rmtree(downloads / src.name, ignore_errors=True)  # no stale tables of an earlier run
-            execute_notebook(src, params, executed_dir, timeout=args.timeout, progress_bar=bar)
+            staged = executed_dir / STAGED_DOWNLOADS
+            shutil.rmtree(staged / src.name, ignore_errors=True)  # leftovers of an interrupted execution
+            os.environ["VLD_DOWNLOADS"] = str(staged)  # this notebook's tables: swapped in if it succeeds
+            try:
+                execute_notebook(src, params, executed_dir, timeout=args.timeout, progress_bar=bar)
+                publish_downloads(staged / src.name, downloads / src.name)
+            finally:
+                os.environ["VLD_DOWNLOADS"] = str(downloads)
+                shutil.rmtree(staged, ignore_errors=True)
             seconds = time.perf_counter() - t0
             times.append((src.name, seconds))
+            done.append((src, params))
+            known = save_fingerprints(executed_dir, known, done, library, args.results_dir)
             print(f"[{i}/{len(plan_)}] {src.name}: done in {seconds:.1f} s", flush=True)
         if plan_:
             # fingerprints against the store as it is now: the runs any of these notebooks trained are in it
-            store_after = store_digest(args.results_dir)
-            known = {**known, **{src.name: fingerprint(src, params, library, store_after) for src, params in plan_}}
-            write_json_atomic(executed_dir / FINGERPRINTS, known)
+            known = save_fingerprints(executed_dir, known, plan_, library, args.results_dir)
             print(f"executed {len(times)} notebook(s), kept {len(kept)} unchanged, in "
                   f"{time.perf_counter() - t_all:.1f} s -> {executed_dir}", flush=True)
             print(times_table(([("(runs of all chapters)", pretrain_s)] if pretrain_s is not None else []) + times),
@@ -666,6 +715,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except BookError as exc:
         print(f"vldlib.book: error: {exc}", file=sys.stderr)
+        return 2
+    except GridRunError as exc:  # the up-front training of the chapters' runs
+        first = exc.failures[0]
+        print(f"vldlib.book: error: {len(exc.failures)} run(s) failed before any notebook executed, the first "
+              f"{first.name} (run {first.hash}): {_one_line(first.error).rstrip('.')}; fix the setting (-p, --profile) or "
+              "the data and run the book again (finished runs are kept)", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # a config the library rejects (e.g. while building a chapter's grid)
+        print(f"vldlib.book: error: {_one_line(str(exc))}; fix the setting (-p, --profile) and run again",
+              file=sys.stderr)
+        return 2
+    except OSError as exc:  # a folder that cannot be written, a file where a folder should be, ...
+        what = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else _one_line(str(exc))
+        if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
+            what = f"{exc.filename}: a file is where a folder should be (on its path)"
+        print(f"vldlib.book: error: {what}; choose writable --executed-dir / --results-dir / --build-dir "
+              "folders", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("vldlib.book: interrupted; finished notebooks and runs are kept, run again to go on",

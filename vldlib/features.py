@@ -290,6 +290,21 @@ def proxy_caption_classes(teacher: Any, split: Any, *, dataset_id: str, top: int
     return out.round().long()
 
 
+def _check_finite(images: Any, positions: list[int], split: Any, where: str) -> None:
+    """Raise a one-line ``ValueError`` naming the split and an image key when ``images`` holds NaN/inf."""
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point():
+        return  # the teacher's own checks name a wrong type or dtype
+    finite = torch.isfinite(images.reshape(len(images), -1)).all(1) if images.ndim else torch.isfinite(images)
+    if bool(finite.all()):
+        return
+    bad = [positions[i] for i in (~finite).nonzero().flatten().tolist()]
+    keys = getattr(split, "keys", None)
+    first = keys[bad[0]] if keys is not None and bad[0] < len(keys) else f"position {bad[0]}"
+    raise ValueError(f"{len(bad)} image(s) in a batch of {len(images)} of split {where} hold non-finite "
+                     f"values (NaN or inf), the first {first!r}: fix or regenerate those images (or the transform) before extracting "
+                     "teacher features")
+
+
 def _per_image(teacher: Any, split: Any, kind: str, fn: Callable[[torch.Tensor], torch.Tensor] | None,
                dim: int | None, *, dataset_id: str, cache_dir: str | Path | None, batch_size: int,
                num_workers: int, progress: bool, refresh: bool = False,
@@ -324,6 +339,7 @@ def _per_image(teacher: Any, split: Any, kind: str, fn: Callable[[torch.Tensor],
             source_iter = ((b, split.get_batch(b)[0]) for b in batches)
         try:
             for batch, images in source_iter:
+                _check_finite(images, batch, split, f"{dataset_id}/{name}")
                 with torch.inference_mode():
                     out = fn(images.to(device, non_blocking=True))
                 bar.update(len(batch))

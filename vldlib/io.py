@@ -8,12 +8,18 @@ temp file in the destination's folder, are flushed and ``fsync``-ed, get ordinar
 removed and the destination is untouched. Readers see either the old file or the new one,
 never a partial one.
 
+Content checks: :func:`save_torch_checked` writes a ``<name>.sha256`` sidecar with the file's
+sha256 and :func:`load_torch_checked` verifies it, so a flipped bit that ``torch.load`` would
+accept is found (files without a sidecar, written before, are read as they are).
+
 Readers: :func:`read_json` raises a one-line ``ValueError`` naming the file for malformed JSON;
 :func:`try_read_json` returns None for a missing or unreadable file.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
 import math
 import os
@@ -23,7 +29,10 @@ from typing import Any, Callable, IO, Mapping
 
 __all__ = ["atomic_write", "write_bytes_atomic", "write_text_atomic", "write_json_atomic",
            "save_torch_atomic", "read_json", "try_read_json", "finite_json", "canonical_json",
-           "replace_file"]
+           "replace_file", "sha256_file", "save_torch_checked", "load_torch_checked", "SHA256_SUFFIX"]
+
+#: The sidecar of a file written by :func:`save_torch_checked`: ``<name>.sha256``.
+SHA256_SUFFIX = ".sha256"
 
 
 def _umask() -> int:
@@ -77,7 +86,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
 
 
 def replace_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Atomically move ``src`` over ``dst`` (same filesystem), e.g. a finished folder's file."""
+    """Atomically move ``src`` over ``dst`` (same filesystem): a file, or a folder onto a path
+    that is free (or an empty folder), e.g. a finished run's folder."""
     os.replace(src, dst)
 
 
@@ -138,3 +148,64 @@ def try_read_json(path: str | os.PathLike) -> Any | None:
         return read_json(path)
     except (OSError, ValueError):
         return None
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 (hex) of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _sidecar_digests(path: Path) -> list[str] | None:
+    """The digests listed in ``path``'s sidecar (one per line), None when there is no sidecar."""
+    try:
+        text = Path(str(path) + SHA256_SUFFIX).read_text(encoding="ascii")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError):
+        return []  # unreadable: nothing matches
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def save_torch_checked(obj: Any, path: str | os.PathLike) -> str:
+    """``torch.save(obj)`` atomically, with the sha256 of the bytes in the sidecar ``<path>.sha256``;
+    returns the digest.
+
+    The sidecar first lists the new digest and the one of the file in place, then the file is
+    replaced, then the sidecar is reduced to the new digest: an interrupt at any point leaves a
+    file (old or new) that its sidecar accepts."""
+    import torch  # heavy; only the tensor writers need it
+
+    path = Path(path)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    data = buffer.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    previous = (_sidecar_digests(path) or [])[:1] if path.exists() else []
+    sidecar = Path(str(path) + SHA256_SUFFIX)
+    write_text_atomic(sidecar, "\n".join([digest, *previous]) + "\n")
+    write_bytes_atomic(path, data)
+    write_text_atomic(sidecar, digest + "\n")
+    return digest
+
+
+def load_torch_checked(path: str | os.PathLike, **load_kwargs: Any) -> Any:
+    """``torch.load(path, **load_kwargs)`` after checking the file against its sidecar
+    (:func:`save_torch_checked`); a mismatch is a one-line ``ValueError`` naming the file. A file
+    without a sidecar (written before content checks) is loaded as it is."""
+    import torch  # heavy; only the tensor readers need it
+
+    path = Path(path)
+    expected = _sidecar_digests(path)
+    if expected is None:
+        return torch.load(path, **load_kwargs)
+    data = path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual not in expected:
+        raise ValueError(f"{path} fails its content check (sha256 {actual[:12]}..., its sidecar "
+                         f"{path.name}{SHA256_SUFFIX} says {', '.join(d[:12] + '...' for d in expected) or 'nothing'}): "
+                         "the file is damaged; delete it (and its sidecar) to recompute it")
+    return torch.load(io.BytesIO(data), **load_kwargs)

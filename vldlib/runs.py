@@ -6,10 +6,14 @@ checkpoints (so an interrupted run resumes where it stopped), the final student 
 atomically when the run finishes. A notebook asks the store for the runs it needs; finished ones
 are read back, missing ones are trained, so re-executing the book costs only the changed runs.
 
-Concurrency: records and CSVs are written atomically (:mod:`vldlib.io`), and each run
-directory has a lock file held with ``fcntl.flock`` while the run
-trains, so two papermill processes never train the same run at once (the second waits, then
-reads the first one's record) and processes training different runs never touch each other.
+Concurrency: records and CSVs are written atomically (:mod:`vldlib.io`), and each run has a
+lock file ``root/.<hash>.lock`` held with ``fcntl.flock`` while the run trains, so two
+papermill processes never train the same run at once (the second waits, then reads the first
+one's record) and processes training different runs never touch each other.
+
+A fresh run of a finished (``force``) or rejected record trains in ``root/.<hash>.new/`` and is
+swapped in as a whole folder when it is complete (:func:`_swap_in`); ``root/.<hash>.old/`` left
+by an interrupt is resolved at the next access.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from vldlib.io import canonical_json, finite_json, replace_file, write_json_atom
 from vldlib.paths import default_results_root
 import vldlib.train.distributed as dist
 from vldlib.train.config import HASH_LEN, TrainConfig, config_hash
-from vldlib.train.trainer import train_validated
+from vldlib.train.trainer import CHECKPOINT, damaged_weights, train_validated
 
 __all__ = ["RunStore", "config_hash", "canonical_json", "record_row", "default_root", "HASH_LEN",
            "RECORD", "CONFIG"]
@@ -36,6 +40,8 @@ __all__ = ["RunStore", "config_hash", "canonical_json", "record_row", "default_r
 RECORD = "record.json"
 CONFIG = "config.json"
 LOCK = ".lock"
+NEW = ".new"
+OLD = ".old"
 
 
 def default_root() -> Path:
@@ -81,46 +87,93 @@ class RunStore:
         differs) or was trained with another thread count than the config's ``threads`` (its
         ``torch_threads``) counts as missing; the reason is said once on stderr."""
         cfg = TrainConfig.from_dict(config)
-        return _read_record(self.root / config_hash(cfg) / RECORD, expect=cfg, say=True)
+        h = config_hash(cfg)
+        self._settle(h)
+        return _read_record(self.root / h / RECORD, expect=cfg, say=True)
 
     def run(self, config: Mapping[str, Any] | TrainConfig, force: bool = False, *,
             progress: bool = True) -> dict[str, Any]:
         """Return the record of ``config``, training it first if it is not finished.
 
-        A finished record is reused unless ``force=True``. With ``force`` the run trains from
-        scratch in a fresh folder next to the run folder (``root/.<hash>.new/``); the finished
-        record and weights stay in place until the new run completes, then its files are moved
-        in (weights first, ``record.json`` last, each an atomic replace). An interrupt at any
-        point leaves the old result readable. An unfinished run (checkpoints but no record,
-        e.g. after an interruption) resumes from its last checkpoint.
+        A finished record is reused unless ``force=True``. With ``force``, and also when a record
+        is present but rejected (malformed, of another config, trained under another thread
+        count: :meth:`get`), the run trains from scratch in a fresh folder next to the run folder
+        (``root/.<hash>.new/``), so that no checkpoint of the old run is resumed; the old folder
+        stays in place until the new run completes, then the folders are swapped
+        (:func:`_swap_in`). An interrupt at any point leaves the old result or the new one
+        readable, never a mix. An unfinished run (checkpoints but no record, e.g. after an
+        interruption) resumes from its last checkpoint.
         """
         cfg = TrainConfig.from_dict(config).validate()
         h = config_hash(cfg)
         run_dir = self.root / h
         if dist.active():
             return self._run_ranks(cfg, h, force, progress)
+        self._settle(h)
         if not force:
             found = _read_record(run_dir / RECORD, expect=cfg, say=True)
             if found is not None:
                 return found
-        with _locked(self.root / h / LOCK):
+        with _locked(self._lock(h)):
+            _settle_locked(self.root, h)
             if not force:
                 found = _read_record(run_dir / RECORD, expect=cfg)  # another process may have finished it
                 if found is not None:
                     return found
-                work = run_dir
-            else:
-                work = self.root / f".{h}.new"
-                if work.exists():  # an earlier forced run that did not finish: start it afresh
-                    shutil.rmtree(work)
+            rejected = not force and _present(run_dir / RECORD)  # present, but not served above
+            work = self._work_dir(h, fresh=force or rejected, say=rejected)
             write_json_atomic(work / CONFIG, {"hash": h, "config": cfg.to_dict()})
             cache_dir = self.cache_dir if self.cache_dir is not None else cfg.cache_dir
             record = train_validated(cfg, h, run_dir=work, cache_dir=cache_dir, progress=progress)
-            record = finite_json({**record, "hash": h})  # returned exactly as stored
+            record = _final_record(record, h, run_dir)  # returned exactly as stored
             write_json_atomic(work / RECORD, record)
             if work != run_dir:
                 _swap_in(work, run_dir)
         return record
+
+    def verified_run_dir(self, config: Mapping[str, Any] | TrainConfig, *, progress: bool = True) -> Path:
+        """The folder of the finished run of ``config`` (trained first if missing), its weight files
+        checked against the sha256 its record holds: a damaged file is said (a warning naming it)
+        and the run is retrained. For readers of the weights, e.g. the few-shot retrieval chapter.
+        Records written before the digests are accepted as they are."""
+        cfg = TrainConfig.from_dict(config).validate()
+        run_dir = self.run_dir(cfg)
+        record = self.run(cfg, progress=progress)
+        bad = damaged_weights(record, run_dir)
+        if bad:
+            warnings.warn(f"vldlib: {', '.join(str(run_dir / n) for n in bad)} does not match the sha256 in "
+                          f"{run_dir / RECORD} (the file is damaged); retraining the run", RuntimeWarning,
+                          stacklevel=2)
+            record = self.run(cfg, force=True, progress=progress)
+            bad = damaged_weights(record, run_dir)
+            if bad:
+                raise ValueError(f"{run_dir / bad[0]} still does not match its record's sha256 after "
+                                 "retraining; check the disk or the results folder")
+        return run_dir
+
+    def _lock(self, h: str) -> Path:
+        """The lock file of run ``h``: next to its folder, so that it survives the folder swap."""
+        return self.root / f".{h}{LOCK}"
+
+    def _work_dir(self, h: str, *, fresh: bool, say: bool = False) -> Path:
+        """Where run ``h`` trains: its folder, or (``fresh``) an emptied side folder ``.<hash>.new``;
+        ``say``: warn that the checkpoint of the run's (rejected) folder is not resumed."""
+        if not fresh:
+            return self.root / h
+        work = self.root / f".{h}{NEW}"
+        if work.exists():  # an earlier fresh run that did not finish: start it afresh
+            shutil.rmtree(work)
+        stale = self.root / h / CHECKPOINT
+        if say and stale.exists():
+            warnings.warn(f"vldlib: not resuming {stale} (its run's record is rejected); training afresh "
+                          f"in {work}, swapped in when finished", RuntimeWarning, stacklevel=3)
+        return work
+
+    def _settle(self, h: str) -> None:
+        """Resolve, under the run's lock, a folder swap of run ``h`` that an interrupt stopped."""
+        if (self.root / f".{h}{OLD}").exists():
+            with _locked(self._lock(h)):
+                _settle_locked(self.root, h)
 
     def _run_ranks(self, cfg: TrainConfig, h: str, force: bool, progress: bool) -> dict[str, Any]:
         """:meth:`run` as one rank of a torchrun group: rank 0 takes the run's lock, decides
@@ -134,21 +187,22 @@ class RunStore:
             record = train_validated(cfg, h, run_dir=Path(decision["work"]), cache_dir=cache_dir,
                                      progress=False)
             dist.barrier()  # rank 0 has written the record
-            return finite_json({**record, "hash": h})
+            return _final_record(record, h, self.root / h)
         run_dir = self.root / h
-        with _locked(run_dir / LOCK):
+        with _locked(self._lock(h)):
+            _settle_locked(self.root, h)
             found = None if force else _read_record(run_dir / RECORD, expect=cfg, say=True)
-            work = run_dir if not force else self.root / f".{h}.new"
-            if found is None and force and work.exists():
-                shutil.rmtree(work)
+            work = run_dir
             if found is None:
+                rejected = not force and _present(run_dir / RECORD)  # present, but not served above
+                work = self._work_dir(h, fresh=force or rejected, say=rejected)
                 write_json_atomic(work / CONFIG, {"hash": h, "config": cfg.to_dict()})
             dist.broadcast_object({"found": found is not None and {"hash": h}, "work": str(work)})
             if found is not None:
                 return found
             cache_dir = self.cache_dir if self.cache_dir is not None else cfg.cache_dir
             record = train_validated(cfg, h, run_dir=work, cache_dir=cache_dir, progress=progress)
-            record = finite_json({**record, "hash": h})
+            record = _final_record(record, h, run_dir)
             write_json_atomic(work / RECORD, record)
             if work != run_dir:
                 _swap_in(work, run_dir)
@@ -159,6 +213,8 @@ class RunStore:
         """Every finished record under ``root``, in hash order."""
         if not self.root.is_dir():
             return []
+        for old in self.root.glob(f".*{OLD}"):  # a folder swap that an interrupt stopped
+            self._settle(old.name[1:-len(OLD)])
         out = []
         for path in sorted(self.root.glob(f"*/{RECORD}")):
             if path.parent.name.startswith("."):  # unfinished forced runs
@@ -275,24 +331,46 @@ def _read_record(path: Path, *, expect: TrainConfig | None = None, say: bool = F
     return rec
 
 
-def _swap_in(work: Path, run_dir: Path) -> None:
-    """Move the files of a finished forced run from ``work`` into ``run_dir``.
+def _present(path: Path) -> bool:
+    """Whether a file is at ``path`` (a folder in the way, or an unreadable parent, counts as no)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
-    Everything but the record goes first (each an atomic replace), then ``record.json`` last, so
-    that until the new record lands, the old one is served; stale files of the old run that the
-    new one did not write (e.g. an old checkpoint) are removed after the record is in place."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    new_names = {p.name for p in work.iterdir()}
-    for child in sorted(work.iterdir()):
-        if child.name in (RECORD, LOCK):
-            continue
-        target = run_dir / child.name
-        if child.is_dir():
-            if target.exists():
-                shutil.rmtree(target)
-        replace_file(child, target)
-    replace_file(work / RECORD, run_dir / RECORD)
-    for child in run_dir.iterdir():
-        if child.name not in new_names and child.name != LOCK:
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-    shutil.rmtree(work, ignore_errors=True)
+
+def _final_record(record: Mapping[str, Any], h: str, run_dir: Path) -> dict[str, Any]:
+    """The record as stored: strict JSON, the run's hash, and ``run_dir`` naming the final folder
+    (not the side folder ``.<hash>.new`` a fresh run trained in)."""
+    out = {**record, "hash": h}
+    if "run_dir" in out:
+        out["run_dir"] = str(run_dir)
+    return finite_json(out)
+
+
+def _swap_in(work: Path, run_dir: Path) -> None:
+    """Put the finished fresh run in ``work`` (``.<hash>.new``, its record written last) in place
+    of ``run_dir``: rename ``run_dir`` to ``.<hash>.old``, ``work`` to ``run_dir``, then delete
+    ``.<hash>.old``. Each rename is atomic; an interrupt between them is resolved at the next
+    access by :func:`_settle_locked` (the complete new run wins, else the old one is put back)."""
+    old = run_dir.parent / f".{run_dir.name}{OLD}"
+    if old.exists():
+        shutil.rmtree(old)
+    if run_dir.exists():
+        replace_file(run_dir, old)
+    replace_file(work, run_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _settle_locked(root: Path, h: str) -> None:
+    """Finish a folder swap of run ``h`` that an interrupt stopped (the caller holds its lock).
+
+    ``.<hash>.old`` present means :func:`_swap_in` did not finish: with the run folder missing,
+    the new run (``.<hash>.new`` with its record) is moved in, or, if it is incomplete, the old
+    folder is moved back; with the run folder present, only ``.<hash>.old`` is left to delete."""
+    run_dir, new, old = root / h, root / f".{h}{NEW}", root / f".{h}{OLD}"
+    if not old.exists():
+        return
+    if not run_dir.exists():
+        replace_file(new if _present(new / RECORD) else old, run_dir)
+    shutil.rmtree(old, ignore_errors=True)

@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m vldlib describe ...``: fill a cache and print where it is. 0 on success."""
+    """``python -m vldlib describe ...``: fill a cache and print where it is. 0 on success, 2 on a
+    clear error (one line on stderr: no classes, no API key, a server that never answers, an
+    unwritable cache), 130 on Ctrl-C."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         dataset, names = _class_names(args.dataset, args.classes_from, args.classes)
@@ -84,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             base_delay=args.base_delay, timeout=args.timeout, progress=not args.no_progress)
     except (ValueError, FileNotFoundError, LLMResponseError) as err:
         print(f"vldlib describe: error: {err}", file=sys.stderr)
-        return 1
+        return 2
     except KeyboardInterrupt:
         print("vldlib describe: interrupted; finished classes are cached, run again to go on",
               file=sys.stderr)
@@ -93,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = err.filename or args.out or args.cache_dir
         print(f"vldlib describe: error: cannot write {where}: {err.strerror or err}; choose a writable "
               "--out (cache file) or --cache-dir", file=sys.stderr)
-        return 1
+        return 2
     total = sum(len(v) for v in result.values())
     print(f"{len(result)} classes, {total} descriptions of {dataset!r} ({variant}, "
           f"{args.model}) in {out}")

@@ -80,6 +80,12 @@ def _check_images(images: Tensor, who: str) -> Tensor:
             f"{who}.encode_image expects float images in [0, 1], got dtype {images.dtype}: "
             "convert with images.float() / 255"
         )
+    bad = int((~torch.isfinite(images)).sum()) if images.numel() else 0
+    if bad:
+        raise ValueError(
+            f"{who}.encode_image got {bad} non-finite value(s) (NaN or inf) in a batch of {images.shape[0]} "
+            "image(s): fix the images (or the transform that made them) before encoding"
+        )
     if images.numel() and (float(images.max()) > 1.5 or float(images.min()) < -0.5):
         raise ValueError(
             f"{who}.encode_image expects the loaded image in [0, 1] (the teacher normalises internally), got "

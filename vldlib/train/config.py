@@ -119,11 +119,6 @@ class TrainConfig:
     --nproc-per-node N``, DistributedDataParallel, :mod:`vldlib.train.distributed`); each rank
     trains on ``batch_size / N`` images per step. Hashed only when it is not 1, so the hashes of
     single-process runs are unchanged.
-
-    Runtime-only fields (not part of the run's identity, :data:`RUNTIME_FIELDS`): ``cache_dir``,
-    ``num_workers`` (DataLoader workers for file-backed images) and ``num_threads`` (torch CPU
-    threads during the run, restored afterwards; None keeps the caller's setting - one thread is
-    much faster on a machine whose cores are busy with other work).
     """
 
     dataset: str = "fashion-mnist"

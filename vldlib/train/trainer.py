@@ -45,7 +45,7 @@ from vldlib.core.metrics import feature_error, m_neigh, m_rel, m_vlalign, mean_p
 from vldlib.data import load_dataset, student_eval_transform, student_train_transform
 from vldlib.device import resolve_device, resolve_precision
 from vldlib.features import CachedTextTeacher, LazyTeacher, proxy_caption_classes, teacher_image_features
-from vldlib.io import save_torch_atomic
+from vldlib.io import load_torch_checked, save_torch_atomic, save_torch_checked, sha256_file, try_read_json
 from vldlib.models.prompts import PromptLearner, coop_texts, prompt_learning_options
 from vldlib.models.students import load_student
 from vldlib.models.teachers import imagenet_class_names
@@ -64,11 +64,14 @@ from vldlib.train.loop import (EvalSet, Images, LossSpec, accuracy, class_accura
 from vldlib.train.state import (git_commit, isolated_rng, library_versions, rng_state,
                                 seed_everything, set_rng_state)
 
-__all__ = ["TrainConfig", "train", "train_validated", "Interrupted", "SCHEMA", "retrieval_accuracy"]
+__all__ = ["TrainConfig", "train", "train_validated", "Interrupted", "SCHEMA", "retrieval_accuracy",
+           "damaged_weights"]
 
 CHECKPOINT = "checkpoint.pt"
 STUDENT = "student.pt"
 STUDENT_FEWSHOT = "student_fewshot.pt"
+WEIGHTS = (STUDENT, STUDENT_FEWSHOT)
+RECORD_FILE = "record.json"  # the run store's record (vldlib.runs.RECORD), next to the weights
 SCHEMA = "vldbook.run/1"
 
 
@@ -125,6 +128,23 @@ def train_validated(cfg: TrainConfig, run_hash: str, *, run_dir: str | os.PathLi
         torch.set_num_threads(threads)
 
 
+def damaged_weights(record: Mapping[str, Any], run_dir: str | os.PathLike) -> list[str]:
+    """The weight files of ``run_dir`` whose sha256 differs from the one ``record`` holds
+    (``weights_sha256``); a record written before the digests (none held) checks nothing."""
+    digests = record.get("weights_sha256")
+    if not isinstance(digests, Mapping):
+        return []
+    bad = []
+    for name, digest in digests.items():
+        path = Path(run_dir) / str(name)
+        try:
+            if sha256_file(path) != digest:
+                bad.append(str(name))
+        except OSError:
+            bad.append(str(name))
+    return bad
+
+
 def retrieval_accuracy(config: TrainConfig | Mapping[str, Any], run_dir: str | os.PathLike, *,
                        cache_dir: str | os.PathLike | None = None, alpha: float = RETRIEVAL_ALPHA,
                        beta: float = RETRIEVAL_BETA) -> dict[str, float]:
@@ -143,6 +163,10 @@ def retrieval_accuracy(config: TrainConfig | Mapping[str, Any], run_dir: str | o
     weights = Path(run_dir) / STUDENT
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} not found: train the run first (RunStore.run) so that its student is saved")
+    record = try_read_json(Path(run_dir) / RECORD_FILE)
+    if isinstance(record, Mapping) and STUDENT in damaged_weights(record, run_dir):
+        raise ValueError(f"{weights} does not match the sha256 its run's record holds (the file is damaged); "
+                         "retrain the run: RunStore.run(config, force=True) or python -m vldlib train --force")
     cache = Path(cache_dir if cache_dir is not None else cfg.cache_dir or default_cache_dir())
     run = _Run(cfg, config_hash(cfg), torch.device("cpu"), cache, None, False, None)
     run._setup()
@@ -307,14 +331,14 @@ class _Run:
             state["prompt"] = self.prompt.state_dict()
         if len(rngs) > 1:
             state["rng_ranks"] = rngs
-        save_torch_atomic(state, self.run_dir / CHECKPOINT)
+        save_torch_checked(state, self.run_dir / CHECKPOINT)  # with its sha256 sidecar
 
     def _load_checkpoint(self) -> dict[str, Any] | None:
         if self.run_dir is None or not (self.run_dir / CHECKPOINT).exists():
             return None
         path = self.run_dir / CHECKPOINT
         try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
+            state = load_torch_checked(path, map_location=self.device, weights_only=False)
             if not isinstance(state, dict) or not {"stage", "epoch", "student"} <= state.keys():
                 raise ValueError("not a trainer checkpoint")
         except Exception as err:  # noqa: BLE001 - truncated / corrupt file: any unpickling error
@@ -622,7 +646,14 @@ class _Run:
             "resumed_from": resumed,
             "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "run_dir": str(self.run_dir) if self.run_dir else None,
+            "weights_sha256": self._weights_sha256(),
         }
+
+    def _weights_sha256(self) -> dict[str, str] | None:
+        """The sha256 of each weight file this run wrote (checked when the weights are read back)."""
+        if self.run_dir is None or not self.writer:
+            return None
+        return {name: sha256_file(self.run_dir / name) for name in WEIGHTS if (self.run_dir / name).is_file()}
 
 
 def _last_mean(history: Sequence[Mapping[str, Any]], key: str, n: int) -> float | None:

@@ -69,7 +69,8 @@ class Run(ChapterRun):
     def derive(self, runs: pd.DataFrame) -> pd.DataFrame:
         rows = []
         for (labels, config), (_, run) in zip(self.grid.configs, runs.iterrows()):
-            values = retrieval_accuracy(config, self.store.run_dir(config), cache_dir=self.store.cache_dir,
+            values = retrieval_accuracy(config, self.store.verified_run_dir(config, progress=False),
+                                        cache_dir=self.store.cache_dir,
                                         alpha=self.alpha, beta=self.beta)
             values["acc_ood_5shot"] = run["acc_ood_5shot"]
             for method, key in SOURCES.items():
