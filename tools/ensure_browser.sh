@@ -10,24 +10,19 @@ set -u
 
 BIN="${VLD_CHROMIUM:-/usr/bin/chromium}"
 PKGS="chromium chromium-driver"
+case "$0" in */*) HERE="${0%/*}" ;; *) HERE=. ;; esac
+. "$HERE/apt.sh"
 
 if [ -x "$BIN" ]; then
     exit 0
 fi
-if [ "$(id -u)" = 0 ]; then
-    run=""
-elif command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; then
-    run="sudo -n"
-else
+if ! can_apt; then
     echo "ensure_browser: Chromium not found ($BIN); the browser tests will skip. To run them:" >&2
     echo "    sudo apt-get update && sudo apt-get install -y $PKGS" >&2
     exit 0
 fi
 
 echo "ensure_browser: Chromium not found; installing $PKGS with apt-get" >&2
-if [ -n "$run" ]; then
-    sudo -n apt-get update && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y $PKGS
-else
-    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $PKGS
-fi || echo "ensure_browser: apt-get could not install $PKGS; the browser tests will skip" >&2
+# shellcheck disable=SC2086 # two package names
+apt_install $PKGS || echo "ensure_browser: apt-get could not install $PKGS; the browser tests will skip" >&2
 exit 0

@@ -10,6 +10,8 @@ set -eu
 
 DIR="${VLD_FMNIST_SYSTEM_DIR:-/usr/share/datasets/fashion-mnist}"
 PKG=dataset-fashion-mnist
+case "$0" in */*) HERE="${0%/*}" ;; *) HERE=. ;; esac
+. "$HERE/apt.sh"
 
 if [ -n "${VLD_DATA:-}" ]; then
     if [ -d "$VLD_DATA" ]; then
@@ -22,11 +24,7 @@ if [ -d "$DIR" ]; then
     exit 0
 fi
 
-if [ "$(id -u)" = 0 ]; then
-    run=""
-elif command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; then
-    run="sudo -n"
-else
+if ! can_apt; then
     echo "ensure_data: Fashion-MNIST not found ($DIR is missing and VLD_DATA is unset)." >&2
     echo "Run this once, then \`make book\` again:" >&2
     echo "    sudo apt-get update && sudo apt-get install -y $PKG" >&2
@@ -35,13 +33,7 @@ else
 fi
 
 echo "ensure_data: Fashion-MNIST not found; installing $PKG with apt-get" >&2
-if [ -n "$run" ]; then
-    sudo -n apt-get update
-    sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y "$PKG"
-else
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "$PKG"
-fi
+apt_install "$PKG"
 if [ ! -d "$DIR" ]; then
     echo "ensure_data: apt-get installed $PKG but $DIR is still missing; set VLD_DATA to the idx files' folder" >&2
     exit 1
