@@ -974,3 +974,60 @@ def test_damaged_student_weights_are_found_and_retrained(tmp_path, smoke_cache):
     path.write_text(json.dumps({k: v for k, v in again.items() if k != "weights_sha256"}))
     _flip_tensor_byte(run_dir / "student.pt")
     assert store.verified_run_dir(cfg) == run_dir and "weights_sha256" not in store.get(cfg)
+
+
+def test_checkpoint_without_sidecar_or_after_two_interrupts_stays_readable(tmp_path, monkeypatch):
+    """The sidecar lists the digest of the file actually in place (not the old sidecar's first line):
+    an old checkpoint without a sidecar, and a checkpoint after two interrupted saves in a row, are
+    both still accepted."""
+    import torch
+
+    import vldlib.io
+    from vldlib.io import load_torch_checked, save_torch_checked
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"epoch": 1}, path)  # written before content checks: no sidecar
+    real = vldlib.io.write_bytes_atomic
+
+    def interrupted(target, data):
+        if target == path:
+            raise KeyboardInterrupt
+        return real(target, data)
+
+    monkeypatch.setattr(vldlib.io, "write_bytes_atomic", interrupted)
+    for epoch in (2, 3):  # two saves interrupted between the sidecar and the file
+        with pytest.raises(KeyboardInterrupt):
+            save_torch_checked({"epoch": epoch}, path)
+        assert load_torch_checked(path, weights_only=False) == {"epoch": 1}
+    monkeypatch.undo()
+
+
+def test_a_reader_during_another_processs_swap_still_finds_the_run(tmp_path, monkeypatch):
+    """Between the swap's two renames the run folder is absent; get() and records() of another
+    store then finish the swap (under the run's lock) instead of missing the run."""
+    store = RunStore(tmp_path / "res")
+    cfg = smoke()
+    monkeypatch.setattr(vldlib.runs, "train_validated", _RunDirTrainer(acc=61.0))
+    store.run(cfg)
+    run_dir, h = store.run_dir(cfg), config_hash(cfg)
+    new, old = run_dir.parent / f".{h}.new", run_dir.parent / f".{h}.old"
+    reader = RunStore(tmp_path / "res")
+    real_read = vldlib.runs._read_record
+    swaps = []
+
+    def mid_swap(path, **kw):  # the other process's first rename lands just before this read
+        if len(swaps) < 1:
+            import shutil
+            shutil.copytree(run_dir, new)
+            run_dir.rename(old)
+            swaps.append(path)
+        return real_read(path, **kw)
+
+    monkeypatch.setattr(vldlib.runs, "_read_record", mid_swap)
+    assert reader.get(cfg)["final"]["acc_id"] == 61.0
+    assert run_dir.exists() and not old.exists() and not new.exists()  # the swap was finished
+    swaps.clear()
+    assert [r["hash"] for r in reader.records()] == [h]  # the same while listing
+    assert run_dir.exists() and not old.exists()
+    monkeypatch.undo()
+    assert len(reader.to_frame()) == 1

@@ -184,7 +184,10 @@ def save_torch_checked(obj: Any, path: str | os.PathLike) -> str:
     torch.save(obj, buffer)
     data = buffer.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    previous = (_sidecar_digests(path) or [])[:1] if path.exists() else []
+    previous = []
+    if path.exists():  # the file in place, as long as its sidecar (if any) accepts it
+        listed, current = _sidecar_digests(path), sha256_file(path)
+        previous = [current] if not listed or current in listed else []
     sidecar = Path(str(path) + SHA256_SUFFIX)
     write_text_atomic(sidecar, "\n".join([digest, *previous]) + "\n")
     write_bytes_atomic(path, data)

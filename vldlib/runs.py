@@ -89,7 +89,11 @@ class RunStore:
         cfg = TrainConfig.from_dict(config)
         h = config_hash(cfg)
         self._settle(h)
-        return _read_record(self.root / h / RECORD, expect=cfg, say=True)
+        found = _read_record(self.root / h / RECORD, expect=cfg, say=True)
+        if found is None and (self.root / f".{h}{OLD}").exists():  # read during another process's swap
+            self._settle(h)
+            found = _read_record(self.root / h / RECORD, expect=cfg, say=True)
+        return found
 
     def run(self, config: Mapping[str, Any] | TrainConfig, force: bool = False, *,
             progress: bool = True) -> dict[str, Any]:
@@ -215,14 +219,20 @@ class RunStore:
             return []
         for old in self.root.glob(f".*{OLD}"):  # a folder swap that an interrupt stopped
             self._settle(old.name[1:-len(OLD)])
-        out = []
+        out: dict[str, dict[str, Any]] = {}
         for path in sorted(self.root.glob(f"*/{RECORD}")):
             if path.parent.name.startswith("."):  # unfinished forced runs
                 continue
             rec = _read_record(path, say=True)
             if rec is not None:
-                out.append(rec)
-        return out
+                out[path.parent.name] = rec
+        for old in self.root.glob(f".*{OLD}"):  # a swap another process began while we listed
+            h = old.name[1:-len(OLD)]
+            self._settle(h)
+            rec = None if h in out else _read_record(self.root / h / RECORD, say=True)
+            if rec is not None:
+                out[h] = rec
+        return [out[h] for h in sorted(out)]
 
     def to_frame(self):
         """One row per finished run: ``hash``, the flattened config (``dataset_options.split_seed``,
