@@ -74,6 +74,8 @@ display(save_csv(search, "offline_recipe", "search", results_dir,
 
 # %%
 fs = result.get("fewshot")
+if fs and fs.get("stale"):
+    display(Markdown(f"**The recorded 5-shot search is stale**: {fs['stale']}."))
 if fs:
     display(Markdown(f"**Criterion**: {fs['criterion']}. **Winner: `{fs['winner']}`** "
                      f"({fs['candidates'][fs['winner']]}): {len(fs['runs'])} runs, "

@@ -135,6 +135,31 @@ def test_rechoose_reranks_the_recorded_runs_under_a_new_budget(tmp_path):
     assert len(out["runs"]) == len(runs)  # nothing retrained, nothing dropped
 
 
+def test_rechoose_keeps_the_fewshot_search_and_marks_it_stale_when_the_winner_changes(tmp_path, capsys):
+    runs = _search_runs()
+    winner, table = design.choose(runs, max_cpu_s=40.0)
+    path = tmp_path / "search.json"
+    from vldlib.io import write_json_atomic
+    write_json_atomic(path, {"max_cpu_s_per_run": 40.0, "winner": winner, "table": table.to_dict(orient="records"),
+                             "runs": runs.to_dict(orient="records"),
+                             "fewshot": {"recipe": winner, "winner": "lr0.3"}})
+    assert design.rechoose(path, max_cpu_s=40.0) == 0
+    assert "stale" not in design.load_result(path)["fewshot"]  # same winner: still current
+    assert design.rechoose(path, max_cpu_s=10.0) == 0
+    fs = design.load_result(path)["fewshot"]
+    assert fs["winner"] == "lr0.3" and "--fewshot" in fs["stale"]
+
+
+def test_fewshot_search_errors_are_one_line_and_exit_2(tmp_path, capsys):
+    assert design.main(["--fewshot", "--json", str(tmp_path / "none.json")]) == 2
+    (tmp_path / "bad.json").write_text("{not json")
+    assert design.main(["--fewshot", "--json", str(tmp_path / "bad.json")]) == 2
+    (tmp_path / "old.json").write_text('{"winner": "no-such-recipe"}')
+    assert design.main(["--fewshot", "--json", str(tmp_path / "old.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 3 and "Traceback" not in err and "no-such-recipe" in err
+
+
 def test_rechoose_without_a_recorded_search_is_one_line_and_exit_2(tmp_path, capsys):
     missing = tmp_path / "none.json"
     assert design.main(["--rechoose", "--json", str(missing)]) == 2

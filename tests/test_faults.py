@@ -5,6 +5,7 @@ case is about the store."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -1031,3 +1032,33 @@ def test_a_reader_during_another_processs_swap_still_finds_the_run(tmp_path, mon
     assert run_dir.exists() and not old.exists()
     monkeypatch.undo()
     assert len(reader.to_frame()) == 1
+
+
+def test_tables_of_an_interrupted_download_swap_are_put_back(tmp_path, monkeypatch):
+    """publish_downloads renames a chapter's tables to .<name>.old, then moves the new ones in: an
+    interrupt between the two leaves no tables; the next build (or publish) puts the old ones back."""
+    from vldlib import book
+
+    downloads = tmp_path / "downloads"
+    (downloads / "main_results").mkdir(parents=True)
+    (downloads / "main_results" / "table.csv").write_text("old\n")
+    staged = tmp_path / "staged" / "main_results"
+    staged.mkdir(parents=True)
+    (staged / "table.csv").write_text("new\n")
+    real = book.replace_file
+
+    def interrupted(src, dst):
+        if Path(src) == staged:
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(book, "replace_file", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        book.publish_downloads(staged, downloads / "main_results")
+    monkeypatch.undo()
+    assert not (downloads / "main_results").exists() and (downloads / ".main_results.old").exists()
+    assert book.restore_downloads(downloads) == ["main_results"]
+    assert (downloads / "main_results" / "table.csv").read_text() == "old\n"
+    assert sorted(p.name for p in downloads.iterdir()) == ["main_results"]
+    book.publish_downloads(staged, downloads / "main_results")  # a later swap completes
+    assert (downloads / "main_results" / "table.csv").read_text() == "new\n"

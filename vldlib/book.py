@@ -556,6 +556,7 @@ def publish_downloads(staged: Path, target: Path) -> None:
     tables. A folder swap: ``target`` is renamed to ``.<name>.old`` beside it, ``staged`` moved in,
     the old one deleted; a notebook that wrote no tables leaves none (no stale tables)."""
     old = target.parent / f".{target.name}.old"
+    restore_downloads(target.parent)
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
         replace_file(target, old)
@@ -563,6 +564,21 @@ def publish_downloads(staged: Path, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         replace_file(staged, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_downloads(folder: Path) -> list[str]:
+    """Finish what an interrupted :func:`publish_downloads` left in ``folder``: a chapter's tables
+    renamed to ``.<name>.old`` with nothing moved in yet are put back (a swap that got further only
+    leaves ``.old`` to delete). Returns the chapters restored."""
+    restored = []
+    for old in sorted(folder.glob(".*.old")) if folder.is_dir() else []:
+        target = folder / old.name[1:-len(".old")]
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            replace_file(old, target)
+            restored.append(target.name)
+    return restored
 
 
 def save_fingerprints(executed_dir: Path, known: Mapping[str, str],
@@ -639,6 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         t_all, started = time.perf_counter(), build_info.now()
         times: list[tuple[str, float]] = []
         downloads = executed_dir / EXTRA / DOWNLOADS
+        restore_downloads(downloads)  # tables of a chapter whose swap an interrupt stopped
         os.environ["VLD_DOWNLOADS"] = str(downloads)  # the kernels inherit it: CSVs land in the HTML
         os.environ.setdefault("VLD_PROGRESS", "terminal")  # run_grid's bar over runs: in this terminal
         bar = sys.stderr.isatty()  # papermill's per-cell bar, only where someone watches a terminal

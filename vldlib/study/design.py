@@ -43,7 +43,7 @@ from vldlib.data.fashion_mnist import CLASS_NAMES, class_split
 from vldlib.io import finite_json, read_json, write_json_atomic
 from vldlib.runs import RunStore
 from vldlib.study.chapters import open_chapter
-from vldlib.study.grid import DEV_SPLITS, TEST_SPLITS, make_grid, run_grid
+from vldlib.study.grid import DEV_SPLITS, TEST_SPLITS, GridRunError, make_grid, run_grid
 from vldlib.study.readings import compare
 from vldlib.study.stats import t_interval
 
@@ -186,11 +186,21 @@ def rechoose(path: str | Path = RESULT_PATH, *, max_cpu_s: float = MAX_CPU_S_PER
     history.append({"max_cpu_s_per_run": result["max_cpu_s_per_run"], "winner": result["winner"]})
     result.update({"max_cpu_s_per_run": max_cpu_s, "winner": winner, "table": table.to_dict(orient="records"),
                    "history": history})
+    _mark_fewshot_stale(result)
     write_json_atomic(Path(path), finite_json(result))
     print(table.to_string())
     print(f"winner under {max_cpu_s} CPU s per run: {winner} (was {history[-1]['winner']} under "
           f"{history[-1]['max_cpu_s_per_run']} s; written to {path})")
     return 0
+
+
+def _mark_fewshot_stale(result: dict[str, Any]) -> None:
+    """A recorded 5-shot search on another main recipe than ``result``'s winner is kept, marked
+    ``stale`` (rerun ``--fewshot``)."""
+    fs = result.get("fewshot")
+    if fs and fs.get("recipe") != result.get("winner"):
+        fs["stale"] = (f"searched on the main recipe {fs.get('recipe')!r}, not on the winner "
+                       f"{result.get('winner')!r}: rerun `python -m vldlib.study.design --fewshot`")
 
 
 def load_result(path: str | Path = RESULT_PATH) -> dict[str, Any]:
@@ -305,11 +315,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.fewshot:
         try:
             result = load_result(args.json)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, ValueError) as exc:  # none recorded there; not JSON
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        if result.get("winner") not in CANDIDATES:
+            print(f"error: the recorded winner {result.get('winner')!r} in {args.json} is not a candidate of "
+                  f"this version's CANDIDATES; rerun the main search (python -m vldlib.study.design)", file=sys.stderr)
+            return 2
         t0 = time.perf_counter()
-        runs = search_fewshot(args.results_dir, result["winner"], cache_dir=args.cache_dir)
+        try:
+            runs = search_fewshot(args.results_dir, result["winner"], cache_dir=args.cache_dir)
+        except (GridRunError, ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         winner, table = choose_fewshot(runs)
         result["fewshot"] = {
             "criterion": FEWSHOT_CRITERION, "recipe": result["winner"],
@@ -338,6 +356,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "wall_s": time.perf_counter() - t0,
         "command": command,
     }
+    try:  # a recorded 5-shot search is kept (marked stale if the winner changed)
+        previous = load_result(args.json).get("fewshot")
+    except (FileNotFoundError, ValueError):
+        previous = None
+    if previous:
+        result["fewshot"] = previous
+        _mark_fewshot_stale(result)
     write_json_atomic(Path(args.json), finite_json(result))
     print(table.to_string())
     print(f"winner: {winner}  (written to {args.json})")
