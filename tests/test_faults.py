@@ -1036,7 +1036,7 @@ def test_a_reader_during_another_processs_swap_still_finds_the_run(tmp_path, mon
 
 def test_tables_of_an_interrupted_download_swap_are_put_back(tmp_path, monkeypatch):
     """publish_downloads renames a chapter's tables to .<name>.old, then moves the new ones in: an
-    interrupt between the two leaves no tables; the next build (or publish) puts the old ones back."""
+    interrupt between the two leaves no tables; the next build puts the old ones back."""
     from vldlib import book
 
     downloads = tmp_path / "downloads"

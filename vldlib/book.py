@@ -556,7 +556,6 @@ def publish_downloads(staged: Path, target: Path) -> None:
     tables. A folder swap: ``target`` is renamed to ``.<name>.old`` beside it, ``staged`` moved in,
     the old one deleted; a notebook that wrote no tables leaves none (no stale tables)."""
     old = target.parent / f".{target.name}.old"
-    restore_downloads(target.parent)
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
         replace_file(target, old)
@@ -569,7 +568,8 @@ def publish_downloads(staged: Path, target: Path) -> None:
 def restore_downloads(folder: Path) -> list[str]:
     """Finish what an interrupted :func:`publish_downloads` left in ``folder``: a chapter's tables
     renamed to ``.<name>.old`` with nothing moved in yet are put back (a swap that got further only
-    leaves ``.old`` to delete). Returns the chapters restored."""
+    leaves ``.old`` to delete). Called once, when a build starts (an interrupt ends a build, so no
+    swap is left half done within one). Returns the chapters restored."""
     restored = []
     for old in sorted(folder.glob(".*.old")) if folder.is_dir() else []:
         target = folder / old.name[1:-len(".old")]

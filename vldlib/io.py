@@ -159,10 +159,15 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _sidecar(path: str | os.PathLike) -> Path:
+    """The sha256 sidecar of ``path``: ``<path>.sha256``."""
+    return Path(str(path) + SHA256_SUFFIX)
+
+
 def _sidecar_digests(path: Path) -> list[str] | None:
     """The digests listed in ``path``'s sidecar (one per line), None when there is no sidecar."""
     try:
-        text = Path(str(path) + SHA256_SUFFIX).read_text(encoding="ascii")
+        text = _sidecar(path).read_text(encoding="ascii")
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError):
@@ -188,7 +193,7 @@ def save_torch_checked(obj: Any, path: str | os.PathLike) -> str:
     if path.exists():  # the file in place, as long as its sidecar (if any) accepts it
         listed, current = _sidecar_digests(path), sha256_file(path)
         previous = [current] if not listed or current in listed else []
-    sidecar = Path(str(path) + SHA256_SUFFIX)
+    sidecar = _sidecar(path)
     write_text_atomic(sidecar, "\n".join([digest, *previous]) + "\n")
     write_bytes_atomic(path, data)
     write_text_atomic(sidecar, digest + "\n")

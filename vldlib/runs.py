@@ -32,12 +32,12 @@ from vldlib.io import canonical_json, finite_json, replace_file, write_json_atom
 from vldlib.paths import default_results_root
 import vldlib.train.distributed as dist
 from vldlib.train.config import HASH_LEN, TrainConfig, config_hash
-from vldlib.train.trainer import CHECKPOINT, damaged_weights, train_validated
+from vldlib.train.trainer import CHECKPOINT, RECORD_FILE, damaged_weights, train_validated
 
 __all__ = ["RunStore", "config_hash", "canonical_json", "record_row", "default_root", "HASH_LEN",
            "RECORD", "CONFIG"]
 
-RECORD = "record.json"
+RECORD = RECORD_FILE  # "record.json", named once where the trainer reads it back beside the weights
 CONFIG = "config.json"
 LOCK = ".lock"
 NEW = ".new"

@@ -211,15 +211,21 @@ def load_result(path: str | Path = RESULT_PATH) -> dict[str, Any]:
     return read_json(path)
 
 
+def _ranked(search: Mapping[str, Any], column: str, names: Mapping[str, str]) -> pd.DataFrame:
+    """A recorded search's ranked ``table`` for display: each candidate (``column``) with its
+    overrides, the winner marked, columns renamed by ``names``."""
+    table = pd.DataFrame(search["table"])
+    table.insert(1, "overrides", [", ".join(f"{k}={v}" for k, v in search["candidates"][r].items())
+                                  for r in table[column]])
+    table["chosen"] = ["winner" if r == search["winner"] else "" for r in table[column]]
+    return table.rename(columns=dict(names))
+
+
 def search_table(result: Mapping[str, Any]) -> pd.DataFrame:
     """The ranked candidates of a recorded search, for display: recipe, its overrides, the criterion
     with its interval over the development splits, accuracies, cost, eligibility, the winner marked."""
-    table = pd.DataFrame(result["table"])
-    table.insert(1, "overrides", [", ".join(f"{k}={v}" for k, v in result["candidates"][r].items())
-                                  for r in table["recipe"]])
-    table["chosen"] = ["winner" if r == result["winner"] else "" for r in table["recipe"]]
-    return table.rename(columns={"transfer": "share of teacher (mean)", "transfer_low": "low",
-                                 "transfer_high": "high", "cpu_s": "CPU s / run"})
+    return _ranked(result, "recipe", {"transfer": "share of teacher (mean)", "transfer_low": "low",
+                                      "transfer_high": "high", "cpu_s": "CPU s / run"})
 
 
 def fewshot_search_table(result: Mapping[str, Any]) -> pd.DataFrame:
@@ -227,12 +233,8 @@ def fewshot_search_table(result: Mapping[str, Any]) -> pd.DataFrame:
     fs = result.get("fewshot")
     if not fs:
         return pd.DataFrame()
-    table = pd.DataFrame(fs["table"])
-    table.insert(1, "overrides", [", ".join(f"{k}={v}" for k, v in fs["candidates"][r].items())
-                                  for r in table["fewshot"]])
-    table["chosen"] = ["winner" if r == fs["winner"] else "" for r in table["fewshot"]]
-    return table.rename(columns={"acc_ood_5shot": "5-shot X_ood (mean)", "acc_ood_zeroshot": "zero-shot X_ood",
-                                 "acc_id": "X_id (before)"})
+    return _ranked(fs, "fewshot", {"acc_ood_5shot": "5-shot X_ood (mean)", "acc_ood_zeroshot": "zero-shot X_ood",
+                                   "acc_id": "X_id (before)"})
 
 
 def splits_table(splits: Sequence[int], role: str) -> pd.DataFrame:

@@ -71,7 +71,7 @@ CHECKPOINT = "checkpoint.pt"
 STUDENT = "student.pt"
 STUDENT_FEWSHOT = "student_fewshot.pt"
 WEIGHTS = (STUDENT, STUDENT_FEWSHOT)
-RECORD_FILE = "record.json"  # the run store's record (vldlib.runs.RECORD), next to the weights
+RECORD_FILE = "record.json"  # a run's record, next to its weights (vldlib.runs.RECORD names it so too)
 SCHEMA = "vldbook.run/1"
 
 
