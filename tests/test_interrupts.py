@@ -171,3 +171,33 @@ def test_ctrl_c_during_the_book_is_one_line_130_keeps_runs_and_notebooks(world, 
     assert resumed["resumed_from"] is not None
     ref = train(resumed["config"], cache_dir=world["cache"], progress=False)
     assert resumed["final"] == ref["final"]
+
+
+def test_quiet_after_interrupt_drops_only_what_is_logged_after_ctrl_c(caplog):
+    """The book driver's Ctrl-C is one line: what nbclient and asyncio log while papermill unwinds
+    (a race: CI once printed "Kernel died ..." and a task traceback around it) is dropped; what is
+    logged before the interrupt, or in a run that is not interrupted, is kept."""
+    import logging
+
+    from vldlib.book import quiet_after_interrupt
+
+    name = f"vldtest.quiet.{os.getpid()}.{time.monotonic_ns()}"
+    log = logging.getLogger(name)
+    handler_before = signal.getsignal(signal.SIGINT)
+    with caplog.at_level(logging.INFO, logger=name):
+        with quiet_after_interrupt([name]):
+            log.error("kept: no interrupt")
+        log.error("kept: after a quiet block")
+        with pytest.raises(KeyboardInterrupt):
+            with quiet_after_interrupt([name]) as interrupted:
+                log.error("kept: before the interrupt")
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(5)
+                finally:
+                    assert interrupted.is_set()
+                    log.error("dropped: Kernel died while waiting for execute reply.")
+        log.error("dropped: Task exception was never retrieved")  # the task is collected later
+    assert [r.getMessage() for r in caplog.records if r.name == name] == [
+        "kept: no interrupt", "kept: after a quiet block", "kept: before the interrupt"]
+    assert signal.getsignal(signal.SIGINT) is handler_before

@@ -41,10 +41,13 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -353,6 +356,49 @@ def _keep_failed(partial: Path, kept: Path) -> Path | None:
     return kept
 
 
+#: Loggers that speak while papermill unwinds after Ctrl-C: nbclient (through papermill's logger) says
+#: "Kernel died while waiting for execute reply" and asyncio prints the cell task's DeadKernelError
+#: ("Task exception was never retrieved") once the task is collected.
+_UNWIND_LOGGERS = ("papermill", "asyncio", "traitlets")
+
+
+@contextlib.contextmanager
+def quiet_after_interrupt(loggers: Sequence[str] = _UNWIND_LOGGERS):
+    """Drop the log records of ``loggers`` from the moment Ctrl-C arrives (the driver says it in one
+    line; what the kernel shutdown logs on the way out is noise). Before an interrupt nothing is
+    dropped, so a kernel that really dies is still reported. SIGINT is caught only where Python's own
+    handler is in place, in the main thread (an ignored SIGINT stays ignored, a caller's handler is
+    kept; then a KeyboardInterrupt seen here sets the flag)."""
+    interrupted = threading.Event()
+
+    class _AfterInterrupt(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not interrupted.is_set()
+
+    def _on_sigint(signum, frame):  # as Python's default handler, but the flag is set first
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    drop = _AfterInterrupt()
+    for name in loggers:
+        logging.getLogger(name).addFilter(drop)
+    previous = None
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler):  # not ignored, not a caller's
+        previous = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        yield interrupted
+    except KeyboardInterrupt:
+        interrupted.set()
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        if not interrupted.is_set():  # after an interrupt the filter stays: the task is collected later
+            for name in loggers:
+                logging.getLogger(name).removeFilter(drop)
+
+
 def execute_notebook(src: NotebookSource, params: Mapping[str, Any], executed_dir: Path,
                      cwd: Path = ROOT, timeout: float | None = None, progress_bar: bool = False) -> Path:
     """Execute one notebook with papermill into ``executed_dir/<name>.ipynb`` (atomic); returns the path."""
@@ -368,11 +414,12 @@ def execute_notebook(src: NotebookSource, params: Mapping[str, Any], executed_di
     target = executed_dir / f"{src.name}.ipynb"
     t0 = time.perf_counter()
     try:
-        papermill.execute_notebook(
-            nb, str(tmp), parameters=dict(params), kernel_name=KERNEL, language="python",
-            cwd=str(cwd), progress_bar=progress_bar, log_output=False, execution_timeout=timeout,
-            extra_arguments=list(KERNEL_ARGS),
-        )
+        with quiet_after_interrupt():
+            papermill.execute_notebook(
+                nb, str(tmp), parameters=dict(params), kernel_name=KERNEL, language="python",
+                cwd=str(cwd), progress_bar=progress_bar, log_output=False, execution_timeout=timeout,
+                extra_arguments=list(KERNEL_ARGS),
+            )
     except KeyboardInterrupt:  # Ctrl-C: nothing partial stays; the last finished notebook is untouched
         tmp.unlink(missing_ok=True)
         raise
