@@ -54,7 +54,14 @@ def env() -> dict[str, str]:
 def start(args: list[str]) -> subprocess.Popen:
     """A child in its own process group (so the SIGINT reaches it and its children, as Ctrl-C does)."""
     return subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT as a terminal's foreground job has it (pytest started as a
+    background job of a script inherits SIGINT ignored, and so would the child)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(predicate, timeout: float = 240.0) -> None:

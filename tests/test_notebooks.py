@@ -16,6 +16,8 @@ import pytest
 jupytext = pytest.importorskip("jupytext")
 papermill = pytest.importorskip("papermill")
 
+from vldlib.book import IOPUB_TIMEOUT  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 ORDER = ["teacher_zero_shot", "feature_errors", "main_results", "prompt_detail", "k_ablation",
@@ -44,7 +46,8 @@ def execute(name: str, parameters: dict, out_dir: Path):
     jupytext.write(nb, src)
     out = out_dir / f"{name}.ipynb"
     papermill.execute_notebook(str(src), str(out), parameters=parameters, kernel_name="python3",
-                               cwd=str(REPO), progress_bar=False, log_output=False)
+                               cwd=str(REPO), progress_bar=False, log_output=False,
+                               iopub_timeout=IOPUB_TIMEOUT)
     return json.loads(out.read_text())
 
 

@@ -166,18 +166,26 @@ def test_two_writers_of_one_run_train_it_once(tmp_path, monkeypatch):
 
 
 def test_different_runs_in_parallel(tmp_path, monkeypatch):
-    slow = FakeTrainer(delay=0.3)
-    monkeypatch.setattr(vldlib.runs, "train_validated", slow)
+    """Three runs of different configs train at the same time: each trainer waits at a barrier for
+    the other two (no clock: a loaded machine cannot fail it), so if one run waited for another's
+    lock the barrier breaks and that run leaves no record."""
+    slow = FakeTrainer(delay=0.0)
+    barrier = threading.Barrier(3, timeout=20)
+
+    def together(*args, **kwargs):
+        barrier.wait()
+        return slow(*args, **kwargs)
+
+    monkeypatch.setattr(vldlib.runs, "train_validated", together)
     store = RunStore(tmp_path)
     cfgs = [smoke(seed=s) for s in range(3)]
-    t0 = time.perf_counter()
     threads = [threading.Thread(target=store.run, args=(c,), kwargs={"progress": False}) for c in cfgs]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=30)
+    assert not barrier.broken  # the three were inside the trainer at once
     assert len(slow.calls) == 3 and len(store.records()) == 3
-    assert time.perf_counter() - t0 < 0.3 * 3  # different runs do not wait for each other's locks
 
 
 def test_default_root_and_atomic_json(tmp_path, monkeypatch):

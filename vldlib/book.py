@@ -92,6 +92,9 @@ HIDE_TAG = "hide-input"
 # or a traceback about closed sockets when Ctrl-C stops the driver) out of the progress output;
 # notebook errors still arrive as cell outputs.
 KERNEL_ARGS: tuple[str, ...] = ("--IPKernelApp.log_level=CRITICAL",)
+#: Seconds nbclient waits for a cell's last outputs (a figure, a table) after the cell finished; its
+#: default (4 s) fails a notebook on a loaded machine ("Timeout waiting for IOPub output").
+IOPUB_TIMEOUT = 60
 # Files and folders that make up the book's sources (copied when the book is staged elsewhere).
 BOOK_SOURCES: tuple[str, ...] = ("_config.yml", "_toc.yml", "book")
 
@@ -418,7 +421,7 @@ def execute_notebook(src: NotebookSource, params: Mapping[str, Any], executed_di
             papermill.execute_notebook(
                 nb, str(tmp), parameters=dict(params), kernel_name=KERNEL, language="python",
                 cwd=str(cwd), progress_bar=progress_bar, log_output=False, execution_timeout=timeout,
-                extra_arguments=list(KERNEL_ARGS),
+                extra_arguments=list(KERNEL_ARGS), iopub_timeout=IOPUB_TIMEOUT,
             )
     except KeyboardInterrupt:  # Ctrl-C: nothing partial stays; the last finished notebook is untouched
         tmp.unlink(missing_ok=True)
