@@ -196,7 +196,7 @@ def test_quiet_after_interrupt_drops_only_what_is_logged_after_ctrl_c(caplog):
             log.error("kept: no interrupt")
         log.error("kept: after a quiet block")
         with pytest.raises(KeyboardInterrupt):
-            with quiet_after_interrupt([name]) as interrupted:
+            with quiet_after_interrupt([name], seconds=3.0) as interrupted:
                 log.error("kept: before the interrupt")
                 try:
                     os.kill(os.getpid(), signal.SIGINT)
@@ -205,6 +205,9 @@ def test_quiet_after_interrupt_drops_only_what_is_logged_after_ctrl_c(caplog):
                     assert interrupted.is_set()
                     log.error("dropped: Kernel died while waiting for execute reply.")
         log.error("dropped: Task exception was never retrieved")  # the task is collected later
+        time.sleep(3.2)
+        log.error("kept: after the quiet window")  # a long-lived caller's logs come back
     assert [r.getMessage() for r in caplog.records if r.name == name] == [
-        "kept: no interrupt", "kept: after a quiet block", "kept: before the interrupt"]
+        "kept: no interrupt", "kept: after a quiet block", "kept: before the interrupt",
+        "kept: after the quiet window"]
     assert signal.getsignal(signal.SIGINT) is handler_before

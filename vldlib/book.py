@@ -366,20 +366,28 @@ _UNWIND_LOGGERS = ("papermill", "asyncio", "traitlets")
 
 
 @contextlib.contextmanager
-def quiet_after_interrupt(loggers: Sequence[str] = _UNWIND_LOGGERS):
-    """Drop the log records of ``loggers`` from the moment Ctrl-C arrives (the driver says it in one
-    line; what the kernel shutdown logs on the way out is noise). Before an interrupt nothing is
-    dropped, so a kernel that really dies is still reported. SIGINT is caught only where Python's own
-    handler is in place, in the main thread (an ignored SIGINT stays ignored, a caller's handler is
-    kept; then a KeyboardInterrupt seen here sets the flag)."""
+def quiet_after_interrupt(loggers: Sequence[str] = _UNWIND_LOGGERS, seconds: float = 60.0):
+    """Drop the log records of ``loggers`` for ``seconds`` from the moment Ctrl-C arrives (the driver
+    says it in one line; what the kernel shutdown logs on the way out, and the unretrieved task when
+    it is collected as the process ends, is noise). Before an interrupt nothing is dropped, so a
+    kernel that really dies is still reported, and after the window the loggers speak again (a
+    long-lived caller, e.g. a Jupyter session, keeps its logs). SIGINT is caught only where Python's
+    own handler is in place, in the main thread (an ignored SIGINT stays ignored, a caller's handler
+    is kept; then a KeyboardInterrupt seen here starts the window)."""
     interrupted = threading.Event()
+    since: list[float] = []
+
+    def _mark() -> None:
+        if not interrupted.is_set():
+            since.append(time.monotonic())
+            interrupted.set()
 
     class _AfterInterrupt(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
-            return not interrupted.is_set()
+            return not (interrupted.is_set() and time.monotonic() - since[0] < seconds)
 
-    def _on_sigint(signum, frame):  # as Python's default handler, but the flag is set first
-        interrupted.set()
+    def _on_sigint(signum, frame):  # as Python's default handler, but the window starts first
+        _mark()
         raise KeyboardInterrupt
 
     drop = _AfterInterrupt()
@@ -392,13 +400,13 @@ def quiet_after_interrupt(loggers: Sequence[str] = _UNWIND_LOGGERS):
     try:
         yield interrupted
     except KeyboardInterrupt:
-        interrupted.set()
+        _mark()
         raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-        if not interrupted.is_set():  # after an interrupt the filter stays: the task is collected later
-            for name in loggers:
+        if not interrupted.is_set():  # after an interrupt the filter stays (inert after the window):
+            for name in loggers:      # the cell task is collected later
                 logging.getLogger(name).removeFilter(drop)
 
 
