@@ -743,9 +743,12 @@ def test_force_swap_interrupted_at_any_step_serves_a_consistent_run(tmp_path, mo
         store.run(cfg, force=True)
     monkeypatch.setattr(vldlib.runs, "replace_file", real_replace)
     monkeypatch.setattr(vldlib.runs, "shutil", shutil)
+    expected = 61.0 if step == "rename_old_away" else 77.0
+    listed = RunStore(tmp_path / "res").records()  # the next process may list the store first
+    assert [r["final"]["acc_id"] for r in listed] == [expected] and not (tmp_path / "res" / f".{h}.old").exists()
     rec = RunStore(tmp_path / "res").get(cfg)  # a fresh store, as the next process
     acc = rec["final"]["acc_id"]
-    assert acc == (61.0 if step == "rename_old_away" else 77.0)
+    assert acc == expected
     assert (run_dir / "student.pt").read_bytes() == b"weights %r" % acc  # weights match the record
     assert rec["run_dir"] == str(run_dir)  # never the side folder
     assert not (tmp_path / "res" / f".{h}.old").exists()

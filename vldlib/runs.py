@@ -217,8 +217,6 @@ class RunStore:
         """Every finished record under ``root``, in hash order."""
         if not self.root.is_dir():
             return []
-        for old in self.root.glob(f".*{OLD}"):  # a folder swap that an interrupt stopped
-            self._settle(old.name[1:-len(OLD)])
         out: dict[str, dict[str, Any]] = {}
         for path in sorted(self.root.glob(f"*/{RECORD}")):
             if path.parent.name.startswith("."):  # unfinished forced runs
@@ -226,7 +224,7 @@ class RunStore:
             rec = _read_record(path, say=True)
             if rec is not None:
                 out[path.parent.name] = rec
-        for old in self.root.glob(f".*{OLD}"):  # a swap another process began while we listed
+        for old in self.root.glob(f".*{OLD}"):  # a swap an interrupt stopped, or one begun while we listed
             h = old.name[1:-len(OLD)]
             self._settle(h)
             rec = None if h in out else _read_record(self.root / h / RECORD, say=True)
