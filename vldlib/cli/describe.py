@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from vldlib.data.fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
-from vldlib.text.cache import cache_path
+from vldlib.text.cache import CacheBusy, cache_path
 from vldlib.text.descriptions import official_class_names
 from vldlib.text.llm import LLMResponseError, generate_descriptions
 from vldlib.text.prompts import PROMPTS, resolve_prompt
@@ -64,15 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-delay", type=float, default=1.0,
                    help="first backoff delay in seconds (doubles per retry)")
     p.add_argument("--timeout", type=float, default=30.0,
-                   help="seconds one request may take before it is retried (default 30)")
+                   help="seconds one request may take in all before it is retried (default 30)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m vldlib describe ...``: fill a cache and print where it is. 0 on success, 2 on a
-    clear error (one line on stderr: no classes, no API key, a server that never answers, an
-    unwritable cache), 130 on Ctrl-C."""
+    clear error (one line on stderr: no classes, no API key, a server that never answers or asks
+    to wait too long, an unwritable or long-locked cache), 130 on Ctrl-C."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         dataset, names = _class_names(args.dataset, args.classes_from, args.classes)
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             temperature=args.temperature, base_url=args.base_url, api_key_env=args.api_key_env,
             out=out, concurrency=args.concurrency, max_retries=args.max_retries,
             base_delay=args.base_delay, timeout=args.timeout, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, LLMResponseError) as err:
+    except (ValueError, FileNotFoundError, LLMResponseError, CacheBusy) as err:
         print(f"vldlib describe: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

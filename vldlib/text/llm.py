@@ -10,15 +10,17 @@ OpenAI-compatible chat-completions server (``base_url``; the OpenAI API by defau
 descriptions of every class that the cache lacks, ``concurrency`` requests at a time, and saves
 the cache atomically after each class, so an interrupted run resumes where it stopped. Failed
 requests with status 429 or 5xx (and connection errors / timeouts, ``timeout`` seconds per
-request) are retried, each retry said in one line ("retrying (n/N) after D s: reason"), with exponential
-backoff, ``base_delay * 2**attempt`` capped at ``max_delay``, or the server's ``Retry-After``
-(``retry-after-ms``) when it sends one. The openai client's own retries are switched off
-(``max_retries=0``) so that this module alone decides.
+request in all, :mod:`vldlib.text.deadline`) are retried, each retry said in one line ("retrying
+(n/N) after D s: reason"), with exponential backoff, ``base_delay * 2**attempt`` capped at
+``max_delay``, or the server's ``Retry-After`` (``retry-after-ms``) when it sends one of at most
+:data:`RETRY_AFTER_CAP` seconds (a longer one ends the run: "try again later"). The openai
+client's own retries are switched off (``max_retries=0``) so that this module alone decides.
+Answers are cleaned and bounded (:mod:`vldlib.text.clean`); an answer empty after cleaning is
+retried.
 """
 from __future__ import annotations
 
 import datetime as _dt
-import email.utils
 import json
 import os
 import sys
@@ -33,17 +35,9 @@ import torch
 from vldlib import __version__
 from vldlib.io import write_json_atomic
 from vldlib.text.captions import CAPTION_FORMAT, read_caption_cache
-from vldlib.text.cache import (
-    DescriptionCache,
-    cache_path,
-    fill_prompt,
-    read_cache,
-    resolve_prompt,
-    write_cache,
-)
-
-RETRY_AFTER_CAP = 600.0  # never sleep longer than this on a server's Retry-After
-
+from vldlib.text.cache import DescriptionCache, cache_path, fill_prompt, read_cache, resolve_prompt, update_cache
+from vldlib.text.clean import MAX_PER_CLASS, clean_text
+from vldlib.text.deadline import RETRY_AFTER_CAP, deadline_http_client, retry_after
 
 class DescriptionsUnavailable(ValueError):
     """Descriptions are missing and cannot be generated (no API key, no cache)."""
@@ -65,48 +59,17 @@ def _now() -> str:
         "+00:00", "Z")
 
 
-def _retry_after(headers: Any) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` / ``Retry-After`` (seconds or an HTTP date)."""
-    if headers is None:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms is not None:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=_dt.timezone.utc)
-        return max(0.0, (when - _dt.datetime.now(_dt.timezone.utc)).total_seconds())
-
-
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _clean(text: str) -> str:
-    """Strip whitespace and one pair of wrapping quotes from a generated sentence."""
-    text = " ".join(text.split())
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
-        text = text[1:-1].strip()
-    return text
+def parse_completion(body: str, name: str, where: str) -> list[tuple[str, bool]]:
+    """The cleaned ``choices[i].message.content`` strings of a chat-completions response body,
+    each with whether it was cut to length (:func:`vldlib.text.clean.clean_text`).
 
-
-def parse_completion(body: str, name: str, where: str) -> list[str]:
-    """The ``choices[i].message.content`` strings of a chat-completions response body.
-
-    Anything else (not JSON, no choices, a choice without string content, empty text) raises
-    :class:`LLMResponseError` naming the class and quoting what was received.
+    Anything else (not JSON, no choices, a choice without string content) raises
+    :class:`LLMResponseError` naming the class and quoting what was received. Texts empty after
+    cleaning are left out (the caller asks again when none is left).
     """
     def bad(why: str) -> LLMResponseError:
         shown = body if len(body) <= 300 else body[:300] + "..."
@@ -124,9 +87,11 @@ def parse_completion(body: str, name: str, where: str) -> list[str]:
     out = []
     for choice in data["choices"]:
         content = choice.get("message", {}).get("content") if isinstance(choice, dict) else None
-        if not isinstance(content, str) or not _clean(content):
+        if not isinstance(content, str):
             raise bad("a choice has no text in message.content")
-        out.append(_clean(content))
+        text, cut = clean_text(content)
+        if text:
+            out.append((text, cut))
     return out
 
 
@@ -150,7 +115,8 @@ class _Requester:
         self.timeout = timeout
         self.log = log
 
-    def _call(self, prompt: str | list[dict[str, Any]], n: int, name: str) -> list[str]:
+    def _call(self, prompt: str | list[dict[str, Any]], n: int, name: str) -> list[tuple[str, bool]]:
+        """Cleaned answers ``(text, cut)`` (at least one) to one request, retried as said above."""
         import openai
 
         last: str = ""
@@ -168,7 +134,10 @@ class _Requester:
                         f"{status}: {err.message}; check the model name, the API key and "
                         "--base-url") from err
                 last = f"HTTP {status}: {err.message}"
-                delay = _retry_after(err.response.headers)
+                delay = retry_after(err.response.headers)
+                if delay is not None and delay > RETRY_AFTER_CAP:
+                    raise LLMResponseError(
+                        f"server {self.where} asks to retry after {delay:.0f} s; try again later") from None
             except openai.APITimeoutError:
                 timeouts += 1
                 last = f"no answer within {self.timeout:g} s (timeout)"
@@ -177,35 +146,41 @@ class _Requester:
                 last = f"{type(err).__name__}: {err}"
                 delay = None
             else:
-                return parse_completion(raw.text, name, self.where)
+                answers = parse_completion(raw.text, name, self.where)
+                if answers:
+                    return answers
+                last = "the answer was empty after removing control characters and whitespace"
+                delay = None
             if attempt == self.max_retries:
                 break
             if delay is None:
                 delay = min(self.max_delay, self.base_delay * 2 ** attempt)
-            delay = min(delay, RETRY_AFTER_CAP)
             if self.log is not None:
-                self.log(f"{'describe' if self.subject == 'class' else 'caption'}: {self.subject} {name!r}: retrying ({attempt + 1}/{self.max_retries}) after "
-                         f"{delay:g} s: {last}")
+                self.log(f"{'describe' if self.subject == 'class' else 'caption'}: {self.subject} {name!r}: "
+                         f"retrying ({attempt + 1}/{self.max_retries}) after {delay:g} s: {last}")
             self.sleep(delay)
         if timeouts == self.max_retries + 1:
             raise LLMResponseError(
-                f"{self.where} never answered for {self.subject} {name!r}: {timeouts} attempts of {self.timeout:g} s "
-                "each timed out; check that the server is running and reachable (--base-url), or raise "
-                "--timeout for a slow model (finished classes are cached)")
+                f"{self.where} never answered for {self.subject} {name!r}: {timeouts} attempts of "
+                f"{self.timeout:g} s each timed out (model {self.model!r}); check that the server is "
+                "running and reachable (--base-url), or raise --timeout for a slow model (finished "
+                "ones are cached)")
         raise LLMResponseError(
             f"{self.where} failed for {self.subject} {name!r} after {self.max_retries + 1} attempts "
             f"(last: {last}); try again later (finished ones are cached and will not be "
             "requested again) or raise max_retries / base_delay")
 
-    def __call__(self, name: str, need: int, n_per_request: int) -> tuple[list[str], str]:
-        """Ask until ``need`` sentences are collected (servers may return fewer choices)."""
+    def __call__(self, name: str, need: int, n_per_request: int) -> tuple[list[str], str, list[int]]:
+        """Ask until ``need`` sentences are collected (servers may return fewer choices);
+        returns them, the filled prompt and the indices of the sentences that were cut."""
         prompt = fill_prompt(self.template, name)
-        got: list[str] = []
+        got: list[tuple[str, bool]] = []
         for _ in range(need):  # at least one new sentence per round, so at most `need` rounds
             got += self._call(prompt, min(n_per_request, need - len(got)), name)
             if len(got) >= need:
                 break
-        return got[:need], prompt
+        got = got[:need]
+        return [text for text, _ in got], prompt, [i for i, (_, cut) in enumerate(got) if cut]
 
 
 def _fan_out(items: Sequence[Any], job: Callable[[Any], Any], on_result: Callable[[Any, Any], None], *,
@@ -294,6 +269,7 @@ def generate_descriptions(
     progress: bool = True,
     sleep: Callable[[float], None] = time.sleep,
     log: Callable[[str], None] | None = None,
+    lock_timeout: float = 30.0,
 ) -> dict[str, list[str]]:
     """Fill the cache of ``(dataset, prompt, model)`` and return ``{class: [sentence] * n}``.
 
@@ -302,16 +278,22 @@ def generate_descriptions(
     containing ``{cls}``. The API key is read from ``os.environ[api_key_env]``; it may be absent
     when ``base_url`` is given (local servers usually need none). ``n_per_request`` (default
     ``n``) is the chat-completions ``n`` of one request. The cache is saved after every class.
-    ``timeout``: seconds one request may take (a server that never answers costs
-    ``(max_retries + 1) * timeout`` plus the backoff, then a clear error); each retry is said
-    with ``log`` (default: one line on stderr, "retrying (n/N) after D s: reason").
+    ``timeout``: seconds one request may take in all, however slowly the server sends (a server
+    that never answers costs ``(max_retries + 1) * timeout`` plus the backoff, each wait at most
+    ``max_delay`` or :data:`RETRY_AFTER_CAP` s, then a clear error); a server asking to wait
+    longer than that ends the run ("try again later"). Each retry is said with ``log`` (default:
+    one line on stderr, "retrying (n/N) after D s: reason"). Answers are cleaned and cut to
+    length (:mod:`vldlib.text.clean`). Each class is merged into the file under its lock
+    (:func:`vldlib.text.cache.update_cache`, waiting at most ``lock_timeout`` s), so runs filling
+    one file at once keep each other's descriptions; a class another run described meanwhile
+    keeps that run's set and this run's is saved under ``alternates`` (said with ``log``).
     """
     variant, template = resolve_prompt(prompt)
     names = list(dict.fromkeys(classes))
     if not names or not all(isinstance(c, str) and c.strip() for c in names):
         raise ValueError("classes must be a non-empty list of class names")
-    if n < 1:
-        raise ValueError(f"n (descriptions per class) must be >= 1, got {n}")
+    if not 1 <= n <= MAX_PER_CLASS:
+        raise ValueError(f"n (descriptions per class) must be between 1 and {MAX_PER_CLASS}, got {n}")
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     if not timeout > 0:
@@ -348,29 +330,37 @@ def generate_descriptions(
 
     import openai
 
-    client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
+    client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout,
+                           http_client=deadline_http_client(timeout, base_url))
     where = base_url or "the OpenAI API"
+    say = log if log is not None else _stderr
     requester = _Requester(client, model=model, template=template, temperature=temperature,
                            max_retries=max_retries, base_delay=base_delay,
-                           max_delay=max_delay, where=where, sleep=sleep, timeout=timeout,
-                           log=log if log is not None else _stderr)
+                           max_delay=max_delay, where=where, sleep=sleep, timeout=timeout, log=say)
     generator = generator_string()
     per_request = n if n_per_request is None else max(1, int(n_per_request))
+    needs = {name: n - len(cache.descriptions.get(name, [])) for name in missing}
+    state = {"cache": cache}
 
-    def job(name: str) -> tuple[list[str], str]:
-        return requester(name, n - len(cache.descriptions.get(name, [])), per_request)
+    def job(name: str) -> tuple[list[str], str, list[int]]:
+        return requester(name, needs[name], per_request)
 
-    def keep(name: str, result: tuple[list[str], str]) -> None:
-        sentences, filled = result
-        cache.descriptions[name] = cache.descriptions.get(name, []) + sentences
-        cache.provenance[name] = {
-            "prompt": filled, "model": model, "temperature": temperature, "n": n,
-            "time": _now(), "generator": generator, "base_url": base_url,
-        }
-        write_cache(cache, path)
+    def keep(name: str, result: tuple[list[str], str, list[int]]) -> None:
+        sentences, filled, cut = result
+        provenance = {"prompt": filled, "model": model, "temperature": temperature, "n": n,
+                      "time": _now(), "generator": generator, "base_url": base_url}
+        state["cache"], aside = update_cache(path, state["cache"], name, sentences, provenance, n, cut=cut,
+                                             lock_timeout=lock_timeout)
+        if aside:
+            say(f"describe: class {name!r} was described by another run meanwhile; its descriptions are "
+                f"kept, these {len(aside)} are saved under 'alternates' in {path}")
 
-    _fan_out(missing, job, keep, concurrency=concurrency, desc=f"describe {dataset}/{variant}", unit="class",
-             progress=progress)
+    try:
+        _fan_out(missing, job, keep, concurrency=concurrency, desc=f"describe {dataset}/{variant}", unit="class",
+                 progress=progress)
+    finally:
+        client.close()
+    cache = state["cache"]
     return {c: cache.descriptions[c][:n] for c in names}
 
 
@@ -426,6 +416,7 @@ def generate_captions(
     (``instruction`` + the image as a PNG data URL), ``concurrency`` at a time, with the retries
     of the description generator; the file (``{"format", "model", "instruction", "captions",
     "provenance"}``) is saved atomically every ``save_every`` captions and at the end or on error.
+    Captions are cleaned and cut to length like descriptions (``provenance[key]["cut"]``).
     """
     keys = list(keys)
     if not keys or not all(isinstance(k, str) and k for k in keys):
@@ -455,24 +446,27 @@ def generate_captions(
 
     import openai
 
-    client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
+    client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout,
+                           http_client=deadline_http_client(timeout, base_url))
     where = base_url or "the OpenAI API"
     requester = _Requester(client, model=model, template=instruction, temperature=temperature,
                            max_retries=max_retries, base_delay=base_delay, max_delay=max_delay,
                            where=where, sleep=sleep, timeout=timeout, subject="image")
     generator = generator_string()
 
-    def job(pos: int) -> str:
+    def job(pos: int) -> tuple[str, bool]:
         url = image_data_url(load([pos])[0])
         content = [{"type": "text", "text": instruction}, {"type": "image_url", "image_url": {"url": url}}]
         return requester._call(content, 1, keys[pos])[0]
 
     done_since = [0]
 
-    def keep(pos: int, text: str) -> None:
+    def keep(pos: int, answer: tuple[str, bool]) -> None:
+        text, cut = answer
         captions[keys[pos]] = text
         cache["provenance"][keys[pos]] = {"model": model, "temperature": temperature, "time": _now(),
-                                          "generator": generator, "base_url": base_url}
+                                          "generator": generator, "base_url": base_url,
+                                          **({"cut": True} if cut else {})}
         done_since[0] += 1
         if done_since[0] >= save_every:
             write_json_atomic(path, cache)
@@ -481,5 +475,6 @@ def generate_captions(
     try:
         _fan_out(missing, job, keep, concurrency=concurrency, desc="caption", unit="img", progress=progress)
     finally:
+        client.close()
         write_json_atomic(path, cache)
     return {k: captions[k] for k in keys}
