@@ -5,6 +5,11 @@ daemon thread, answers ``POST /v1/chat/completions`` like an OpenAI-compatible s
 every request. It stops when its ``with`` block ends, and by itself after ``lifetime`` seconds
 in any case. Behaviour is scripted: ``plan`` is a list of responses used one per request, in
 order (``None`` = a normal answer), and ``respond`` makes the normal answer.
+
+Slow and unwilling servers: ``drip=s`` sends every response one byte every ``s`` seconds, from
+the status line on (``drip_from="status"``) or after the headers (``drip_from="body"``), until
+the response is sent, the client hangs up or the server stops; ``retry_after(seconds)`` is a 429
+asking the client to come back later.
 """
 from __future__ import annotations
 
@@ -46,6 +51,11 @@ def error(status: int, message: str = "error", headers: dict[str, str] | None = 
         json.dumps(payload).encode()
 
 
+def retry_after(seconds: float, status: int = 429) -> Reply:
+    """A 429 (or ``status``) whose ``Retry-After`` header asks to wait ``seconds``."""
+    return error(status, "rate limited", {"Retry-After": f"{seconds:g}"})
+
+
 class _QuietServer(ThreadingHTTPServer):
     """A client that gave up (its timeout passed) is no error: no traceback on stderr."""
 
@@ -61,7 +71,13 @@ class ChatServer:
 
     def __init__(self, plan: list[Reply | None] | None = None,
                  respond: Callable[[dict[str, Any]], Reply] | None = None,
-                 lifetime: float = 60.0, max_choices: int | None = None) -> None:
+                 lifetime: float = 60.0, max_choices: int | None = None,
+                 drip: float = 0.0, drip_from: str = "status") -> None:
+        if drip_from not in ("status", "body"):
+            raise ValueError(f"drip_from must be 'status' or 'body', got {drip_from!r}")
+        self.drip = drip
+        self.drip_from = drip_from
+        self._stopped = threading.Event()
         self.plan = list(plan or [])
         self.max_choices = max_choices
         self.respond = respond or self._answer
@@ -105,12 +121,29 @@ class ChatServer:
 
             def _send(self, reply: Reply) -> None:
                 status, headers, body = reply
+                if outer.drip > 0 and outer.drip_from == "status":
+                    head = f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}\r\n" + "".join(
+                        f"{k}: {v}\r\n" for k, v in {**headers, "Content-Length": str(len(body))}.items())
+                    self._drip(head.encode("latin-1") + b"\r\n" + body)
+                    return
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if outer.drip > 0:
+                    self._drip(body)
+                else:
+                    self.wfile.write(body)
+
+            def _drip(self, data: bytes) -> None:
+                """One byte every ``drip`` seconds; stops when the server stops."""
+                for i in range(len(data)):
+                    if outer._stopped.wait(outer.drip):
+                        self.close_connection = True
+                        return
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
 
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length", "0"))
@@ -141,6 +174,7 @@ class ChatServer:
         return self
 
     def stop(self) -> None:
+        self._stopped.set()
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()

@@ -496,3 +496,195 @@ def test_python_m_vldlib_describe(tmp_path):
     data = json.loads(out.read_text())
     assert data["classes"] == list(FASHION_MNIST_CLASSES)
     assert all(len(v) == 1 for v in data["descriptions"].values())
+
+
+# ------------------------------------------------------------------------------- issue 19: runs sharing a cache
+def _run_in_thread(target, *args, **kwargs):
+    box: dict = {}
+
+    def run():
+        try:
+            box["result"] = target(*args, **kwargs)
+        except BaseException as err:  # noqa: BLE001 - handed to the test
+            box["error"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, box
+
+
+def test_two_runs_filling_one_cache_keep_each_others_descriptions(tmp_path):
+    """Both runs read the (empty) file before either writes; the file ends with every class of
+    both, and the class both described keeps the first set, the other saved under alternates."""
+    out = tmp_path / "d.json"
+    gate = threading.Barrier(2, timeout=20)
+    lock = threading.Lock()
+    count = [0]
+    firsts = {describe_cache.fill_prompt(PROMPTS["main"], c) for c in ("a", "c")}
+
+    def respond(body):
+        if prompt_of(body) in firsts:
+            gate.wait()  # each run has read the file and sent its first request
+        with lock:
+            count[0] += 1
+            k = count[0]
+        return completion(body, [f"Sentence number {k}."])
+
+    lines: list[str] = []
+    with ChatServer(respond=respond) as srv:
+        runs = [_run_in_thread(gen, srv, classes, out, concurrency=1, log=lines.append)
+                for classes in (["a", "b", "shared"], ["c", "d", "shared"])]
+        for thread, _ in runs:
+            thread.join(60)
+        assert len(srv.requests) == 6
+    boxes = [box for _, box in runs]
+    assert all("error" not in box for box in boxes), boxes
+    data = json.loads(out.read_text())
+    assert set(data["descriptions"]) == {"a", "b", "c", "d", "shared"}
+    assert set(data["classes"]) == {"a", "b", "c", "d", "shared"}
+    kept = data["descriptions"]["shared"]
+    [aside] = data["alternates"]["shared"]
+    assert len(kept) == 1 and len(aside["descriptions"]) == 1 and kept != aside["descriptions"]
+    assert aside["provenance"]["model"] == "test-model"
+    assert all(box["result"]["shared"] == kept for box in boxes)  # both runs report what is on disk
+    assert len([line for line in lines if "alternates" in line]) == 1
+    assert describe_cache.read_cache(out).alternates["shared"][0]["descriptions"] == aside["descriptions"]
+
+
+def test_cache_lock_held_too_long_is_one_line(tmp_path, monkeypatch, capsys):
+    import fcntl
+
+    from vldlib.cli import describe as describe_cli
+
+    out = tmp_path / "d.json"
+    with open(tmp_path / "d.json.lock", "a") as held, ChatServer() as srv:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        t0 = time.monotonic()
+        with pytest.raises(describe_cache.CacheBusy, match=r"d\.json\.lock for over 0\.3 s") as info:
+            gen(srv, ["Bag"], out, lock_timeout=0.3)
+        assert time.monotonic() - t0 < 10
+    assert "\n" not in str(info.value) and not out.exists()
+    monkeypatch.setattr(describe_cli, "generate_descriptions",
+                        lambda *a, **k: (_ for _ in ()).throw(describe_cache.CacheBusy("busy lock")))
+    assert describe_cli.main(["--dataset", "toy", "--classes", "Bag", "--model", "m", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == "vldlib describe: error: busy lock"
+
+
+# ------------------------------------------------------------------------------- issue 19: slow and unwilling servers
+@pytest.mark.parametrize("drip_from", ["status", "body"])
+def test_dripping_server_is_bounded_by_the_request_deadline(tmp_path, capsys, drip_from):
+    """One byte every 0.5 s never trips a per-read timeout; the whole request must end at --timeout."""
+    with ChatServer(drip=0.5, drip_from=drip_from, lifetime=20) as srv:
+        t0 = time.monotonic()
+        code = main(["--dataset", "toy", "--classes", "Bag", "--model", "slow-model", "--base-url", srv.base_url,
+                     "--out", str(tmp_path / "d.json"), "--timeout", "1.5", "--max-retries", "1",
+                     "--base-delay", "0", "--no-progress"])
+        took = time.monotonic() - t0
+        url = srv.base_url
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and took < 9, took
+    assert len(err) == 2 and "retrying (1/1)" in err[0] and "1.5 s" in err[0]
+    assert err[1].startswith(f"vldlib describe: error: {url} never answered for class 'Bag'")
+    assert "'slow-model'" in err[1] and "--timeout" in err[1]
+
+
+def test_retry_after_beyond_the_cap_is_try_again_later_without_sleeping(tmp_path, capsys):
+    from llm_server import retry_after
+
+    sleeps: list[float] = []
+    with ChatServer(plan=[retry_after(86400)]) as srv:
+        with pytest.raises(LLMResponseError) as info:
+            gen(srv, ["Coat"], tmp_path / "d.json", sleep=sleeps.append)
+        assert len(srv.requests) == 1
+        assert str(info.value) == f"server {srv.base_url} asks to retry after 86400 s; try again later"
+    assert sleeps == []
+    with ChatServer(plan=[retry_after(60)]) as srv:  # at the cap: waited as asked
+        gen(srv, ["Coat"], tmp_path / "e.json", sleep=sleeps.append)
+    assert sleeps == [60.0]
+    capsys.readouterr()
+    with ChatServer(respond=lambda body: retry_after(86400)) as srv:  # the command line: exit 2, no sleep
+        thread, box = _run_in_thread(main, ["--dataset", "toy", "--classes", "Coat", "--model", "m",
+                                            "--base-url", srv.base_url, "--out", str(tmp_path / "f.json"),
+                                            "--no-progress"])
+        thread.join(15)
+        url = srv.base_url
+    assert not thread.is_alive(), "describe slept on Retry-After: 86400"
+    assert box.get("result") == 2
+    assert capsys.readouterr().err.strip() == \
+        f"vldlib describe: error: server {url} asks to retry after 86400 s; try again later"
+
+
+# ------------------------------------------------------------------------------- issue 19: bounded, clean text
+def test_answers_are_cleaned_and_cut_to_length(tmp_path):
+    from vldlib.text.clean import MAX_CHARS
+
+    huge = "word " * 4_000_000  # a 20 MB "sentence"
+    dirty = ' "A\x00 long\tdress\r\nwith\x07 sleeves.\u200b" '
+    answers = {"Dress": dirty, "Bag": huge}
+
+    def respond(body):
+        name = next(c for c in answers if describe_cache.fill_prompt(PROMPTS["main"], c) == prompt_of(body))
+        return completion(body, [answers[name]])
+
+    out = tmp_path / "d.json"
+    with ChatServer(respond=respond) as srv:
+        got = gen(srv, ["Dress", "Bag"], out)
+    assert got["Dress"] == ["A long dress with sleeves."]
+    [bag] = got["Bag"]
+    assert MAX_CHARS - 5 <= len(bag) <= MAX_CHARS and bag.endswith("word") and "  " not in bag
+    data = json.loads(out.read_text())
+    assert data["provenance"]["Bag"]["cut"] == [0] and "cut" not in data["provenance"]["Dress"]
+    assert out.stat().st_size < 10_000
+
+
+def test_an_answer_empty_after_cleaning_is_retried_then_an_error_naming_the_class(tmp_path):
+    empty = completion({"model": "test-model"}, ["\x00 \x01\u200b\t"])
+    sleeps: list[float] = []
+    lines: list[str] = []
+    with ChatServer(plan=[empty, None]) as srv:
+        got = gen(srv, ["Coat"], tmp_path / "d.json", sleep=sleeps.append, base_delay=0.01, log=lines.append)
+        assert len(srv.requests) == 2
+    assert got["Coat"][0].startswith("Answer 0 to:") and len(sleeps) == 1
+    assert "'Coat'" in lines[0] and "empty" in lines[0]
+    with ChatServer(respond=lambda body: empty) as srv:
+        with pytest.raises(LLMResponseError, match=r"class 'Coat' after 2 attempts.*empty"):
+            gen(srv, ["Coat"], tmp_path / "e.json", max_retries=1, log=lines.append)
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_descriptions_per_class_are_capped(tmp_path):
+    with ChatServer() as srv:
+        with pytest.raises(ValueError, match="between 1 and 50, got 51"):
+            gen(srv, ["Coat"], tmp_path / "d.json", n=51)
+        assert srv.requests == []
+
+
+@pytest.mark.parametrize("bad,why", [
+    ("A" * 20_000_000, "is 20000000 characters long"),
+    ("A coat\x1b[31m.", "control character U+001B"),
+    (["One."] * 51, "51 descriptions"),
+])
+def test_hand_edited_cache_with_bad_text_is_refused_in_one_line(tmp_path, bad, why):
+    path = tmp_path / "cache" / "descriptions" / "mine_main_by-hand.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"descriptions": {"Bag": ["A bag."], "Coat": bad if isinstance(bad, list) else [bad]}}))
+    with pytest.raises(ValueError) as info:
+        load_descriptions("mine")
+    msg = str(info.value)
+    assert str(path) in msg and "'Coat'" in msg and why in msg
+    assert "\n" not in msg and len(msg) < 400
+
+
+def test_captions_are_cleaned_and_cut_to_length(tmp_path):
+    from vldlib.text.clean import MAX_CHARS
+    from vldlib.text.llm import generate_captions
+
+    answers = iter(["a\x00 cat\ton a\x1b mat", "pixel " * 3_000_000])
+    out = tmp_path / "caps.json"
+    with ChatServer(respond=lambda body: completion(body, [next(answers)])) as srv:
+        got = generate_captions(["k0", "k1"], lambda pos: torch.rand(len(pos), 3, 8, 8), model="m", out=out,
+                                base_url=srv.base_url, concurrency=1, progress=False, timeout=10.0)
+    assert got["k0"] == "a cat on a mat"
+    assert len(got["k1"]) <= MAX_CHARS and got["k1"].endswith("pixel")
+    prov = json.loads(out.read_text())["provenance"]
+    assert prov["k1"]["cut"] is True and "cut" not in prov["k0"]
