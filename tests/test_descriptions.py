@@ -575,17 +575,39 @@ def test_cache_lock_held_too_long_is_one_line(tmp_path, monkeypatch, capsys):
 def test_dripping_server_is_bounded_by_the_request_deadline(tmp_path, capsys, drip_from):
     """One byte every 0.5 s never trips a per-read timeout; the whole request must end at --timeout."""
     with ChatServer(drip=0.5, drip_from=drip_from, lifetime=20) as srv:
+        url = srv.base_url
         t0 = time.monotonic()
         code = main(["--dataset", "toy", "--classes", "Bag", "--model", "slow-model", "--base-url", srv.base_url,
                      "--out", str(tmp_path / "d.json"), "--timeout", "1.5", "--max-retries", "1",
                      "--base-delay", "0", "--no-progress"])
         took = time.monotonic() - t0
-        url = srv.base_url
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and took < 9, took
     assert len(err) == 2 and "retrying (1/1)" in err[0] and "1.5 s" in err[0]
     assert err[1].startswith(f"vldlib describe: error: {url} never answered for class 'Bag'")
     assert "'slow-model'" in err[1] and "--timeout" in err[1]
+
+
+@pytest.mark.parametrize("module", ["httpx", "httpx2"])
+def test_deadline_transport_of_either_http_library(module):
+    """openai 1.x sends through httpx, later versions through its fork httpx2: both get the deadline."""
+    from vldlib.text.deadline import _transport_class
+
+    http = pytest.importorskip(module)
+    with ChatServer(drip=0.2, drip_from="body", lifetime=20) as srv:
+        client = http.Client(transport=_transport_class(http)(1.0), timeout=5.0)
+        t0 = time.monotonic()
+        with pytest.raises(http.ReadTimeout, match="no complete answer within 1 s"):
+            client.post(srv.base_url + "/chat/completions", json={"model": "m", "messages": [
+                {"role": "user", "content": "hi"}]})
+        assert time.monotonic() - t0 < 4
+        client.close()
+        fast = http.Client(transport=_transport_class(http)(5.0))
+        with ChatServer() as quick:
+            reply = fast.post(quick.base_url + "/chat/completions", json={"model": "m", "messages": [
+                {"role": "user", "content": "hi"}]})
+        fast.close()
+    assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["content"] == "Answer 0 to: hi"
 
 
 def test_retry_after_beyond_the_cap_is_try_again_later_without_sleeping(tmp_path, capsys):
@@ -615,9 +637,10 @@ def test_retry_after_beyond_the_cap_is_try_again_later_without_sleeping(tmp_path
 
 
 # ------------------------------------------------------------------------------- issue 19: bounded, clean text
-def test_answers_are_cleaned_and_cut_to_length(tmp_path):
-    from vldlib.text.clean import MAX_CHARS
+MAX_CHARS = 500  # vldlib.text.clean.MAX_CHARS, the longest description or caption kept
 
+
+def test_answers_are_cleaned_and_cut_to_length(tmp_path):
     huge = "word " * 4_000_000  # a 20 MB "sentence"
     dirty = ' "A\x00 long\tdress\r\nwith\x07 sleeves.\u200b" '
     answers = {"Dress": dirty, "Bag": huge}
@@ -676,7 +699,6 @@ def test_hand_edited_cache_with_bad_text_is_refused_in_one_line(tmp_path, bad, w
 
 
 def test_captions_are_cleaned_and_cut_to_length(tmp_path):
-    from vldlib.text.clean import MAX_CHARS
     from vldlib.text.llm import generate_captions
 
     answers = iter(["a\x00 cat\ton a\x1b mat", "pixel " * 3_000_000])

@@ -167,7 +167,7 @@ class _Requester:
                 "ones are cached)")
         raise LLMResponseError(
             f"{self.where} failed for {self.subject} {name!r} after {self.max_retries + 1} attempts "
-            f"(last: {last}); try again later (finished ones are cached and will not be "
+            f"(model {self.model!r}; last: {last}); try again later (finished ones are cached and will not be "
             "requested again) or raise max_retries / base_delay")
 
     def __call__(self, name: str, need: int, n_per_request: int) -> tuple[list[str], str, list[int]]:
