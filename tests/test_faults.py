@@ -72,6 +72,7 @@ def test_force_trains_in_a_side_folder_then_swaps(tmp_path, monkeypatch):
     # an earlier forced run that was interrupted leaves a side folder: it is started afresh
     side = tmp_path / "res" / f".{config_hash(cfg)}.new"
     side.mkdir()
+    (side / "config.json").write_text(json.dumps({"hash": config_hash(cfg), "config": cfg}))  # as the store writes it
     (side / "checkpoint.pt").write_bytes(b"half")
     seen = {}
 
@@ -372,6 +373,7 @@ def test_record_trained_under_another_thread_count_is_not_served(tmp_path, monke
     path = store.run_dir(cfg) / RECORD
     rec = json.loads(path.read_text())
     path.write_text(json.dumps({**rec, "torch_threads": 2}))
+    path.with_name(f"{RECORD}.sha256").unlink()  # written before records had a sha256 sidecar, too
     assert store.get(cfg) is None
     assert any("trained with 2 torch threads" in str(w.message) for w in recwarn.list)
     assert store.to_frame().empty
@@ -693,6 +695,7 @@ def test_rejected_record_is_retrained_from_scratch_not_resumed(tmp_path, smoke_c
     assert first["resumed_from"] is None and (run_dir / "checkpoint.pt").exists()
     path = run_dir / RECORD
     path.write_text(json.dumps({**first, "torch_threads": 2}))  # as trained before `threads` existed
+    path.with_name(f"{RECORD}.sha256").unlink()  # (and before records had a sha256 sidecar)
     with pytest.warns(RuntimeWarning, match=r"not resuming .*checkpoint\.pt"):
         again = store.run(cfg, progress=False)
     assert again["resumed_from"] is None
@@ -976,6 +979,7 @@ def test_damaged_student_weights_are_found_and_retrained(tmp_path, smoke_cache):
     # a record written before the digests is accepted as it is
     path = run_dir / RECORD
     path.write_text(json.dumps({k: v for k, v in again.items() if k != "weights_sha256"}))
+    path.with_name(f"{RECORD}.sha256").unlink()  # nor a sha256 sidecar of the record
     _flip_tensor_byte(run_dir / "student.pt")
     assert store.verified_run_dir(cfg) == run_dir and "weights_sha256" not in store.get(cfg)
 

@@ -14,12 +14,25 @@ one's record) and processes training different runs never touch each other.
 A fresh run of a finished (``force``) or rejected record trains in ``root/.<hash>.new/`` and is
 swapped in as a whole folder when it is complete (:func:`_swap_in`); ``root/.<hash>.old/`` left
 by an interrupt is resolved at the next access.
+
+Touching only its own: the store renames or deletes a side folder ``.<hash>.old`` / ``.<hash>.new``
+only where ``<hash>`` is a run hash (16 hex digits) and the folder holds a ``config.json`` or
+``record.json`` naming that hash (:func:`_names_run`); anything else in the root is left as it
+is. A run folder that is a symbolic link is never deleted through: the link is removed, its
+target left untouched. Under a run's lock, temp files of interrupted writes
+(``.<name>.<8 chars>.tmp``, :data:`vldlib.io.TEMP_FILE`) in its own folder are cleared.
+
+Verified on read: each record has a sha256 sidecar ``record.json.sha256``
+(:func:`vldlib.io.write_json_checked`); a record that does not match it (edited or damaged after
+it was written) is said once and counts as not trained. Records written before the sidecars
+(none beside them) are read as they are.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -28,7 +41,8 @@ from typing import Any, Iterator, Mapping
 import pandas as pd
 
 from vldlib.core.losses import LOSS_NAMES
-from vldlib.io import canonical_json, finite_json, replace_file, write_json_atomic, write_text_atomic
+from vldlib.io import (SHA256_SUFFIX, canonical_json, finite_json, read_bytes_checked, replace_file, temp_target,
+                       try_read_json, write_json_atomic, write_json_checked, write_text_atomic)
 from vldlib.paths import default_results_root
 import vldlib.train.distributed as dist
 from vldlib.train.config import HASH_LEN, TrainConfig, config_hash
@@ -42,6 +56,8 @@ CONFIG = "config.json"
 LOCK = ".lock"
 NEW = ".new"
 OLD = ".old"
+#: ``.<hash>.old`` / ``.<hash>.new``: the side folders of a run's folder swap (group 1: the hash).
+SIDE_FOLDER = re.compile(rf"\.([0-9a-f]{{{HASH_LEN}}})(\.old|\.new)")
 
 
 def default_root() -> Path:
@@ -124,13 +140,14 @@ class RunStore:
                 found = _read_record(run_dir / RECORD, expect=cfg)  # another process may have finished it
                 if found is not None:
                     return found
+            _prepare_run_dir(run_dir, h)
             rejected = not force and _present(run_dir / RECORD)  # present, but not served above
             work = self._work_dir(h, fresh=force or rejected, say=rejected)
             write_json_atomic(work / CONFIG, {"hash": h, "config": cfg.to_dict()})
             cache_dir = self.cache_dir if self.cache_dir is not None else cfg.cache_dir
             record = train_validated(cfg, h, run_dir=work, cache_dir=cache_dir, progress=progress)
             record = _final_record(record, h, run_dir)  # returned exactly as stored
-            write_json_atomic(work / RECORD, record)
+            write_json_checked(work / RECORD, record)
             if work != run_dir:
                 _swap_in(work, run_dir)
         return record
@@ -165,8 +182,11 @@ class RunStore:
         if not fresh:
             return self.root / h
         work = self.root / f".{h}{NEW}"
-        if work.exists():  # an earlier fresh run that did not finish: start it afresh
-            shutil.rmtree(work)
+        if os.path.lexists(work):  # an earlier fresh run that did not finish: start it afresh
+            if not (_names_run(work, h) or _only_temp_files(work)):
+                raise FileExistsError(f"{work} is in the way of run {h} (it is not a folder of that run); "
+                                      "move it out of the results folder, then run again")
+            _discard(work)
         stale = self.root / h / CHECKPOINT
         if say and stale.exists():
             warnings.warn(f"vldlib: not resuming {stale} (its run's record is rejected); training afresh "
@@ -174,8 +194,9 @@ class RunStore:
         return work
 
     def _settle(self, h: str) -> None:
-        """Resolve, under the run's lock, a folder swap of run ``h`` that an interrupt stopped."""
-        if (self.root / f".{h}{OLD}").exists():
+        """Resolve, under the run's lock, a folder swap of run ``h`` that an interrupt stopped
+        (only one that provably is the store's: :func:`_settle_locked`)."""
+        if _names_run(self.root / f".{h}{OLD}", h):
             with _locked(self._lock(h)):
                 _settle_locked(self.root, h)
 
@@ -198,6 +219,7 @@ class RunStore:
             found = None if force else _read_record(run_dir / RECORD, expect=cfg, say=True)
             work = run_dir
             if found is None:
+                _prepare_run_dir(run_dir, h)
                 rejected = not force and _present(run_dir / RECORD)  # present, but not served above
                 work = self._work_dir(h, fresh=force or rejected, say=rejected)
                 write_json_atomic(work / CONFIG, {"hash": h, "config": cfg.to_dict()})
@@ -207,7 +229,7 @@ class RunStore:
             cache_dir = self.cache_dir if self.cache_dir is not None else cfg.cache_dir
             record = train_validated(cfg, h, run_dir=work, cache_dir=cache_dir, progress=progress)
             record = _final_record(record, h, run_dir)
-            write_json_atomic(work / RECORD, record)
+            write_json_checked(work / RECORD, record)
             if work != run_dir:
                 _swap_in(work, run_dir)
         dist.barrier()
@@ -225,7 +247,10 @@ class RunStore:
             if rec is not None:
                 out[path.parent.name] = rec
         for old in self.root.glob(f".*{OLD}"):  # a swap an interrupt stopped, or one begun while we listed
-            h = old.name[1:-len(OLD)]
+            side = SIDE_FOLDER.fullmatch(old.name)
+            if side is None:  # not a run's side folder (e.g. a user's .photos.old): not ours
+                continue
+            h = side.group(1)
             self._settle(h)
             rec = None if h in out else _read_record(self.root / h / RECORD, say=True)
             if rec is not None:
@@ -299,11 +324,21 @@ def _read_record(path: Path, *, expect: TrainConfig | None = None, say: bool = F
     """The record at ``path``, or None when it is missing, malformed or (``expect`` given) of
     another config. ``say``: report a present-but-unusable record once on stderr."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            rec = json.load(fh)
+        data = read_bytes_checked(path)
     except (FileNotFoundError, NotADirectoryError):  # not trained (or the root is a file: said later)
         return None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+    except OSError as err:
+        if say:
+            _say_once(path, f"unreadable ({type(err).__name__}: {err})")
+        return None
+    except ValueError:
+        if say:
+            _say_once(path, f"it does not match the sha256 in {path.name}{SHA256_SUFFIX} (edited or damaged "
+                      "after it was written)")
+        return None
+    try:
+        rec = json.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         if say:
             _say_once(path, f"unreadable or not valid JSON ({type(err).__name__}: {err})")
         return None
@@ -356,29 +391,85 @@ def _final_record(record: Mapping[str, Any], h: str, run_dir: Path) -> dict[str,
     return finite_json(out)
 
 
+def _names_run(folder: Path, h: str) -> bool:
+    """Whether ``folder`` provably is a folder of run ``h`` that the store made: it holds a
+    ``config.json`` (written when the run starts) or a ``record.json`` whose ``hash`` is ``h``."""
+    for name in (CONFIG, RECORD):
+        found = try_read_json(folder / name)
+        if isinstance(found, Mapping) and found.get("hash") == h:
+            return True
+    return False
+
+
+def _only_temp_files(folder: Path) -> bool:
+    """Whether ``folder`` is a real folder holding nothing but temp files of interrupted writes
+    (a fresh run interrupted before its ``config.json`` was written)."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    return all(temp_target(p.name) is not None and p.is_file() for p in folder.iterdir())
+
+
+def _discard(path: Path) -> None:
+    """Delete a folder the store proved its own; a link is unlinked, its target never touched."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path)
+
+
+def _prepare_run_dir(run_dir: Path, h: str) -> None:
+    """Before run ``h`` writes in ``run_dir`` (under its lock): a link to nowhere is a one-line
+    error; temp files that interrupted writes left in the run's own folder are removed."""
+    if run_dir.is_symlink() and not run_dir.exists():
+        raise FileNotFoundError(f"run folder {run_dir} is a link to {os.readlink(run_dir)}, which does not "
+                                "exist; restore its target or remove the link, then run again")
+    if not _names_run(run_dir, h):
+        return
+    for entry in run_dir.iterdir():
+        if temp_target(entry.name) is not None and not entry.is_symlink() and entry.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+
+
 def _swap_in(work: Path, run_dir: Path) -> None:
     """Put the finished fresh run in ``work`` (``.<hash>.new``, its record written last) in place
     of ``run_dir``: rename ``run_dir`` to ``.<hash>.old``, ``work`` to ``run_dir``, then delete
     ``.<hash>.old``. Each rename is atomic; an interrupt between them is resolved at the next
-    access by :func:`_settle_locked` (the complete new run wins, else the old one is put back)."""
-    old = run_dir.parent / f".{run_dir.name}{OLD}"
-    if old.exists():
-        shutil.rmtree(old)
-    if run_dir.exists():
+    access by :func:`_settle_locked` (the complete new run wins, else the old one is put back).
+    A ``run_dir`` that is a link is replaced (the link removed, its target left as it is); a
+    ``.<hash>.old`` that is not the run's (:func:`_names_run`) is a one-line error, not deleted."""
+    h = run_dir.name
+    old = run_dir.parent / f".{h}{OLD}"
+    if os.path.lexists(old):
+        if not _names_run(old, h):
+            raise FileExistsError(f"{old} is in the way of run {h}'s folder swap (it is not a folder of "
+                                  "that run); move it out of the results folder, then run again")
+        _discard(old)
+    if run_dir.is_symlink():
+        warnings.warn(f"vldlib: run folder {run_dir} is a link to {os.readlink(run_dir)}; the fresh run "
+                      "replaces the link, the link's target is left as it is", RuntimeWarning, stacklevel=3)
+    if os.path.lexists(run_dir):
         replace_file(run_dir, old)
     replace_file(work, run_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    if old.is_symlink():
+        old.unlink()
+    else:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _settle_locked(root: Path, h: str) -> None:
     """Finish a folder swap of run ``h`` that an interrupt stopped (the caller holds its lock).
 
-    ``.<hash>.old`` present means :func:`_swap_in` did not finish: with the run folder missing,
-    the new run (``.<hash>.new`` with its record) is moved in, or, if it is incomplete, the old
-    folder is moved back; with the run folder present, only ``.<hash>.old`` is left to delete."""
+    ``.<hash>.old`` present (and provably run ``h``'s: :func:`_names_run`) means :func:`_swap_in`
+    did not finish: with the run folder missing, the new run (``.<hash>.new`` of run ``h``, with
+    its record) is moved in, or, if it is incomplete, the old folder is moved back; with the run
+    folder present, only ``.<hash>.old`` is left to delete (a link: unlinked, never its target)."""
     run_dir, new, old = root / h, root / f".{h}{NEW}", root / f".{h}{OLD}"
-    if not old.exists():
+    if not _names_run(old, h):
         return
-    if not run_dir.exists():
-        replace_file(new if _present(new / RECORD) else old, run_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    if not os.path.lexists(run_dir):
+        replace_file(new if _present(new / RECORD) and _names_run(new, h) else old, run_dir)
+    if old.is_symlink():
+        old.unlink()
+    elif os.path.lexists(old):
+        shutil.rmtree(old, ignore_errors=True)
