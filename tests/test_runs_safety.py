@@ -143,7 +143,8 @@ def test_run_store_clears_stale_temp_files_of_its_own_run_only(tmp_path, monkeyp
     (run_dir / "notes.tmp").write_text("the user's")
     (run_dir / ".hidden.tmp").write_text("the user's")  # not the temp-file pattern
     (tmp_path / "res" / ".x.json.abcdefgh.tmp").write_text("not in a run folder")
-    assert [p.name for p in run_dir.iterdir() if vldlib.io.TEMP_FILE.fullmatch(p.name)] == [".checkpoint.pt.sha256.k2x_9abc.tmp"]
+    temps = [p.name for p in run_dir.iterdir() if vldlib.io.TEMP_FILE.fullmatch(p.name)]
+    assert temps == [".checkpoint.pt.sha256.k2x_9abc.tmp"]
     seen = {}
 
     class Resumed(FakeTrainer):
@@ -254,7 +255,7 @@ def test_grid_and_its_expansion_refuse_duplicates():
 
 
 def test_duplicate_replicates_in_notebook_parameters_are_one_line():
-    with pytest.raises(ParameterError, match=r'-p seeds \[0, 0, 1\]: expected a list of distinct integers.*'
+    with pytest.raises(ParameterError, match=r'-p seeds \[0, 0, 1\]: expected a list of integers >= 0 or None, each once.*'
                                              r'0 repeated.*for example -p seeds "\[0, 1\]"'):
         check_value("seeds", [0, 0, 1], cli=True)
     with pytest.raises(ParameterError, match=r"split_seeds = \[4, 4\].*4 repeated"):

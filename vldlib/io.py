@@ -257,8 +257,9 @@ def read_bytes_checked(path: str | os.PathLike) -> bytes:
             os.close(folder_fd)
     actual = hashlib.sha256(data).hexdigest()
     if expected is not None and actual not in expected:
+        listed = ", ".join(d[:12] + "..." for d in expected) or "nothing"
         raise ValueError(f"{path} fails its content check (sha256 {actual[:12]}..., its sidecar "
-                         f"{path.name}{SHA256_SUFFIX} says {', '.join(d[:12] + '...' for d in expected) or 'nothing'}): "
+                         f"{path.name}{SHA256_SUFFIX} says {listed}): "
                          "the file is damaged; delete it (and its sidecar) to recompute it")
     return data
 

@@ -15,12 +15,11 @@ A fresh run of a finished (``force``) or rejected record trains in ``root/.<hash
 swapped in as a whole folder when it is complete (:func:`_swap_in`); ``root/.<hash>.old/`` left
 by an interrupt is resolved at the next access.
 
-Touching only its own: the store renames or deletes a side folder ``.<hash>.old`` / ``.<hash>.new``
-only where ``<hash>`` is a run hash (16 hex digits) and the folder holds a ``config.json`` or
-``record.json`` naming that hash (:func:`_names_run`); anything else in the root is left as it
-is. A run folder that is a symbolic link is never deleted through: the link is removed, its
-target left untouched. Under a run's lock, temp files of interrupted writes
-(``.<name>.<8 chars>.tmp``, :data:`vldlib.io.TEMP_FILE`) in its own folder are cleared.
+Touching only its own (:mod:`vldlib.run_folders`): a side folder ``.<hash>.old`` / ``.<hash>.new``
+is renamed or deleted only where ``<hash>`` is a run hash and the folder holds a ``config.json``
+or ``record.json`` naming it; anything else in the root is left as it is. A run folder that is a
+symbolic link is never deleted through: the link is removed, its target left untouched. Under a
+run's lock, temp files of interrupted writes in its own folder are cleared.
 
 Verified on read: each record has a sha256 sidecar ``record.json.sha256``
 (:func:`vldlib.io.write_json_checked`); a record that does not match it (edited or damaged after
@@ -32,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import warnings
 from pathlib import Path
@@ -41,9 +39,10 @@ from typing import Any, Iterator, Mapping
 import pandas as pd
 
 from vldlib.core.losses import LOSS_NAMES
-from vldlib.io import (SHA256_SUFFIX, canonical_json, finite_json, read_bytes_checked, replace_file, temp_target,
-                       try_read_json, write_json_atomic, write_json_checked, write_text_atomic)
+from vldlib.io import (SHA256_SUFFIX, canonical_json, finite_json, read_bytes_checked, replace_file,
+                       write_json_atomic, write_json_checked, write_text_atomic)
 from vldlib.paths import default_results_root
+from vldlib.run_folders import CONFIG, SIDE_FOLDER, discard, names_run, only_temp_files, prepare_run_dir
 import vldlib.train.distributed as dist
 from vldlib.train.config import HASH_LEN, TrainConfig, config_hash
 from vldlib.train.trainer import CHECKPOINT, RECORD_FILE, damaged_weights, train_validated
@@ -52,12 +51,9 @@ __all__ = ["RunStore", "config_hash", "canonical_json", "record_row", "default_r
            "RECORD", "CONFIG"]
 
 RECORD = RECORD_FILE  # "record.json", named once where the trainer reads it back beside the weights
-CONFIG = "config.json"
 LOCK = ".lock"
 NEW = ".new"
 OLD = ".old"
-#: ``.<hash>.old`` / ``.<hash>.new``: the side folders of a run's folder swap (group 1: the hash).
-SIDE_FOLDER = re.compile(rf"\.([0-9a-f]{{{HASH_LEN}}})(\.old|\.new)")
 
 
 def default_root() -> Path:
@@ -140,7 +136,7 @@ class RunStore:
                 found = _read_record(run_dir / RECORD, expect=cfg)  # another process may have finished it
                 if found is not None:
                     return found
-            _prepare_run_dir(run_dir, h)
+            prepare_run_dir(run_dir, h)
             rejected = not force and _present(run_dir / RECORD)  # present, but not served above
             work = self._work_dir(h, fresh=force or rejected, say=rejected)
             write_json_atomic(work / CONFIG, {"hash": h, "config": cfg.to_dict()})
@@ -183,10 +179,10 @@ class RunStore:
             return self.root / h
         work = self.root / f".{h}{NEW}"
         if os.path.lexists(work):  # an earlier fresh run that did not finish: start it afresh
-            if not (_names_run(work, h) or _only_temp_files(work)):
+            if not (names_run(work, h) or only_temp_files(work)):
                 raise FileExistsError(f"{work} is in the way of run {h} (it is not a folder of that run); "
                                       "move it out of the results folder, then run again")
-            _discard(work)
+            discard(work)
         stale = self.root / h / CHECKPOINT
         if say and stale.exists():
             warnings.warn(f"vldlib: not resuming {stale} (its run's record is rejected); training afresh "
@@ -196,7 +192,7 @@ class RunStore:
     def _settle(self, h: str) -> None:
         """Resolve, under the run's lock, a folder swap of run ``h`` that an interrupt stopped
         (only one that provably is the store's: :func:`_settle_locked`)."""
-        if _names_run(self.root / f".{h}{OLD}", h):
+        if names_run(self.root / f".{h}{OLD}", h):
             with _locked(self._lock(h)):
                 _settle_locked(self.root, h)
 
@@ -219,7 +215,7 @@ class RunStore:
             found = None if force else _read_record(run_dir / RECORD, expect=cfg, say=True)
             work = run_dir
             if found is None:
-                _prepare_run_dir(run_dir, h)
+                prepare_run_dir(run_dir, h)
                 rejected = not force and _present(run_dir / RECORD)  # present, but not served above
                 work = self._work_dir(h, fresh=force or rejected, say=rejected)
                 write_json_atomic(work / CONFIG, {"hash": h, "config": cfg.to_dict()})
@@ -391,60 +387,20 @@ def _final_record(record: Mapping[str, Any], h: str, run_dir: Path) -> dict[str,
     return finite_json(out)
 
 
-def _names_run(folder: Path, h: str) -> bool:
-    """Whether ``folder`` provably is a folder of run ``h`` that the store made: it holds a
-    ``config.json`` (written when the run starts) or a ``record.json`` whose ``hash`` is ``h``."""
-    for name in (CONFIG, RECORD):
-        found = try_read_json(folder / name)
-        if isinstance(found, Mapping) and found.get("hash") == h:
-            return True
-    return False
-
-
-def _only_temp_files(folder: Path) -> bool:
-    """Whether ``folder`` is a real folder holding nothing but temp files of interrupted writes
-    (a fresh run interrupted before its ``config.json`` was written)."""
-    if folder.is_symlink() or not folder.is_dir():
-        return False
-    return all(temp_target(p.name) is not None and p.is_file() for p in folder.iterdir())
-
-
-def _discard(path: Path) -> None:
-    """Delete a folder the store proved its own; a link is unlinked, its target never touched."""
-    if path.is_symlink():
-        path.unlink()
-    else:
-        shutil.rmtree(path)
-
-
-def _prepare_run_dir(run_dir: Path, h: str) -> None:
-    """Before run ``h`` writes in ``run_dir`` (under its lock): a link to nowhere is a one-line
-    error; temp files that interrupted writes left in the run's own folder are removed."""
-    if run_dir.is_symlink() and not run_dir.exists():
-        raise FileNotFoundError(f"run folder {run_dir} is a link to {os.readlink(run_dir)}, which does not "
-                                "exist; restore its target or remove the link, then run again")
-    if not _names_run(run_dir, h):
-        return
-    for entry in run_dir.iterdir():
-        if temp_target(entry.name) is not None and not entry.is_symlink() and entry.is_file():
-            with contextlib.suppress(FileNotFoundError):
-                entry.unlink()
-
-
 def _swap_in(work: Path, run_dir: Path) -> None:
     """Put the finished fresh run in ``work`` (``.<hash>.new``, its record written last) in place
     of ``run_dir``: rename ``run_dir`` to ``.<hash>.old``, ``work`` to ``run_dir``, then delete
     ``.<hash>.old``. Each rename is atomic; an interrupt between them is resolved at the next
     access by :func:`_settle_locked` (the complete new run wins, else the old one is put back).
     A ``run_dir`` that is a link is replaced (the link removed, its target left as it is); a
-    ``.<hash>.old`` that is not the run's (:func:`_names_run`) is a one-line error, not deleted."""
+    ``.<hash>.old`` that is not the run's (:func:`names_run`) is a one-line error, not deleted."""
     h = run_dir.name
     old = run_dir.parent / f".{h}{OLD}"
     if os.path.lexists(old):
-        if not _names_run(old, h):
+        if not names_run(old, h):
             raise FileExistsError(f"{old} is in the way of run {h}'s folder swap (it is not a folder of "
                                   "that run); move it out of the results folder, then run again")
-        _discard(old)
+        discard(old)
     if run_dir.is_symlink():
         warnings.warn(f"vldlib: run folder {run_dir} is a link to {os.readlink(run_dir)}; the fresh run "
                       "replaces the link, the link's target is left as it is", RuntimeWarning, stacklevel=3)
@@ -460,15 +416,15 @@ def _swap_in(work: Path, run_dir: Path) -> None:
 def _settle_locked(root: Path, h: str) -> None:
     """Finish a folder swap of run ``h`` that an interrupt stopped (the caller holds its lock).
 
-    ``.<hash>.old`` present (and provably run ``h``'s: :func:`_names_run`) means :func:`_swap_in`
+    ``.<hash>.old`` present (and provably run ``h``'s: :func:`names_run`) means :func:`_swap_in`
     did not finish: with the run folder missing, the new run (``.<hash>.new`` of run ``h``, with
     its record) is moved in, or, if it is incomplete, the old folder is moved back; with the run
     folder present, only ``.<hash>.old`` is left to delete (a link: unlinked, never its target)."""
     run_dir, new, old = root / h, root / f".{h}{NEW}", root / f".{h}{OLD}"
-    if not _names_run(old, h):
+    if not names_run(old, h):
         return
     if not os.path.lexists(run_dir):
-        replace_file(new if _present(new / RECORD) and _names_run(new, h) else old, run_dir)
+        replace_file(new if _present(new / RECORD) and names_run(new, h) else old, run_dir)
     if old.is_symlink():
         old.unlink()
     elif os.path.lexists(old):

@@ -70,8 +70,6 @@ class Param:
 
     def expected(self) -> str:
         text = _TEXT[self.kind]
-        if self.distinct:
-            text = text.replace("a list of ", "a list of distinct ")
         if self.minimum is not None:
             text += f" >= {self.minimum}"
         if self.choices:
@@ -128,8 +126,9 @@ class Param:
                 raise fail()
             twice = repeated(items) if self.distinct else []
             if twice:
-                raise ParameterError(name, value, f"{self.expected()} ({', '.join(map(repr, twice))} repeated: "
-                                     "each is one experimental unit, a repeat counts the same run again)",
+                shown = ", ".join(map(repr, twice))
+                raise ParameterError(name, value, f"{self.expected()}, each once ({shown} repeated: each is one "
+                                     "experimental unit, a repeat counts the same run again)",
                                      repr(list(dict.fromkeys(items))), cli=cli)
             return items
         if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
