@@ -530,6 +530,9 @@ def test_every_notebook_parameter_is_declared_and_its_default_fits():
     (["-p", "methods", "cls"], "-p methods 'cls': expected a list of strings"),
     (["-p", "overrides", "[1,2]"], "-p overrides [1, 2]: expected a dict; for example -p overrides"),
     (["-p", "seeds", "['a']"], "-p seeds ['a']: expected a list of integers >= 0 or None"),
+    (["-p", "seeds", "[0, 0, 0, 1, 1, 1]"], "-p seeds [0, 0, 0, 1, 1, 1]: expected a list of integers >= 0 or "
+                                            'None, each once (0, 1 repeated: each is one experimental unit'),
+    (["-p", "split_seeds", "[2, 2]"], "-p split_seeds [2, 2]: expected a list of integers >= 0 or None, each once"),
     (["-p", "methods", "['cls', 'nope']"], "(each of 'cls'"),
     (["-p", "dataset_root", "/no/such/folder"], "-p dataset_root '/no/such/folder': expected an existing folder"),
     (["-p", "overrides", "{'nope': 1}"], "give no valid config: unknown config key 'nope'"),

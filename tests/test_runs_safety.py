@@ -53,6 +53,9 @@ def test_listing_a_folder_that_is_not_a_run_store_touches_nothing(tmp_path, fake
         (root / name).mkdir(parents=True)
         (root / name / "keep.txt").write_text(f"mine: {name}")
     (root / ".0123456789abcdef.new" / RECORD).write_text(json.dumps({"hash": "0123456789abcdef", "final": {}}))
+    (root / ".notes.old").write_text("a file")
+    (root / ".cafebabecafebabe.old").write_text("a file with a run hash's name")
+    (root / ".0123456789abcdef.old" / "config.json").write_text(json.dumps({"hash": "fedcba9876543210"}))
     before = snapshot(root)
     store = RunStore(root)
     assert store.records() == [] and store.to_frame().empty

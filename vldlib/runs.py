@@ -317,8 +317,10 @@ def _say_once(path: Path, reason: str) -> None:
 
 
 def _read_record(path: Path, *, expect: TrainConfig | None = None, say: bool = False) -> dict[str, Any] | None:
-    """The record at ``path``, or None when it is missing, malformed or (``expect`` given) of
-    another config. ``say``: report a present-but-unusable record once on stderr."""
+    """The record at ``path``, or None when it is missing, malformed, does not match its sha256
+    sidecar (edited or damaged since it was written) or (``expect`` given) is of another config.
+    A record without a sidecar (written before records had one) is read as it is.
+    ``say``: report a present-but-unusable record once on stderr."""
     try:
         data = read_bytes_checked(path)
     except (FileNotFoundError, NotADirectoryError):  # not trained (or the root is a file: said later)
