@@ -72,6 +72,7 @@ def test_force_trains_in_a_side_folder_then_swaps(tmp_path, monkeypatch):
     # an earlier forced run that was interrupted leaves a side folder: it is started afresh
     side = tmp_path / "res" / f".{config_hash(cfg)}.new"
     side.mkdir()
+    (side / "config.json").write_text(json.dumps({"hash": config_hash(cfg), "config": cfg}))  # as the store writes it
     (side / "checkpoint.pt").write_bytes(b"half")
     seen = {}
 
@@ -372,6 +373,7 @@ def test_record_trained_under_another_thread_count_is_not_served(tmp_path, monke
     path = store.run_dir(cfg) / RECORD
     rec = json.loads(path.read_text())
     path.write_text(json.dumps({**rec, "torch_threads": 2}))
+    path.with_name(f"{RECORD}.sha256").unlink()  # written before records had a sha256 sidecar, too
     assert store.get(cfg) is None
     assert any("trained with 2 torch threads" in str(w.message) for w in recwarn.list)
     assert store.to_frame().empty
@@ -528,6 +530,9 @@ def test_every_notebook_parameter_is_declared_and_its_default_fits():
     (["-p", "methods", "cls"], "-p methods 'cls': expected a list of strings"),
     (["-p", "overrides", "[1,2]"], "-p overrides [1, 2]: expected a dict; for example -p overrides"),
     (["-p", "seeds", "['a']"], "-p seeds ['a']: expected a list of integers >= 0 or None"),
+    (["-p", "seeds", "[0, 0, 0, 1, 1, 1]"], "-p seeds [0, 0, 0, 1, 1, 1]: expected a list of integers >= 0 or "
+                                            'None, each once (0, 1 repeated: each is one experimental unit'),
+    (["-p", "split_seeds", "[2, 2]"], "-p split_seeds [2, 2]: expected a list of integers >= 0 or None, each once"),
     (["-p", "methods", "['cls', 'nope']"], "(each of 'cls'"),
     (["-p", "dataset_root", "/no/such/folder"], "-p dataset_root '/no/such/folder': expected an existing folder"),
     (["-p", "overrides", "{'nope': 1}"], "give no valid config: unknown config key 'nope'"),
@@ -693,6 +698,7 @@ def test_rejected_record_is_retrained_from_scratch_not_resumed(tmp_path, smoke_c
     assert first["resumed_from"] is None and (run_dir / "checkpoint.pt").exists()
     path = run_dir / RECORD
     path.write_text(json.dumps({**first, "torch_threads": 2}))  # as trained before `threads` existed
+    path.with_name(f"{RECORD}.sha256").unlink()  # (and before records had a sha256 sidecar)
     with pytest.warns(RuntimeWarning, match=r"not resuming .*checkpoint\.pt"):
         again = store.run(cfg, progress=False)
     assert again["resumed_from"] is None
@@ -976,6 +982,7 @@ def test_damaged_student_weights_are_found_and_retrained(tmp_path, smoke_cache):
     # a record written before the digests is accepted as it is
     path = run_dir / RECORD
     path.write_text(json.dumps({k: v for k, v in again.items() if k != "weights_sha256"}))
+    path.with_name(f"{RECORD}.sha256").unlink()  # nor a sha256 sidecar of the record
     _flip_tensor_byte(run_dir / "student.pt")
     assert store.verified_run_dir(cfg) == run_dir and "weights_sha256" not in store.get(cfg)
 

@@ -6,11 +6,14 @@ temp file in the destination's folder, are flushed and ``fsync``-ed, get ordinar
 (``0o666 & ~umask``; ``mkstemp`` would leave ``0600``), and replace the destination with
 ``os.replace`` (atomic on POSIX). On any error, KeyboardInterrupt included, the temp file is
 removed and the destination is untouched. Readers see either the old file or the new one,
-never a partial one.
+never a partial one. Temp files are named ``.<name>.<8 chars>.tmp`` (:data:`TEMP_FILE`), so that
+an owner of a folder (the run store) can recognise one a killed process left.
 
-Content checks: :func:`save_torch_checked` writes a ``<name>.sha256`` sidecar with the file's
-sha256 and :func:`load_torch_checked` verifies it, so a flipped bit that ``torch.load`` would
-accept is found (files without a sidecar, written before, are read as they are).
+Content checks: :func:`write_bytes_checked` writes a ``<name>.sha256`` sidecar with the file's
+sha256 and :func:`read_bytes_checked` verifies it, so a flipped bit or a hand edit is found
+(files without a sidecar, written before, are read as they are). Checkpoints
+(:func:`save_torch_checked` / :func:`load_torch_checked`) and run records
+(:func:`write_json_checked`) use them.
 
 Readers: :func:`read_json` raises a one-line ``ValueError`` naming the file for malformed JSON;
 :func:`try_read_json` returns None for a missing or unreadable file.
@@ -23,29 +26,22 @@ import io
 import json
 import math
 import os
-import tempfile
+import re
+import secrets
 from pathlib import Path
 from typing import Any, Callable, IO, Mapping
 
 __all__ = ["atomic_write", "write_bytes_atomic", "write_text_atomic", "write_json_atomic",
            "save_torch_atomic", "read_json", "try_read_json", "finite_json", "canonical_json",
-           "replace_file", "sha256_file", "save_torch_checked", "load_torch_checked", "SHA256_SUFFIX"]
+           "replace_file", "sha256_file", "save_torch_checked", "load_torch_checked", "SHA256_SUFFIX",
+           "write_bytes_checked", "read_bytes_checked", "write_json_checked", "json_text", "temp_path",
+           "temp_target", "TEMP_FILE"]
 
-#: The sidecar of a file written by :func:`save_torch_checked`: ``<name>.sha256``.
+#: The sidecar of a file written by :func:`write_bytes_checked`: ``<name>.sha256``.
 SHA256_SUFFIX = ".sha256"
-
-
-def _umask() -> int:
-    try:  # Linux: read it without touching it
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+#: The name of an atomic write's temp file (:func:`temp_path`); group 1 is the destination's name.
+TEMP_FILE = re.compile(r"\.(.+)\.[a-z0-9_]{8}\.tmp")
+_TEMP_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 
 
 def _prepare_folder(folder: Path) -> None:
@@ -58,29 +54,52 @@ def _prepare_folder(folder: Path) -> None:
                               "choose a writable location") from err
 
 
+def temp_path(path: str | os.PathLike) -> Path:
+    """A fresh temp file name for a write of ``path``, next to it: ``.<name>.<8 random chars>.tmp``
+    (the pattern :data:`TEMP_FILE` matches, as ``mkstemp`` named them before)."""
+    path = Path(path)
+    return path.parent / f".{path.name}.{''.join(secrets.choice(_TEMP_CHARS) for _ in range(8))}.tmp"
+
+
+def temp_target(name: str) -> str | None:
+    """The file name a temp file called ``name`` was writing (:func:`temp_path`), else None."""
+    found = TEMP_FILE.fullmatch(name)
+    return found.group(1) if found else None
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
     """Call ``write(fh)`` on a binary temp file next to ``path``, then atomically replace ``path``.
 
-    Returns ``path``. Raises ``PermissionError`` / ``NotADirectoryError`` with the folder named
-    when the destination folder cannot be written.
+    The temp file's name is chosen before it is created, so an interrupt at any point (even while
+    it is being created) removes it. Returns ``path``. Raises ``PermissionError`` /
+    ``NotADirectoryError`` with the folder named when the destination folder cannot be written.
     """
     path = Path(path)
     _prepare_folder(path.parent)
+    tmp: Path | None = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except PermissionError as err:
-        raise PermissionError(f"cannot write in {path.parent} (permission denied); "
-                              "choose a writable location") from err
-    try:
+        for _ in range(100):
+            tmp = temp_path(path)
+            try:  # mode 0o666: the kernel applies the umask (ordinary permissions, not mkstemp's 0600)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+                break
+            except FileExistsError:  # another writer's temp file: never ours to remove
+                tmp = None
+            except PermissionError as err:
+                tmp = None
+                raise PermissionError(f"cannot write in {path.parent} (permission denied); "
+                                      "choose a writable location") from err
+        else:
+            raise FileExistsError(f"cannot create a temp file next to {path}; remove the .*.tmp files there")
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
     return path
 
@@ -115,11 +134,15 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
+def json_text(obj: Any, *, indent: int = 1, ensure_ascii: bool = True) -> str:
+    """``obj`` as strict JSON text (non-finite floats -> null), as :func:`write_json_atomic` writes it."""
+    return json.dumps(finite_json(obj), indent=indent, allow_nan=False, ensure_ascii=ensure_ascii) + "\n"
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int = 1,
                       ensure_ascii: bool = True) -> Path:
     """Write ``obj`` as strict JSON (non-finite floats -> null) atomically."""
-    text = json.dumps(finite_json(obj), indent=indent, allow_nan=False, ensure_ascii=ensure_ascii) + "\n"
-    return write_text_atomic(path, text)
+    return write_text_atomic(path, json_text(obj, indent=indent, ensure_ascii=ensure_ascii))
 
 
 def save_torch_atomic(obj: Any, path: str | os.PathLike) -> Path:
@@ -164,30 +187,31 @@ def _sidecar(path: str | os.PathLike) -> Path:
     return Path(str(path) + SHA256_SUFFIX)
 
 
+def _parse_digests(raw: bytes) -> list[str]:
+    """The digests a sidecar's bytes list, one per line (an unreadable sidecar lists nothing)."""
+    try:
+        return [line.strip() for line in raw.decode("ascii").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        return []
+
+
 def _sidecar_digests(path: Path) -> list[str] | None:
     """The digests listed in ``path``'s sidecar (one per line), None when there is no sidecar."""
     try:
-        text = _sidecar(path).read_text(encoding="ascii")
+        return _parse_digests(_sidecar(path).read_bytes())
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError):
+    except OSError:
         return []  # unreadable: nothing matches
-    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def save_torch_checked(obj: Any, path: str | os.PathLike) -> str:
-    """``torch.save(obj)`` atomically, with the sha256 of the bytes in the sidecar ``<path>.sha256``;
-    returns the digest.
+def write_bytes_checked(path: str | os.PathLike, data: bytes) -> str:
+    """Write ``data`` atomically with its sha256 in the sidecar ``<path>.sha256``; returns the digest.
 
     The sidecar first lists the new digest and the one of the file in place, then the file is
     replaced, then the sidecar is reduced to the new digest: an interrupt at any point leaves a
-    file (old or new) that its sidecar accepts."""
-    import torch  # heavy; only the tensor writers need it
-
+    file (old or new) that its sidecar accepts, and a reader that finds the file finds its sidecar."""
     path = Path(path)
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    data = buffer.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     previous = []
     if path.exists():  # the file in place, as long as its sidecar (if any) accepts it
@@ -196,24 +220,69 @@ def save_torch_checked(obj: Any, path: str | os.PathLike) -> str:
     sidecar = _sidecar(path)
     write_text_atomic(sidecar, "\n".join([digest, *previous]) + "\n")
     write_bytes_atomic(path, data)
-    write_text_atomic(sidecar, digest + "\n")
+    if previous:
+        write_text_atomic(sidecar, digest + "\n")
     return digest
+
+
+def _read_at(name: str, folder_fd: int | None, folder: Path) -> bytes:
+    if folder_fd is None:
+        return (folder / name).read_bytes()
+    fd = os.open(name, os.O_RDONLY, dir_fd=folder_fd)
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()
+
+
+def read_bytes_checked(path: str | os.PathLike) -> bytes:
+    """The bytes of ``path`` after checking them against its sidecar (:func:`write_bytes_checked`);
+    a mismatch is a one-line ``ValueError`` naming the file. A file without a sidecar (written
+    before content checks) is returned as it is.
+
+    The file, then its sidecar, are read through one handle on their folder, so a folder renamed
+    in between (a run store's folder swap) cannot pair a file with another folder's sidecar."""
+    path = Path(path)
+    folder_fd = None
+    if os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY"):
+        folder_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        data = _read_at(path.name, folder_fd, path.parent)
+        try:
+            expected: list[str] | None = _parse_digests(_read_at(path.name + SHA256_SUFFIX, folder_fd, path.parent))
+        except FileNotFoundError:
+            expected = None
+        except OSError:
+            expected = []
+    finally:
+        if folder_fd is not None:
+            os.close(folder_fd)
+    actual = hashlib.sha256(data).hexdigest()
+    if expected is not None and actual not in expected:
+        listed = ", ".join(d[:12] + "..." for d in expected) or "nothing"
+        raise ValueError(f"{path} fails its content check (sha256 {actual[:12]}..., its sidecar "
+                         f"{path.name}{SHA256_SUFFIX} says {listed}): "
+                         "the file is damaged; delete it (and its sidecar) to recompute it")
+    return data
+
+
+def write_json_checked(path: str | os.PathLike, obj: Any) -> str:
+    """:func:`write_json_atomic` with a sha256 sidecar (:func:`write_bytes_checked`); returns the digest."""
+    return write_bytes_checked(path, json_text(obj).encode("utf-8"))
+
+
+def save_torch_checked(obj: Any, path: str | os.PathLike) -> str:
+    """``torch.save(obj)`` atomically, with the sha256 of the bytes in the sidecar ``<path>.sha256``
+    (:func:`write_bytes_checked`); returns the digest."""
+    import torch  # heavy; only the tensor writers need it
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return write_bytes_checked(path, buffer.getvalue())
 
 
 def load_torch_checked(path: str | os.PathLike, **load_kwargs: Any) -> Any:
     """``torch.load(path, **load_kwargs)`` after checking the file against its sidecar
-    (:func:`save_torch_checked`); a mismatch is a one-line ``ValueError`` naming the file. A file
+    (:func:`read_bytes_checked`); a mismatch is a one-line ``ValueError`` naming the file. A file
     without a sidecar (written before content checks) is loaded as it is."""
     import torch  # heavy; only the tensor readers need it
 
-    path = Path(path)
-    expected = _sidecar_digests(path)
-    if expected is None:
-        return torch.load(path, **load_kwargs)
-    data = path.read_bytes()
-    actual = hashlib.sha256(data).hexdigest()
-    if actual not in expected:
-        raise ValueError(f"{path} fails its content check (sha256 {actual[:12]}..., its sidecar "
-                         f"{path.name}{SHA256_SUFFIX} says {', '.join(d[:12] + '...' for d in expected) or 'nothing'}): "
-                         "the file is damaged; delete it (and its sidecar) to recompute it")
-    return torch.load(io.BytesIO(data), **load_kwargs)
+    return torch.load(io.BytesIO(read_bytes_checked(path)), **load_kwargs)

@@ -14,6 +14,17 @@ one's record) and processes training different runs never touch each other.
 A fresh run of a finished (``force``) or rejected record trains in ``root/.<hash>.new/`` and is
 swapped in as a whole folder when it is complete (:func:`_swap_in`); ``root/.<hash>.old/`` left
 by an interrupt is resolved at the next access.
+
+Touching only its own (:mod:`vldlib.run_folders`): a side folder ``.<hash>.old`` / ``.<hash>.new``
+is renamed or deleted only where ``<hash>`` is a run hash and the folder holds a ``config.json``
+or ``record.json`` naming it; anything else in the root is left as it is. A run folder that is a
+symbolic link is never deleted through: the link is removed, its target left untouched. Under a
+run's lock, temp files of interrupted writes in its own folder are cleared.
+
+Verified on read: each record has a sha256 sidecar ``record.json.sha256``
+(:func:`vldlib.io.write_json_checked`); a record that does not match it (edited or damaged after
+it was written) is said once and counts as not trained. Records written before the sidecars
+(none beside them) are read as they are.
 """
 from __future__ import annotations
 
@@ -28,8 +39,10 @@ from typing import Any, Iterator, Mapping
 import pandas as pd
 
 from vldlib.core.losses import LOSS_NAMES
-from vldlib.io import canonical_json, finite_json, replace_file, write_json_atomic, write_text_atomic
+from vldlib.io import (SHA256_SUFFIX, canonical_json, finite_json, read_bytes_checked, replace_file,
+                       write_json_atomic, write_json_checked, write_text_atomic)
 from vldlib.paths import default_results_root
+from vldlib.run_folders import CONFIG, SIDE_FOLDER, discard, names_run, only_temp_files, prepare_run_dir
 import vldlib.train.distributed as dist
 from vldlib.train.config import HASH_LEN, TrainConfig, config_hash
 from vldlib.train.trainer import CHECKPOINT, RECORD_FILE, damaged_weights, train_validated
@@ -38,7 +51,6 @@ __all__ = ["RunStore", "config_hash", "canonical_json", "record_row", "default_r
            "RECORD", "CONFIG"]
 
 RECORD = RECORD_FILE  # "record.json", named once where the trainer reads it back beside the weights
-CONFIG = "config.json"
 LOCK = ".lock"
 NEW = ".new"
 OLD = ".old"
@@ -124,13 +136,14 @@ class RunStore:
                 found = _read_record(run_dir / RECORD, expect=cfg)  # another process may have finished it
                 if found is not None:
                     return found
+            prepare_run_dir(run_dir, h)
             rejected = not force and _present(run_dir / RECORD)  # present, but not served above
             work = self._work_dir(h, fresh=force or rejected, say=rejected)
             write_json_atomic(work / CONFIG, {"hash": h, "config": cfg.to_dict()})
             cache_dir = self.cache_dir if self.cache_dir is not None else cfg.cache_dir
             record = train_validated(cfg, h, run_dir=work, cache_dir=cache_dir, progress=progress)
             record = _final_record(record, h, run_dir)  # returned exactly as stored
-            write_json_atomic(work / RECORD, record)
+            write_json_checked(work / RECORD, record)
             if work != run_dir:
                 _swap_in(work, run_dir)
         return record
@@ -165,8 +178,11 @@ class RunStore:
         if not fresh:
             return self.root / h
         work = self.root / f".{h}{NEW}"
-        if work.exists():  # an earlier fresh run that did not finish: start it afresh
-            shutil.rmtree(work)
+        if os.path.lexists(work):  # an earlier fresh run that did not finish: start it afresh
+            if not (names_run(work, h) or only_temp_files(work)):
+                raise FileExistsError(f"{work} is in the way of run {h} (it is not a folder of that run); "
+                                      "move it out of the results folder, then run again")
+            discard(work)
         stale = self.root / h / CHECKPOINT
         if say and stale.exists():
             warnings.warn(f"vldlib: not resuming {stale} (its run's record is rejected); training afresh "
@@ -174,8 +190,9 @@ class RunStore:
         return work
 
     def _settle(self, h: str) -> None:
-        """Resolve, under the run's lock, a folder swap of run ``h`` that an interrupt stopped."""
-        if (self.root / f".{h}{OLD}").exists():
+        """Resolve, under the run's lock, a folder swap of run ``h`` that an interrupt stopped
+        (only one that provably is the store's: :func:`_settle_locked`)."""
+        if names_run(self.root / f".{h}{OLD}", h):
             with _locked(self._lock(h)):
                 _settle_locked(self.root, h)
 
@@ -198,6 +215,7 @@ class RunStore:
             found = None if force else _read_record(run_dir / RECORD, expect=cfg, say=True)
             work = run_dir
             if found is None:
+                prepare_run_dir(run_dir, h)
                 rejected = not force and _present(run_dir / RECORD)  # present, but not served above
                 work = self._work_dir(h, fresh=force or rejected, say=rejected)
                 write_json_atomic(work / CONFIG, {"hash": h, "config": cfg.to_dict()})
@@ -207,7 +225,7 @@ class RunStore:
             cache_dir = self.cache_dir if self.cache_dir is not None else cfg.cache_dir
             record = train_validated(cfg, h, run_dir=work, cache_dir=cache_dir, progress=progress)
             record = _final_record(record, h, run_dir)
-            write_json_atomic(work / RECORD, record)
+            write_json_checked(work / RECORD, record)
             if work != run_dir:
                 _swap_in(work, run_dir)
         dist.barrier()
@@ -225,7 +243,10 @@ class RunStore:
             if rec is not None:
                 out[path.parent.name] = rec
         for old in self.root.glob(f".*{OLD}"):  # a swap an interrupt stopped, or one begun while we listed
-            h = old.name[1:-len(OLD)]
+            side = SIDE_FOLDER.fullmatch(old.name)
+            if side is None:  # not a run's side folder (e.g. a user's .photos.old): not ours
+                continue
+            h = side.group(1)
             self._settle(h)
             rec = None if h in out else _read_record(self.root / h / RECORD, say=True)
             if rec is not None:
@@ -296,14 +317,26 @@ def _say_once(path: Path, reason: str) -> None:
 
 
 def _read_record(path: Path, *, expect: TrainConfig | None = None, say: bool = False) -> dict[str, Any] | None:
-    """The record at ``path``, or None when it is missing, malformed or (``expect`` given) of
-    another config. ``say``: report a present-but-unusable record once on stderr."""
+    """The record at ``path``, or None when it is missing, malformed, does not match its sha256
+    sidecar (edited or damaged since it was written) or (``expect`` given) is of another config.
+    A record without a sidecar (written before records had one) is read as it is.
+    ``say``: report a present-but-unusable record once on stderr."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            rec = json.load(fh)
+        data = read_bytes_checked(path)
     except (FileNotFoundError, NotADirectoryError):  # not trained (or the root is a file: said later)
         return None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+    except OSError as err:
+        if say:
+            _say_once(path, f"unreadable ({type(err).__name__}: {err})")
+        return None
+    except ValueError:
+        if say:
+            _say_once(path, f"it does not match the sha256 in {path.name}{SHA256_SUFFIX} (edited or damaged "
+                      "after it was written)")
+        return None
+    try:
+        rec = json.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         if say:
             _say_once(path, f"unreadable or not valid JSON ({type(err).__name__}: {err})")
         return None
@@ -360,25 +393,41 @@ def _swap_in(work: Path, run_dir: Path) -> None:
     """Put the finished fresh run in ``work`` (``.<hash>.new``, its record written last) in place
     of ``run_dir``: rename ``run_dir`` to ``.<hash>.old``, ``work`` to ``run_dir``, then delete
     ``.<hash>.old``. Each rename is atomic; an interrupt between them is resolved at the next
-    access by :func:`_settle_locked` (the complete new run wins, else the old one is put back)."""
-    old = run_dir.parent / f".{run_dir.name}{OLD}"
-    if old.exists():
-        shutil.rmtree(old)
-    if run_dir.exists():
+    access by :func:`_settle_locked` (the complete new run wins, else the old one is put back).
+    A ``run_dir`` that is a link is replaced (the link removed, its target left as it is); a
+    ``.<hash>.old`` that is not the run's (:func:`names_run`) is a one-line error, not deleted."""
+    h = run_dir.name
+    old = run_dir.parent / f".{h}{OLD}"
+    if os.path.lexists(old):
+        if not names_run(old, h):
+            raise FileExistsError(f"{old} is in the way of run {h}'s folder swap (it is not a folder of "
+                                  "that run); move it out of the results folder, then run again")
+        discard(old)
+    if run_dir.is_symlink():
+        warnings.warn(f"vldlib: run folder {run_dir} is a link to {os.readlink(run_dir)}; the fresh run "
+                      "replaces the link, the link's target is left as it is", RuntimeWarning, stacklevel=3)
+    if os.path.lexists(run_dir):
         replace_file(run_dir, old)
     replace_file(work, run_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    if old.is_symlink():
+        old.unlink()
+    else:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _settle_locked(root: Path, h: str) -> None:
     """Finish a folder swap of run ``h`` that an interrupt stopped (the caller holds its lock).
 
-    ``.<hash>.old`` present means :func:`_swap_in` did not finish: with the run folder missing,
-    the new run (``.<hash>.new`` with its record) is moved in, or, if it is incomplete, the old
-    folder is moved back; with the run folder present, only ``.<hash>.old`` is left to delete."""
+    ``.<hash>.old`` present (and provably run ``h``'s: :func:`names_run`) means :func:`_swap_in`
+    did not finish: with the run folder missing, the new run (``.<hash>.new`` of run ``h``, with
+    its record) is moved in, or, if it is incomplete, the old folder is moved back; with the run
+    folder present, only ``.<hash>.old`` is left to delete (a link: unlinked, never its target)."""
     run_dir, new, old = root / h, root / f".{h}{NEW}", root / f".{h}{OLD}"
-    if not old.exists():
+    if not names_run(old, h):
         return
-    if not run_dir.exists():
-        replace_file(new if _present(new / RECORD) else old, run_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    if not os.path.lexists(run_dir):
+        replace_file(new if _present(new / RECORD) and names_run(new, h) else old, run_dir)
+    if old.is_symlink():
+        old.unlink()
+    elif os.path.lexists(old):
+        shutil.rmtree(old, ignore_errors=True)

@@ -39,7 +39,8 @@ from vldlib.train.config import TrainConfig
 from vldlib.train.profiles import PROFILES, apply_overrides, profile_config
 
 __all__ = ["REPLICATES", "TEST_SPLITS", "DEV_SPLITS", "PAPER_DATASETS", "EXECUTORS", "Grid",
-           "GridRunError", "make_grid", "run_grid", "expected_cost", "warm_teacher_features"]
+           "GridRunError", "make_grid", "run_grid", "expected_cost", "warm_teacher_features",
+           "check_distinct", "repeated"]
 
 #: Test class splits of Fashion-MNIST (split seeds 0, 1, ... with repeated seen-class sets skipped):
 #: every offline chapter reports on the first ``n`` of them.
@@ -78,6 +79,10 @@ class Grid:
     #: variants that do not need the extra power run on these (``expand(..., split_seeds=...)``)
     default_split_seeds: list[int | None] | None = None
 
+    def __post_init__(self) -> None:
+        check_distinct("seeds", self.seeds)
+        check_distinct("split_seeds", self.split_seeds)
+
     @property
     def dataset(self) -> str:
         return str(self.base["dataset"])
@@ -89,6 +94,8 @@ class Grid:
         ``labels`` holds ``{column: variant name, "seed": s, "split_seed": p}``; ``split_seeds``
         (default: the grid's) restricts these variants to other class splits.
         """
+        if split_seeds is not None:
+            check_distinct("split_seeds", split_seeds)
         out = []
         for name, overrides in variants.items():
             if not isinstance(overrides, Mapping):
@@ -108,6 +115,28 @@ class Grid:
         return out
 
 
+def repeated(values: Sequence[Any]) -> list[Any]:
+    """The values that occur more than once in ``values``, in order of first occurrence."""
+    seen: set[Any] = set()
+    twice: dict[Any, None] = {}
+    for v in values:
+        if v in seen:
+            twice[v] = None
+        seen.add(v)
+    return list(twice)
+
+
+def check_distinct(name: str, values: Sequence[Any]) -> None:
+    """A one-line ``ValueError`` when ``values`` (a grid's seeds or class splits) repeats one: each is
+    an experimental unit, and a repeat would count the same run again (narrowing every interval)."""
+    twice = repeated(values)
+    if twice:
+        what = "seed" if name == "seeds" else "class split"
+        raise ValueError(f"{name}={list(values)!r} repeats {', '.join(map(repr, twice))}: each {what} is one "
+                         f"experimental unit and a repeat would count the same run again; list each once, "
+                         f"e.g. {name}={list(dict.fromkeys(values))!r}")
+
+
 def _as_list(name: str, value: Any, default: list) -> list:
     if value is None:
         return list(default)
@@ -119,6 +148,7 @@ def _as_list(name: str, value: Any, default: list) -> list:
     for v in value:
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
             raise ValueError(f"{name} must hold integers >= 0, got {v!r}")
+    check_distinct(name, value)
     return value
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from vldlib.core.losses import LOSS_NAMES
 from vldlib.data import DATASETS
 from vldlib.study.executors import EXECUTORS
-from vldlib.study.grid import PAPER_DATASETS, make_grid
+from vldlib.study.grid import PAPER_DATASETS, make_grid, repeated
 from vldlib.study.reference import FIELD_LOSS_METHODS, TABLE1_METHODS, TABLE5_ENRICHMENTS
 from vldlib.train.config import DESCRIPTION_VARIANTS, STUDENTS, TEACHERS, TEXT_MODES
 from vldlib.train.profiles import PROFILES
@@ -57,7 +57,8 @@ class Param:
 
     ``kind``: one of :data:`KINDS`; ``optional``: ``None`` is allowed (the profile's default);
     ``choices``: the valid strings (of the value, or of each list item / dict key);
-    ``minimum``: for integers (and integer list items); ``example``: a value that works, as typed.
+    ``minimum``: for integers (and integer list items); ``example``: a value that works, as typed;
+    ``distinct``: a list must not repeat an item (seeds and class splits: each is one experimental unit).
     """
 
     kind: str
@@ -65,6 +66,7 @@ class Param:
     optional: bool = False
     choices: tuple[str, ...] = ()
     minimum: int | None = None
+    distinct: bool = False
 
     def expected(self) -> str:
         text = _TEXT[self.kind]
@@ -122,6 +124,12 @@ class Param:
                 raise fail()
             if self.choices and any(v not in self.choices for v in items):
                 raise fail()
+            twice = repeated(items) if self.distinct else []
+            if twice:
+                shown = ", ".join(map(repr, twice))
+                raise ParameterError(name, value, f"{self.expected()}, each once ({shown} repeated: each is one "
+                                     "experimental unit, a repeat counts the same run again)",
+                                     repr(list(dict.fromkeys(items))), cli=cli)
             return items
         if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
             raise fail()
@@ -177,8 +185,8 @@ PARAMETERS: dict[str, Param] = {
     "student": Param("str", "resnet18", optional=True, choices=STUDENTS),
     "epochs": Param("int", "10", optional=True, minimum=1),
     "per_class": Param("int", "300", optional=True, minimum=2),
-    "seeds": Param("list[int]", "[0, 1, 2]", optional=True, minimum=0),
-    "split_seeds": Param("list[int]", "[0, 1]", optional=True, minimum=0),
+    "seeds": Param("list[int]", "[0, 1, 2]", optional=True, minimum=0, distinct=True),
+    "split_seeds": Param("list[int]", "[0, 1]", optional=True, minimum=0, distinct=True),
     "paper_dataset": Param("str", "Flower102", optional=True, choices=(*PAPER_DATASETS, "Average")),
     "overrides": Param("dict", "{'num_workers': 2}"),
     "methods": Param("list[str]", "['cls', 'cls+imcst']", optional=True, choices=tuple(TABLE1_METHODS)),
