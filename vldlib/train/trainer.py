@@ -205,6 +205,7 @@ class _Run:
         ds = load_dataset(cfg.dataset, root=root, **opts)
         self.timings["data_s"] = time.perf_counter() - t0
         self.ds = ds
+        self.inputs = self._inputs()  # before any teacher work: what the run reads is what it is named by
         self.resolved = resolve_optim(cfg, len(ds.train))
         if "fewshot" in self.resolved:  # enough X_ood images for the support set? found before training
             check_support(ds.ood.labels, ds.unseen_classes, self.resolved["fewshot"]["shots"], ds.name)
@@ -223,7 +224,6 @@ class _Run:
             self.images = {n: Images.of_split(s, cfg.num_workers, self.device, self.cache_dir)
                            for n, s in ds.splits.items()}
 
-        self.inputs = self._inputs()
         self.train_tf = student_train_transform(ds, per_image=cfg.per_image_aug)
         self.eval_tf = student_eval_transform(ds)
         self.evals = {n: EvalSet(self.images[n], self.eval_tf) for n in ("id", "ood")}
