@@ -115,13 +115,14 @@ def test_a_named_data_root_without_files_is_unresolved_and_training_says_why(tmp
 
 # ---------------------------------------------------------------------- official data, descriptions, captions
 def official(root: Path | str, **over) -> dict:
-    cfg = TrainConfig(dataset="official", dataset_options={"root": str(root), "name": "Tiny"},
+    cfg = TrainConfig(dataset="official", dataset_options={"root": str(root)},
                       weights=dict(FULL)).to_dict()
     cfg.update(over)
     return cfg
 
 
 def tiny_root(path: Path) -> Path:
+    """A tiny official root; its folder's name is the dataset's description key."""
     return write_tiny_official_root(path, n_seen=2, n_unseen=2, per_class=4, size=8)
 
 
@@ -142,12 +143,12 @@ def write_descriptions(root: Path, cache: Path, model: str, text: str) -> None:
     from vldlib.text.descriptions import official_class_names
 
     names = official_class_names(root)
-    for old in (cache / "descriptions").glob("Tiny_main_*.json"):
+    for old in (cache / "descriptions").glob(f"{root.name}_main_*.json"):
         old.unlink()
-    write_cache(DescriptionCache(dataset="Tiny", variant="main", prompt=PROMPTS["main"], model=model, classes=names,
+    write_cache(DescriptionCache(dataset=root.name, variant="main", prompt=PROMPTS["main"], model=model, classes=names,
                                  descriptions={n: [f"{text} {n}."] for n in names},
                                  provenance={n: {"model": model} for n in names}),
-                cache_path("Tiny", "main", model, cache))
+                cache_path(root.name, "main", model, cache))
 
 
 def test_regenerated_descriptions_change_the_hash(tmp_path, monkeypatch):
@@ -161,7 +162,7 @@ def test_regenerated_descriptions_change_the_hash(tmp_path, monkeypatch):
     assert config_hash(cfg) != h  # before: the same hash, the old record served
     write_descriptions(root, tmp_path / "cache", "model-c", "a thing like")
     assert config_hash(cfg) == h  # the same sentences from another model: the same numbers
-    assert input_identity(cfg)["descriptions"]["source"].endswith("Tiny_main_model-c.json")
+    assert input_identity(cfg)["descriptions"]["source"].endswith("data_main_model-c.json")
     # the official chatgpt.txt is hashed when it is used
     off = official(root, descriptions="official")
     h_off = config_hash(off)
@@ -245,3 +246,16 @@ def test_data_identity_of_a_missing_default_copy_is_the_standard_files(tmp_path,
     monkeypatch.setenv("VLD_DATA", str(tmp_path))
     with pytest.raises(FileNotFoundError):
         data_identity("fashion-mnist", {})
+
+
+def test_trainer_stops_when_inputs_changed_after_the_hash(tmp_path):
+    """The trainer resolves its inputs again (strictly) before any teacher work and refuses to
+    train under a hash that no longer names them."""
+    from vldlib.train.trainer import train_validated
+
+    root = tiny_root(tmp_path / "data")
+    cfg = TrainConfig.from_dict(official(root, device="cpu", epochs=1, last_n=1, fewshot=None)).validate()
+    h = config_hash(cfg)
+    sorted((root / "val").rglob("*.jpg"))[0].unlink()
+    with pytest.raises(ValueError, match=f"inputs of run {h} changed after its hash"):
+        train_validated(cfg, h, cache_dir=tmp_path / "cache", progress=False)
