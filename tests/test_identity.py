@@ -259,3 +259,25 @@ def test_trainer_stops_when_inputs_changed_after_the_hash(tmp_path):
     sorted((root / "val").rglob("*.jpg"))[0].unlink()
     with pytest.raises(ValueError, match=f"inputs of run {h} changed after its hash"):
         train_validated(cfg, h, cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_content_digests_are_remembered_across_processes(tmp_path, monkeypatch):
+    """The decompressed idx files' digests are kept in ``content-digests.json`` by path, size and
+    mtime: another process reads them back; a changed file is digested again."""
+    import vldlib.data.identity as ident
+
+    folder = write_idx_folder(tmp_path / "fm", seed=3, gz=True)
+    path = folder / "train-images-idx3-ubyte.gz"
+    first = ident.content_sha256(path, memo_dir=tmp_path / "memo")
+    assert json.loads((tmp_path / "memo" / ident.DIGEST_MEMO).read_text())[str(path.resolve())]["sha256"] == first
+    ident._content_sha256.cache_clear()  # as a fresh process
+
+    def never(p):
+        raise AssertionError(f"{p} was read again")
+
+    monkeypatch.setattr(ident, "_read_sha256", never)
+    assert ident.content_sha256(path, memo_dir=tmp_path / "memo") == first
+    monkeypatch.undo()
+    write_idx_folder(tmp_path / "fm", seed=4, gz=True)
+    os.utime(path, ns=(1, 2))
+    assert ident.content_sha256(path, memo_dir=tmp_path / "memo") != first

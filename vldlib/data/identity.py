@@ -13,8 +13,10 @@ relative or absolute path, another machine); two folders with different content 
   (a dataset's images are identified by their listed paths); ``chatgpt.txt`` is not part of it
   either: a run that uses those descriptions has them in its description digest.
 
-Digests are memoised per process by each file's path, size and modification time, so asking
-again costs a few ``stat`` calls. This module knows nothing of training or runs.
+Digests are memoised by each file's path, size and modification time: per process, and for the
+idx files (decompressing them takes about a second) across processes in
+``<cache root>/content-digests.json`` (:data:`DIGEST_MEMO`; a memo, rebuilt when missing or
+stale, entries of vanished files dropped), so asking again costs a few ``stat`` calls. This module knows nothing of training or runs.
 """
 from __future__ import annotations
 
@@ -25,26 +27,48 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-from vldlib.io import canonical_json
+from vldlib.io import canonical_json, try_read_json, write_json_atomic
+from vldlib.paths import default_cache_dir
 
 from .fashion_mnist import FILES, _idx_path, find_fashion_mnist
 from .official import OFFICIAL_SPLITS, read_official_splits
 
-__all__ = ["FASHION_MNIST_SHA256", "data_identity", "content_sha256"]
+__all__ = ["FASHION_MNIST_SHA256", "DIGEST_MEMO", "data_identity", "content_sha256"]
+
+#: The file (under the cache root) that remembers content digests across processes.
+DIGEST_MEMO = "content-digests.json"
 
 #: The identity of the standard Fashion-MNIST files (Xiao et al. 2017; what the system package and
 #: torchvision's checksummed download hold): :func:`data_identity` of such a folder.
 FASHION_MNIST_SHA256 = "b3e2fb23754d1c976d3945243674c5aff19f49673e3258ba92e2fcdf7c0a81f9"
 
 
-def content_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a file's content, a ``.gz`` file's decompressed (memoised by path, size, mtime)."""
+def content_sha256(path: str | os.PathLike, memo_dir: str | os.PathLike | None = None) -> str:
+    """The sha256 of a file's content, a ``.gz`` file's decompressed, memoised by path, size and
+    mtime in this process and in ``<memo_dir>/content-digests.json`` (default: the cache root)."""
     st = os.stat(path)
-    return _content_sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    memo = Path(memo_dir) if memo_dir is not None else default_cache_dir()
+    return _content_sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns, str(memo / DIGEST_MEMO))
 
 
 @lru_cache(maxsize=64)
-def _content_sha256(path: str, size: int, mtime_ns: int) -> str:
+def _content_sha256(path: str, size: int, mtime_ns: int, memo: str) -> str:
+    stamp = {"size": size, "mtime_ns": mtime_ns}
+    known = try_read_json(memo)
+    entry = known.get(path) if isinstance(known, dict) else None
+    if isinstance(entry, dict) and {k: entry.get(k) for k in stamp} == stamp and isinstance(entry.get("sha256"), str):
+        return entry["sha256"]
+    digest = _read_sha256(path)
+    known = try_read_json(memo)  # another process may have added entries meanwhile
+    kept = {p: e for p, e in (known.items() if isinstance(known, dict) else ()) if os.path.exists(p)}
+    try:
+        write_json_atomic(memo, {**kept, path: {**stamp, "sha256": digest}})
+    except OSError:  # a read-only cache root: the digest is only remembered in this process
+        pass
+    return digest
+
+
+def _read_sha256(path: str) -> str:
     h = hashlib.sha256()
     opener = gzip.open if path.endswith(".gz") else open
     try:
