@@ -16,7 +16,8 @@ relative or absolute path, another machine); two folders with different content 
 Digests are memoised by each file's path, size and modification time: per process, and for the
 idx files (decompressing them takes about a second) across processes in
 ``<cache root>/content-digests.json`` (:data:`DIGEST_MEMO`; a memo, rebuilt when missing or
-stale, entries of vanished files dropped), so asking again costs a few ``stat`` calls. This module knows nothing of training or runs.
+stale, entries of vanished files dropped), so asking again costs a few ``stat`` calls.
+This module knows nothing of training or runs.
 """
 from __future__ import annotations
 
