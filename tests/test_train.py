@@ -17,6 +17,7 @@ from vldlib.runs import RunStore, config_hash
 import vldlib.train.trainer
 from vldlib.cli.train import main
 from vldlib.train import Interrupted, TrainConfig, train
+from vldlib.train.config import record_hash
 
 sys.path.insert(0, str(Path(__file__).parent))
 from data_fixtures import write_tiny_official_root  # noqa: E402
@@ -80,6 +81,10 @@ def test_end_to_end_record(reference, world):
     json.loads(json.dumps(rec, allow_nan=False))  # strictly JSON-serialisable
     assert rec["hash"] == config_hash(tiny_config(world))
     assert rec["config"] == tiny_config(world)
+    # the record names what the run read by content: here the data (no descriptions, no captions)
+    assert set(rec["inputs"]) == {"data"} and len(rec["inputs"]["data"]["sha256"]) == 64
+    assert rec["inputs"]["data"]["source"] == str(Path(world["root"]).resolve())
+    assert record_hash(rec) == rec["hash"]
     assert rec["dataset"]["X_train"] == 21 and rec["dataset"]["X_id"] == 9 and rec["dataset"]["X_ood"] == 30
     assert rec["teacher_forward_passes"] > 0 and rec["teacher"]["loaded"]
     assert rec["teacher"]["embed_dim"] == 32

@@ -44,7 +44,7 @@ from vldlib.io import (SHA256_SUFFIX, canonical_json, finite_json, read_bytes_ch
 from vldlib.paths import default_results_root
 from vldlib.run_folders import CONFIG, SIDE_FOLDER, discard, names_run, only_temp_files, prepare_run_dir
 import vldlib.train.distributed as dist
-from vldlib.train.config import HASH_LEN, TrainConfig, config_hash
+from vldlib.train.config import HASH_LEN, TrainConfig, config_hash, record_hash
 from vldlib.train.trainer import CHECKPOINT, RECORD_FILE, damaged_weights, train_validated
 
 __all__ = ["RunStore", "config_hash", "canonical_json", "record_row", "default_root", "HASH_LEN",
@@ -354,7 +354,7 @@ def _read_record(path: Path, *, expect: TrainConfig | None = None, say: bool = F
             _say_once(path, "it holds no config")
         return None
     try:
-        stored = config_hash(rec["config"])
+        stored = record_hash(rec)  # its config and the inputs it recorded (no file is read)
         threads = TrainConfig.from_dict(rec["config"]).threads
     except (ValueError, TypeError, KeyError) as err:
         if say:

@@ -15,17 +15,22 @@ text encoder (raw caption, no "a photo of" prefix). Two sources here:
   what an ImageNet classifier sees, which is close to what the ConSE proxy teacher's image feature
   already encodes; it is labelled "proxy captions" wherever it is used.
 
-:data:`CAPTION_SOURCES` is the list the config validates against.
+:data:`CAPTION_SOURCES` is the list the config validates against; :func:`caption_digest` is a
+caption file's content digest (part of a run's identity, :mod:`vldlib.train.inputs`).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from vldlib.io import canonical_json
+
 __all__ = ["CAPTION_SOURCES", "CAPTION_FILE", "CAPTION_FORMAT", "PROXY_CAPTION_TOP", "proxy_caption",
-           "read_caption_file", "read_caption_cache", "captions_for"]
+           "read_caption_file", "read_caption_cache", "captions_for", "caption_digest"]
 
 #: Where captions come from: the proxy captioner (offline) or a per-image caption file.
 CAPTION_SOURCES: tuple[str, ...] = ("proxy", "file")
@@ -88,3 +93,21 @@ def read_caption_cache(path: str | os.PathLike) -> dict:
         return {"format": CAPTION_FORMAT, "model": data.get("model"), "instruction": data.get("instruction"),
                 "captions": captions, "provenance": prov}
     return {"format": CAPTION_FORMAT, "model": None, "instruction": None, "captions": captions, "provenance": {}}
+
+
+def caption_digest(path: str | os.PathLike) -> str:
+    """The sha256 of a caption file's captions (canonical JSON of ``{image key: caption}`` as
+    :func:`read_caption_file` reads them; the format wrapper and provenance do not count).
+    Memoised by path, size and modification time."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        read_caption_file(path)  # raises its one-line FileNotFoundError
+        raise
+    return _caption_digest(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _caption_digest(path: str, size: int, mtime_ns: int) -> str:
+    return hashlib.sha256(canonical_json(read_caption_file(path)).encode()).hexdigest()

@@ -5,6 +5,8 @@ What this module holds:
 - :data:`PROMPTS` (from :mod:`vldlib.text.prompts`): the paper's main prompt and its three variants.
 - :func:`read_official`: the official ``chatgpt.txt`` aligned with ``label2text.txt``.
 - :func:`load_descriptions`: the shipped hand-written Fashion-MNIST sets, or a filled cache.
+- :func:`descriptions_source`, :func:`description_digest`: where a run's set comes from and the
+  sha256 of its content (part of a run's identity, :mod:`vldlib.train.inputs`).
 - :func:`generate_descriptions` (from :mod:`vldlib.text.llm`): fill a cache with the
   ``openai`` client (command line: :mod:`vldlib.cli.describe`).
 - The class-text classifier (:func:`class_text_features`) lives in :mod:`vldlib.text.classifier`
@@ -17,6 +19,7 @@ extensions offered here for study; they are not the released method.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from importlib import resources
@@ -25,6 +28,7 @@ from typing import Any, Mapping
 
 from vldlib.data.fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
 from vldlib.data.official import read_chatgpt, read_label2text, unique_names
+from vldlib.io import canonical_json
 from vldlib.text.cache import (DescriptionCache, cache_path, descriptions_dir, parse_cache,
                                read_cache, resolve_prompt, slug)
 from vldlib.text.classifier import TEXT_MODES, class_text_features, class_texts, descriptor_scores
@@ -34,6 +38,7 @@ from vldlib.text.prompts import PROMPTS, VARIANT_TITLES
 __all__ = [
     "PROMPTS", "VARIANT_TITLES", "FASHION_MNIST_CLASSES", "TEXT_MODES", "read_official",
     "official_class_names", "description_key", "load_descriptions", "shipped_descriptions",
+    "description_cache_file", "descriptions_source", "description_digest",
     "generate_descriptions", "class_texts", "class_text_features", "descriptor_scores",
     "DescriptionsUnavailable", "LLMResponseError", "DescriptionCache",
 ]
@@ -120,16 +125,7 @@ def load_descriptions(dataset: str, variant: str = "main",
     variant_key, _ = resolve_prompt(variant)
     if dataset == "fashion-mnist" and model is None:
         return shipped_descriptions(variant_key).ordered()
-    if model is not None:
-        path = cache_path(dataset, variant_key, model, cache_dir)
-    else:
-        folder = descriptions_dir(cache_dir)
-        found = sorted(folder.glob(f"{slug(dataset)}_{slug(variant_key)}_*.json"))
-        if len(found) > 1:
-            raise ValueError(
-                f"several description caches for {dataset!r}/{variant_key!r} in {folder}: "
-                f"{', '.join(p.name for p in found)}; pass model=... to choose one")
-        path = found[0] if found else cache_path(dataset, variant_key, "MODEL", cache_dir)
+    path = description_cache_file(dataset, variant_key, cache_dir, model)
     if not path.is_file():
         raise FileNotFoundError(
             f"no {variant_key!r} descriptions for {dataset!r} at {path}; generate them with "
@@ -144,3 +140,48 @@ def load_descriptions(dataset: str, variant: str = "main",
             f"({', '.join(repr(c) for c in missing[:10])}); resume with `python -m vldlib "
             f"describe --dataset {dataset} --prompt {variant} --model {cache.model or 'M'}`")
     return cache.ordered()
+
+
+def description_cache_file(dataset: str, variant: str, cache_dir: str | os.PathLike | None = None,
+                           model: str | None = None) -> Path:
+    """The cache file :func:`load_descriptions` reads for ``dataset`` and ``variant``: the one of
+    ``model``, else the only one of that dataset and variant (it may not exist yet)."""
+    variant_key, _ = resolve_prompt(variant)
+    if model is not None:
+        return cache_path(dataset, variant_key, model, cache_dir)
+    folder = descriptions_dir(cache_dir)
+    found = sorted(folder.glob(f"{slug(dataset)}_{slug(variant_key)}_*.json"))
+    if len(found) > 1:
+        raise ValueError(
+            f"several description caches for {dataset!r}/{variant_key!r} in {folder}: "
+            f"{', '.join(p.name for p in found)}; pass model=... to choose one")
+    return found[0] if found else cache_path(dataset, variant_key, "MODEL", cache_dir)
+
+
+# ----------------------------------------------------------------------------- identity
+def descriptions_source(dataset: str, dataset_options: Mapping[str, Any],
+                        which: str) -> tuple[dict[str, list[str]], str]:
+    """``(set, where it came from)`` of the description set ``which`` a run on ``dataset`` uses:
+    ``"official"`` -> the data folder's ``chatgpt.txt`` (:func:`read_official` of the ``splits``
+    folder, else the root), a prompt variant -> :func:`load_descriptions` of
+    :func:`description_key` (the shipped Fashion-MNIST sets, else the description cache).
+    Raises what those raise when the set is missing or incomplete."""
+    if which == "official":
+        if dataset != "official":
+            raise ValueError("descriptions='official' needs an official dataset with chatgpt.txt; for "
+                             f"{dataset} use one of {', '.join(PROMPTS)} or None")
+        folder = Path(str(dataset_options.get("splits") or dataset_options.get("root") or ""))
+        return read_official(folder), str((folder / "chatgpt.txt").resolve())
+    key = description_key(dataset, dataset_options)
+    variant, _ = resolve_prompt(which)
+    found = load_descriptions(key, which)
+    where = (f"vldlib/resources/descriptions/fashion-mnist_{variant}.json" if key == "fashion-mnist"
+             else str(description_cache_file(key, variant).resolve()))
+    return found, where
+
+
+def description_digest(descriptions: Mapping[str, Any]) -> str:
+    """The sha256 of a description set's content (canonical JSON of ``{class: [sentence, ...]}``;
+    neither the file's format, provenance nor key order counts)."""
+    content = {str(k): [str(s) for s in v] for k, v in descriptions.items()}
+    return hashlib.sha256(canonical_json(content).encode()).hexdigest()

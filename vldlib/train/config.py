@@ -1,7 +1,8 @@
 """The trainer's configuration: :class:`TrainConfig`, its validation and canonical form.
 
 A run is declared as data (torchdistill style): every field is JSON-serialisable and the run's
-identity is the hash of the canonical config (:func:`config_hash`). Validation
+identity is the hash of the canonical config and of its inputs' content digests where they are
+not the default book's (:func:`config_hash`, :mod:`vldlib.train.inputs`). Validation
 happens here, before any data is loaded or any model is built, so that a typo in a notebook's
 parameters cell fails in milliseconds with a message that lists the valid values.
 
@@ -30,6 +31,7 @@ from vldlib.text.captions import CAPTION_SOURCES
 from vldlib.text.classifier import TEXT_MODES as _ALL_TEXT_MODES
 from vldlib.text.controls import DESCRIPTION_CONTROLS
 from vldlib.text.prompts import PROMPTS
+from vldlib.train.inputs import LOCATION_OPTIONS, hashed_inputs, resolve_inputs
 
 TEACHERS: tuple[str, ...] = tuple(_TEACHER_REGISTRY)
 STUDENTS: tuple[str, ...] = tuple(_STUDENT_REGISTRY)
@@ -354,16 +356,48 @@ def canonical_weights(weights: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
-def config_hash(config: Mapping[str, Any] | TrainConfig) -> str:
-    """A run's identity: ``sha256(canonical_json(canonical config))[:16]`` in hex.
+def input_identity(config: Mapping[str, Any] | TrainConfig, *, strict: bool = False) -> dict[str, dict[str, str]]:
+    """The config's inputs resolved to content digests (:func:`vldlib.train.inputs.resolve_inputs`):
+    ``{"data": {"sha256", "source"}, "descriptions": ..., "captions": ...}``. Builds no teacher."""
+    cfg = TrainConfig.from_dict(config)
+    return resolve_inputs(cfg.dataset, cfg.dataset_options, cfg.descriptions, cfg.caption_source(), strict=strict)
 
-    The canonical config is :meth:`TrainConfig.canonical`: every field with its default filled
-    in, loss weights as :func:`canonical_weights`, few-shot defaults filled, and the runtime-only
-    fields (:data:`RUNTIME_FIELDS`) left out. So ``{}`` and the explicit defaults hash alike, and
-    the hash does not depend on key order or on ``1`` vs ``1.0``.
+
+def config_hash(config: Mapping[str, Any] | TrainConfig, inputs: Mapping[str, Any] | None = None) -> str:
+    """A run's identity: ``sha256(canonical_json(identity))[:16]`` in hex.
+
+    The identity is the canonical config (:meth:`TrainConfig.canonical`: every field with its
+    default filled in, loss weights as :func:`canonical_weights`, few-shot defaults filled, the
+    runtime-only fields (:data:`RUNTIME_FIELDS`) left out) without the data's location options
+    (:data:`vldlib.train.inputs.LOCATION_OPTIONS`), plus ``"inputs"``: the digests of the inputs
+    (``inputs``, default :func:`input_identity`) that differ from the default book's
+    (:func:`vldlib.train.inputs.hashed_inputs`), only when there are any. So ``{}`` and the explicit
+    defaults hash alike, the hash does not depend on key order, ``1`` vs ``1.0`` or where the
+    data lies, and it changes with the content of the data, descriptions and captions a run reads.
     """
     cfg = TrainConfig.from_dict(config)
-    return hashlib.sha256(canonical_json(cfg.canonical()).encode()).hexdigest()[:HASH_LEN]
+    resolved = input_identity(cfg) if inputs is None else inputs
+    ident = cfg.canonical()
+    ident["dataset_options"] = {k: v for k, v in ident["dataset_options"].items() if k not in LOCATION_OPTIONS}
+    extra = hashed_inputs(cfg.dataset, cfg.dataset_options, cfg.descriptions, resolved)
+    if extra:
+        ident["inputs"] = extra
+    return _digest(ident)
+
+
+def record_hash(record: Mapping[str, Any]) -> str:
+    """The hash of a stored record from what it holds: its ``config`` and ``inputs`` (no file is
+    read). A record without ``inputs`` (written before a run's identity covered its inputs)
+    hashes as it was stored: its canonical config alone, location options included."""
+    cfg = TrainConfig.from_dict(record["config"])
+    inputs = record.get("inputs")
+    if not isinstance(inputs, Mapping):
+        return _digest(cfg.canonical())
+    return config_hash(cfg, inputs)
+
+
+def _digest(identity: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:HASH_LEN]
 
 
 # ---------------------------------------------------------------------- resolution of "auto"

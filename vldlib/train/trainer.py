@@ -54,9 +54,9 @@ from vldlib.text.captions import (CAPTION_FILE, PROXY_CAPTION_TOP, captions_for,
                                   read_caption_file)
 from vldlib.text.classifier import class_text_features, class_texts
 from vldlib.text.controls import control_descriptions
-from vldlib.text.descriptions import description_key, load_descriptions
+from vldlib.text.descriptions import descriptions_source
 import vldlib.train.distributed as dist
-from vldlib.train.config import TrainConfig, config_hash, resolve_optim
+from vldlib.train.config import TrainConfig, config_hash, input_identity, resolve_optim
 from vldlib.train.fewshot import (RETRIEVAL_ALPHA, RETRIEVAL_BETA, check_support, fewshot_batches,
                                    fewshot_labels, retrieval_logits, select_support)
 from vldlib.train.loop import (EvalSet, Images, LossSpec, accuracy, class_accuracies, embed, make_optimizer,
@@ -205,6 +205,7 @@ class _Run:
         ds = load_dataset(cfg.dataset, root=root, **opts)
         self.timings["data_s"] = time.perf_counter() - t0
         self.ds = ds
+        self.inputs = self._inputs()  # before any teacher work: what the run reads is what it is named by
         self.resolved = resolve_optim(cfg, len(ds.train))
         if "fewshot" in self.resolved:  # enough X_ood images for the support set? found before training
             check_support(ds.ood.labels, ds.unseen_classes, self.resolved["fewshot"]["shots"], ds.name)
@@ -226,6 +227,16 @@ class _Run:
         self.train_tf = student_train_transform(ds, per_image=cfg.per_image_aug)
         self.eval_tf = student_eval_transform(ds)
         self.evals = {n: EvalSet(self.images[n], self.eval_tf) for n in ("id", "ood")}
+
+    def _inputs(self) -> dict[str, dict[str, str]]:
+        """The digests of what this run read (data, descriptions, caption file), checked against
+        its hash: a file that changed since the hash was computed stops the run before training."""
+        inputs = input_identity(self.cfg, strict=True)
+        if config_hash(self.cfg, inputs) != self.hash:
+            now = ", ".join(f"{name} {entry['sha256'][:12]}" for name, entry in inputs.items())
+            raise ValueError(f"the inputs of run {self.hash} changed after its hash was computed (now {now}); "
+                             "run it again so that its hash covers what it reads")
+        return inputs
 
     def _texts(self, descriptions: str | None) -> tuple[torch.Tensor, torch.Tensor]:
         desc = self._descriptions(descriptions)
@@ -296,7 +307,7 @@ class _Run:
                 raise ValueError(f"descriptions='official' but dataset {self.ds.name!r} has no "
                                  "chatgpt.txt; add it to the data root or choose a description variant")
             return self.ds.descriptions
-        return load_descriptions(description_key(self.cfg.dataset, self.cfg.dataset_options), which)
+        return descriptions_source(self.cfg.dataset, self.cfg.dataset_options, which)[0]
 
     def _build_student(self) -> nn.Module:
         seed_everything(self.cfg.seed)
@@ -618,6 +629,7 @@ class _Run:
             "schema": SCHEMA,
             "hash": self.hash,
             "config": cfg.to_dict(),
+            "inputs": self.inputs,
             "resolved": self.resolved,
             "final": final,
             "history": self.history,
