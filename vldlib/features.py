@@ -231,6 +231,10 @@ class FeatureStore:
                 where.setdefault(k, (c, r))
         return names, where, feats
 
+    def index_path(self, keys: Sequence[str], index_id: str) -> Path:
+        """The split index file of an exact key list (see the module docstring)."""
+        return self.dir / f"split-{_hash(index_id, keys_hash(list(keys)))}.pt"
+
     # -- the one entry point ----------------------------------------------------------------
     def get(self, keys: Sequence[str], index_id: str,
             encode: Callable[[list[int]], Iterator[tuple[list[int], torch.Tensor]]], *,
@@ -239,7 +243,7 @@ class FeatureStore:
         batches for the positions (into ``keys``) of the keys not in the store."""
         keys = list(keys)
         khash = keys_hash(keys)
-        index_path = self.dir / f"split-{_hash(index_id, khash)}.pt"
+        index_path = self.index_path(keys, index_id)
         owned = self._owned()
         if not refresh and index_path.is_file():
             got = self._from_index(index_path, keys, khash)
@@ -370,6 +374,34 @@ def _check_finite(images: Any, positions: list[int], split: Any, where: str) -> 
                      "teacher features")
 
 
+def _image_store(teacher: Any, split: Any, kind: str, dim: int | None, dataset_id: str,
+                 cache_dir: str | Path | None, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> FeatureStore:
+    """The per-source store of one per-image quantity of ``teacher`` (see the module docstring)."""
+    source = getattr(split, "source", None) or dataset_id
+    meta = {"kind": kind, "teacher": teacher.identifier, "preprocess": teacher.preprocess_id,
+            "source": source}
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return FeatureStore(root / "teacher-features" / _hash(meta), meta, dim, chunk_rows=chunk_rows)
+
+
+def image_feature_file(teacher: Any, split: Any, *, dataset_id: str, cache_dir: str | Path | None = None) -> Path:
+    """The split index file through which :func:`teacher_image_features` serves ``split`` (named
+    in messages about those features)."""
+    store = _image_store(teacher, split, "image", _teacher_dim(teacher), dataset_id, cache_dir)
+    return store.index_path(split.keys, dataset_id)
+
+
+def text_feature_folder(teacher: Any, cache_dir: str | Path | None = None) -> Path:
+    """The folder of ``teacher``'s cached text features (:func:`text_features`)."""
+    return _text_store(teacher, cache_dir).dir
+
+
+def _text_store(teacher: Any, cache_dir: str | Path | None) -> FeatureStore:
+    meta = {"kind": "text", "teacher": teacher.identifier}
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return FeatureStore(root / "text-features" / _hash(meta), meta, _teacher_dim(teacher))
+
+
 def _per_image(teacher: Any, split: Any, kind: str, fn: Callable[[torch.Tensor], torch.Tensor] | None,
                dim: int | None, *, dataset_id: str, cache_dir: str | Path | None, batch_size: int,
                num_workers: int, progress: bool, refresh: bool = False,
@@ -382,11 +414,7 @@ def _per_image(teacher: Any, split: Any, kind: str, fn: Callable[[torch.Tensor],
     for attr in ("identifier", "preprocess_id"):
         if not isinstance(getattr(teacher, attr, None), str):
             raise ValueError(f"teacher has no string attribute {attr!r}; pass a vldlib Teacher")
-    source = getattr(split, "source", None) or dataset_id
-    meta = {"kind": kind, "teacher": teacher.identifier, "preprocess": teacher.preprocess_id,
-            "source": source}
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    store = FeatureStore(root / "teacher-features" / _hash(meta), meta, dim, chunk_rows=chunk_rows)
+    store = _image_store(teacher, split, kind, dim, dataset_id, cache_dir, chunk_rows)
     device = getattr(teacher, "device", torch.device("cpu"))
     name = getattr(split, "name", "split")
 
@@ -424,9 +452,7 @@ def text_features(teacher: Any, texts: Sequence[str], cache_dir: str | Path | No
         raise ValueError("texts must be a sequence of strings")
     if not isinstance(getattr(teacher, "identifier", None), str):
         raise ValueError("teacher has no string attribute 'identifier'; pass a vldlib Teacher")
-    meta = {"kind": "text", "teacher": teacher.identifier}
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    store = FeatureStore(root / "text-features" / _hash(meta), meta, _teacher_dim(teacher))
+    store = _text_store(teacher, cache_dir)
 
     def encode(positions: list[int]) -> Iterator[tuple[list[int], torch.Tensor]]:
         bar = _progress(len(positions), "teacher text features", progress)
