@@ -479,3 +479,24 @@ def test_cli_full_disk_under_the_feature_cache_is_one_line(world, capsys, monkey
     assert err.startswith(f"vldlib train: no space left on the disk of {cache / 'teacher-features'}/")
     assert " needed, " in err and " free)" in err and "point the cache elsewhere" in err
     assert not list(cache.rglob("*.tmp")) and not list(cache.rglob("*.pt"))
+
+
+def test_full_disk_while_writing_the_image_store_is_one_line(world, monkeypatch):
+    import vldlib.io
+    from vldlib.data import load_dataset
+    from vldlib.data.imagestore import build_image_store, store_nbytes
+    from vldlib.diskspace import DiskFullError, human_bytes
+
+    split = load_dataset("official", root=str(world["root"]), load_size=32, crop_size=28).train
+    cache = world["base"] / "full-image-store"
+
+    def fsync(fd):
+        raise _enospc()
+
+    monkeypatch.setattr(vldlib.io.os, "fsync", fsync)
+    with pytest.raises(DiskFullError) as caught:
+        build_image_store(split, cache)
+    msg = str(caught.value)
+    assert msg.startswith(f"no space left on the disk of {cache / 'images'} while writing the decoded images of split")
+    assert f"({human_bytes(store_nbytes(split))} needed, " in msg and "\n" not in msg
+    assert list((cache / "images").iterdir()) == []  # nothing half-written
