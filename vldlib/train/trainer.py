@@ -415,7 +415,8 @@ class _Run:
             for key, split in ds.splits.items()}
         texts = lambda: text_feature_folder(self.teacher, cache)  # noqa: E731
         if self.prompt is None:  # learned prompts' texts are outputs of the run, not inputs
-            inputs["the teacher text features of the class texts"] = (torch.cat([self.text_seen, self.text_unseen]), texts)
+            inputs["the teacher text features of the seen classes"] = (self.text_seen, texts)
+            inputs["the teacher text features of the unseen classes"] = (self.text_unseen, texts)
         inputs["the teacher text features of the captions"] = (self.caption_feats, texts)
         lr = ("fewshot.lr", self.resolved["fewshot"]["lr"]) if stage == "fewshot" else ("lr", self.resolved["lr"])
         check_run(self.hash, stage, epoch, means, [self.student, self.prompt], lr=lr, tau=self.cfg.tau,
