@@ -242,3 +242,109 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("VLD_CACHE", str(tmp_path / "vc2"))
     teacher_image_features(CountingTeacher(), _split(3), dataset_id="toy", progress=False)
     assert list((tmp_path / "vc2" / "teacher-features").iterdir())
+
+
+# ---------------------------------------------------------------------- whose folder, full disk
+class _Enc:
+    """An encoder for FeatureStore.get: features [n, 4] from the positions, counting its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, positions):
+        self.calls += 1
+        yield positions, torch.arange(len(positions) * 4, dtype=torch.float32).reshape(-1, 4) + 1.0
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_store_never_touches_another_keys_folder(tmp_path):
+    """Pointed at a folder holding another teacher's features, a store neither deletes its chunks
+    nor rewrites its meta.json: one line naming the folder, what it holds and the fix."""
+    folder = tmp_path / "fs"
+    keys = [f"k{i}" for i in range(6)]
+    mine = feats.FeatureStore(folder, {"kind": "image", "teacher": "vit-l-14"}, dim=4)
+    ref = mine.get(keys, "split", _Enc())
+    before = _snapshot(folder)
+    other = feats.FeatureStore(folder, {"kind": "image", "teacher": "conse"}, dim=4)
+    for refresh in (False, True):
+        with pytest.raises(feats.ForeignCacheError) as caught:
+            other.get(keys, "split", _Enc(), refresh=refresh)
+        msg = str(caught.value)
+        assert str(folder) in msg and "teacher=vit-l-14" in msg and "teacher=conse" in msg
+        assert "remove that folder yourself" in msg and "\n" not in msg
+        assert _snapshot(folder) == before
+    # a cache older than meta.json: its chunks prove whose it is
+    (folder / feats.META).unlink()
+    with pytest.raises(feats.ForeignCacheError, match="teacher=vit-l-14"):
+        other.get(keys, "split", _Enc())
+    enc = _Enc()
+    assert torch.equal(mine.get(keys, "split", enc), ref) and enc.calls == 0  # still its own, read as it is
+    assert torch.equal(mine.get(keys[:2] + ["new"], "other", enc)[:2], ref[:2]) and enc.calls == 1
+    assert (folder / feats.META).is_file()  # the old cache gets its meta.json back
+    # a folder of something else entirely
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "holiday.jpg").write_bytes(b"jpeg")
+    with pytest.raises(feats.ForeignCacheError, match="not a feature cache of this key .holiday.jpg"):
+        feats.FeatureStore(tmp_path / "photos", {"kind": "image", "teacher": "x"}).get(keys, "s", _Enc())
+    assert os.listdir(tmp_path / "photos") == ["holiday.jpg"]
+
+
+def test_two_teachers_share_a_cache_root_and_old_caches_are_found(tmp_path):
+    """Each key has its own subfolder of the cache root (the layout the default book's caches
+    have): a second teacher never touches the first one's features."""
+    a, b, split = CountingTeacher(), CountingTeacher(identifier="fake:v2"), _split(8)
+    fa = teacher_image_features(a, split, dataset_id="toy", cache_dir=tmp_path, progress=False)
+    store = _store_dir(tmp_path)
+    before = _snapshot(store)
+    teacher_image_features(b, split, dataset_id="toy", cache_dir=tmp_path, progress=False)
+    assert _snapshot(store) == before and len(list((tmp_path / "teacher-features").iterdir())) == 2
+    a.images = 0
+    assert torch.equal(teacher_image_features(a, split, dataset_id="toy", cache_dir=tmp_path, progress=False), fa)
+    assert a.images == 0
+
+
+def _disk_full_save(kind: str):
+    import errno
+
+    def save(obj, f, *args, **kwargs):
+        err = OSError(errno.ENOSPC, "No space left on device")
+        if kind == "oserror":
+            raise err
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed "
+                           "writing file data/0: file write failed") from err
+    return save
+
+
+@pytest.mark.parametrize("kind", ["oserror", "runtimeerror"])
+def test_full_disk_is_one_line_and_keeps_the_cache(tmp_path, monkeypatch, kind):
+    from vldlib.diskspace import DiskFullError
+
+    t = CountingTeacher()
+    first = _split(8)
+    teacher_image_features(t, first, dataset_id="toy", cache_dir=tmp_path, progress=False)
+    store = _store_dir(tmp_path)
+    before = _snapshot(store)
+    monkeypatch.setattr(feats.torch, "save", _disk_full_save(kind))
+    with pytest.raises(DiskFullError) as caught:
+        teacher_image_features(t, _split(12), dataset_id="toy2", cache_dir=tmp_path, progress=False)
+    msg = str(caught.value)
+    assert msg.startswith(f"no space left on the disk of {store} while writing 4 features to chunk-")
+    assert "(96 B needed, " in msg and " free)" in msg and "point the cache elsewhere" in msg
+    assert "\n" not in msg and caught.value.__suppress_context__
+    assert _snapshot(store) == before  # no temp file, nothing half-written
+    monkeypatch.undo()
+    t.images = 0
+    teacher_image_features(t, _split(12), dataset_id="toy2", cache_dir=tmp_path, progress=False)
+    assert t.images == 4
+
+
+def test_other_save_errors_are_not_called_a_full_disk(tmp_path, monkeypatch):
+    def broken(obj, f, *args, **kwargs):
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(feats.torch, "save", broken)
+    with pytest.raises(RuntimeError, match="file write failed"):
+        teacher_image_features(CountingTeacher(), _split(4), dataset_id="toy", cache_dir=tmp_path, progress=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -371,3 +372,136 @@ def test_truncated_checkpoint_restarts_to_the_same_numbers(reference, world):
         rec = train(cfg, run_dir=run_dir, cache_dir=world["cache"], progress=False)
     assert rec.get("resumed_from") is None
     assert numbers(rec) == numbers(reference["record"])
+
+
+# ---------------------------------------------------------------------- divergence, bad features, full disk
+def _quick(world, **overrides) -> dict:
+    return tiny_config(world, **{"epochs": 2, "last_n": 1, "fewshot": None, "analysis": False, **overrides})
+
+
+@pytest.mark.parametrize("override, said", [
+    ({"lr": 1e6}, r"the student's (weights|outputs) became non-finite.*lower lr \(now 1e6\) or raise tau \(now 0.07\)"),
+    ({"tau": 1e-39}, r"\(loss (nan|inf), first non-finite terms? [a-z_, ]*im_cst.*lower lr \(now 0.05\) or raise tau \(now 1e-39\)"),
+])
+def test_diverging_run_is_said_to_diverge_not_blamed_on_the_cache(world, override, said):
+    """Bug: lr=1e6 or a tiny tau ended in "check the model outputs / cached features", sending the
+    user to delete a good cache. Finite features + non-finite loss or weights: one line, the
+    epoch, the terms, the settings to change."""
+    cfg = _quick(world, **override)
+    with pytest.raises(vldlib.train.trainer.Diverged) as caught:
+        train(cfg, cache_dir=world["cache"], progress=False)
+    msg = str(caught.value)
+    assert msg.startswith(f"run {config_hash(cfg)} diverged at epoch 1 (") and "\n" not in msg
+    assert re.search(said, msg), msg
+    assert "cached features" not in msg and "the teacher features are finite" in msg
+
+
+def test_non_finite_features_are_blamed_on_their_cache_file(world, monkeypatch):
+    real = vldlib.train.trainer.teacher_image_features
+
+    def damaged(teacher, split, **kw):
+        out = real(teacher, split, **kw)
+        if split.name == "train":
+            out[3, 0] = float("nan")
+        return out
+
+    monkeypatch.setattr(vldlib.train.trainer, "teacher_image_features", damaged)
+    with pytest.raises(vldlib.train.trainer.NonFiniteFeatures) as caught:
+        train(_quick(world), cache_dir=world["cache"], progress=False)
+    msg = str(caught.value)
+    (index,) = re.findall(r"\((/[^)]*split-[0-9a-f]+\.pt)\)", msg)
+    assert Path(index).is_file() and str(world["cache"]) in index
+    assert "teacher image features" in msg and "/train" in msg and "diverged" not in msg
+
+
+def test_cli_diverging_run_is_one_line_exit_2(world, capsys):
+    teacher = json.dumps({"model": tiny_openclip_model(world["ckpt"]), "pretrained": str(world["ckpt"]),
+                          "device": "cpu"})
+    argv = ["--profile", "smoke", "--dataset", "official", "--data-root", str(world["root"]),
+            "--teacher", "openclip", "--set", f"teacher_options={teacher}", "--set", "dataset_options.load_size=32",
+            "--set", "dataset_options.crop_size=28", "--set", "student_options={\"width\": 4}", "--epochs", "2",
+            "--batch-size", "8", "--set", "last_n=1", "--no-fewshot", "--set", "lr=1e6",
+            "--out", str(world["base"] / "cli-diverged"), "--cache-dir", str(world["cache"]), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert re.match(r"vldlib train: run [0-9a-f]{16} diverged at epoch 1 .*lower lr \(now 1e6\)", err)
+
+
+def _enospc():
+    import errno
+
+    return OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("where", ["torch.save", "file write"])
+def test_full_disk_at_a_checkpoint_is_one_line_and_resumable(world, monkeypatch, where):
+    """A full disk while saving a checkpoint: one line naming the run folder, the bytes needed,
+    the space free and the fix; the last checkpoint stays and the run resumes from it."""
+    import vldlib.io
+    from vldlib.diskspace import DiskFullError
+
+    run_dir = world["base"] / f"full-disk-{where.replace(' ', '-')}"
+    cfg = _quick(world, epochs=3)
+
+    def fill_the_disk(info):
+        if info["epoch"] == 1:
+            if where == "torch.save":
+                def save(*a, **k):
+                    raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed") from _enospc()
+                monkeypatch.setattr(torch, "save", save)
+            else:
+                monkeypatch.setattr(vldlib.io, "write_bytes_atomic", lambda *a, **k: (_ for _ in ()).throw(_enospc()))
+
+    with pytest.raises(DiskFullError) as caught:
+        train(cfg, run_dir=run_dir, cache_dir=world["cache"], progress=False, on_epoch_end=fill_the_disk)
+    msg = str(caught.value)
+    assert msg.startswith(f"no space left on the disk of {run_dir} while writing the checkpoint of main epoch 2 (")
+    assert re.search(r"\(\d+\.\d [KMG]iB needed, [\d.]+ [KMGT]?i?B free\)", msg) and "resumes from its last checkpoint" in msg
+    assert "\n" not in msg and caught.value.__suppress_context__
+    monkeypatch.undo()
+    assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+    rec = train(cfg, run_dir=run_dir, cache_dir=world["cache"], progress=False)
+    assert rec["resumed_from"] == {"stage": "main", "epoch": 1} and len(rec["history"]) == 3
+
+
+def test_cli_full_disk_under_the_feature_cache_is_one_line(world, capsys, monkeypatch):
+    teacher = json.dumps({"model": tiny_openclip_model(world["ckpt"]), "pretrained": str(world["ckpt"]),
+                          "device": "cpu"})
+    cache = world["base"] / "full-cache"
+
+    def save(*a, **k):
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed") from _enospc()
+
+    monkeypatch.setattr(torch, "save", save)
+    argv = ["--profile", "smoke", "--dataset", "official", "--data-root", str(world["root"]),
+            "--teacher", "openclip", "--set", f"teacher_options={teacher}", "--set", "dataset_options.load_size=32",
+            "--set", "dataset_options.crop_size=28", "--no-fewshot", "--out", str(world["base"] / "cli-full"),
+            "--cache-dir", str(cache), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith(f"vldlib train: no space left on the disk of {cache / 'teacher-features'}/")
+    assert " needed, " in err and " free)" in err and "point the cache elsewhere" in err
+    assert not list(cache.rglob("*.tmp")) and not list(cache.rglob("*.pt"))
+
+
+def test_full_disk_while_writing_the_image_store_is_one_line(world, monkeypatch):
+    import vldlib.io
+    from vldlib.data import load_dataset
+    from vldlib.data.imagestore import build_image_store, store_nbytes
+    from vldlib.diskspace import DiskFullError, human_bytes
+
+    split = load_dataset("official", root=str(world["root"]), load_size=32, crop_size=28).train
+    cache = world["base"] / "full-image-store"
+
+    def fsync(fd):
+        raise _enospc()
+
+    monkeypatch.setattr(vldlib.io.os, "fsync", fsync)
+    with pytest.raises(DiskFullError) as caught:
+        build_image_store(split, cache)
+    msg = str(caught.value)
+    assert msg.startswith(f"no space left on the disk of {cache / 'images'} while writing the decoded images of split")
+    assert f"({human_bytes(store_nbytes(split))} needed, " in msg and "\n" not in msg
+    assert list((cache / "images").iterdir()) == []  # nothing half-written

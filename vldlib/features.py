@@ -13,10 +13,14 @@ risk, reference §8 quirk 7); here every entry is keyed by what determines it:
 
 Text features use the same machinery under ``<cache>/text-features/<h(teacher.identifier)>/``,
 keyed by the exact texts. Every file is written atomically (temp file in the same folder +
-``os.replace``). A corrupt or mismatched file (unreadable, wrong shape or dimension, non-finite
-values, another teacher's metadata, keys hash differs) is reported with ``warnings.warn``, removed
-and recomputed. Entries assume the images behind a key do not change; pass ``refresh=True`` (or
-delete the folder) after replacing images.
+``os.replace``). A store touches only a folder it can prove is its own: absent or empty, or holding
+``meta.json`` (or, in a cache older than ``meta.json``, a chunk) with its own key; any other folder
+is a one-line :class:`ForeignCacheError` and is left as it is. Inside its own folder, a corrupt or
+mismatched file (unreadable, wrong shape or dimension, non-finite values, another teacher's
+metadata, keys hash differs) is reported with ``warnings.warn``, removed and recomputed. A full disk
+is a one-line :class:`vldlib.diskspace.DiskFullError`; the chunks written before it are kept.
+Entries assume the images behind a key do not change; pass ``refresh=True`` (or delete the folder)
+after replacing images.
 """
 from __future__ import annotations
 
@@ -30,12 +34,16 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 
 from vldlib import __version__
+from vldlib.diskspace import disk_full, is_disk_full, tensor_bytes
 from vldlib.io import save_torch_atomic, try_read_json, write_json_atomic, write_text_atomic
 from vldlib.models.teachers import load_teacher
 from vldlib.paths import default_cache_dir
 
 FORMAT = 1
 DEFAULT_CHUNK_ROWS = 8192
+META = "meta.json"
+_DISK_FIX = ("free space there or point the cache elsewhere (cache_dir, --cache-dir or $VLD_CACHE); "
+             "the features stored before are kept")
 
 
 def _hash(*parts: Any) -> str:
@@ -73,6 +81,15 @@ class CacheEntryError(ValueError):
     """A cache file that cannot be used (unreadable or inconsistent)."""
 
 
+class ForeignCacheError(ValueError):
+    """A store folder that holds something other than this store's features (left untouched)."""
+
+
+def _describe(meta: Any) -> str:
+    """A cache key (``meta``) as ``k=v, ...`` for a message."""
+    return ", ".join(f"{k}={v}" for k, v in meta.items()) if isinstance(meta, Mapping) else repr(meta)
+
+
 class FeatureStore:
     """Features of one encoder (teacher + preprocessing) on one source, stored by key in chunks."""
 
@@ -82,6 +99,52 @@ class FeatureStore:
         self.meta = dict(meta)
         self.dim = dim
         self.chunk_rows = int(chunk_rows)
+
+    # -- whose folder -----------------------------------------------------------------------
+    def _owned(self) -> bool:
+        """True when the folder's ``meta.json`` holds this store's key; False when the folder is
+        free to take (absent, empty) or is this store's cache from before ``meta.json`` (a chunk
+        or index with this key); :class:`ForeignCacheError` for anything else."""
+        if not self.dir.exists():
+            return False
+        if not self.dir.is_dir():
+            raise ForeignCacheError(f"feature cache {self.dir} is a file, not a folder: remove it yourself "
+                                    "or point the cache elsewhere (cache_dir, --cache-dir or $VLD_CACHE)")
+        meta = try_read_json(self.dir / META)
+        if meta == self.meta:
+            return True
+        files = sorted(p for p in self.dir.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp")))
+        if meta is None and not files:
+            return False
+        stored = meta if meta is not None else self._stored_meta(files)
+        if stored == self.meta:
+            return False
+        held = (f"the features of {_describe(stored)}" if isinstance(stored, Mapping)
+                else f"files that are not a feature cache of this key ({', '.join(p.name for p in files[:3])})")
+        raise ForeignCacheError(
+            f"feature cache {self.dir} holds {held}, not of {_describe(self.meta)}; it is left untouched: "
+            "point the cache elsewhere (cache_dir, --cache-dir or $VLD_CACHE) or remove that folder yourself")
+
+    def _stored_meta(self, files: Sequence[Path]) -> Any:
+        """The key stored in the first readable chunk or index among ``files`` (None if none)."""
+        for path in files:
+            if path.suffix == ".pt" and path.name.startswith(("chunk-", "split-")):
+                try:
+                    obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                except Exception:  # noqa: BLE001 - unreadable: proves nothing
+                    continue
+                if isinstance(obj, dict) and obj.get("format") == FORMAT:
+                    return obj.get("meta")
+        return None
+
+    def _write(self, write: Callable[[], Any], what: str, needed: int | None = None) -> None:
+        """Run one atomic ``write``; a full disk becomes a one-line :class:`DiskFullError`."""
+        try:
+            write()
+        except (OSError, RuntimeError) as err:
+            if not is_disk_full(err):
+                raise
+            raise disk_full(self.dir, what, _DISK_FIX, needed) from None
 
     # -- reading --------------------------------------------------------------------------
     def _load(self, path: Path) -> dict:
@@ -168,6 +231,10 @@ class FeatureStore:
                 where.setdefault(k, (c, r))
         return names, where, feats
 
+    def index_path(self, keys: Sequence[str], index_id: str) -> Path:
+        """The split index file of an exact key list (see the module docstring)."""
+        return self.dir / f"split-{_hash(index_id, keys_hash(list(keys)))}.pt"
+
     # -- the one entry point ----------------------------------------------------------------
     def get(self, keys: Sequence[str], index_id: str,
             encode: Callable[[list[int]], Iterator[tuple[list[int], torch.Tensor]]], *,
@@ -176,13 +243,14 @@ class FeatureStore:
         batches for the positions (into ``keys``) of the keys not in the store."""
         keys = list(keys)
         khash = keys_hash(keys)
-        index_path = self.dir / f"split-{_hash(index_id, khash)}.pt"
+        index_path = self.index_path(keys, index_id)
+        owned = self._owned()
         if not refresh and index_path.is_file():
             got = self._from_index(index_path, keys, khash)
             if got is not None:
                 return got
-        self.dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.dir / "meta.json", json.dumps(self.meta, indent=1))
+        if not owned:
+            self._write(lambda: write_text_atomic(self.dir / META, json.dumps(self.meta, indent=1)), META)
         names, where, feats = self._all_chunks()
         if refresh:
             where = {}
@@ -199,9 +267,10 @@ class FeatureStore:
                 return
             block = torch.cat(pending).clone()
             name = f"chunk-{keys_hash(pending_keys)}.pt"
-            save_torch_atomic({"format": FORMAT, "meta": self.meta, "keys": list(pending_keys),
-                               "features": block, "sha256": {"features": tensor_sha256(block)}},
-                              self.dir / name)
+            obj = {"format": FORMAT, "meta": self.meta, "keys": list(pending_keys), "features": block,
+                   "sha256": {"features": tensor_sha256(block)}}
+            self._write(lambda: save_torch_atomic(obj, self.dir / name), f"{len(pending_keys)} features to {name}",
+                        tensor_bytes(block))
             c = len(names)
             names.append(name)
             feats.append(block)
@@ -235,9 +304,9 @@ class FeatureStore:
         for c in used:
             sel = torch.nonzero(rows[:, 0] == remap[c]).flatten()
             result[sel] = feats[c][rows[sel, 1]]
-        save_torch_atomic({"format": FORMAT, "meta": self.meta, "index_id": index_id, "keys_hash": khash,
-                           "n": len(keys), "chunks": [names[c] for c in used], "rows": rows,
-                           "sha256": {"rows": tensor_sha256(rows)}}, index_path)
+        index = {"format": FORMAT, "meta": self.meta, "index_id": index_id, "keys_hash": khash, "n": len(keys),
+                 "chunks": [names[c] for c in used], "rows": rows, "sha256": {"rows": tensor_sha256(rows)}}
+        self._write(lambda: save_torch_atomic(index, index_path), index_path.name, tensor_bytes(rows))
         return result
 
 
@@ -305,6 +374,34 @@ def _check_finite(images: Any, positions: list[int], split: Any, where: str) -> 
                      "teacher features")
 
 
+def _image_store(teacher: Any, split: Any, kind: str, dim: int | None, dataset_id: str,
+                 cache_dir: str | Path | None, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> FeatureStore:
+    """The per-source store of one per-image quantity of ``teacher`` (see the module docstring)."""
+    source = getattr(split, "source", None) or dataset_id
+    meta = {"kind": kind, "teacher": teacher.identifier, "preprocess": teacher.preprocess_id,
+            "source": source}
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return FeatureStore(root / "teacher-features" / _hash(meta), meta, dim, chunk_rows=chunk_rows)
+
+
+def image_feature_file(teacher: Any, split: Any, *, dataset_id: str, cache_dir: str | Path | None = None) -> Path:
+    """The split index file through which :func:`teacher_image_features` serves ``split`` (named
+    in messages about those features)."""
+    store = _image_store(teacher, split, "image", _teacher_dim(teacher), dataset_id, cache_dir)
+    return store.index_path(split.keys, dataset_id)
+
+
+def text_feature_folder(teacher: Any, cache_dir: str | Path | None = None) -> Path:
+    """The folder of ``teacher``'s cached text features (:func:`text_features`)."""
+    return _text_store(teacher, cache_dir).dir
+
+
+def _text_store(teacher: Any, cache_dir: str | Path | None) -> FeatureStore:
+    meta = {"kind": "text", "teacher": teacher.identifier}
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return FeatureStore(root / "text-features" / _hash(meta), meta, _teacher_dim(teacher))
+
+
 def _per_image(teacher: Any, split: Any, kind: str, fn: Callable[[torch.Tensor], torch.Tensor] | None,
                dim: int | None, *, dataset_id: str, cache_dir: str | Path | None, batch_size: int,
                num_workers: int, progress: bool, refresh: bool = False,
@@ -317,11 +414,7 @@ def _per_image(teacher: Any, split: Any, kind: str, fn: Callable[[torch.Tensor],
     for attr in ("identifier", "preprocess_id"):
         if not isinstance(getattr(teacher, attr, None), str):
             raise ValueError(f"teacher has no string attribute {attr!r}; pass a vldlib Teacher")
-    source = getattr(split, "source", None) or dataset_id
-    meta = {"kind": kind, "teacher": teacher.identifier, "preprocess": teacher.preprocess_id,
-            "source": source}
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    store = FeatureStore(root / "teacher-features" / _hash(meta), meta, dim, chunk_rows=chunk_rows)
+    store = _image_store(teacher, split, kind, dim, dataset_id, cache_dir, chunk_rows)
     device = getattr(teacher, "device", torch.device("cpu"))
     name = getattr(split, "name", "split")
 
@@ -359,9 +452,7 @@ def text_features(teacher: Any, texts: Sequence[str], cache_dir: str | Path | No
         raise ValueError("texts must be a sequence of strings")
     if not isinstance(getattr(teacher, "identifier", None), str):
         raise ValueError("teacher has no string attribute 'identifier'; pass a vldlib Teacher")
-    meta = {"kind": "text", "teacher": teacher.identifier}
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    store = FeatureStore(root / "text-features" / _hash(meta), meta, _teacher_dim(teacher))
+    store = _text_store(teacher, cache_dir)
 
     def encode(positions: list[int]) -> Iterator[tuple[list[int], torch.Tensor]]:
         bar = _progress(len(positions), "teacher text features", progress)

@@ -38,6 +38,7 @@ __all__ = [
     "PAPER_LOSS_NAMES",
     "EXTRA_LOSS_NAMES",
     "IM_CST_MODES",
+    "NonFiniteInput",
     "cls_loss",
     "mse_loss",
     "im_cst_loss",
@@ -66,6 +67,15 @@ _IM_CST_MODES = IM_CST_MODES
 
 
 # --------------------------------------------------------------------------- validation helpers
+class NonFiniteInput(ValueError):
+    """An input feature tensor holding NaN or inf; ``name`` says which (``"student"``, ``"teacher"``,
+    ``"text"``, ``"captions"``), so that a trainer can tell a diverging student from bad features."""
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 def _check_features(x: object, name: str) -> Tensor:
     if not isinstance(x, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of shape [B, D], got {type(x).__name__}")
@@ -76,7 +86,9 @@ def _check_features(x: object, name: str) -> Tensor:
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}; convert with .float()")
     if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or inf values; check the model outputs / cached features")
+        hint = ("the student's outputs diverged: lower the learning rate or raise tau" if name == "student"
+                else "check where these features come from (the teacher, its feature cache)")
+        raise NonFiniteInput(f"{name} contains NaN or inf values; {hint}", name)
     return x
 
 

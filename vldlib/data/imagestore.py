@@ -12,7 +12,8 @@ index from the memory map and turns them into floats on the device (``x / 255``:
 numbers as the PIL path, so a run's numbers do not depend on which path fed it).
 
 A split whose store would not fit on the cache's disk (:func:`fits_on_disk`) keeps the DataLoader
-path over the files.
+path over the files; a disk that fills up while a store is written is a one-line
+:class:`vldlib.diskspace.DiskFullError` (nothing half-written is left).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from typing import IO, Sequence
 import numpy as np
 import torch
 
+from vldlib.diskspace import disk_full, is_disk_full
 from vldlib.io import atomic_write, try_read_json, write_json_atomic
 
 from .splits import ImageSplit
@@ -146,8 +148,15 @@ def build_image_store(split: ImageSplit, cache_dir: str | os.PathLike, *, batch_
             digest.update(block)
             fh.write(block)
 
-    atomic_write(data, write)
     shape = [len(split), split.channels, split.load_size, split.load_size]
-    write_json_atomic(meta_path, {"format": FORMAT, "shape": shape, "dtype": "uint8", "source": split.source,
-                                  "split": split.name, "sha256": digest.hexdigest()})
+    try:
+        atomic_write(data, write)
+        write_json_atomic(meta_path, {"format": FORMAT, "shape": shape, "dtype": "uint8", "source": split.source,
+                                      "split": split.name, "sha256": digest.hexdigest()})
+    except (OSError, RuntimeError) as err:
+        if not is_disk_full(err):
+            raise
+        raise disk_full(data.parent, f"the decoded images of split {split.name} to {data.name}",
+                        "free space there or point the cache elsewhere (cache_dir, --cache-dir or $VLD_CACHE)",
+                        store_nbytes(split)) from None
     return ImageStore(data, shape)

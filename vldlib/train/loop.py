@@ -274,12 +274,13 @@ class Meter:
 def run_epoch(student: nn.Module, opt: torch.optim.Optimizer, loss: LossSpec,
               batches: Iterable[tuple[torch.Tensor, ...]], *,
               augment: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
-              amp: bool | str) -> dict[str, float]:
+              amp: bool | str, meter: Meter | None = None) -> dict[str, float]:
     """One pass over ``batches`` of ``(x, t, y)`` or ``(x, t, y, captions)`` (images on
     ``device``, teacher features, labels, caption features): augment, :func:`train_step`,
     accumulate. ``amp``: the precision (``True``/``"bf16"``: bf16 autocast). Returns the
-    epoch-mean loss terms."""
-    meter = Meter()
+    epoch-mean loss terms. ``meter``: the caller's accumulator, which still holds the terms of
+    the steps done when a step raises (the trainer names the terms of a diverging run)."""
+    meter = Meter() if meter is None else meter
     student.train()
     for x, t, y, *extra in batches:
         x = augment(x)

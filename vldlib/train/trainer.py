@@ -44,7 +44,9 @@ from tqdm.auto import tqdm
 from vldlib.core.metrics import feature_error, m_neigh, m_rel, m_vlalign, mean_per_class_accuracy
 from vldlib.data import load_dataset, student_eval_transform, student_train_transform
 from vldlib.device import resolve_device, resolve_precision
-from vldlib.features import CachedTextTeacher, LazyTeacher, proxy_caption_classes, teacher_image_features
+from vldlib.diskspace import disk_full, is_disk_full, tensor_bytes
+from vldlib.features import (CachedTextTeacher, LazyTeacher, image_feature_file, proxy_caption_classes,
+                             teacher_image_features, text_feature_folder)
 from vldlib.io import load_torch_checked, save_torch_atomic, save_torch_checked, sha256_file, try_read_json
 from vldlib.models.prompts import PromptLearner, coop_texts, prompt_learning_options
 from vldlib.models.students import load_student
@@ -59,13 +61,14 @@ import vldlib.train.distributed as dist
 from vldlib.train.config import TrainConfig, config_hash, input_identity, resolve_optim
 from vldlib.train.fewshot import (RETRIEVAL_ALPHA, RETRIEVAL_BETA, check_support, fewshot_batches,
                                    fewshot_labels, retrieval_logits, select_support)
-from vldlib.train.loop import (EvalSet, Images, LossSpec, accuracy, class_accuracies, embed, make_optimizer,
-                               make_scheduler, mean_accuracy, run_epoch, train_index_batches)
+from vldlib.train.health import Diverged, NonFiniteFeatures, check_outputs, check_run
+from vldlib.train.loop import (EvalSet, Images, LossSpec, Meter, accuracy, class_accuracies, embed,
+                               make_optimizer, make_scheduler, mean_accuracy, run_epoch, train_index_batches)
 from vldlib.train.state import (git_commit, isolated_rng, library_versions, rng_state,
                                 seed_everything, set_rng_state)
 
 __all__ = ["TrainConfig", "train", "train_validated", "Interrupted", "SCHEMA", "retrieval_accuracy",
-           "damaged_weights"]
+           "damaged_weights", "Diverged", "NonFiniteFeatures"]
 
 CHECKPOINT = "checkpoint.pt"
 STUDENT = "student.pt"
@@ -342,7 +345,19 @@ class _Run:
             state["prompt"] = self.prompt.state_dict()
         if len(rngs) > 1:
             state["rng_ranks"] = rngs
-        save_torch_checked(state, self.run_dir / CHECKPOINT)  # with its sha256 sidecar
+        self._write(lambda: save_torch_checked(state, self.run_dir / CHECKPOINT),  # with its sha256 sidecar
+                    f"the checkpoint of {stage} epoch {epoch}", tensor_bytes(state))
+
+    def _write(self, write: Callable[[], Any], what: str, needed: int | None = None) -> None:
+        """Run one atomic write into the run folder; a full disk is a one-line ``DiskFullError``
+        (the file in place, e.g. the last checkpoint, stays: the run resumes from it)."""
+        try:
+            write()
+        except (OSError, RuntimeError) as err:
+            if not is_disk_full(err):
+                raise
+            raise disk_full(self.run_dir, what, f"free space there and run again: run {self.hash} resumes "
+                            "from its last checkpoint", needed) from None
 
     def _load_checkpoint(self) -> dict[str, Any] | None:
         if self.run_dir is None or not (self.run_dir / CHECKPOINT).exists():
@@ -393,13 +408,30 @@ class _Run:
         of the eval set among those classes (labels minus the offset index the texts)."""
         c = self.cfg
         self._refresh_prompt_texts()
-        f_id = self.evals["id"].embed(self.student, self.device, c.eval_batch_size, self.precision)
+        f_id = check_outputs(self.evals["id"].embed(self.student, self.device, c.eval_batch_size, self.precision), "X_id")
         out = {"acc_id": accuracy(f_id, self.text_seen, self.evals["id"].labels)}
         for key, ood, text, offset in oods:
-            f_ood = ood.embed(self.student, self.device, c.eval_batch_size, self.precision)
+            f_ood = check_outputs(ood.embed(self.student, self.device, c.eval_batch_size, self.precision), key)
             per_class = class_accuracies(f_ood, self.text_unseen if text is None else text, ood.labels - offset)
             out[key], out[f"per_class_{key}"] = mean_accuracy(per_class), per_class
         return out
+
+    def _check(self, stage: str, epoch: int, means: Mapping[str, float], cause: BaseException | None = None) -> None:
+        """:func:`vldlib.train.health.check_run` on this run: a diverged run is said as such, and
+        only features that hold NaN/inf are blamed on the cache (with its file named)."""
+        ds, cache = self.ds, self.cache_dir
+        inputs: dict[str, tuple[torch.Tensor | None, Callable[[], object]]] = {
+            f"the teacher image features of {ds.name}/{split.name}":
+                (self.tfeat[key], lambda s=split: image_feature_file(self.teacher, s, dataset_id=ds.name, cache_dir=cache))
+            for key, split in ds.splits.items()}
+        texts = lambda: text_feature_folder(self.teacher, cache)  # noqa: E731
+        if self.prompt is None:  # learned prompts' texts are outputs of the run, not inputs
+            inputs["the teacher text features of the seen classes"] = (self.text_seen, texts)
+            inputs["the teacher text features of the unseen classes"] = (self.text_unseen, texts)
+        inputs["the teacher text features of the captions"] = (self.caption_feats, texts)
+        lr = ("fewshot.lr", self.resolved["fewshot"]["lr"]) if stage == "fewshot" else ("lr", self.resolved["lr"])
+        check_run(self.hash, stage, epoch, means, [self.student, self.prompt], lr=lr, tau=self.cfg.tau,
+                  inputs=inputs, cause=cause)
 
     def _wants_eval(self, epoch: int, epochs: int, last_n: int) -> bool:
         return self.cfg.eval_epochs == "all" or epoch > epochs - last_n
@@ -419,8 +451,14 @@ class _Run:
         for epoch in range(start + 1, epochs + 1):
             lr = self.opt.param_groups[0]["lr"]
             t0, c0 = time.perf_counter(), time.process_time()
-            means = dist.mean_over_ranks(run_epoch(self.model, self.opt, loss, batches(), augment=augment,
-                                                   device=self.device, amp=self.precision))
+            meter = Meter()
+            try:
+                means = dist.mean_over_ranks(run_epoch(self.model, self.opt, loss, batches(), augment=augment,
+                                                       device=self.device, amp=self.precision, meter=meter))
+            except ValueError as err:
+                self._check(name, epoch, meter.means(), err)
+                raise
+            self._check(name, epoch, means)  # before the checkpoint: a diverged epoch is not saved
             dist.sync_buffers(self.student)  # every rank evaluates rank 0's model
             self.sched.step()
             dt = time.perf_counter() - t0
@@ -431,7 +469,11 @@ class _Run:
                                      "acc_id": None, **{o[0]: None for o in oods}}
             if self._wants_eval(epoch, epochs, last_n):
                 t0 = time.perf_counter()
-                entry.update(self._evaluate(oods))
+                try:
+                    entry.update(self._evaluate(oods))
+                except ValueError as err:
+                    self._check(name, epoch, means, err)
+                    raise
                 self.timings[f"{prefix}eval_s"] += time.perf_counter() - t0
             history.append(entry)
             bar.update(1)
@@ -587,7 +629,9 @@ class _Run:
                 if cfg.analysis:
                     self.analysis = self._analysis()
                 if self.run_dir is not None and self.writer:
-                    save_torch_atomic(self.student.state_dict(), self.run_dir / STUDENT)
+                    weights = self.student.state_dict()
+                    self._write(lambda: save_torch_atomic(weights, self.run_dir / STUDENT), STUDENT,
+                                tensor_bytes(weights))
             fewshot_info = None
             if fs:
                 self._fewshot_setup()
@@ -598,7 +642,9 @@ class _Run:
                     done = 0
                 self._fewshot_stage(done, bar)
                 if self.run_dir is not None and self.writer:
-                    save_torch_atomic(self.student.state_dict(), self.run_dir / STUDENT_FEWSHOT)
+                    weights = self.student.state_dict()
+                    self._write(lambda: save_torch_atomic(weights, self.run_dir / STUDENT_FEWSHOT), STUDENT_FEWSHOT,
+                                tensor_bytes(weights))
                 fewshot_info = {"support_size": len(self.support_idx), "eval_size": len(self.fs_eval_idx),
                                 "support_keys": self.support_keys, "history": self.fs_history}
         self.timings["total_s"] = time.perf_counter() - t_start
