@@ -30,6 +30,7 @@ import pandas as pd
 
 from vldlib.runs import RunStore, record_row
 from vldlib.study import report
+from vldlib.study.datasets import dataset_grids, dataset_kind, label_runs
 from vldlib.study.downloads import Download, runs_caption, save_csv
 from vldlib.study.executors import check_executor
 from vldlib.study.grid import Grid, make_grid, run_grid
@@ -152,23 +153,43 @@ class ChapterRun:
         self.chapter = chapter
         self.params = dict(params)
         grid_kw = {k: self.params[k] for k in GRID_PARAMETERS if k in self.params}
-        self.grid: Grid = make_grid(**grid_kw, n_splits=chapter.offline_splits)
+        roots = list(self.params.get("dataset_roots") or [])
+        #: several data roots (``dataset_roots``): one grid per dataset, by label; {} for one dataset
+        self.datasets: dict[str, Grid] = (dataset_grids(roots, grid_kw, chapter.offline_splits)
+                                          if len(roots) >= 2 else {})
+        if len(roots) == 1:
+            grid_kw.update(dataset_root=str(roots[0]), dataset=dataset_kind(roots[0]))
+        if self.datasets:  # the runs of every dataset, labelled by dataset (see expand)
+            first = next(iter(self.datasets.values()))
+            self.grid: Grid = Grid(first.profile, first.base, first.seeds, first.split_seeds, "Average")
+        else:
+            self.grid = make_grid(**grid_kw, n_splits=chapter.offline_splits)
         self.executor = check_executor(self.params.get("executor") or "local")
         self.store = RunStore(self.params.get("results_dir", "results"), cache_dir=self.params.get("cache_dir"))
 
     def expand(self, variants: Mapping[str, Mapping[str, Any]]) -> None:
-        """Expand the grid over ``variants`` (validating every config) and print its size."""
-        fewer = self.grid.default_split_seeds
-        if fewer is not None and self.chapter.powered:
-            self.grid.expand({k: v for k, v in variants.items() if k in self.chapter.powered},
-                             column=self.chapter.column)
-            self.grid.expand({k: v for k, v in variants.items() if k not in self.chapter.powered},
-                             column=self.chapter.column, split_seeds=fewer)
-        else:
-            self.grid.expand(variants, column=self.chapter.column)
+        """Expand the grid over ``variants`` (validating every config) and print its size; with
+        several datasets, each dataset's grid, its runs labelled by dataset (:func:`label_runs`)."""
+        for label, grid in self.datasets.items():
+            before = len(grid.configs)
+            self._expand(grid, variants)
+            self.grid.configs.extend(label_runs(grid.configs[before:], label))
+        if not self.datasets:
+            self._expand(self.grid, variants)
         g = self.grid
-        print(f"profile {g.profile}: {g.dataset}, teacher {g.base['teacher']}, student {g.base['student']}, "
+        where = f"{len(self.datasets)} datasets ({', '.join(self.datasets)})" if self.datasets else g.dataset
+        print(f"profile {g.profile}: {where}, teacher {g.base['teacher']}, student {g.base['student']}, "
               f"{g.base['epochs']} epochs; seeds {g.seeds} x class splits {g.split_seeds}; {len(g.configs)} runs")
+
+    def _expand(self, grid: Grid, variants: Mapping[str, Mapping[str, Any]]) -> None:
+        fewer = grid.default_split_seeds
+        if fewer is not None and self.chapter.powered:
+            grid.expand({k: v for k, v in variants.items() if k in self.chapter.powered},
+                        column=self.chapter.column)
+            grid.expand({k: v for k, v in variants.items() if k not in self.chapter.powered},
+                        column=self.chapter.column, split_seeds=fewer)
+        else:
+            grid.expand(variants, column=self.chapter.column)
 
     def train(self):
         """Every run of the grid from the run store (missing ones trained), one row per run, with
@@ -356,7 +377,8 @@ def open_chapter(name: str, namespace: Mapping[str, Any] | None = None, **params
     cell from it (``results_dir``, ``GRID_PARAMETERS``, ``EXECUTOR_PARAMETERS``, the chapter's own) and nothing
     else. Keyword arguments win over the namespace."""
     module = _module(name)
-    names = set(GRID_PARAMETERS) | set(EXECUTOR_PARAMETERS) | {"results_dir"} | set(getattr(module, "PARAMETERS", ()))
+    names = (set(GRID_PARAMETERS) | set(EXECUTOR_PARAMETERS) | {"results_dir", "dataset_roots"}
+             | set(getattr(module, "PARAMETERS", ())))
     taken = {k: v for k, v in (namespace or {}).items() if k in names}
     return module.Run({**taken, **params})
 
