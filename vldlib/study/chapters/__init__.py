@@ -39,7 +39,7 @@ from vldlib.study.readings import Comparison
 from vldlib.study.stats import Interval
 
 __all__ = ["Chapter", "ChapterRun", "Claim", "ACCURACY", "ACCURACY_NAMES", "TABLE1_LABELS", "CHAPTERS",
-           "GRID_PARAMETERS", "EXECUTOR_PARAMETERS", "PAPER_RESULTS", "CLAIM_FIELDS", "open_chapter", "chapter", "glue_key",
+           "GRID_PARAMETERS", "EXECUTOR_PARAMETERS", "PAPER_RESULTS", "CLAIM_FIELDS", "DATASETS_GLUE", "open_chapter", "chapter", "glue_key",
            "glue_values", "StoreFindings", "from_store"]
 
 #: Our accuracy columns -> the paper's accuracy fields (Table 1 and the tables built like it).
@@ -71,6 +71,8 @@ PAPER_RESULTS: tuple[str, ...] = ("Table 1", "Table 2", "Table 5", "Table 6", "T
 #: the number of paired replicates.
 CLAIM_FIELDS: tuple[str, ...] = ("ours", "paper", "verdict", "n")
 NOT_RUN = "not run"
+#: The glue name of the datasets a chapter's claims pool (only with several ``dataset_roots``).
+DATASETS_GLUE = "claim_datasets"
 
 
 @dataclass(frozen=True)
@@ -266,6 +268,9 @@ class ChapterRun:
         claims = self.claim_table(effects)
         for name, value in glue_values(claims).items():
             glue(name, value, display=False)
+        pooled = getattr(self, "datasets", None)
+        if pooled:  # the claims pool several datasets: the front page names them
+            glue(DATASETS_GLUE, ", ".join(pooled), display=False)
         return claims, self.csv(claims, "claims")
 
     def claim_table(self, effects: pd.DataFrame) -> pd.DataFrame:
