@@ -120,3 +120,14 @@ def test_smoke_book_over_two_roots_shows_both_datasets_and_the_average(tmp_path,
                      "--dataset-root", str(b), "-p", "methods", "['cls', 'cls+imcst']",
                      "-p", "overrides", "{'dataset_options': {'load_size': 32, 'crop_size': 28}}", timeout=900)
     assert again.returncode == 0 and "4 reused" in again.stdout, again.stdout[-3000:]
+
+
+def test_own_descriptions_official_or_an_image_folder_with_descriptions_json(tmp_path, two_roots):
+    from vldlib.study.datasets import own_descriptions
+
+    a, b = two_roots
+    assert own_descriptions({"dataset": "official", "dataset_options": {"root": str(a)}})
+    assert not own_descriptions({"dataset": "folder", "dataset_options": {"root": str(b)}})
+    assert not own_descriptions({"dataset": "fashion-mnist", "dataset_options": {}})
+    described = write_image_folder(tmp_path / "described", n_classes=3, per_class=3, descriptions=True)
+    assert own_descriptions({"dataset": "folder", "dataset_options": {"root": str(described)}})

@@ -19,11 +19,12 @@ from typing import Any
 
 import pandas as pd
 
+from vldlib.data.folder import DESCRIPTIONS_FILE
 from vldlib.study.grid import PAPER_DATASETS, Grid, make_grid
 from vldlib.study.readings import format_interval
 from vldlib.study.stats import summarize
 
-__all__ = ["AVERAGE", "dataset_kind", "dataset_labels", "dataset_grids", "label_runs", "by_dataset_table"]
+__all__ = ["AVERAGE", "dataset_kind", "own_descriptions", "dataset_labels", "dataset_grids", "label_runs", "by_dataset_table"]
 
 #: The column of the average over datasets (the paper's name for its six-dataset mean).
 AVERAGE = "Average"
@@ -32,6 +33,16 @@ AVERAGE = "Average"
 def dataset_kind(root: str | Path) -> str:
     """``"official"`` for a folder with ``label2text.txt`` (the official format), else ``"folder"``."""
     return "official" if (Path(root) / "label2text.txt").is_file() else "folder"
+
+
+def own_descriptions(config: Mapping[str, Any]) -> bool:
+    """Whether a run config's dataset ships its own main-prompt descriptions, read with
+    ``descriptions="official"``: an official folder (``chatgpt.txt``) or an image folder with
+    ``descriptions.json``; otherwise the main prompt's sentences come from a description cache."""
+    if config.get("dataset") == "official":
+        return True
+    root = (config.get("dataset_options") or {}).get("root")
+    return config.get("dataset") == "folder" and bool(root) and (Path(str(root)) / DESCRIPTIONS_FILE).is_file()
 
 
 def dataset_labels(roots: Sequence[str | Path]) -> list[str]:
