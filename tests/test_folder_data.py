@@ -165,5 +165,6 @@ def test_folder_trains_through_the_cli(tmp_path, folder):
     records = list((tmp_path / "res").glob("*/record.json"))
     assert len(records) == 1
     record = json.loads(records[0].read_text())
-    assert record["config"]["dataset"] == "folder" and record["dataset"].startswith("folder/imgs/s0")
+    assert record["config"]["dataset"] == "folder" and record["dataset"]["name"].startswith("folder/imgs/s0")
+    assert record["dataset"]["Y_id"] == record["dataset"]["Y_ood"] == 5
     assert record["final"]["acc_ood_5shot"] is not None
