@@ -28,7 +28,7 @@ from pathlib import Path
 from vldlib.io import read_json
 
 from .official import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD
-from .protocol import seeded_image_splits
+from .protocol import seeded_dataset
 from .splits import DatasetSplits
 
 __all__ = ["CLASSES_FILE", "DESCRIPTIONS_FILE", "FOLDER_LAYOUT", "load_folder", "read_folder_classes"]
@@ -139,14 +139,9 @@ def load_folder(root: str | Path, *, split_seed: int = 0, seen: int | float = 0.
     folders, names, files = read_folder_classes(root)
     items = [(root / f / n, f"{f}/{n}", c) for c, f in enumerate(folders) for n in files[f]]
     _check_images([p for p, _, _ in items])
-    seen_idx, unseen_idx, splits = seeded_image_splits(
-        items, folders, split_seed=split_seed, seen=seen, id_fraction=id_fraction, seed=seed,
-        source=f"folder:{root}:{load_size}", load_size=load_size)
     desc = (_read_descriptions(root / DESCRIPTIONS_FILE, names)
             if descriptions and (root / DESCRIPTIONS_FILE).is_file() else None)
-    label = name or root.name
-    return DatasetSplits(
-        name=f"folder/{label}/s{split_seed}/k{len(seen_idx)}" + (f"/seed{seed}" if seed else ""),
-        seen_classes=[names[c] for c in seen_idx], unseen_classes=[names[c] for c in unseen_idx],
-        train=splits["train"], id=splits["id"], ood=splits["ood"], descriptions=desc, channels=3,
-        load_size=load_size, crop_size=crop_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return seeded_dataset(items, folders, names, label=f"folder/{name or root.name}", split_seed=split_seed,
+                          seen=seen, id_fraction=id_fraction, seed=seed, source=f"folder:{root}:{load_size}",
+                          load_size=load_size, crop_size=crop_size, descriptions=desc, mean=IMAGENET_MEAN,
+                          std=IMAGENET_STD)

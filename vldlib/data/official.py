@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
-from .protocol import seeded_image_splits
+from .protocol import seeded_dataset
 from .splits import DatasetSplits, FileImageSplit
 
 OFFICIAL_SPLITS: tuple[str, ...] = ("train", "val_on_train", "val")
@@ -449,15 +449,9 @@ def _resplit(info: OfficialSplits, paths: list[Path], rels: list[str], label: st
     where = {c: k for k, c in enumerate(used)}
     of_rel = {rel: info.seen[lab] if s != "val" else info.unseen[lab]
               for s in OFFICIAL_SPLITS for rel, lab in info.splits[s]}
-    items = [(path, rel, where[of_rel[rel]]) for path, rel in zip(paths, rels)]
-    seen_idx, unseen_idx, made = seeded_image_splits(
-        items, [info.classes[c].folder for c in used], split_seed=split_seed,
-        seen=len(info.seen) if seen is None else seen, id_fraction=id_fraction, seed=seed,
-        source=source, load_size=load_size)
-    names = [info.names[c] for c in used]
-    return DatasetSplits(
-        name=f"official/{label}/s{split_seed}/k{len(seen_idx)}" + (f"/seed{seed}" if seed else ""),
-        seen_classes=[names[k] for k in seen_idx], unseen_classes=[names[k] for k in unseen_idx],
-        train=made["train"], id=made["id"], ood=made["ood"],
-        descriptions=info.descriptions if descriptions else None, channels=3,
-        load_size=load_size, crop_size=crop_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return seeded_dataset(
+        [(path, rel, where[of_rel[rel]]) for path, rel in zip(paths, rels)], [info.classes[c].folder for c in used],
+        [info.names[c] for c in used], label=f"official/{label}", split_seed=split_seed,
+        seen=len(info.seen) if seen is None else seen, id_fraction=id_fraction, seed=seed, source=source,
+        load_size=load_size, crop_size=crop_size, descriptions=info.descriptions if descriptions else None,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD)

@@ -23,9 +23,9 @@ from typing import Sequence
 
 import torch
 
-from .splits import FileImageSplit
+from .splits import DatasetSplits, FileImageSplit
 
-__all__ = ["seen_count", "seeded_class_split", "seeded_image_splits"]
+__all__ = ["seen_count", "seeded_class_split", "seeded_image_splits", "seeded_dataset"]
 
 
 def _seed_of(tag: str, *values: object) -> int:
@@ -93,3 +93,19 @@ def seeded_image_splits(items: Sequence[tuple[Path, str, int]], class_folders: S
                                    name=name, source=source, load_size=load_size)
               for name, rows in parts.items()}
     return seen_idx, unseen_idx, splits
+
+
+def seeded_dataset(items: Sequence[tuple[Path, str, int]], class_folders: Sequence[str], class_names: Sequence[str],
+                   *, label: str, split_seed: int, seen: int | float, id_fraction: float, seed: int, source: str,
+                   load_size: int, crop_size: int, descriptions: dict[str, list[str]] | None,
+                   mean: tuple[float, ...], std: tuple[float, ...]) -> DatasetSplits:
+    """:class:`DatasetSplits` of ``items`` under the seeded protocol, named
+    ``<label>/s<split_seed>/k<seen count>[/seed<seed>]`` (RGB images, ``mean`` / ``std`` per channel)."""
+    seen_idx, unseen_idx, made = seeded_image_splits(
+        items, class_folders, split_seed=split_seed, seen=seen, id_fraction=id_fraction, seed=seed,
+        source=source, load_size=load_size)
+    return DatasetSplits(
+        name=f"{label}/s{split_seed}/k{len(seen_idx)}" + (f"/seed{seed}" if seed else ""),
+        seen_classes=[class_names[c] for c in seen_idx], unseen_classes=[class_names[c] for c in unseen_idx],
+        train=made["train"], id=made["id"], ood=made["ood"], descriptions=descriptions, channels=3,
+        load_size=load_size, crop_size=crop_size, mean=mean, std=std)
