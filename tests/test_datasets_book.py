@@ -131,3 +131,17 @@ def test_own_descriptions_official_or_an_image_folder_with_descriptions_json(tmp
     assert not own_descriptions({"dataset": "fashion-mnist", "dataset_options": {}})
     described = write_image_folder(tmp_path / "described", n_classes=3, per_class=3, descriptions=True)
     assert own_descriptions({"dataset": "folder", "dataset_options": {"root": str(described)}})
+
+
+def test_book_plans_an_image_folder_with_dataset_folder(tmp_path, two_roots):
+    """``-p dataset folder -p dataset_root DIR``: checked and planned before anything runs; a folder
+    that does not exist is the one-line parameter error."""
+    _, b = two_roots
+    sources = book.notebook_sources(only=["main_results"])
+    planned = book.plan(sources, "smoke", str(tmp_path / "res"), [("dataset", "folder"), ("dataset_root", str(b))])
+    params = dict(planned[0][1])
+    assert params["dataset"] == "folder" and params["dataset_root"] == str(b)
+    ch = open_chapter("main_results", {**planned[0][0].parameters, **params})
+    assert {c["dataset"] for _, c in ch.grid.configs} == {"folder"}
+    with pytest.raises(book.BookError, match="dataset_root"):
+        book.plan(sources, "smoke", str(tmp_path / "res"), [("dataset", "folder"), ("dataset_root", str(tmp_path / "x"))])
