@@ -153,3 +153,25 @@ def write_tiny_original_root(path: str | Path, n_seen: int = 3, n_unseen: int = 
 def tiny_plan(n_seen: int = 3, n_unseen: int = 3, per_class: int = 6) -> list[TinyClass]:
     """The class plan the writers use (folder, name, seen, label, files per split), for assertions."""
     return _class_plan(n_seen, n_unseen, per_class, "{i:03d}.{word}")
+
+
+def write_image_folder(path: str | Path, n_classes: int = 10, per_class: int = 8, size: int = 16,
+                       classes_file: bool = False, descriptions: bool = False) -> Path:
+    """An image folder ``R/<class_folder>/<img>.png`` (the ``folder`` dataset): ``n_classes``
+    classes of ``per_class`` small generated PNGs; optionally ``classes.txt`` (tab-separated
+    folder and name) and ``descriptions.json``. Returns R."""
+    root = Path(path)
+    folders = [f"{i:02d}_{CLASS_WORDS[i].lower()}" for i in range(n_classes)]
+    for i, folder in enumerate(folders):
+        for j in range(per_class):
+            _save(_image(i, j, size), root / folder / f"img_{j:03d}.png")
+    names = [CLASS_WORDS[i].replace("_", " ") for i in range(n_classes)]
+    if classes_file:
+        (root / "classes.txt").write_text("".join(f"{f}\t{n}\n" for f, n in zip(folders, names)), encoding="utf-8")
+    if descriptions:
+        import json
+
+        table = {(n if classes_file else f.replace("_", " ")): [f"A tiny striped test class number {i}."]
+                 for i, (f, n) in enumerate(zip(folders, names))}
+        (root / "descriptions.json").write_text(json.dumps({"descriptions": table}), encoding="utf-8")
+    return root

@@ -12,8 +12,8 @@ import pytest
 
 from vldlib import findings
 from vldlib.study import report
-from vldlib.study.chapters import (CHAPTERS, CLAIM_FIELDS, PAPER_RESULTS, Chapter, ChapterRun, Claim, chapter,
-                                   glue_key, glue_values)
+from vldlib.study.chapters import (CHAPTERS, CLAIM_FIELDS, DATASETS_GLUE, PAPER_RESULTS, Chapter, ChapterRun,
+                                   Claim, chapter, glue_key, glue_values)
 from vldlib.study.downloads import HREF_FROM_CHAPTER, save_csv
 from vldlib.study.readings import Comparison as C
 
@@ -156,3 +156,27 @@ def test_publish_claims_glues_every_claim_value(monkeypatch, tmp_path):
     assert glued["claim.a_over_b.ours"][0] == table.loc["a_over_b", "ours"]
     assert all(display is False for _, display in glued.values())
     assert (tmp_path / "downloads" / "x" / "claims.csv").is_file()
+
+
+def test_findings_page_says_which_datasets_a_chapters_claims_pool(tmp_path, monkeypatch):
+    """Several --dataset-root: the chapter glues the datasets its claims pool and the front page names
+    them (glued, not typed); a one-dataset book has no such line."""
+    import myst_nb
+
+    main = chapter("main_results").claims
+    _executed(tmp_path, "main_results", {glue_key(main[0].key, f): "x" for f in CLAIM_FIELDS})
+    assert "read across the datasets" not in findings.render(tmp_path, ["main_results"], "paper")
+    _executed(tmp_path, "main_results", {**{glue_key(main[0].key, f): "x" for f in CLAIM_FIELDS},
+                                         DATASETS_GLUE: "CaltechBirds, mine"})
+    page = findings.render(tmp_path, ["main_results"], "paper")
+    line = next(x for x in page.splitlines() if "read across the datasets" in x)
+    assert f"/book/executed/main_results.ipynb::{DATASETS_GLUE}:s" in line and "*Main results*" in line
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: glued.setdefault(name, value))
+    monkeypatch.setenv("VLD_DOWNLOADS", str(tmp_path / "downloads"))
+    run = _run([Claim("a_over_b", "Table 1", "a beats b", C("a", "b", "acc"))])
+    run.publish_claims(_effects([("a", "b")]))
+    assert DATASETS_GLUE not in glued
+    run.datasets = {"CaltechBirds": None, "mine": None}
+    run.publish_claims(_effects([("a", "b")]))
+    assert glued[DATASETS_GLUE] == "CaltechBirds, mine"

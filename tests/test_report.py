@@ -238,8 +238,12 @@ def test_make_grid_validates_before_training():
         g.expand({"x": {"weights": {"bogus": 1.0}}})
     paper = make_grid("paper", dataset_root="/data/Flower102", split_seeds=None)
     assert paper.paper_dataset == "Flower102" and paper.split_seeds == [None]
-    with pytest.raises(ValueError, match="applies only to fashion-mnist"):
-        make_grid("paper", dataset_root="/data/Flower102", split_seeds=[0, 1])
+    # seeded class splits of an official dataset (intervals over splits); None mixed in is an error
+    resplit = make_grid("paper", dataset_root="/data/Flower102", split_seeds=[0, 1])
+    assert resplit.split_seeds == [0, 1]
+    assert [c["dataset_options"]["split_seed"] for _, c in resplit.expand({"a": {}})] == [0, 1]
+    with pytest.raises(ValueError, match="not both"):
+        make_grid("paper", dataset_root="/data/Flower102", split_seeds=[0, None])
 
 
 @pytest.mark.slow

@@ -59,6 +59,7 @@ from vldlib.io import replace_file, try_read_json, write_json_atomic, write_text
 from vldlib.paths import default_cache_dir
 from vldlib.study import parameters
 from vldlib.study.chapters import CHAPTERS, open_chapter
+from vldlib.study.datasets import dataset_kind
 from vldlib.study.executors import EXECUTORS, GridRunError
 from vldlib.study.grid import run_grid
 from vldlib.train.profiles import PROFILES
@@ -674,6 +675,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="show Sphinx's status lines during the build")
     p.add_argument("--no-pretrain", action="store_true", help="let each notebook train its own missing runs "
                    "instead of training every chapter's missing runs in one pool first")
+    p.add_argument("--dataset-root", action="append", default=[], metavar="DIR",
+                   help="a data folder (official, or an image folder DIR/<class>/<images>); repeat it for one "
+                   "book over several datasets (Table 1: a column per dataset and their Average)")
     p.add_argument("--executor", choices=EXECUTORS, default=None,
                    help="where missing runs train: local (default) or ray (one Ray task per run; needs "
                    "pip install 'vldbook[ray]')")
@@ -691,6 +695,25 @@ def executor_parameters(executor: str | None, ray_address: str | None) -> list[t
     return out + ([("ray_address", ray_address)] if ray_address is not None else [])
 
 
+def dataset_root_parameters(roots: Sequence[str], given: Sequence[Sequence[str]]) -> list[tuple[str, Any]]:
+    """``--dataset-root`` as notebook parameters: one root is ``-p dataset_root`` (plus ``-p dataset
+    folder`` for an image folder, unless ``-p dataset`` is given); several are ``-p dataset_roots``
+    (Table 1 over every dataset) with the first as every other chapter's ``dataset_root``."""
+    if not roots:
+        return []
+    if any(name in ("dataset_root", "dataset_roots") for name, _ in given):
+        raise BookError("--dataset-root and -p dataset_root / dataset_roots: give the data folders one way")
+    paths = [str(Path(r).expanduser().resolve()) for r in roots]
+    missing = [r for r, p in zip(roots, paths) if not Path(p).is_dir()]
+    if missing:
+        raise BookError(f"--dataset-root {missing[0]}: no such folder; give an official data folder or an "
+                        "image folder DIR/<class>/<images>")
+    out: list[tuple[str, Any]] = [("dataset_root", paths[0])]
+    if not any(name == "dataset" for name, _ in given):
+        out.append(("dataset", dataset_kind(paths[0])))
+    return out + ([("dataset_roots", paths)] if len(paths) > 1 else [])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.profile != "paper":
@@ -705,7 +728,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise BookError(f"{flag} {folder} is a file, not a folder; choose another folder or remove it")
         if not args.no_execute:
             sources = notebook_sources(args.notebooks_dir, args.summary, args.only)
-            extra = executor_parameters(args.executor, args.ray_address)
+            extra = (executor_parameters(args.executor, args.ray_address)
+                     + dataset_root_parameters(args.dataset_root, args.parameter))
             plan_ = plan(sources, args.profile, args.results_dir, [tuple(kv) for kv in args.parameter] + extra)
         elif args.parameter or args.only:
             raise BookError("--no-execute cannot take -p or --only (nothing is executed)")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vldlib.io import write_text_atomic
-from vldlib.study.chapters import CHAPTERS, PAPER_RESULTS, Claim, chapter, glue_key
+from vldlib.study.chapters import CHAPTERS, DATASETS_GLUE, PAPER_RESULTS, Claim, chapter, glue_key
 from vldlib.train.profiles import PROFILES
 
 FILE = "findings.md"
@@ -62,7 +62,8 @@ def world_sentence(profile: str | None) -> str:
                 f"`{cfg['student']}` student on a CPU, so read the direction of each effect beside the paper's, "
                 "not its size.")
     return (f"Under the **{profile}** profile the teacher is open_clip `{cfg['teacher_options'].get('model')}` "
-            f"on the paper's official split lists with a `{cfg['student']}` student; the paper's numbers are "
+            f"on the paper's official split lists (or the data folders given) with a `{cfg['student']}` student; "
+            "the paper's numbers are "
             "single runs, ours are means over replicates with 95% intervals.")
 
 
@@ -100,6 +101,18 @@ def claim_rows(executed_dir: Path, in_book: Iterable[str]) -> list[dict[str, str
     return rows
 
 
+def pooled_lines(executed_dir: Path, in_book: Iterable[str]) -> list[str]:
+    """One line per chapter whose claims pool several datasets (``--dataset-root`` given more than
+    once): which datasets, glued from the chapter; none for a one-dataset book."""
+    lines = []
+    for name in CHAPTERS:
+        if name in in_book and chapter(name).claims and DATASETS_GLUE in glued_names(Path(executed_dir) / f"{name}.ipynb"):
+            lines += [f"The claims of *{_cell(chapter(name).title)}* read across the datasets "
+                      f"{_glue(name, DATASETS_GLUE)}: each effect pairs runs within one dataset, and its interval "
+                      "is over the (dataset, class split) units.", ""]
+    return lines
+
+
 def render(executed_dir: Path, in_book: Iterable[str], profile: str | None, *, runs_csv: bool = False) -> str:
     """The findings page (MyST): the world sentence, the claims table, the run store line."""
     in_book = list(in_book)
@@ -115,6 +128,7 @@ def render(executed_dir: Path, in_book: Iterable[str], profile: str | None, *, r
     for r in claim_rows(executed_dir, in_book):
         lines.append(f"| {r['source']} | {r['claim']} | {r['ours']} | {r['paper']} | {r['verdict']} | {r['chapter']} |")
     lines.append("")
+    lines += pooled_lines(executed_dir, in_book)
     if "summary" in in_book and RUNS_GLUE in glued_names(Path(executed_dir) / "summary.ipynb"):
         store = f"The run store behind these lines holds {_glue('summary', RUNS_GLUE)} finished runs"
         if runs_csv:

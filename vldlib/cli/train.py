@@ -61,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m vldlib train",
         description="Train a student by distillation (a run of the run store) and print its result.")
     p.add_argument("--profile", default="offline", help="offline (default) | paper | smoke")
-    p.add_argument("--dataset", help="fashion-mnist | official")
-    p.add_argument("--data-root", help="dataset root (official: folder with train/ val/ val_on_train/)")
+    p.add_argument("--dataset", help="fashion-mnist | official | folder (your images: DIR/<class>/<images>)")
+    p.add_argument("--data-root", help="dataset root (official: folder with train/ val/ val_on_train/; "
+                   "folder: DIR/<class>/<images>)")
     p.add_argument("--teacher", help="conse | openclip")
     p.add_argument("--student", help="small | resnet18 | resnet50 | vit_b_32")
     p.add_argument("--weights", help="loss weights, e.g. cls=1,mse=1,im_cst=1,vlprox=1")

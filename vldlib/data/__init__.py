@@ -1,7 +1,8 @@
 """Datasets in the paper's protocol: X_train, X_id (seen classes) and X_ood (unseen classes).
 
 - :func:`load_dataset` - ``"fashion-mnist"`` (offline default, :mod:`.fashion_mnist`) or
-  ``"official"`` (the paper's six datasets in the official format, :mod:`.official`);
+  ``"official"`` (the paper's six datasets in the official format, :mod:`.official`) or ``"folder"``
+  (your own images, ``root/<class>/<images>``, :mod:`.folder`; seeded class splits, :mod:`.protocol`);
 - :func:`read_official_splits` - class names and split lists of an official data folder;
 - :class:`DatasetSplits`, :class:`ImageSplit` - what loaders return (:mod:`.splits`);
 - :func:`student_train_transform`, :func:`student_eval_transform` - batch transforms (:mod:`.transforms`).
@@ -16,18 +17,22 @@ from typing import Any
 
 from .fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
 from .fashion_mnist import class_split, distinct_split_seeds, find_fashion_mnist, load_fashion_mnist
+from .folder import load_folder, read_folder_classes
 from .official import (OfficialSplits, load_official, read_chatgpt, read_descriptions,
                        read_label2text, read_official_splits, resolve_images)
 from .splits import DatasetSplits, FileImageSplit, ImageSplit, TensorImageSplit
 from .transforms import (StudentEvalTransform, StudentTrainTransform, student_eval_transform,
                          student_train_transform)
 
-DATASETS: tuple[str, ...] = ("fashion-mnist", "official")
+DATASETS: tuple[str, ...] = ("fashion-mnist", "official", "folder")
+#: The datasets whose ``dataset_options`` must name a data folder (``root``).
+ROOTED_DATASETS: tuple[str, ...] = ("official", "folder")
 
 __all__ = [
-    "DATASETS", "DatasetSplits", "FASHION_MNIST_CLASSES", "FileImageSplit", "ImageSplit",
+    "DATASETS", "ROOTED_DATASETS", "DatasetSplits", "FASHION_MNIST_CLASSES", "FileImageSplit", "ImageSplit",
     "OfficialSplits", "StudentEvalTransform", "StudentTrainTransform", "TensorImageSplit",
-    "class_split", "distinct_split_seeds", "find_fashion_mnist", "load_dataset", "load_fashion_mnist", "load_official",
+    "class_split", "distinct_split_seeds", "find_fashion_mnist", "load_dataset", "load_fashion_mnist", "load_folder", "load_official",
+    "read_folder_classes",
     "read_chatgpt", "read_descriptions", "read_label2text", "read_official_splits",
     "resolve_images", "student_eval_transform", "student_train_transform", "images_per_class",
 ]
@@ -54,11 +59,15 @@ def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> D
     id_fraction=0.3, seed=0, cap_seed=0, download=True, cache_dir=None``.
     ``"official"``: ``root`` = the image folder; options ``splits=None`` (folder with
     label2text.txt and the ``*_data.txt`` lists, default root), ``load_size=256, crop_size=224,
-    name=None, descriptions=True``.
+    name=None, descriptions=True, split_seed=None`` (None: the lists' class split; an int: a
+    seeded one, with ``seen=None, id_fraction=0.3, seed=0``).
+    ``"folder"``: ``root`` = an image folder ``root/<class>/<images>``; options ``split_seed=0,
+    seen=0.5`` (a share or a count of the classes), ``id_fraction=0.3, seed=0, load_size=256,
+    crop_size=224, name=None, descriptions=True``.
     """
     key = name.lower().replace("_", "-")
     loader = {"fashion-mnist": load_fashion_mnist, "fashionmnist": load_fashion_mnist,
-              "fmnist": load_fashion_mnist, "official": load_official}.get(key)
+              "fmnist": load_fashion_mnist, "official": load_official, "folder": load_folder}.get(key)
     if loader is not None:
         known = [p for p in inspect.signature(loader).parameters if p != "root"]
         unknown = sorted(set(options) - set(known))
@@ -67,4 +76,4 @@ def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> D
         return loader(root, **options)
     raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)} "
                      "(use 'official' with root=<folder> for CUB, Flowers, Cars, Food-101, SUN397, "
-                     "tiered-ImageNet)")
+                     "tiered-ImageNet; 'folder' with root=<folder> for your own root/<class>/<images>)")

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
+from .protocol import seeded_dataset
 from .splits import DatasetSplits, FileImageSplit
 
 OFFICIAL_SPLITS: tuple[str, ...] = ("train", "val_on_train", "val")
@@ -389,14 +390,20 @@ def resolve_images(root: str | Path, relpaths: Sequence[str], *, what: str = "im
 
 
 def load_official(root: str | Path, *, splits: str | Path | None = None, load_size: int = 256,
-                  crop_size: int = 224, name: str | None = None,
-                  descriptions: bool = True) -> DatasetSplits:
+                  crop_size: int = 224, name: str | None = None, descriptions: bool = True,
+                  split_seed: int | None = None, seen: int | float | None = None,
+                  id_fraction: float = 0.3, seed: int = 0) -> DatasetSplits:
     """A dataset in the official format as :class:`DatasetSplits` (see the module docstring).
 
     ``root``: the images (split layout or original dataset folder); ``splits``: the folder with
     ``label2text.txt`` (+ ``*_data.txt``, ``chatgpt.txt``), default ``root``. Images are loaded RGB and
     resized to ``load_size`` (256 in the paper); students crop ``crop_size`` (224) and normalise with
     the ImageNet mean/std.
+
+    ``split_seed`` (default None: the fixed split of the official lists) draws another class split
+    of the same images with the seeded protocol of :mod:`.protocol` (every listed image pooled;
+    ``seen`` classes, default the lists' own count; ``id_fraction``, ``seed``), so that intervals
+    can be taken over class splits; the teacher features are shared with the fixed split.
     """
     if root is None:
         raise ValueError("load_dataset('official') needs root=<data folder>; see the layouts below.\n"
@@ -412,6 +419,14 @@ def load_official(root: str | Path, *, splits: str | Path | None = None, load_si
         paths: list[Path] = [root / r for r in rels]
     else:
         paths = resolve_images(root, rels, what="images listed in the split lists")
+    label = name or folder.name
+    if split_seed is not None:
+        return _resplit(info, paths, rels, label, split_seed=split_seed, seen=seen, id_fraction=id_fraction,
+                        seed=seed, source=source, load_size=load_size, crop_size=crop_size,
+                        descriptions=descriptions)
+    if seen is not None:
+        raise ValueError(f"seen={seen!r} needs split_seed (the official lists fix the seen classes); "
+                         "set split_seed=<int> to draw a seeded class split, or leave seen unset")
     made, start = {}, 0
     for s in OFFICIAL_SPLITS:
         items = info.splits[s]
@@ -419,9 +434,24 @@ def load_official(root: str | Path, *, splits: str | Path | None = None, load_si
             paths[start:start + len(items)], [r for r, _ in items], [lab for _, lab in items],
             name=SPLIT_TO_PAPER[s], source=source, load_size=load_size)
         start += len(items)
-    label = name or folder.name
     return DatasetSplits(
         name=f"official/{label}", seen_classes=info.seen_classes, unseen_classes=info.unseen_classes,
         train=made["train"], id=made["id"], ood=made["ood"],
         descriptions=info.descriptions if descriptions else None, channels=3,
         load_size=load_size, crop_size=crop_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+def _resplit(info: OfficialSplits, paths: list[Path], rels: list[str], label: str, *, split_seed: int,
+             seen: int | float | None, id_fraction: float, seed: int, source: str, load_size: int,
+             crop_size: int, descriptions: bool) -> DatasetSplits:
+    """The official images under a seeded class split (:mod:`.protocol`) instead of the lists' own."""
+    used = sorted(info.seen + info.unseen)  # label2text entries, in label order
+    where = {c: k for k, c in enumerate(used)}
+    of_rel = {rel: info.seen[lab] if s != "val" else info.unseen[lab]
+              for s in OFFICIAL_SPLITS for rel, lab in info.splits[s]}
+    return seeded_dataset(
+        [(path, rel, where[of_rel[rel]]) for path, rel in zip(paths, rels)], [info.classes[c].folder for c in used],
+        [info.names[c] for c in used], label=f"official/{label}", split_seed=split_seed,
+        seen=len(info.seen) if seen is None else seen, id_fraction=id_fraction, seed=seed, source=source,
+        load_size=load_size, crop_size=crop_size, descriptions=info.descriptions if descriptions else None,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD)

@@ -16,7 +16,8 @@ splits than between seeds), so the offline default runs one seed on each of seve
 splits (:data:`TEST_SPLITS`); a chapter may ask for more of them (``Chapter.offline_splits``).  The
 offline recipe was chosen on the disjoint **development** splits (:data:`DEV_SPLITS`,
 :mod:`vldlib.study.design`), which no chapter reports.  The official datasets have one fixed class
-split (the published lists).
+split (the published lists) unless ``split_seeds`` asks for seeded class splits of their images
+(:mod:`vldlib.data.protocol`), as an image folder (``dataset="folder"``) always has.
 """
 from __future__ import annotations
 
@@ -218,13 +219,13 @@ def make_grid(
         splits_l = _as_list("split_seeds", split_seeds, default_splits)
         if None in splits_l:
             raise ValueError("split_seeds for fashion-mnist must be integers (which 5 classes are seen)")
-    else:
-        if split_seeds not in (None, [None]):
-            raise ValueError(
-                f"split_seeds={split_seeds!r} applies only to fashion-mnist; the {base['dataset']!r} "
-                "dataset has the fixed class split of its official lists: leave split_seeds = None"
-            )
-        splits_l = [None]
+    elif split_seeds in (None, [None]):
+        splits_l = [None]  # the official lists' fixed split; an image folder's default split_seed
+    else:  # seeded class splits of an official dataset or an image folder (vldlib.data.protocol)
+        splits_l = _as_list("split_seeds", split_seeds, [])
+        if None in splits_l:
+            raise ValueError(f"split_seeds={split_seeds!r}: give integers (seeded class splits) or None "
+                             f"(the {base['dataset']!r} dataset's own class split), not both")
     if paper_dataset is None:
         root = base.get("dataset_options", {}).get("root")
         folder = Path(str(root)).name if root else ""

@@ -24,6 +24,7 @@ from typing import Any
 
 from vldlib.core.losses import LOSS_NAMES
 from vldlib.data import DATASETS
+from vldlib.study.datasets import dataset_grids
 from vldlib.study.executors import EXECUTORS
 from vldlib.study.grid import PAPER_DATASETS, make_grid, repeated
 from vldlib.study.reference import FIELD_LOSS_METHODS, TABLE1_METHODS, TABLE5_ENRICHMENTS
@@ -34,10 +35,10 @@ __all__ = ["Param", "ParameterError", "PARAMETERS", "GRID_NAMES", "check_value",
 
 #: The kinds a parameter may have (``Param.kind``).
 KINDS: tuple[str, ...] = ("str", "int", "float", "bool", "dir", "writable_dir", "list[int]", "list[str]",
-                          "dict", "dict[str, float]", "dict[str, dict]")
+                          "list[dir]", "dict", "dict[str, float]", "dict[str, dict]")
 _TEXT = {"str": "a string", "int": "an integer", "float": "a number", "bool": "True or False", "dir": "an existing folder (a string)",
          "writable_dir": "a writable folder path (a string)", "list[int]": "a list of integers",
-         "list[str]": "a list of strings", "dict": "a dict", "dict[str, float]": "a dict {name: number}",
+         "list[str]": "a list of strings", "list[dir]": "a list of existing folders", "dict": "a dict", "dict[str, float]": "a dict {name: number}",
          "dict[str, dict]": "a dict {label: {loss name: weight}}"}
 
 
@@ -120,8 +121,12 @@ class Param:
             if k == "list[int]" and not all(_is_int(v) and (self.minimum is None or v >= self.minimum)
                                             for v in items):
                 raise fail()
-            if k == "list[str]" and not all(isinstance(v, str) for v in items):
+            if k in ("list[str]", "list[dir]") and not all(isinstance(v, str) and v for v in items):
                 raise fail()
+            missing = [v for v in items if k == "list[dir]" and not (Path(base or ".") / v).is_dir()]
+            if missing:
+                raise ParameterError(name, value, f"a list of existing folders ({missing[0]} does not exist)",
+                                     self.example, cli=cli)
             if self.choices and any(v not in self.choices for v in items):
                 raise fail()
             twice = repeated(items) if self.distinct else []
@@ -181,6 +186,7 @@ PARAMETERS: dict[str, Param] = {
     "smoke": Param("bool", "True"),
     "dataset": Param("str", "fashion-mnist", optional=True, choices=tuple(DATASETS)),
     "dataset_root": Param("dir", "/data/CaltechBirds", optional=True),
+    "dataset_roots": Param("list[dir]", "['/data/CaltechBirds', '/data/my_images']", optional=True),
     "teacher": Param("str", "conse", optional=True, choices=TEACHERS),
     "student": Param("str", "resnet18", optional=True, choices=STUDENTS),
     "epochs": Param("int", "10", optional=True, minimum=1),
@@ -239,6 +245,8 @@ def check_parameters(values: Mapping[str, Any], names: Any = None, *, grid: bool
         kw = {k: out[k] for k in GRID_NAMES if k in out}
         try:
             make_grid(**kw)
+            if len(out.get("dataset_roots") or []) >= 2:
+                dataset_grids(out["dataset_roots"], kw)
         except ValueError as exc:
             shown = ", ".join(f"{k}={kw[k]!r}" for k in kw if k not in ("profile",) and kw[k] not in (None, {}, False))
             hint = ("; set the dataset_root parameter (-p dataset_root FOLDER)"

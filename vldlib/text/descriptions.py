@@ -100,13 +100,13 @@ def shipped_descriptions(variant: str = "main") -> DescriptionCache:
 
 def description_key(dataset: str, dataset_options: Mapping[str, Any]) -> str:
     """The dataset name description caches are filed under: ``"fashion-mnist"``, or for an
-    official dataset its ``name`` option, else its data folder's name (e.g. ``"CaltechBirds"``;
-    never ``"official"``, which names the layout, not the dataset)."""
-    if dataset != "official":
+    official dataset or an image folder its ``name`` option, else its data folder's name (e.g.
+    ``"CaltechBirds"``; never ``"official"`` or ``"folder"``, which name the layout, not the dataset)."""
+    if dataset not in ("official", "folder"):
         return dataset
     name = dataset_options.get("name") or Path(str(dataset_options.get("root", ""))).name
     if not name:
-        raise ValueError("an official dataset needs dataset_options={'root': <data folder>} (or 'name') "
+        raise ValueError(f"dataset {dataset!r} needs dataset_options={{'root': <data folder>}} (or 'name') "
                          "to find its description cache")
     return str(name)
 

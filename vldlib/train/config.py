@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from vldlib.core.losses import IM_CST_MODES, LOSS_NAMES, PAPER_LOSS_NAMES
-from vldlib.data import DATASETS, images_per_class
+from vldlib.data import DATASETS, ROOTED_DATASETS, images_per_class
 from vldlib.io import canonical_json
 from vldlib.models.prompts import prompt_learning_options
 from vldlib.models.students import STUDENTS as _STUDENT_REGISTRY
@@ -192,9 +192,10 @@ class TrainConfig:
         for name in ("dataset_options", "teacher_options", "student_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a dict of keyword options, got {getattr(self, name)!r}")
-        if self.dataset == "official" and not self.dataset_options.get("root"):
-            raise ValueError("dataset 'official' needs dataset_options={'root': <data root>} "
-                             "(a folder with train/, val/, val_on_train/ and label2text.txt)")
+        if self.dataset in ROOTED_DATASETS and not self.dataset_options.get("root"):
+            raise ValueError(f"dataset {self.dataset!r} needs dataset_options={{'root': <data root>}} " + (
+                "(a folder with train/, val/, val_on_train/ and label2text.txt)" if self.dataset == "official"
+                else "(an image folder root/<class>/<images>; --data-root DIR)"))
         if not isinstance(self.weights, Mapping) or not self.weights:
             raise ValueError(f"weights must be a non-empty dict {{loss name: weight}}; names: {LOSS_NAMES}")
         bad = sorted(set(self.weights) - set(LOSS_NAMES))

@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Mapping
 
+from vldlib.data import ROOTED_DATASETS
 from vldlib.train.config import TrainConfig
 
 _FULL_METHOD = {"cls": 1.0, "mse": 1.0, "im_cst": 1.0, "vlprox": 1.0}
@@ -156,7 +157,7 @@ def apply_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
 
 
 def _validate_except_data_root(cfg: TrainConfig) -> None:
-    if cfg.dataset == "official" and not cfg.dataset_options.get("root"):
+    if cfg.dataset in ROOTED_DATASETS and not cfg.dataset_options.get("root"):
         probe = TrainConfig.from_dict({**cfg.to_dict(),
                                        "dataset_options": {**cfg.dataset_options, "root": "<unset>"}})
         probe.validate()

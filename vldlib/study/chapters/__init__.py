@@ -30,6 +30,7 @@ import pandas as pd
 
 from vldlib.runs import RunStore, record_row
 from vldlib.study import report
+from vldlib.study.datasets import dataset_grids, dataset_kind, label_runs
 from vldlib.study.downloads import Download, runs_caption, save_csv
 from vldlib.study.executors import check_executor
 from vldlib.study.grid import Grid, make_grid, run_grid
@@ -38,7 +39,7 @@ from vldlib.study.readings import Comparison
 from vldlib.study.stats import Interval
 
 __all__ = ["Chapter", "ChapterRun", "Claim", "ACCURACY", "ACCURACY_NAMES", "TABLE1_LABELS", "CHAPTERS",
-           "GRID_PARAMETERS", "EXECUTOR_PARAMETERS", "PAPER_RESULTS", "CLAIM_FIELDS", "open_chapter", "chapter", "glue_key",
+           "GRID_PARAMETERS", "EXECUTOR_PARAMETERS", "PAPER_RESULTS", "CLAIM_FIELDS", "DATASETS_GLUE", "open_chapter", "chapter", "glue_key",
            "glue_values", "StoreFindings", "from_store"]
 
 #: Our accuracy columns -> the paper's accuracy fields (Table 1 and the tables built like it).
@@ -70,6 +71,8 @@ PAPER_RESULTS: tuple[str, ...] = ("Table 1", "Table 2", "Table 5", "Table 6", "T
 #: the number of paired replicates.
 CLAIM_FIELDS: tuple[str, ...] = ("ours", "paper", "verdict", "n")
 NOT_RUN = "not run"
+#: The glue name of the datasets a chapter's claims pool (only with several ``dataset_roots``).
+DATASETS_GLUE = "claim_datasets"
 
 
 @dataclass(frozen=True)
@@ -152,23 +155,43 @@ class ChapterRun:
         self.chapter = chapter
         self.params = dict(params)
         grid_kw = {k: self.params[k] for k in GRID_PARAMETERS if k in self.params}
-        self.grid: Grid = make_grid(**grid_kw, n_splits=chapter.offline_splits)
+        roots = list(self.params.get("dataset_roots") or [])
+        #: several data roots (``dataset_roots``): one grid per dataset, by label; {} for one dataset
+        self.datasets: dict[str, Grid] = (dataset_grids(roots, grid_kw, chapter.offline_splits)
+                                          if len(roots) >= 2 else {})
+        if len(roots) == 1:
+            grid_kw.update(dataset_root=str(roots[0]), dataset=dataset_kind(roots[0]))
+        if self.datasets:  # the runs of every dataset, labelled by dataset (see expand)
+            first = next(iter(self.datasets.values()))
+            self.grid: Grid = Grid(first.profile, first.base, first.seeds, first.split_seeds, "Average")
+        else:
+            self.grid = make_grid(**grid_kw, n_splits=chapter.offline_splits)
         self.executor = check_executor(self.params.get("executor") or "local")
         self.store = RunStore(self.params.get("results_dir", "results"), cache_dir=self.params.get("cache_dir"))
 
     def expand(self, variants: Mapping[str, Mapping[str, Any]]) -> None:
-        """Expand the grid over ``variants`` (validating every config) and print its size."""
-        fewer = self.grid.default_split_seeds
-        if fewer is not None and self.chapter.powered:
-            self.grid.expand({k: v for k, v in variants.items() if k in self.chapter.powered},
-                             column=self.chapter.column)
-            self.grid.expand({k: v for k, v in variants.items() if k not in self.chapter.powered},
-                             column=self.chapter.column, split_seeds=fewer)
-        else:
-            self.grid.expand(variants, column=self.chapter.column)
+        """Expand the grid over ``variants`` (validating every config) and print its size; with
+        several datasets, each dataset's grid, its runs labelled by dataset (:func:`label_runs`)."""
+        for label, grid in self.datasets.items():
+            before = len(grid.configs)
+            self._expand(grid, variants)
+            self.grid.configs.extend(label_runs(grid.configs[before:], label))
+        if not self.datasets:
+            self._expand(self.grid, variants)
         g = self.grid
-        print(f"profile {g.profile}: {g.dataset}, teacher {g.base['teacher']}, student {g.base['student']}, "
+        where = f"{len(self.datasets)} datasets ({', '.join(self.datasets)})" if self.datasets else g.dataset
+        print(f"profile {g.profile}: {where}, teacher {g.base['teacher']}, student {g.base['student']}, "
               f"{g.base['epochs']} epochs; seeds {g.seeds} x class splits {g.split_seeds}; {len(g.configs)} runs")
+
+    def _expand(self, grid: Grid, variants: Mapping[str, Mapping[str, Any]]) -> None:
+        fewer = grid.default_split_seeds
+        if fewer is not None and self.chapter.powered:
+            grid.expand({k: v for k, v in variants.items() if k in self.chapter.powered},
+                        column=self.chapter.column)
+            grid.expand({k: v for k, v in variants.items() if k not in self.chapter.powered},
+                        column=self.chapter.column, split_seeds=fewer)
+        else:
+            grid.expand(variants, column=self.chapter.column)
 
     def train(self):
         """Every run of the grid from the run store (missing ones trained), one row per run, with
@@ -245,6 +268,9 @@ class ChapterRun:
         claims = self.claim_table(effects)
         for name, value in glue_values(claims).items():
             glue(name, value, display=False)
+        pooled = getattr(self, "datasets", None)
+        if pooled:  # the claims pool several datasets: the front page names them
+            glue(DATASETS_GLUE, ", ".join(pooled), display=False)
         return claims, self.csv(claims, "claims")
 
     def claim_table(self, effects: pd.DataFrame) -> pd.DataFrame:
@@ -356,7 +382,8 @@ def open_chapter(name: str, namespace: Mapping[str, Any] | None = None, **params
     cell from it (``results_dir``, ``GRID_PARAMETERS``, ``EXECUTOR_PARAMETERS``, the chapter's own) and nothing
     else. Keyword arguments win over the namespace."""
     module = _module(name)
-    names = set(GRID_PARAMETERS) | set(EXECUTOR_PARAMETERS) | {"results_dir"} | set(getattr(module, "PARAMETERS", ()))
+    names = (set(GRID_PARAMETERS) | set(EXECUTOR_PARAMETERS) | {"results_dir", "dataset_roots"}
+             | set(getattr(module, "PARAMETERS", ())))
     taken = {k: v for k, v in (namespace or {}).items() if k in names}
     return module.Run({**taken, **params})
 

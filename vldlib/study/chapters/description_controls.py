@@ -18,6 +18,7 @@ import pandas as pd
 from vldlib.study import report
 from vldlib.study.chapters import Claim, ACCURACY_NAMES, Chapter, ChapterRun
 from vldlib.study.chapters import teacher_zero_shot
+from vldlib.study.datasets import own_descriptions
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import TABLE1_METHODS
 
@@ -51,7 +52,7 @@ class Run(ChapterRun):
     def __init__(self, params: Mapping) -> None:
         super().__init__(CHAPTER, params)
         g = self.grid
-        self.desc = "official" if g.dataset == "official" else "main"
+        self.desc = "official" if own_descriptions(g.base) else "main"
         self.variants = {}
         for key, (real, mode, control) in TEXT_SETS.items():
             v = dict(CHAPTER.variants[key])

@@ -9,6 +9,7 @@ import pandas as pd
 from vldlib.data import load_dataset
 from vldlib.study import report
 from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, Chapter, ChapterRun, Claim
+from vldlib.study.datasets import own_descriptions
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import TABLE1_METHODS, paper_table
 
@@ -57,8 +58,8 @@ class Run(ChapterRun):
             raise ValueError(f"every k must be >= 1, got {ks}")
         weights = self.params.get("weights")
         descriptions = self.params.get("descriptions", "main")
-        if descriptions == "main" and g.dataset == "official":
-            descriptions = "official"  # the official datasets' main-prompt sentences (chatgpt.txt)
+        if descriptions == "main" and own_descriptions(g.base):
+            descriptions = "official"  # the dataset's own main-prompt sentences (chatgpt.txt, descriptions.json)
         self.descriptions = descriptions
         common = {"weights": dict(weights) if weights is not None else TABLE1_METHODS["cls+imcst+vlprox(+mse)"],
                   "analysis": bool(self.params.get("analysis", True)), "descriptions": descriptions}

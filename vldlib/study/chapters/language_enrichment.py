@@ -10,6 +10,7 @@ import pandas as pd
 
 from vldlib.study import report
 from vldlib.study.chapters import ACCURACY_NAMES, Chapter, ChapterRun, Claim
+from vldlib.study.datasets import own_descriptions
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import TABLE1_METHODS, TABLE5_ENRICHMENTS, paper_table
 
@@ -63,7 +64,7 @@ class Run(ChapterRun):
         if bad:
             raise ValueError(f"unknown Table 5 row(s) {bad}; valid: {list(VARIANTS)}")
         n_ctx = self.params.get("n_ctx", 8)
-        official = self.grid.dataset == "official"
+        official = own_descriptions(self.grid.base)  # chatgpt.txt or descriptions.json
         analysis = bool(self.params.get("analysis", True))
         self.expand({v: enrichment_overrides(v, official=official, n_ctx=n_ctx, analysis=analysis)
                      for v in self.variants})

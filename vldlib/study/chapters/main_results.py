@@ -8,6 +8,7 @@ import pandas as pd
 
 from vldlib.study import report
 from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, TABLE1_LABELS, Chapter, ChapterRun, Claim
+from vldlib.study.datasets import by_dataset_table
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import TABLE1_METHODS, paper_table
 
@@ -76,8 +77,13 @@ class Run(ChapterRun):
         self.labels = dict(zip(self.paper["method_key"], self.paper["method"]))
 
     def table(self, runs: pd.DataFrame) -> pd.DataFrame:
-        """Table 1: ours (mean and 95% interval) beside the paper's column."""
+        """Table 1: ours (mean and 95% interval) beside the paper's column; with several datasets
+        one column per dataset and their Average, beside the paper's (:func:`by_dataset_table`)."""
         metrics = self.metrics(runs)
+        if self.datasets:
+            return by_dataset_table(runs, paper_table("table1"), column="method",
+                                    metrics={m: ACCURACY[m] for m in metrics}, names=ACCURACY_NAMES,
+                                    datasets=list(self.datasets), order=self.variants_run(runs), labels=self.labels)
         summary = report.summarize(runs, "method", metrics)
         table = report.beside_paper(summary, self.paper, key="method", paper_key="method_key",
                                     metrics={m: ACCURACY[m] for m in metrics}, labels=self.labels,

@@ -11,6 +11,7 @@ from vldlib.data import load_dataset
 from vldlib.models.teachers import load_teacher
 from vldlib.study import report
 from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, Chapter, ChapterRun, Claim
+from vldlib.study.datasets import own_descriptions
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import TABLE1_METHODS, paper_table
 from vldlib.text.descriptions import description_key, load_descriptions
@@ -63,7 +64,7 @@ class Run(ChapterRun):
         self.text_mode = self.params.get("text_mode")
         if self.text_mode is not None:
             common["text_mode"] = self.text_mode
-        official = g.dataset == "official"  # the main prompt's sentences ship as chatgpt.txt
+        official = own_descriptions(g.base)  # the main prompt's sentences ship as chatgpt.txt / descriptions.json
         self.expand({v: {**common, "descriptions": "official" if (v == "main" and official)
                          else CHAPTER.variants[v]["descriptions"]} for v in self.variants})
         self.paper_all = paper_table("table7")
@@ -101,7 +102,7 @@ class Run(ChapterRun):
         """The description set ``variant`` of dataset ``ds`` as the trainer reads it."""
         if variant == "none":
             return None
-        if variant == "main" and self.grid.dataset == "official" and ds.descriptions:
+        if variant == "main" and own_descriptions(self.grid.base) and ds.descriptions:
             return ds.descriptions
         key = description_key(self.grid.base["dataset"], self.grid.base["dataset_options"])
         return load_descriptions(key, variant, cache_dir=self.params.get("cache_dir"))
