@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import shutil
 from pathlib import Path
 
 import pytest
@@ -134,6 +135,17 @@ def test_folder_options_are_in_the_run_hash(folder):
                                                                "dataset_options.split_seed": 1})
     other_root = profile_config("smoke", dataset="folder", **{"dataset_options.root": str(folder) + "2"})
     assert len({config_hash(base), config_hash(other_split), config_hash(other_root)}) == 3
+    # the folder is named by its content, not its path: a copy elsewhere shares the hash,
+    # one more image (or different images) gives another
+    copy = shutil.copytree(folder, folder.parent / "copy")
+    at_copy = profile_config("smoke", dataset="folder", **{"dataset_options.root": str(copy)})
+    assert config_hash(at_copy) == config_hash(base)
+    other = write_image_folder(folder.parent / "other", n_classes=10, per_class=9)
+    at_other = profile_config("smoke", dataset="folder", **{"dataset_options.root": str(other)})
+    assert config_hash(at_other) != config_hash(base)
+    first = sorted(p for p in copy.iterdir() if p.is_dir())[0]
+    shutil.copy(first / "img_000.png", first / "img_999.png")
+    assert config_hash(at_copy) != config_hash(base)
     TrainConfig.from_dict(base).validate()
 
 

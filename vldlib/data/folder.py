@@ -21,17 +21,18 @@ the dataset's own descriptions (``TrainConfig.descriptions="official"``).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
 from pathlib import Path
 
-from vldlib.io import read_json
+from vldlib.io import canonical_json, read_json
 
 from .official import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD
 from .protocol import seeded_dataset
 from .splits import DatasetSplits
 
-__all__ = ["CLASSES_FILE", "DESCRIPTIONS_FILE", "FOLDER_LAYOUT", "load_folder", "read_folder_classes"]
+__all__ = ["CLASSES_FILE", "DESCRIPTIONS_FILE", "FOLDER_LAYOUT", "folder_identity", "load_folder", "read_folder_classes"]
 
 CLASSES_FILE = "classes.txt"
 DESCRIPTIONS_FILE = "descriptions.json"
@@ -91,6 +92,18 @@ def read_folder_classes(root: str | Path) -> tuple[list[str], list[str], dict[st
     return folders, names, files
 
 
+def folder_identity(root: str | Path) -> str:
+    """The content identity of an image folder: sha256 of its class folders and names
+    (``classes.txt`` applied) and every image's key ``<class_folder>/<file>`` with its size in
+    bytes. Copies of one folder share it wherever they lie; adding, removing, renaming or resizing
+    an image changes it (image bytes are not read; ``descriptions.json`` is not part of it)."""
+    root = Path(root).expanduser().resolve()
+    folders, names, files = read_folder_classes(root)
+    sizes = {f"{f}/{n}": (root / f / n).stat().st_size for f in folders for n in files[f]}
+    blob = canonical_json({"classes": [[f, n] for f, n in zip(folders, names)], "images": sizes})
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 def _check_images(paths: list[Path]) -> None:
     """Open every image's header (PIL reads it lazily: cheap); the first unreadable one -> ValueError."""
     from PIL import Image, UnidentifiedImageError
@@ -142,6 +155,7 @@ def load_folder(root: str | Path, *, split_seed: int = 0, seen: int | float = 0.
     desc = (_read_descriptions(root / DESCRIPTIONS_FILE, names)
             if descriptions and (root / DESCRIPTIONS_FILE).is_file() else None)
     return seeded_dataset(items, folders, names, label=f"folder/{name or root.name}", split_seed=split_seed,
-                          seen=seen, id_fraction=id_fraction, seed=seed, source=f"folder:{root}:{load_size}",
+                          seen=seen, id_fraction=id_fraction, seed=seed,
+                          source=f"folder:{folder_identity(root)[:16]}:{load_size}",
                           load_size=load_size, crop_size=crop_size, descriptions=desc, mean=IMAGENET_MEAN,
                           std=IMAGENET_STD)

@@ -12,6 +12,9 @@ relative or absolute path, another machine); two folders with different content 
   :func:`vldlib.data.official.read_official_splits`, in either layout. The image bytes are not read
   (a dataset's images are identified by their listed paths); ``chatgpt.txt`` is not part of it
   either: a run that uses those descriptions has them in its description digest.
+- ``"folder"``: the class folders and names (``classes.txt`` applied) and every image's key
+  (``<class_folder>/<file>``) with its size in bytes; ``descriptions.json`` is in a run's
+  description digest when it uses it.
 
 Digests are memoised by each file's path, size and modification time: per process, and for the
 idx files (decompressing them takes about a second) across processes in
@@ -32,9 +35,10 @@ from vldlib.io import canonical_json, try_read_json, write_json_atomic
 from vldlib.paths import default_cache_dir
 
 from .fashion_mnist import FILES, _idx_path, find_fashion_mnist
+from .folder import folder_identity
 from .official import OFFICIAL_SPLITS, read_official_splits
 
-__all__ = ["FASHION_MNIST_SHA256", "DIGEST_MEMO", "data_identity", "content_sha256"]
+__all__ = ["FASHION_MNIST_SHA256", "DIGEST_MEMO", "data_identity", "content_sha256", "folder_identity"]
 
 #: The file (under the cache root) that remembers content digests across processes.
 DIGEST_MEMO = "content-digests.json"
@@ -157,4 +161,9 @@ def data_identity(name: str, options: Mapping[str, Any]) -> dict[str, str]:
             raise FileNotFoundError(f"dataset root {str(folder)!r} does not exist; set "
                                     "dataset_options={'root': <folder with train/, val/, val_on_train/>}")
         return {"sha256": official_identity(folder), "source": str(folder.resolve())}
+    if key == "folder":
+        root = options.get("root")
+        if not root:
+            raise ValueError("dataset 'folder' needs dataset_options={'root': <image folder>}")
+        return {"sha256": folder_identity(root), "source": str(Path(str(root)).expanduser().resolve())}
     raise ValueError(f"unknown dataset {name!r}; no data identity for it")
