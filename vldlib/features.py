@@ -33,6 +33,7 @@ from vldlib import __version__
 from vldlib.io import save_torch_atomic, try_read_json, write_json_atomic, write_text_atomic
 from vldlib.models.teachers import load_teacher
 from vldlib.paths import default_cache_dir
+from vldlib.progress import Progress, Task
 
 FORMAT = 1
 DEFAULT_CHUNK_ROWS = 8192
@@ -246,15 +247,14 @@ def _teacher_dim(teacher: Any) -> int | None:
     return int(dim) if dim is not None else None
 
 
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="img", disable=not enabled or total == 0, leave=False)
+def _progress(total: int, desc: str, enabled: bool | Progress) -> Task:
+    """Rate-limited progress lines of an encoding pass (:mod:`vldlib.progress`)."""
+    return Progress.of(enabled).task(desc, total, unit="img")
 
 
 def teacher_image_features(teacher: Any, split: Any, *, dataset_id: str,
                            cache_dir: str | Path | None = None, batch_size: int = 128,
-                           num_workers: int = 0, progress: bool = True, refresh: bool = False,
+                           num_workers: int = 0, progress: bool | Progress = True, refresh: bool = False,
                            chunk_rows: int = DEFAULT_CHUNK_ROWS) -> torch.Tensor:
     """Teacher image features ``[N, D]`` (float32, CPU) of ``split``, row i for ``split.keys[i]``.
 
@@ -272,7 +272,7 @@ def teacher_image_features(teacher: Any, split: Any, *, dataset_id: str,
 
 def proxy_caption_classes(teacher: Any, split: Any, *, dataset_id: str, top: int,
                           cache_dir: str | Path | None = None, batch_size: int = 128,
-                          num_workers: int = 0, progress: bool = True) -> torch.Tensor:
+                          num_workers: int = 0, progress: bool | Progress = True) -> torch.Tensor:
     """The proxy captioner's input: the ``top`` ImageNet class indices ``[N, top]`` (long, ranked)
     of the ConSE proxy teacher's classifier for each image of ``split``, cached like the teacher
     image features (kind ``proxy-caption-top{top}``). Only the ConSE proxy teacher has an
@@ -307,7 +307,7 @@ def _check_finite(images: Any, positions: list[int], split: Any, where: str) -> 
 
 def _per_image(teacher: Any, split: Any, kind: str, fn: Callable[[torch.Tensor], torch.Tensor] | None,
                dim: int | None, *, dataset_id: str, cache_dir: str | Path | None, batch_size: int,
-               num_workers: int, progress: bool, refresh: bool = False,
+               num_workers: int, progress: bool | Progress, refresh: bool = False,
                chunk_rows: int = DEFAULT_CHUNK_ROWS) -> torch.Tensor:
     """One cached per-image quantity ``fn(images)`` of a teacher on ``split`` (see the module docstring)."""
     if not dataset_id:
