@@ -389,15 +389,20 @@ def _stamp(value: Any) -> Any:
     return value
 
 
+def teacher_meta_path(name: str, options: Mapping[str, Any], meta_dir: str | os.PathLike) -> Path:
+    """Where :class:`LazyTeacher` remembers a teacher's identity (absent: never loaded with this cache)."""
+    key_src = json.dumps({"name": name, "options": {k: _stamp(v) for k, v in sorted(dict(options).items())},
+                          "vldlib": __version__}, sort_keys=True, default=str)
+    return Path(meta_dir) / f"{hashlib.sha256(key_src.encode()).hexdigest()[:24]}.json"
+
+
 class LazyTeacher:
     """A teacher that loads itself on first use (see the module docstring)."""
 
     def __init__(self, name: str, options: Mapping[str, Any], meta_dir: str | os.PathLike) -> None:
         self.name = name
         self.options = dict(options)
-        key_src = json.dumps({"name": name, "options": {k: _stamp(v) for k, v in sorted(self.options.items())},
-                              "vldlib": __version__}, sort_keys=True, default=str)
-        self._meta_path = Path(meta_dir) / f"{hashlib.sha256(key_src.encode()).hexdigest()[:24]}.json"
+        self._meta_path = teacher_meta_path(name, self.options, meta_dir)
         self._teacher: Any = None
         self.image_calls = 0
         self.images_encoded = 0
