@@ -553,6 +553,8 @@ class _Run:
         self._setup()
         self.student = self._build_student()
         self.prompt = self._build_prompt()
+        if self.prompt is None:  # features cached and on hand: the teacher's weights are not needed to train
+            self.teacher.release()
         self.model = self._parallel()
         # the shuffle is one draw for all ranks (each takes its shard); augmentation differs per rank
         self.gens = {"shuffle": torch.Generator().manual_seed(cfg.seed * 2 + 1),
