@@ -20,8 +20,9 @@ Run: ``.venv/bin/python benchmarks/paper_dryrun.py [--classes 10] [--per-class 1
 Stages, each timed on its own in this process before the run (the run then finds their caches,
 exactly as a real first run would have built them): ``decode`` (PIL decode + resize to 256 of
 every image, one process), ``store`` (the uint8 image store, :mod:`vldlib.data.imagestore`),
-``teacher`` (teacher image features of the three splits), then ``train`` and ``eval`` from the
-run's record (images/s of its training steps and of its evaluations). Also the peak resident
+``teacher`` (teacher image features of the three splits; building the model: ``teacher_load_s``),
+then ``train`` and ``eval`` from the run's record (images/s of its training steps and of its
+evaluations). Also the peak resident
 memory of the process (``ru_maxrss``) and of its loader workers, the seconds of the whole run,
 and the disk use per image (JPEG, store, teacher features). ``--json FILE`` writes the figures.
 """
@@ -51,7 +52,8 @@ from vldlib.train.config import resolve_workers  # noqa: E402
 from vldlib.train.profiles import profile_config  # noqa: E402
 
 #: The keys of the JSON figures (a test checks them).
-KEYS = ("arch", "device", "images", "classes", "image_size", "load_size", "decode_img_s", "store_img_s", "teacher_img_s",
+KEYS = ("arch", "device", "images", "classes", "image_size", "load_size", "decode_img_s", "store_img_s",
+        "teacher_load_s", "teacher_img_s",
         "train_img_s", "eval_img_s", "run_s", "total_s", "peak_rss_mb", "peak_rss_workers_mb",
         "disk_jpeg_kb_per_image", "disk_store_kb_per_image", "disk_features_kb_per_image", "acc_id",
         "acc_ood_zeroshot", "num_workers", "torch_threads")
@@ -130,7 +132,9 @@ def run(args: argparse.Namespace) -> dict:
 
         decode_s = _timed(decode)
         store_s = _timed(lambda: [build_image_store(s, cache, num_workers=workers) for s in ds.splits.values()])
-        teacher = LazyTeacher(cfg["teacher"], cfg["teacher_options"], cache / "teacher-meta")
+        t0 = time.perf_counter()
+        teacher = LazyTeacher(cfg["teacher"], cfg["teacher_options"], cache / "teacher-meta")  # builds it
+        teacher_load_s = time.perf_counter() - t0
         teacher_s = _timed(lambda: [teacher_image_features(teacher, s, dataset_id=ds.name, cache_dir=cache,
                                                            num_workers=workers, progress=False)
                                     for s in ds.splits.values()])
@@ -150,7 +154,8 @@ def run(args: argparse.Namespace) -> dict:
             "arch": args.arch, "device": record["device"], "images": n, "classes": args.classes,
             "image_size": [args.width, args.height], "load_size": args.load_size,
             "decode_img_s": round(n / decode_s, 1), "store_img_s": round(n / store_s, 1),
-            "teacher_img_s": round(n / teacher_s, 1), "train_img_s": round(record["throughput_img_s"] or 0.0, 1),
+            "teacher_load_s": round(teacher_load_s, 1), "teacher_img_s": round(n / teacher_s, 1),
+            "train_img_s": round(record["throughput_img_s"] or 0.0, 1),
             "eval_img_s": round(eval_images / eval_s, 1) if eval_s > 0 else None,
             "run_s": round(run_s, 1), "total_s": None,
             "peak_rss_mb": _mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),

@@ -236,3 +236,29 @@ def test_bf16_autocast_matches_fp32_accuracy(world):
     for key in ("acc_id", "acc_ood_zeroshot"):
         assert abs(fp32["final"][key] - bf16["final"][key]) <= 20.0, (key, fp32["final"], bf16["final"])
     assert abs(fp32["history"][-1]["loss"] - bf16["history"][-1]["loss"]) < 0.1 * fp32["history"][-1]["loss"]
+
+
+# ---------------------------------------------------------------------- the dry run benchmark
+@pytest.mark.slow
+def test_paper_dryrun_benchmark_writes_every_figure(tmp_path):
+    """benchmarks/paper_dryrun.py at a tiny size (2 classes x 7 small JPEGs, 64 px loads): it runs
+    the paper profile end to end from a fresh folder and writes every figure."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "dryrun.json"
+    env = {**__import__("os").environ, "PYTHONPATH": str(repo), "HF_HUB_OFFLINE": "1", "VLD_PROGRESS": "0"}
+    proc = subprocess.run([sys.executable, str(repo / "benchmarks" / "paper_dryrun.py"), "--classes", "2",
+                           "--per-class", "7", "--width", "80", "--height", "60", "--load-size", "64",
+                           "--workers", "0", "--device", "cpu", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    sys.path.insert(0, str(repo / "benchmarks"))
+    from paper_dryrun import KEYS
+
+    assert set(KEYS) <= set(figures)
+    assert figures["images"] == 14 and figures["arch"] == "ViT-B-32" and figures["device"] == "cpu"
+    for key in ("decode_img_s", "store_img_s", "teacher_img_s", "train_img_s", "eval_img_s", "peak_rss_mb"):
+        assert figures[key] > 0, key
+    assert figures["disk_store_kb_per_image"] == pytest.approx(3 * 64 * 64 / 1024, rel=0.01)

@@ -517,7 +517,7 @@ class _Run:
     # ------------------------------------------------------------------ analysis
     def _analysis(self) -> dict[str, Any]:
         t0 = time.perf_counter()
-        seen_plain, unseen_plain = self._plain_texts()
+        seen_plain, unseen_plain = self.plain_texts or self._plain_texts()
         c = self.cfg
         out: dict[str, Any] = {"text": "plain template; Y_id texts on X_train/X_id, Y_ood on X_ood",
                                "student_transform": "eval (centre crop)"}
@@ -553,7 +553,10 @@ class _Run:
         self._setup()
         self.student = self._build_student()
         self.prompt = self._build_prompt()
+        self.plain_texts = None
         if self.prompt is None:  # features cached and on hand: the teacher's weights are not needed to train
+            if cfg.analysis:
+                self.plain_texts = self._plain_texts()  # while the teacher is built
             self.teacher.release()
         self.model = self._parallel()
         # the shuffle is one draw for all ranks (each takes its shard); augmentation differs per rank
