@@ -262,3 +262,24 @@ def test_paper_dryrun_benchmark_writes_every_figure(tmp_path):
     for key in ("decode_img_s", "store_img_s", "teacher_img_s", "train_img_s", "eval_img_s", "peak_rss_mb"):
         assert figures[key] > 0, key
     assert figures["disk_store_kb_per_image"] == pytest.approx(3 * 64 * 64 / 1024, rel=0.01)
+
+
+@pytest.mark.slow
+def test_book_paper_profile_without_weights_stops_once_before_any_run(world, tmp_path, monkeypatch, capsys):
+    """``python -m vldlib.book --profile paper --only main_results`` offline without ViT-L-14 weights:
+    exit 2 before any run trains, the message said once, with the -p overrides syntax."""
+    from vldlib import book
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hc
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("VLD_CACHE", str(tmp_path / "cache"))
+    rc = book.main(["--profile", "paper", "--only", "main_results", "-p", "dataset_root", str(world["root"]),
+                    "--results-dir", str(tmp_path / "res"), "--executed-dir", str(tmp_path / "exec"),
+                    "--build-dir", str(tmp_path / "build"), "--no-build"])
+    assert rc == 2
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert text.count("cannot load open_clip weights") == 1
+    assert CHECKPOINT_FIXES["book"] in text and "training the missing runs" not in text
+    assert not list((tmp_path / "res").glob("*/config.json"))

@@ -26,7 +26,7 @@ from vldlib.study.executors import EXECUTORS
 from vldlib.study.grid import GridRunError, run_grid
 import vldlib.train.distributed as dist
 from vldlib.train.config import TrainConfig, config_hash
-from vldlib.train.preflight import check_teacher_weights
+from vldlib.train.preflight import preflight
 from vldlib.train.profiles import PROFILES, profile_config
 
 __all__ = ["build_parser", "config_from_args", "main", "summary"]
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         # once, before anything trains: weights a run would fail on minutes in
-        check_teacher_weights([config], syntax="cli", finished=None if args.force else store.get)
+        preflight([config], syntax="cli", finished=None if args.force else store.get)
         if args.executor == "ray":
             record = run_grid(store, [({}, config)], executor="ray", ray_address=args.ray_address,
                               log=not args.quiet).iloc[0].to_dict()

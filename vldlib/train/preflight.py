@@ -1,7 +1,9 @@
 """Checks made once before any run of a command starts: what would otherwise fail every run
 separately, minutes in (the command line and the book driver's up-front training call it).
 
-:func:`check_teacher_weights`: the open_clip weights of every distinct teacher the runs need are
+:func:`preflight` runs each check below on the configs of the runs to train.
+:func:`check_report_to` (:mod:`vldlib.train.reporting`): the package ``report_to`` needs is
+installed. :func:`check_teacher_weights`: the open_clip weights of every distinct teacher the runs need are
 on this machine (downloaded here once when online); missing ones are one ``ValueError`` whose
 message ends with the whole fix, the local-checkpoint override in the caller's syntax included
 (:data:`CHECKPOINT_FIXES`).
@@ -17,8 +19,9 @@ from vldlib.models.teachers import (PYTHON_CHECKPOINT_FIX, MissingWeightsError, 
                                     openclip_needs_weights)
 from vldlib.paths import default_cache_dir
 from vldlib.train.config import TrainConfig
+from vldlib.train.reporting import check_report_to
 
-__all__ = ["CHECKPOINT_FIXES", "check_teacher_weights"]
+__all__ = ["CHECKPOINT_FIXES", "check_teacher_weights", "preflight"]
 
 #: How each caller sets a local open_clip checkpoint instead of a pretrained tag.
 CHECKPOINT_FIXES: dict[str, str] = {
@@ -63,3 +66,16 @@ def check_teacher_weights(configs: Iterable[Mapping[str, Any] | TrainConfig], *,
             ensure_openclip_weights(model, str(tag), opts.get("cache_dir"))
         except MissingWeightsError as err:
             raise ValueError(err.with_fix(CHECKPOINT_FIXES[syntax])) from None
+
+
+def preflight(configs: Iterable[Mapping[str, Any] | TrainConfig], *, cache_dir: str | os.PathLike | None = None,
+              syntax: str = "python", finished: Callable[[Mapping[str, Any] | TrainConfig], bool] | None = None) -> None:
+    """Every check of this module on ``configs`` (arguments as :func:`check_teacher_weights`);
+    the first problem is one ``ValueError`` / ``ImportError`` whose message ends with its fix."""
+    configs = list(configs)
+    for report_to in dict.fromkeys(TrainConfig.from_dict(c).report_to for c in configs):
+        try:
+            check_report_to(report_to)
+        except ImportError as err:  # said like every other setting the user can fix
+            raise ValueError(str(err)) from None
+    check_teacher_weights(configs, cache_dir=cache_dir, syntax=syntax, finished=finished)
