@@ -283,3 +283,22 @@ def test_book_paper_profile_without_weights_stops_once_before_any_run(world, tmp
     assert text.count("cannot load open_clip weights") == 1
     assert CHECKPOINT_FIXES["book"] in text and "training the missing runs" not in text
     assert not list((tmp_path / "res").glob("*/config.json"))
+
+
+def test_grid_runs_report_to_the_book_terminal(world, tmp_path, monkeypatch):
+    """Under the book driver (VLD_PROGRESS=terminal) a grid's runs write their lines to the
+    process's own stderr even though run_grid asks for no progress: the shared teacher warm-up
+    as [teacher], each run's epochs as [<hash>]."""
+    from vldlib.runs import RunStore
+    from vldlib.study.grid import run_grid
+
+    terminal = io.StringIO()
+    monkeypatch.setattr(sys, "__stderr__", terminal)
+    monkeypatch.setenv("VLD_PROGRESS", "terminal")
+    cfg = tiny_config(world, epochs=2, last_n=1, fewshot=None)
+    store = RunStore(tmp_path / "res", cache_dir=tmp_path / "cache")
+    run_grid(store, [({}, cfg)], workers=1, log=False)
+    text = terminal.getvalue()
+    assert re.search(r"^\[teacher\] teacher features official/.*/train: 21/21 img", text, re.M), text
+    tag = f"[{config_hash(cfg)[:8]}]"
+    assert f"{tag} main epoch 1/2: loss" in text and f"{tag} main epoch 2/2: loss" in text, text
