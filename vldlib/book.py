@@ -62,6 +62,7 @@ from vldlib.study.chapters import CHAPTERS, open_chapter
 from vldlib.study.datasets import dataset_kind
 from vldlib.study.executors import EXECUTORS, GridRunError
 from vldlib.study.grid import run_grid
+from vldlib.train.preflight import preflight
 from vldlib.train.profiles import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -597,6 +598,8 @@ def pretrain(items: Sequence[tuple[NotebookSource, Mapping[str, Any]]], results_
         store = ch.store
     if not union:
         return 0
+    # once, before any run starts: open_clip weights that every run would fail on
+    preflight([cfg for _, cfg in union], cache_dir=store.cache_dir, syntax="book", finished=store.get)
     print(f"training the missing runs of {len({lab['chapter'] for lab, _ in union})} chapter(s) before "
           f"executing them ({len(union)} grid entries)", flush=True)
     run_grid(store, union, executor=executor, ray_address=address)

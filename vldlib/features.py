@@ -24,6 +24,7 @@ after replacing images.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -38,6 +39,7 @@ from vldlib.diskspace import disk_full, is_disk_full, tensor_bytes
 from vldlib.io import save_torch_atomic, try_read_json, write_json_atomic, write_text_atomic
 from vldlib.models.teachers import load_teacher
 from vldlib.paths import default_cache_dir
+from vldlib.progress import Progress, Task
 
 FORMAT = 1
 DEFAULT_CHUNK_ROWS = 8192
@@ -315,15 +317,14 @@ def _teacher_dim(teacher: Any) -> int | None:
     return int(dim) if dim is not None else None
 
 
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="img", disable=not enabled or total == 0, leave=False)
+def _progress(total: int, desc: str, enabled: bool | Progress) -> Task:
+    """Rate-limited progress lines of an encoding pass (:mod:`vldlib.progress`)."""
+    return Progress.of(enabled).task(desc, total, unit="img")
 
 
 def teacher_image_features(teacher: Any, split: Any, *, dataset_id: str,
                            cache_dir: str | Path | None = None, batch_size: int = 128,
-                           num_workers: int = 0, progress: bool = True, refresh: bool = False,
+                           num_workers: int = 0, progress: bool | Progress = True, refresh: bool = False,
                            chunk_rows: int = DEFAULT_CHUNK_ROWS) -> torch.Tensor:
     """Teacher image features ``[N, D]`` (float32, CPU) of ``split``, row i for ``split.keys[i]``.
 
@@ -341,7 +342,7 @@ def teacher_image_features(teacher: Any, split: Any, *, dataset_id: str,
 
 def proxy_caption_classes(teacher: Any, split: Any, *, dataset_id: str, top: int,
                           cache_dir: str | Path | None = None, batch_size: int = 128,
-                          num_workers: int = 0, progress: bool = True) -> torch.Tensor:
+                          num_workers: int = 0, progress: bool | Progress = True) -> torch.Tensor:
     """The proxy captioner's input: the ``top`` ImageNet class indices ``[N, top]`` (long, ranked)
     of the ConSE proxy teacher's classifier for each image of ``split``, cached like the teacher
     image features (kind ``proxy-caption-top{top}``). Only the ConSE proxy teacher has an
@@ -404,7 +405,7 @@ def _text_store(teacher: Any, cache_dir: str | Path | None) -> FeatureStore:
 
 def _per_image(teacher: Any, split: Any, kind: str, fn: Callable[[torch.Tensor], torch.Tensor] | None,
                dim: int | None, *, dataset_id: str, cache_dir: str | Path | None, batch_size: int,
-               num_workers: int, progress: bool, refresh: bool = False,
+               num_workers: int, progress: bool | Progress, refresh: bool = False,
                chunk_rows: int = DEFAULT_CHUNK_ROWS) -> torch.Tensor:
     """One cached per-image quantity ``fn(images)`` of a teacher on ``split`` (see the module docstring)."""
     if not dataset_id:
@@ -480,16 +481,22 @@ def _stamp(value: Any) -> Any:
     return value
 
 
+def teacher_meta_path(name: str, options: Mapping[str, Any], meta_dir: str | os.PathLike) -> Path:
+    """Where :class:`LazyTeacher` remembers a teacher's identity (absent: never loaded with this cache)."""
+    key_src = json.dumps({"name": name, "options": {k: _stamp(v) for k, v in sorted(dict(options).items())},
+                          "vldlib": __version__}, sort_keys=True, default=str)
+    return Path(meta_dir) / f"{hashlib.sha256(key_src.encode()).hexdigest()[:24]}.json"
+
+
 class LazyTeacher:
     """A teacher that loads itself on first use (see the module docstring)."""
 
     def __init__(self, name: str, options: Mapping[str, Any], meta_dir: str | os.PathLike) -> None:
         self.name = name
         self.options = dict(options)
-        key_src = json.dumps({"name": name, "options": {k: _stamp(v) for k, v in sorted(self.options.items())},
-                              "vldlib": __version__}, sort_keys=True, default=str)
-        self._meta_path = Path(meta_dir) / f"{hashlib.sha256(key_src.encode()).hexdigest()[:24]}.json"
+        self._meta_path = teacher_meta_path(name, self.options, meta_dir)
         self._teacher: Any = None
+        self._was_loaded = False
         self.image_calls = 0
         self.images_encoded = 0
         self.text_calls = 0
@@ -507,7 +514,16 @@ class LazyTeacher:
 
     @property
     def loaded(self) -> bool:
-        return self._teacher is not None
+        """Whether the teacher was built (in this process, since this object was made)."""
+        return self._teacher is not None or self._was_loaded
+
+    def release(self) -> None:
+        """Drop the built teacher (its weights: 1.7 GB for ViT-L-14) once its features are cached;
+        a later use builds it again."""
+        if self._teacher is not None:
+            self._was_loaded = True
+            self._teacher = None
+            gc.collect()
 
     def _load(self) -> Any:
         if self._teacher is None:

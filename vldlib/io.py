@@ -35,7 +35,7 @@ __all__ = ["atomic_write", "write_bytes_atomic", "write_text_atomic", "write_jso
            "save_torch_atomic", "read_json", "try_read_json", "finite_json", "canonical_json",
            "replace_file", "sha256_file", "save_torch_checked", "load_torch_checked", "SHA256_SUFFIX",
            "write_bytes_checked", "read_bytes_checked", "write_json_checked", "json_text", "temp_path",
-           "temp_target", "TEMP_FILE"]
+           "temp_target", "TEMP_FILE", "append_json_line"]
 
 #: The sidecar of a file written by :func:`write_bytes_checked`: ``<name>.sha256``.
 SHA256_SUFFIX = ".sha256"
@@ -116,6 +116,16 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def append_json_line(path: str | os.PathLike, obj: Any) -> None:
+    """Append ``obj`` as one strict JSON line (non-finite floats -> null) to ``path`` and flush
+    it to disk (a log that grows as a run goes; a line cut by a crash is rewritten on resume)."""
+    line = json.dumps(finite_json(obj), allow_nan=False, ensure_ascii=True) + "\n"
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def finite_json(obj: Any) -> Any:

@@ -26,7 +26,8 @@ from vldlib.study.executors import EXECUTORS
 from vldlib.study.grid import GridRunError, run_grid
 import vldlib.train.distributed as dist
 from vldlib.train.config import TrainConfig, config_hash
-from vldlib.train.profiles import profile_config
+from vldlib.train.preflight import preflight
+from vldlib.train.profiles import PROFILES, profile_config
 
 __all__ = ["build_parser", "config_from_args", "main", "summary"]
 
@@ -120,6 +121,8 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if not eq:
             raise ValueError(f"--set {item!r}: expected KEY=VALUE")
         over[key.strip()] = _parse_value(value)
+    if args.epochs is not None and "last_n" not in over:  # as the book's epochs parameter (make_grid)
+        over["last_n"] = min(PROFILES.get(args.profile, {}).get("last_n", TrainConfig.last_n), args.epochs)
     if args.cache_dir:
         over["cache_dir"] = args.cache_dir
     if args.threads is not None:
@@ -151,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "use the local executor for --force or torchrun", file=sys.stderr)
         return 2
     try:
+        # once, before anything trains: weights a run would fail on minutes in
+        preflight([config], syntax="cli", finished=None if args.force else store.get)
         if args.executor == "ray":
             record = run_grid(store, [({}, config)], executor="ray", ray_address=args.ray_address,
                               log=not args.quiet).iloc[0].to_dict()

@@ -30,10 +30,12 @@ import torch
 
 from vldlib.diskspace import disk_full, is_disk_full
 from vldlib.io import atomic_write, try_read_json, write_json_atomic
+from vldlib.progress import Progress
 
 from .splits import ImageSplit
 
-__all__ = ["FORMAT", "ImageStore", "ImageStoreError", "store_key", "store_nbytes", "fits_on_disk",
+__all__ = ["FORMAT", "HEADROOM", "ImageStore", "ImageStoreError", "store_key", "store_nbytes", "free_bytes",
+           "fits_on_disk",
            "open_image_store", "build_image_store", "to_unit_float"]
 
 FORMAT = 1
@@ -57,16 +59,25 @@ def store_nbytes(split: ImageSplit) -> int:
     return len(split) * split.channels * split.load_size ** 2
 
 
-def fits_on_disk(split: ImageSplit, cache_dir: str | os.PathLike, headroom: float = 2.0) -> bool:
+#: A store is built only when this many times its size is free (room for the temp file and the rest).
+HEADROOM = 2.0
+
+
+def free_bytes(cache_dir: str | os.PathLike) -> int:
+    """Free bytes on the disk of ``cache_dir`` (its nearest existing parent)."""
+    probe = Path(cache_dir)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def fits_on_disk(split: ImageSplit, cache_dir: str | os.PathLike, headroom: float = HEADROOM) -> bool:
     """Whether the split's store exists already or ``headroom`` times its size is free on the
     disk of ``cache_dir``."""
     folder = Path(cache_dir) / "images"
     if (folder / f"{store_key(split)}.u8").exists():
         return True
-    probe = Path(cache_dir)
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return shutil.disk_usage(probe).free > headroom * store_nbytes(split)
+    return free_bytes(cache_dir) > headroom * store_nbytes(split)
 
 
 def to_unit_float(x: torch.Tensor) -> torch.Tensor:
@@ -127,9 +138,11 @@ def open_image_store(split: ImageSplit, cache_dir: str | os.PathLike, *, verify:
 
 
 def build_image_store(split: ImageSplit, cache_dir: str | os.PathLike, *, batch_size: int = 64,
-                      num_workers: int = 0, refresh: bool = False) -> ImageStore:
+                      num_workers: int = 0, refresh: bool = False,
+                      progress: bool | Progress = False) -> ImageStore:
     """Open the split's store, building it first when missing, damaged (warned) or ``refresh``:
-    every image decoded once (``num_workers`` DataLoader workers), stored as uint8."""
+    every image decoded once (``num_workers`` DataLoader workers), stored as uint8; ``progress``:
+    rate-limited lines of the build (:mod:`vldlib.progress`)."""
     if not refresh:
         try:
             found = open_image_store(split, cache_dir)
@@ -143,10 +156,12 @@ def build_image_store(split: ImageSplit, cache_dir: str | os.PathLike, *, batch_
     loader = torch.utils.data.DataLoader(split, batch_size=batch_size, num_workers=num_workers, shuffle=False)
 
     def write(fh: IO[bytes]) -> None:
-        for images, _ in loader:
-            block = images.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).contiguous().numpy().tobytes()
-            digest.update(block)
-            fh.write(block)
+        with Progress.of(progress).task(f"image store {split.source}/{split.name}", len(split)) as task:
+            for images, _ in loader:
+                block = images.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).contiguous().numpy()
+                digest.update(block.data)
+                fh.write(block.data)
+                task.update(len(images))
 
     shape = [len(split), split.channels, split.load_size, split.load_size]
     try:

@@ -38,6 +38,9 @@ __all__ = [
     "MiniLMTextEncoder",
     "TEACHERS",
     "load_teacher",
+    "MissingWeightsError",
+    "ensure_openclip_weights",
+    "openclip_needs_weights",
     "imagenet_class_names",
     "resolve_device",
 ]
@@ -150,25 +153,54 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 
 
-def _download_hint(model: str, tag: str) -> str:
+#: How a Python caller points the teacher at a local checkpoint (the CLI and the book say it in their own syntax).
+PYTHON_CHECKPOINT_FIX = "load_teacher('openclip', model={model!r}, pretrained='/path/to/checkpoint.pt')"
+
+
+class MissingWeightsError(RuntimeError):
+    """The weights of an open_clip (model, pretrained tag) are not on this machine and cannot be
+    downloaded. One line; :meth:`with_fix` words the local-checkpoint fix in the caller's syntax
+    (a Python call, ``--set``, ``-p overrides``)."""
+
+    def __init__(self, model: str, tag: str, problem: str, cache: str, repo: str = "") -> None:
+        self.model, self.tag, self.problem, self.cache, self.repo = model, tag, problem, cache, repo
+        super().__init__(self.with_fix(PYTHON_CHECKPOINT_FIX.format(model=model)))
+
+    def with_fix(self, checkpoint_fix: str) -> str:
+        """The whole message, ending with the fixes; ``checkpoint_fix`` says how to use a local file."""
+        fetch = f"huggingface-cli download {self.repo}" if self.repo else "huggingface-cli download <the tag's repo>"
+        return (f"cannot load open_clip weights for model {self.model!r}, pretrained tag {self.tag!r}: {self.problem}. "
+                f"To fix: pre-download them once on a machine with internet (python -c \"import open_clip; "
+                f"open_clip.create_model('{self.model}', pretrained='{self.tag}')\" or {fetch}) and copy the "
+                f"cache folder {self.cache} to the same place here (HF_HUB_OFFLINE=1 then finds them), "
+                f"or use a local checkpoint file: {checkpoint_fix}")
+
+
+def _hf_cache(cache_dir: str | None) -> str:
+    if cache_dir:
+        return str(cache_dir)
     try:
-        import open_clip
+        from huggingface_hub import constants
 
-        repo = open_clip.get_pretrained_cfg(model, tag).get("hf_hub", "").rstrip("/")
+        return str(constants.HF_HUB_CACHE)
     except Exception:  # pragma: no cover - hint only
-        repo = ""
-    cli = f"`huggingface-cli download {repo}`" if repo else "`huggingface-cli download <the tag's repo>`"
-    return (
-        f"pre-download the weights once on a machine with internet, e.g.\n"
-        f"    python -c \"import open_clip; open_clip.create_model('{model}', pretrained='{tag}')\"\n"
-        f"or {cli} (then HF_HUB_OFFLINE=1 finds them in the Hugging Face cache), "
-        f"or pass a local checkpoint file: "
-        f"load_teacher('openclip', model='{model}', pretrained='/path/to/checkpoint.pt')"
-    )
+        return os.path.expanduser("~/.cache/huggingface/hub")
 
 
-def _resolve_pretrained_tag(model: str, tag: str, cache_dir: str | None) -> None:
-    """Make sure the weights of (model, tag) are on disk, failing fast with a helpful message."""
+def openclip_needs_weights(model: str, pretrained: str | os.PathLike | None) -> bool:
+    """Whether ``OpenCLIPTeacher(model, pretrained)`` fetches registered weights by tag (not a
+    local file, not a model-config JSON or ``hf-hub:`` name, not random init)."""
+    if pretrained is None or not str(pretrained):
+        return False
+    model, tag = str(model), str(pretrained)
+    if model.endswith(".json") or ":" in model or Path(tag).expanduser().is_file():
+        return False
+    return not (os.sep in tag or tag.endswith((".pt", ".pth", ".bin", ".safetensors")))
+
+
+def ensure_openclip_weights(model: str, tag: str, cache_dir: str | None = None) -> None:
+    """Make sure the weights of (model, tag) are on disk (downloading them when online), or raise
+    :class:`MissingWeightsError` (one line, with the fixes); an unknown tag is a ValueError."""
     import open_clip
     from open_clip import pretrained as oc_pretrained
 
@@ -182,36 +214,36 @@ def _resolve_pretrained_tag(model: str, tag: str, cache_dir: str | None) -> None
         )
     hf_hub = cfg.get("hf_hub", "")
     url = cfg.get("url", "")
+    repo = hf_hub.rstrip("/").split("/")
+    repo_id = "/".join(repo[:2]) if hf_hub else ""
+    cache = _hf_cache(cache_dir) if hf_hub else str(Path(cache_dir or os.path.expanduser("~/.cache/clip")))
     if _offline():
         if hf_hub and oc_pretrained.has_hf_hub():
             from huggingface_hub import try_to_load_from_cache
 
-            repo, filename = os.path.split(hf_hub)
+            repo_name, filename = os.path.split(hf_hub)
             names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
             for name in list(names):
                 names.extend(oc_pretrained._get_safe_alternatives(name))
-            found = [try_to_load_from_cache(repo, n, cache_dir=cache_dir) for n in names]
+            found = [try_to_load_from_cache(repo_name, n, cache_dir=cache_dir) for n in names]
             if any(isinstance(f, str) and os.path.isfile(f) for f in found):
                 return
-            where = f"Hugging Face repo {repo!r} (files {sorted(set(names))})"
+            where = f"Hugging Face repo {repo_name!r}, files {sorted(set(names))}"
         elif url:
-            target = Path(cache_dir or os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
+            target = Path(cache) / os.path.basename(url)
             if target.is_file():
                 return
-            where = f"{url} (expected at {target})"
+            where = f"{url}, expected at {target}"
         else:  # pragma: no cover - every registered tag has a source
             where = "an unknown source"
-        raise RuntimeError(
-            f"cannot load open_clip weights for model {model!r}, pretrained tag {tag!r}: HF_HUB_OFFLINE=1 "
-            f"and they are not in the local cache ({where}). To fix: {_download_hint(model, tag)}"
-        )
+        raise MissingWeightsError(model, tag, f"HF_HUB_OFFLINE=1 and they are not in the local cache "
+                                  f"{cache} ({where})", cache, repo_id)
     try:
         oc_pretrained.download_pretrained(cfg, cache_dir=cache_dir)
     except Exception as e:  # network errors come in many types
-        raise RuntimeError(
-            f"cannot download open_clip weights for model {model!r}, pretrained tag {tag!r}: {e}. "
-            f"To fix: {_download_hint(model, tag)}"
-        ) from e
+        first = str(e).strip().splitlines()
+        raise MissingWeightsError(model, tag, f"the download failed ({type(e).__name__}: "
+                                  f"{first[0] if first else ''})", cache, repo_id) from e
 
 
 def _read_model_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -293,21 +325,23 @@ class OpenCLIPTeacher:
                     f"(the paper's teacher is 'ViT-L-14'), or pass a model-config JSON path."
                 )
             if schema is None and pretrained_str and not is_file:
-                _resolve_pretrained_tag(model, pretrained_str, cache_dir)
+                ensure_openclip_weights(model, pretrained_str, cache_dir)
             try:
                 net = open_clip.create_model(
                     model,
                     pretrained=str(pretrained_path) if is_file else pretrained_str,
                     precision="fp32",
-                    device="cpu",
+                    # with weights to load, the model is built where it runs: on a GPU the process then
+                    # never holds the weights twice in RAM (model + checkpoint: 3.3 GB for ViT-L-14)
+                    device=self.device if pretrained_str else "cpu",
                     cache_dir=cache_dir,
                     require_pretrained=bool(pretrained_str) and schema is None,
                 )
             except RuntimeError as e:
-                raise RuntimeError(
-                    f"cannot load open_clip model {model!r} with pretrained={pretrained_str!r}: {e}. "
-                    f"To fix: {_download_hint(model, pretrained_str or 'openai')}"
-                ) from e
+                first = str(e).strip().splitlines()
+                raise MissingWeightsError(model, pretrained_str or "openai",
+                                          f"open_clip could not load them ({first[0] if first else e})",
+                                          _hf_cache(cache_dir)) from e
             arch = model
             self.tokenizer = open_clip.get_tokenizer(model)
         if is_file:

@@ -34,9 +34,10 @@ import torch
 from vldlib.data import load_dataset
 from vldlib.features import LazyTeacher, proxy_caption_classes, teacher_image_features
 from vldlib.paths import default_cache_dir
+from vldlib.progress import Progress, progress_default, progress_stream
 from vldlib.runs import RunStore
 from vldlib.text.captions import PROXY_CAPTION_TOP
-from vldlib.train.config import TrainConfig
+from vldlib.train.config import TrainConfig, resolve_workers
 
 __all__ = ["EXECUTORS", "RAY_EXTRA", "Job", "RunFailure", "GridRunError", "run_threads", "data_key",
            "warm_teacher_features", "describe_error", "import_ray", "ray_init", "execute", "check_executor"]
@@ -97,21 +98,24 @@ def data_key(config: Mapping[str, Any]) -> str:
 
 
 def warm_teacher_features(config: Mapping[str, Any], cache_dir: str | os.PathLike | None = None, *,
-                          proxy_captions: bool = False) -> None:
+                          proxy_captions: bool = False, progress: bool = False) -> None:
     """Compute (or find cached) the teacher image features of every split of ``config``'s dataset,
     exactly as the trainer caches them, so that parallel workers never encode the same images;
-    with ``proxy_captions`` also the proxy captioner's classes of X_train (L_cap runs)."""
+    with ``proxy_captions`` also the proxy captioner's classes of X_train (L_cap runs);
+    ``progress``: lines tagged ``teacher`` (:mod:`vldlib.progress`)."""
     opts = dict(config["dataset_options"])
     root = opts.pop("root", None)
     ds = load_dataset(config["dataset"], root=root, **opts)
     cache = Path(cache_dir or config.get("cache_dir") or default_cache_dir())
     teacher = LazyTeacher(config["teacher"], config["teacher_options"], cache / "teacher-meta")
+    log = Progress("teacher", progress_stream(progress))
+    workers = resolve_workers(config.get("num_workers") or 0)
     for split in ds.splits.values():
         teacher_image_features(teacher, split, dataset_id=ds.name, cache_dir=cache,
-                               num_workers=int(config.get("num_workers") or 0), progress=False)
+                               num_workers=workers, progress=log)
     if proxy_captions:
         proxy_caption_classes(teacher, ds.train, dataset_id=ds.name, top=PROXY_CAPTION_TOP, cache_dir=cache,
-                              progress=False)
+                              progress=log)
 
 
 def needs_proxy_captions(jobs: Sequence["Job"]) -> bool:
@@ -126,9 +130,9 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {first[0] if first else ''}"[:500]
 
 
-def _train_one(root: str, cache_dir: str | None, config: dict, threads: int = 1) -> dict:
+def _train_one(root: str, cache_dir: str | None, config: dict, threads: int = 1, progress: bool = False) -> dict:
     torch.set_num_threads(threads)
-    return RunStore(root, cache_dir=cache_dir).run(config, progress=False)
+    return RunStore(root, cache_dir=cache_dir).run(config, progress=progress)
 
 
 def _warm_one(config: dict, cache_dir: str | None, threads: int = 1, proxy_captions: bool = False) -> None:
@@ -151,6 +155,7 @@ def execute(executor: str, store: RunStore, jobs: Sequence[Job], *, workers: int
     check_executor(executor)
     if not jobs:
         return
+    progress = progress_default(progress)  # the book driver's pool: every run's lines in its terminal
     if executor == "ray":
         _execute_ray(store, jobs, ray_address, done, failed)
     else:
@@ -168,12 +173,13 @@ def _execute_local(store: RunStore, jobs: Sequence[Job], workers: int | None, pr
         raise ValueError(f"workers must be >= 1, got {workers}")
     cache_dir = None if store.cache_dir is None else str(store.cache_dir)
     if cpu:
-        warmed = _warm_locally(jobs, cache_dir, failed)
+        warmed = _warm_locally(jobs, cache_dir, failed, progress)
         jobs = [j for j in jobs if data_key(j.config) in warmed]
     if cpu and workers > 1 and len(jobs) > 1:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_worker_init) as pool:
-            futures = {pool.submit(_train_one, str(store.root), cache_dir, j.config, run_threads(j.config)): j
+            futures = {pool.submit(_train_one, str(store.root), cache_dir, j.config, run_threads(j.config),
+                                   progress): j
                        for j in jobs}
             for fut in as_completed(futures):
                 try:
@@ -192,13 +198,14 @@ def _execute_local(store: RunStore, jobs: Sequence[Job], workers: int | None, pr
             done(job, record)
 
 
-def _warm_locally(jobs: Sequence[Job], cache_dir: str | None, failed: Failed) -> set[str]:
+def _warm_locally(jobs: Sequence[Job], cache_dir: str | None, failed: Failed, progress: bool = False) -> set[str]:
     """Warm the feature cache once per data key; the keys that worked (runs of the others fail)."""
     ok: set[str] = set()
     for key in dict.fromkeys(data_key(j.config) for j in jobs):
         same = [j for j in jobs if data_key(j.config) == key]
         try:
-            warm_teacher_features(same[0].config, cache_dir, proxy_captions=needs_proxy_captions(same))
+            warm_teacher_features(same[0].config, cache_dir, proxy_captions=needs_proxy_captions(same),
+                                  progress=progress)
         except Exception as exc:  # noqa: BLE001
             for j in jobs:
                 if data_key(j.config) == key:

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
@@ -44,7 +45,11 @@ EVAL_EPOCHS: tuple[str, ...] = ("all", "last_n")
 #: Student compute precision (:func:`vldlib.device.autocast`); None keeps the ``amp`` flag's rule.
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 #: Fields that change how a run executes but never its numbers: left out of the config hash.
-RUNTIME_FIELDS: tuple[str, ...] = ("cache_dir", "num_workers")
+RUNTIME_FIELDS: tuple[str, ...] = ("cache_dir", "num_workers", "report_to")
+#: Where a run's per-epoch scalars go besides its ``metrics.jsonl`` (:mod:`vldlib.train.reporting`).
+REPORT_TO: tuple[str, ...] = ("tensorboard", "wandb")
+#: ``num_workers="auto"``: this many DataLoader workers at most (see :func:`resolve_workers`).
+MAX_AUTO_WORKERS = 8
 #: The thread count a run trains with unless its config says otherwise (what ``run_grid``'s
 #: workers have always used); a config at this value hashes as if the field did not exist.
 DEFAULT_THREADS = 1
@@ -114,8 +119,10 @@ class TrainConfig:
     bit-identical features at 1 and 2 threads). The legacy key ``num_threads`` is read as
     ``threads``.
 
-    Runtime-only fields (not part of the run's identity, :data:`RUNTIME_FIELDS`): ``cache_dir``
-    and ``num_workers`` (DataLoader workers for file-backed images).
+    Runtime-only fields (not part of the run's identity, :data:`RUNTIME_FIELDS`): ``cache_dir``,
+    ``num_workers`` (DataLoader workers for file-backed images; ``"auto"`` = min(8, cores - 1),
+    :func:`resolve_workers`) and ``report_to`` (None, ``"tensorboard"`` or ``"wandb"``: where the
+    per-epoch scalars go besides ``metrics.jsonl``, :mod:`vldlib.train.reporting`).
 
     ``world_size``: the number of processes that train the run together (``torchrun
     --nproc-per-node N``, DistributedDataParallel, :mod:`vldlib.train.distributed`); each rank
@@ -153,7 +160,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     precision: str | None = None
-    num_workers: int = 0
+    num_workers: int | str = 0
     threads: int = DEFAULT_THREADS
     per_image_aug: bool = True
     last_n: int = 5
@@ -164,6 +171,7 @@ class TrainConfig:
     prompt_learning: dict | None = None
     cache_dir: str | None = None
     world_size: int = 1
+    report_to: str | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -240,13 +248,17 @@ class TrainConfig:
         _int("batch_size", self.batch_size, 2)
         _int("eval_batch_size", self.eval_batch_size, 1)
         _int("seed", self.seed, 0)
-        _int("num_workers", self.num_workers, 0)
+        if self.num_workers != "auto":
+            _int("num_workers", self.num_workers, 0, extra=" or 'auto' (min(8, cores - 1))")
+        if self.report_to is not None:
+            _choice("report_to", self.report_to, REPORT_TO, extra="or None (metrics.jsonl only)")
         _int("threads", self.threads, 1, extra=" (torch CPU threads of the run; part of its identity)")
         _int("last_n", self.last_n, 1)
         _int("world_size", self.world_size, 1, extra=" (processes launched by torchrun --nproc-per-node)")
         if self.last_n > self.epochs:
-            raise ValueError(f"last_n={self.last_n} exceeds epochs={self.epochs}; "
-                             "the reported number averages the last last_n epochs")
+            raise ValueError(f"last_n={self.last_n} exceeds epochs={self.epochs} (the reported number averages "
+                             f"the last last_n epochs): set last_n to at most {self.epochs}, or epochs to at "
+                             f"least {self.last_n}")
         _choice("eval_epochs", self.eval_epochs, EVAL_EPOCHS)
         if self.precision is not None:
             _choice("precision", self.precision, PRECISIONS, extra="or None (the amp flag decides)")
@@ -429,6 +441,16 @@ def resolve_optim(config: TrainConfig, n_train: int) -> dict[str, Any]:
         if fs["continual"]:
             out["fewshot"]["continual"] = True
     return out
+
+
+def resolve_workers(num_workers: int | str, cores: int | None = None) -> int:
+    """DataLoader workers: ``num_workers`` itself, or for ``"auto"`` min(8, cores - 1) (one core
+    left to the training process; 0 on a one-core machine)."""
+    if num_workers != "auto":
+        return int(num_workers)
+    cores = cores if cores is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                             else os.cpu_count() or 1)
+    return max(0, min(MAX_AUTO_WORKERS, cores - 1))
 
 
 # ---------------------------------------------------------------------- helpers

@@ -14,6 +14,8 @@
 """
 from __future__ import annotations
 
+import os
+import warnings
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
@@ -22,11 +24,13 @@ from torch import nn
 from vldlib.core.losses import combined_loss
 from vldlib.core.metrics import per_class_accuracy, zero_shot_predict
 from vldlib.data import FileImageSplit, TensorImageSplit
-from vldlib.data.imagestore import ImageStore, build_image_store, fits_on_disk, to_unit_float
+from vldlib.data.imagestore import (HEADROOM, ImageStore, build_image_store, fits_on_disk, free_bytes,
+                                    store_nbytes, to_unit_float)
 from vldlib.device import autocast
+from vldlib.progress import Progress
 from vldlib.train.distributed import shard
 
-__all__ = ["Images", "EvalSet", "train_index_batches", "embed", "accuracy", "class_accuracies", "mean_accuracy", "make_optimizer",
+__all__ = ["Images", "images_of_splits", "EvalSet", "train_index_batches", "embed", "accuracy", "class_accuracies", "mean_accuracy", "make_optimizer",
            "make_scheduler", "LossSpec", "train_step", "Meter", "run_epoch", "PRELOAD_BYTES"]
 
 #: In-memory splits smaller than this are preloaded as one float tensor (indexed per batch).
@@ -58,17 +62,21 @@ class Images:
 
     @classmethod
     def of_split(cls, split, num_workers: int, device: torch.device,
-                 cache_dir: str | None = None) -> "Images":
+                 cache_dir: str | None = None, *, progress: bool | Progress = False,
+                 store: bool | None = None) -> "Images":
         """In memory when the split is a small tensor split; from its uint8 store when it is
-        file-backed, ``cache_dir`` is given and the store fits on disk; else a DataLoader."""
+        file-backed, ``cache_dir`` is given and the store fits on disk (``store``: that decision
+        made by the caller, :func:`images_of_splits`); else a DataLoader."""
         labels = torch.as_tensor(split.labels, dtype=torch.long)
         nbytes = len(split) * split.channels * split.load_size ** 2 * 4
         if isinstance(split, TensorImageSplit) and nbytes <= PRELOAD_BYTES:
             tensor = split.get_batch(range(len(split)))[0].contiguous().to(device)
             return cls(labels, tensor=tensor)
-        if cache_dir is not None and isinstance(split, FileImageSplit) and fits_on_disk(split, cache_dir):
-            store = build_image_store(split, cache_dir, num_workers=num_workers)
-            return cls(labels, store=store, pin=device.type == "cuda", device=device)
+        if store is None:
+            store = cache_dir is not None and isinstance(split, FileImageSplit) and fits_on_disk(split, cache_dir)
+        if store:
+            built = build_image_store(split, cache_dir, num_workers=num_workers, progress=progress)
+            return cls(labels, store=built, pin=device.type == "cuda", device=device)
         return cls(labels, split=split, num_workers=num_workers, pin=device.type == "cuda")
 
     def _from_store(self, idx: torch.Tensor) -> torch.Tensor:
@@ -120,6 +128,31 @@ class Images:
             raise ValueError("mapped() needs in-memory images; file-backed splits keep their transform")
         out = torch.cat([transform(self.tensor[i]) for i in self.chunks(batch_size)]) if self.n else self.tensor
         return Images(self.labels, tensor=out)
+
+
+def images_of_splits(splits: Mapping[str, Any], num_workers: int, device: torch.device,
+                     cache_dir: str | os.PathLike | None, *, progress: bool | Progress = False,
+                     ) -> dict[str, Images]:
+    """:meth:`Images.of_split` of every split; the file-backed splits whose uint8 store does not
+    fit on the cache's disk are named in one warning (the size they need, the space free, the
+    fallback: their files decoded every epoch)."""
+    short = [n for n, s in splits.items() if cache_dir is not None and isinstance(s, FileImageSplit)
+             and not fits_on_disk(s, cache_dir)]
+    if short:
+        need = sum(store_nbytes(splits[n]) for n in short)
+        warnings.warn(f"image store: the decoded images of {', '.join(short)} need {_gb(need)} "
+                      f"({HEADROOM:g}x kept free: {_gb(HEADROOM * need)}) on the disk of {cache_dir}, which has "
+                      f"{_gb(free_bytes(cache_dir))} free; these splits are decoded from their JPEG files every "
+                      "epoch instead (slower); free space there or set cache_dir ($VLD_CACHE) to a larger disk",
+                      RuntimeWarning, stacklevel=2)
+    return {n: Images.of_split(s, num_workers, device, None if cache_dir is None else str(cache_dir),
+                               progress=progress,
+                               store=cache_dir is not None and isinstance(s, FileImageSplit) and n not in short)
+            for n, s in splits.items()}
+
+
+def _gb(nbytes: float) -> str:
+    return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.1f} MB"
 
 
 def train_index_batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:

@@ -23,7 +23,9 @@ validated config dict, ready for :func:`vldlib.train.train` or ``vldlib.runs.Run
   ...}`` is required), open_clip ViT-L/14 ``openai``, ResNet18, batch 128, SGD lr 0.05 with the
   paper's epochs (90 outer epochs x 5 repeats on the small datasets, x 1 on the large ones:
   ``repeat_epochs="auto"``), L_vlprox k = 256 with the filter, 5-shot fine-tuning per §5.4
-  (OneCycle, peak 0.003, 100 / 20 epochs), the official once-per-batch augmentation draw.
+  (OneCycle, peak 0.003, 100 / 20 epochs), the official once-per-batch augmentation draw. The
+  student trains under bf16 autocast on CUDA (``amp=True``; fp32 on a CPU), with
+  ``num_workers="auto"`` image-decoding workers (min(8, cores - 1)).
 - ``smoke``: tiny sizes so that every code path runs in seconds (tests, ``book --profile smoke``).
 """
 from __future__ import annotations
@@ -78,7 +80,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "batch_size": 128,
         "eval_batch_size": 64,
         "device": "auto",
-        "num_workers": 4,
+        "amp": True,  # bf16 autocast of the student on CUDA (fp32 on the CPU); hashed
+        "num_workers": "auto",  # min(8, cores - 1) DataLoader workers (runtime-only)
         "per_image_aug": False,
         "fewshot": {"shots": 5, "epochs": "auto", "lr": "auto"},
     },

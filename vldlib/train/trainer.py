@@ -39,7 +39,6 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from vldlib.core.metrics import feature_error, m_neigh, m_rel, m_vlalign, mean_per_class_accuracy
 from vldlib.data import load_dataset, student_eval_transform, student_train_transform
@@ -52,18 +51,21 @@ from vldlib.models.prompts import PromptLearner, coop_texts, prompt_learning_opt
 from vldlib.models.students import load_student
 from vldlib.models.teachers import imagenet_class_names
 from vldlib.paths import default_cache_dir
+from vldlib.progress import Progress, progress_stream
 from vldlib.text.captions import (CAPTION_FILE, PROXY_CAPTION_TOP, captions_for, proxy_caption,
                                   read_caption_file)
 from vldlib.text.classifier import class_text_features, class_texts
 from vldlib.text.controls import control_descriptions
 from vldlib.text.descriptions import descriptions_source
 import vldlib.train.distributed as dist
-from vldlib.train.config import TrainConfig, config_hash, input_identity, resolve_optim
+from vldlib.train.config import TrainConfig, config_hash, input_identity, resolve_optim, resolve_workers
 from vldlib.train.fewshot import (RETRIEVAL_ALPHA, RETRIEVAL_BETA, check_support, fewshot_batches,
                                    fewshot_labels, retrieval_logits, select_support)
 from vldlib.train.health import Diverged, NonFiniteFeatures, check_outputs, check_run
-from vldlib.train.loop import (EvalSet, Images, LossSpec, Meter, accuracy, class_accuracies, embed,
-                               make_optimizer, make_scheduler, mean_accuracy, run_epoch, train_index_batches)
+from vldlib.train.loop import (EvalSet, LossSpec, Meter, accuracy, class_accuracies, embed,
+                               images_of_splits, make_optimizer, make_scheduler, mean_accuracy, run_epoch,
+                               train_index_batches)
+from vldlib.train.reporting import RunReporter, check_report_to
 from vldlib.train.state import (git_commit, isolated_rng, library_versions, rng_state,
                                 seed_everything, set_rng_state)
 
@@ -112,6 +114,7 @@ def train_validated(cfg: TrainConfig, run_hash: str, *, run_dir: str | os.PathLi
         if not root.is_dir():
             raise FileNotFoundError(f"dataset root {str(root)!r} does not exist; set "
                                     "dataset_options={'root': <folder with train/, val/, val_on_train/>}")
+    check_report_to(cfg.report_to)
     device = resolve_device(cfg.device)
     if cfg.world_size != dist.world_size():
         raise ValueError(f"the config says world_size={cfg.world_size} but {dist.world_size()} process(es) "
@@ -195,6 +198,8 @@ class _Run:
         self.progress, self.on_epoch_end = progress, on_epoch_end
         self.precision = resolve_precision(device, cfg.amp, cfg.precision)  # the student's autocast
         self.writer = dist.is_main()  # under torchrun only rank 0 writes files
+        self.log = Progress(run_hash[:8], progress_stream(progress and self.writer))  # progress lines
+        self.workers = resolve_workers(cfg.num_workers)
         self.timings: dict[str, float] = {"teacher_features_s": 0.0, "train_s": 0.0, "train_cpu_s": 0.0,
                                           "eval_s": 0.0,
                                           "analysis_s": 0.0, "fewshot_train_s": 0.0, "fewshot_eval_s": 0.0}
@@ -209,6 +214,9 @@ class _Run:
         self.timings["data_s"] = time.perf_counter() - t0
         self.ds = ds
         self.inputs = self._inputs()  # before any teacher work: what the run reads is what it is named by
+        self.log.line(f"{ds.name}: {len(ds.train)} X_train, {len(ds.id)} X_id, {len(ds.ood)} X_ood images | "
+                      f"teacher {cfg.teacher} | student {cfg.student} | {self.device} {self.precision} | "
+                      f"{self.workers} loader worker(s)")
         self.resolved = resolve_optim(cfg, len(ds.train))
         if "fewshot" in self.resolved:  # enough X_ood images for the support set? found before training
             check_support(ds.ood.labels, ds.unseen_classes, self.resolved["fewshot"]["shots"], ds.name)
@@ -220,12 +228,12 @@ class _Run:
             for name, split in ds.splits.items():
                 self.tfeat[name] = teacher_image_features(
                     self.teacher, split, dataset_id=ds.name, cache_dir=self.cache_dir,
-                    num_workers=cfg.num_workers, progress=self.progress).float().to(self.device)
+                    num_workers=self.workers, progress=self.log).float().to(self.device)
             self.text_seen, self.text_unseen = self._texts(cfg.descriptions)
             self.caption_feats = self._caption_features()
             self.timings["teacher_features_s"] = time.perf_counter() - t0
-            self.images = {n: Images.of_split(s, cfg.num_workers, self.device, self.cache_dir)
-                           for n, s in ds.splits.items()}
+            self.images = images_of_splits(ds.splits, self.workers, self.device, self.cache_dir,
+                                           progress=self.log)
 
         self.train_tf = student_train_transform(ds, per_image=cfg.per_image_aug)
         self.eval_tf = student_eval_transform(ds)
@@ -284,8 +292,8 @@ class _Run:
         train = self.ds.train
         if source == "proxy":
             idx = proxy_caption_classes(self.teacher, train, dataset_id=self.ds.name, top=PROXY_CAPTION_TOP,
-                                        cache_dir=self.cache_dir, num_workers=self.cfg.num_workers,
-                                        progress=self.progress)
+                                        cache_dir=self.cache_dir, num_workers=self.workers,
+                                        progress=self.log)
             names = imagenet_class_names()
             texts = [proxy_caption([names[i] for i in row]) for row in idx.tolist()]
             self.caption_info = {"source": "proxy", "note": "proxy captioner: the proxy teacher's top "
@@ -439,10 +447,11 @@ class _Run:
     def _stage(self, name: str, start: int, epochs: int, last_n: int, loss: LossSpec,
                batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]],
                oods: Sequence[tuple[str, EvalSet, torch.Tensor, int]], history: list[dict[str, Any]],
-               bar) -> None:
+               images: int) -> None:
         """The one stage loop (main and few-shot): for each outer epoch, train on ``batches()``
         (:func:`vldlib.train.loop.run_epoch`), step the schedule, evaluate where reported,
-        append the epoch to ``history``, checkpoint."""
+        append the epoch to ``history``, report it (:mod:`vldlib.train.reporting`; ``images``:
+        the training images of one outer epoch), checkpoint."""
         prefix = "" if name == "main" else "fewshot_"
 
         def augment(x: torch.Tensor) -> torch.Tensor:
@@ -451,6 +460,7 @@ class _Run:
         for epoch in range(start + 1, epochs + 1):
             lr = self.opt.param_groups[0]["lr"]
             t0, c0 = time.perf_counter(), time.process_time()
+            wall0 = t0
             meter = Meter()
             try:
                 means = dist.mean_over_ranks(run_epoch(self.model, self.opt, loss, batches(), augment=augment,
@@ -476,11 +486,11 @@ class _Run:
                     raise
                 self.timings[f"{prefix}eval_s"] += time.perf_counter() - t0
             history.append(entry)
-            bar.update(1)
-            bar.set_postfix(_postfix(entry))
+            self.reporter.epoch(name, entry, epochs, images=images, wall_s=time.perf_counter() - wall0,
+                                first=epoch == start + 1)
             self._epoch_done(name, epoch)
 
-    def _main_stage(self, start: int, bar) -> None:
+    def _main_stage(self, start: int) -> None:
         c, r = self.cfg, self.resolved
         imgs, t_train = self.images["train"], self.tfeat["train"]
         y_all = imgs.labels.to(self.device)
@@ -498,7 +508,7 @@ class _Run:
         text = self.text_seen if self.prompt is None else (lambda: self._prompt_text("seen"))
         # the unseen texts (None) are read at evaluation time: prompt learning refreshes them
         self._stage("main", start, c.epochs, c.last_n, LossSpec.of_config(c, text), batches,
-                    [("acc_ood_zeroshot", self.evals["ood"], None, 0)], self.history, bar)
+                    [("acc_ood_zeroshot", self.evals["ood"], None, 0)], self.history, imgs.n * r["repeat_epochs"])
 
     def _fewshot_setup(self) -> None:
         """Support and evaluation images. Continual mode (Table 11): Y_ood is cut in half in label
@@ -531,7 +541,7 @@ class _Run:
         out = self._evaluate(self.fs_oods)
         return {k.replace("_5shot", "_zeroshot"): out[k] for k, *_ in self.fs_oods}
 
-    def _fewshot_stage(self, start: int, bar) -> None:
+    def _fewshot_stage(self, start: int) -> None:
         c, fs = self.cfg, self.resolved["fewshot"]
         self._refresh_prompt_texts()  # the learned context is kept fixed while fine-tuning
         text_all = torch.cat([self.text_seen, self.text_unseen[:self.n_ood1]])
@@ -550,7 +560,7 @@ class _Run:
 
         # the support images have no captions: the 5-shot stage trains without L_cap
         self._stage("fewshot", start, fs["epochs"], min(c.last_n, fs["epochs"]),
-                    LossSpec.of_config(c, text_all).without("cap"), batches, self.fs_oods, self.fs_history, bar)
+                    LossSpec.of_config(c, text_all).without("cap"), batches, self.fs_oods, self.fs_history, imgs.n)
 
     def _fewshot_optimizer(self) -> None:
         fs = self.resolved["fewshot"]
@@ -561,7 +571,7 @@ class _Run:
     # ------------------------------------------------------------------ analysis
     def _analysis(self) -> dict[str, Any]:
         t0 = time.perf_counter()
-        seen_plain, unseen_plain = self._plain_texts()
+        seen_plain, unseen_plain = self.plain_texts or self._plain_texts()
         c = self.cfg
         out: dict[str, Any] = {"text": "plain template; Y_id texts on X_train/X_id, Y_ood on X_ood",
                                "student_transform": "eval (centre crop)"}
@@ -597,6 +607,11 @@ class _Run:
         self._setup()
         self.student = self._build_student()
         self.prompt = self._build_prompt()
+        self.plain_texts = None
+        if self.prompt is None:  # features cached and on hand: the teacher's weights are not needed to train
+            if cfg.analysis:
+                self.plain_texts = self._plain_texts()  # while the teacher is built
+            self.teacher.release()
         self.model = self._parallel()
         # the shuffle is one draw for all ranks (each takes its shard); augmentation differs per rank
         self.gens = {"shuffle": torch.Generator().manual_seed(cfg.seed * 2 + 1),
@@ -621,11 +636,14 @@ class _Run:
             self._restore(state)
 
         fs = r.get("fewshot")
-        total = cfg.epochs + (fs["epochs"] if fs else 0)
-        with tqdm(total=total, disable=not (self.progress and self.writer), desc=f"train {self.hash[:8]}",
-                  initial=done + (cfg.epochs if stage == "fewshot" else 0), leave=False) as bar:
+        self.reporter = RunReporter(self.log, self.run_dir, report_to=cfg.report_to, run_hash=self.hash,
+                                    config=cfg.to_dict(), write=self.writer, main_epochs=cfg.epochs)
+        self.reporter.start(self.history, self.fs_history)
+        if resumed is not None:
+            self.log.line(f"resumed from the checkpoint after {stage} epoch {done}")
+        try:
             if stage == "main":
-                self._main_stage(done, bar)
+                self._main_stage(done)
                 if cfg.analysis:
                     self.analysis = self._analysis()
                 if self.run_dir is not None and self.writer:
@@ -640,13 +658,15 @@ class _Run:
                 if stage == "main":
                     self._fewshot_optimizer()
                     done = 0
-                self._fewshot_stage(done, bar)
+                self._fewshot_stage(done)
                 if self.run_dir is not None and self.writer:
                     weights = self.student.state_dict()
                     self._write(lambda: save_torch_atomic(weights, self.run_dir / STUDENT_FEWSHOT), STUDENT_FEWSHOT,
                                 tensor_bytes(weights))
                 fewshot_info = {"support_size": len(self.support_idx), "eval_size": len(self.fs_eval_idx),
                                 "support_keys": self.support_keys, "history": self.fs_history}
+        finally:
+            self.reporter.close()
         self.timings["total_s"] = time.perf_counter() - t_start
         return self._record(fewshot_info, resumed)
 
@@ -729,10 +749,3 @@ def _throughput(history: Sequence[Mapping[str, Any]], images_per_epoch: int) -> 
     t = sum(h.get("train_s", 0.0) for h in history)
     return images_per_epoch * len(history) / t if t > 0 else None
 
-
-def _postfix(entry: Mapping[str, Any]) -> dict[str, str]:
-    out = {"loss": f"{entry['loss']:.3f}"}
-    for k in ("acc_id", "acc_ood_zeroshot", "acc_ood_5shot"):
-        if entry.get(k) is not None:
-            out[k] = f"{entry[k]:.1f}"
-    return out
