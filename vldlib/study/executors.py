@@ -10,7 +10,11 @@
   threads, so its numbers equal the local executor's. The teacher-feature cache is warmed once per
   dataset before the fan-out, as a task of its own. Results and caches must be on a filesystem
   every node sees; the run store's per-run locks (:mod:`vldlib.runs`) keep two grids (or two
-  nodes) from training the same config twice.
+  nodes) from training the same config twice. A cluster that does not answer within
+  ``$VLD_RAY_CONNECT_TIMEOUT`` seconds (30) and a run needing more CPUs or GPUs than any node has
+  (it would never be scheduled) are errors naming the address or the resource, raised before
+  anything is submitted; a local Ray started here dies with this process, SIGKILL included
+  (:mod:`vldlib.study.raywatch`).
 
 Both executors report a failed run by name with its error and let the others finish
 (:class:`GridRunError` afterwards, listing every failure). Ray is an optional dependency: asking
@@ -270,7 +274,9 @@ def ray_endpoint(address: str) -> tuple[str, int] | None:
     None for an ``auto`` that names no recorded cluster (Ray then reports that itself);
     a ValueError for an address of another form."""
     text = address.split("://", 1)[1] if "://" in address else address
-    if text in ("auto", "local"):
+    if text == "local":  # ray.init starts a Ray of its own
+        return None
+    if text == "auto":
         try:  # RAY_ADDRESS, else the cluster `ray start` recorded on this machine
             from ray._private.services import canonicalize_bootstrap_address
 
