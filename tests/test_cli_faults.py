@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,10 @@ import pytest
 from vldlib.__main__ import main as vldlib_main
 from vldlib.cli import train as cli_train
 from vldlib.study import design
+
+sys.path.insert(0, str(Path(__file__).parent))
+from data_fixtures import write_tiny_official_root  # noqa: E402
+from model_fixtures import make_tiny_openclip_checkpoint, tiny_openclip_model  # noqa: E402
 
 
 class WouldTrain(Exception):
@@ -164,3 +171,39 @@ def test_sigterm_during_cli_train_is_one_line_143(files, monkeypatch, capsys):
         signal.signal(signal.SIGTERM, previous)
     assert code == 143
     assert capsys.readouterr().err.strip().splitlines() == ["vldlib train: terminated (SIGTERM); run again to resume"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name != "posix", reason="SIGTERM")
+def test_sigterm_to_the_cli_process_resumes_from_its_checkpoint(tmp_path):
+    """A real SIGTERM (as `kill`, a scheduler or a container stop sends) to `python -m vldlib train`
+    mid-run: one line, exit 143, no record, the checkpoint kept; the rerun resumes from it."""
+    root = write_tiny_official_root(tmp_path / "data", n_seen=3, n_unseen=3, per_class=10, size=32)
+    ckpt = make_tiny_openclip_checkpoint(tmp_path / "tiny_clip.pt")
+    teacher = json.dumps({"model": tiny_openclip_model(ckpt), "pretrained": str(ckpt), "device": "cpu"})
+    out = tmp_path / "results"
+    args = [sys.executable, "-m", "vldlib", "train", "--profile", "smoke", "--dataset", "official",
+            "--data-root", str(root), "--teacher", "openclip", "--set", f"teacher_options={teacher}",
+            "--set", "dataset_options.load_size=32", "--set", "dataset_options.crop_size=28",
+            "--set", 'student_options={"width": 4}', "--set", "template=a photo of {name}",
+            "--set", "eval_epochs=last_n", "--set", "last_n=1", "--batch-size", "8", "--no-fewshot",
+            "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--quiet"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*args, "--epochs", "400"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    t0 = time.monotonic()
+    while not any(out.glob("*/checkpoint.pt")):
+        assert proc.poll() is None and time.monotonic() - t0 < 300, proc.communicate()[1][-2000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert err.strip().splitlines() == ["vldlib train: terminated (SIGTERM); run again to resume"]
+    run_dir = next(out.glob("*/checkpoint.pt")).parent
+    assert not (run_dir / "record.json").exists()
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    again = subprocess.run([*args, "--epochs", "400"], env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    record = json.loads((run_dir / "record.json").read_text())
+    assert record["resumed_from"] is not None and record["resumed_from"]["epoch"] >= 1
