@@ -326,11 +326,12 @@ def _writable_dir(path: str | None, flag: str) -> None:
         raise ValueError(f"{flag} {path}: cannot make that folder ({reason}); choose another {flag}") from None
 
 
-def _search_result(path: str) -> dict[str, Any]:
-    """The recorded search at ``path``, or a ValueError naming the file if it is not one."""
+def _search_result(path: str, *, runs: bool = True) -> dict[str, Any]:
+    """The recorded search at ``path`` (with its list of ``runs`` unless ``runs`` is False), or a
+    ValueError naming the file if it is not one."""
     result = load_result(path)
-    if not isinstance(result, dict) or not isinstance(result.get("runs"), list):
-        raise ValueError(f"{path} is not a recipe search result (no list of runs); point --json at one, "
+    if not isinstance(result, dict) or (runs and not isinstance(result.get("runs"), list)):
+        raise ValueError(f"{path} is not a recipe search result; point --json at one, "
                          "or rerun the main search (python -m vldlib.study.design)")
     return result
 
@@ -353,7 +354,7 @@ def _run(args: argparse.Namespace, command: str) -> int:
     if not args.fewshot and Path(args.json).exists():
         _search_result(args.json)  # before training: the file it would replace is a search result
     if args.fewshot:
-        result = _search_result(args.json)
+        result = _search_result(args.json, runs=False)  # the 5-shot search needs only the winner
         if result.get("winner") not in CANDIDATES:
             print(f"error: the recorded winner {result.get('winner')!r} in {args.json} is not a candidate of "
                   f"this version's CANDIDATES; rerun the main search (python -m vldlib.study.design)", file=sys.stderr)
