@@ -303,8 +303,9 @@ def _connect(ray, address: str, timeout: float) -> None:
             reason = (f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError)
                       else (exc.strerror or type(exc).__name__))
             raise RayUnavailable(
-                f"no Ray cluster answers at {address} ({endpoint[0]}:{endpoint[1]}: {reason}); start one there (ray start --head --port {endpoint[1]}), fix --ray-address, "
-                "or leave --ray-address out for a local Ray") from None
+                f"no Ray cluster answers at {address} ({endpoint[0]}:{endpoint[1]}: {reason}); start one there "
+                f"(ray start --head --port {endpoint[1]}), fix --ray-address, or leave --ray-address out for a "
+                "local Ray") from None
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     try:
         ray.init(address=address, logging_level="WARNING", runtime_env={"env_vars": env} if env else None)
@@ -356,8 +357,9 @@ def check_ray_resources(nodes: Sequence[Mapping[str, Any]], needs: Mapping[str, 
         need = float(needs.get(key, 0))
         most = max((float(r.get(resource, 0)) for r in alive), default=0.0)
         if need > most:
-            fix = (f"train with --threads {int(most)} (the config's threads) or fewer" if resource == "CPU"
-                   else "train on CPU (--device cpu)")
+            fix = ("train on CPU (--device cpu)" if resource == "GPU"
+                   else f"train with --threads {int(most)} (the config's threads) or fewer" if most >= 1
+                   else "add CPUs to the cluster")
             raise ValueError(f"a run needs {need:g} {resource}(s) but the largest node of the Ray cluster ({where}) "
                              f"has {most:g}; {fix}, or use a cluster with bigger nodes")
 
