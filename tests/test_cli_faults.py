@@ -173,6 +173,32 @@ def test_sigterm_during_cli_train_is_one_line_143(files, monkeypatch, capsys):
     assert capsys.readouterr().err.strip().splitlines() == ["vldlib train: terminated (SIGTERM); run again to resume"]
 
 
+@pytest.mark.skipif(os.name != "posix", reason="SIGTERM")
+def test_sigterm_while_ray_waits_is_143_too(files, monkeypatch, capsys):
+    """``ray.wait`` turns the exception of a signal handler into a plain KeyboardInterrupt; a SIGTERM
+    there still reads as SIGTERM (exit 143), a Ctrl-C as Ctrl-C (130)."""
+    def ray_grid(signum):
+        def run_grid(*args, **kwargs):
+            try:
+                os.kill(os.getpid(), signum)
+                for _ in range(1000):
+                    pass
+            except KeyboardInterrupt:
+                raise KeyboardInterrupt from None  # what Ray raises instead
+            raise AssertionError("the signal did not stop the run")
+        return run_grid
+
+    base = ["train", "--profile", "smoke", "--no-fewshot", "--quiet", "--out", files["out"], "--executor", "ray"]
+    for signum, code, line in ((signal.SIGTERM, 143, "terminated (SIGTERM)"), (signal.SIGINT, 130, "interrupted")):
+        monkeypatch.setattr(cli_train, "run_grid", ray_grid(signum))
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            assert vldlib_main(base) == code
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        assert capsys.readouterr().err.strip().splitlines() == [f"vldlib train: {line}; run again to resume"]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(os.name != "posix", reason="SIGTERM")
 def test_sigterm_to_the_cli_process_resumes_from_its_checkpoint(tmp_path):

@@ -42,20 +42,23 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM arrived: the trainer stops as on Ctrl-C (the run resumes from its last checkpoint)."""
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
-
-
 @contextlib.contextmanager
-def sigterm_stops() -> Iterator[None]:
+def sigterm_stops() -> Iterator[list[int]]:
     """While inside: SIGTERM raises :class:`Terminated` in the main thread (the caller's handler
-    is restored after)."""
+    is restored after). Yields a list that holds the signal once it arrived: Ray's ``ray.wait``
+    turns any exception raised by a signal handler into a plain KeyboardInterrupt."""
+    arrived: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        arrived.append(signum)
+        raise Terminated()
+
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield arrived
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
-        yield
+        yield arrived
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -198,14 +201,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("vldlib train: --executor ray trains one process per run without --force; "
               "use the local executor for --force or torchrun", file=sys.stderr)
         return 2
+    terminated: list[int] = []
     try:
-        with sigterm_stops():
+        with sigterm_stops() as terminated:
             record = _train(args, store, config)
         main_rank = dist.is_main()
-    except Terminated:
-        print("vldlib train: terminated (SIGTERM); run again to resume", file=sys.stderr)
-        return EXIT_TERMINATED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated) or terminated:
+            print("vldlib train: terminated (SIGTERM); run again to resume", file=sys.stderr)
+            return EXIT_TERMINATED
         print("vldlib train: interrupted; run again to resume", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, ImportError, RayUnavailable) as exc:
