@@ -9,6 +9,9 @@ DistributedDataParallel (:mod:`vldlib.train.distributed`): ``world_size=N`` join
 its hash), rank 0 writes the checkpoints and the record and prints the summary. With
 ``--executor ray`` the run is trained as a Ray task (a local Ray, or the cluster at
 ``--ray-address``), like one run of a grid.
+
+Ctrl-C (exit 130) and SIGTERM (exit 143) stop the run with one line; it resumes from its last
+checkpoint when run again. Bad input is one line naming the value and the fix, exit 2.
 """
 from __future__ import annotations
 
