@@ -6,9 +6,11 @@ import contextlib
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -366,3 +368,163 @@ def test_cli_train_on_ray_writes_the_local_record(tmp_path, fashion_mnist_root, 
     mtime = next((tmp_path / "ray").glob("*/record.json")).stat().st_mtime_ns
     assert vldlib_main([*base, "--out", str(tmp_path / "ray"), "--executor", "ray"]) == 0  # finished: read back
     assert next((tmp_path / "ray").glob("*/record.json")).stat().st_mtime_ns == mtime and on_ray == [1]
+
+
+# ---------------------------------------------------------------------- Ray never hangs, never leaks (issue 19)
+def _ray_cli_args(world: dict, out: Path, epochs: int, *extra: str) -> list[str]:
+    teacher = json.dumps({"model": tiny_openclip_model(world["ckpt"]), "pretrained": str(world["ckpt"]),
+                          "device": "cpu"})
+    return ["train", "--profile", "smoke", "--dataset", "official", "--data-root", str(world["root"]),
+            "--teacher", "openclip", "--set", f"teacher_options={teacher}",
+            "--set", "dataset_options.load_size=32", "--set", "dataset_options.crop_size=28",
+            "--set", 'student_options={"width": 4}', "--set", "template=a photo of {name}",
+            "--set", "eval_epochs=last_n", "--set", "last_n=1", "--epochs", str(epochs), "--batch-size", "8",
+            "--no-fewshot", "--out", str(out), "--cache-dir", str(world["cache"]), "--quiet", *extra]
+
+
+def test_ray_address_forms_and_connect_timeout(monkeypatch):
+    assert executors.ray_endpoint("127.0.0.1:6379") == ("127.0.0.1", 6379)
+    assert executors.ray_endpoint("ray://head.example:10001") == ("head.example", 10001)
+    assert executors.ray_endpoint("[::1]:6379") == ("::1", 6379)
+    with pytest.raises(ValueError, match="'nohostport' is not HOST:PORT"):
+        executors.ray_endpoint("nohostport")
+    monkeypatch.setenv("VLD_RAY_CONNECT_TIMEOUT", "2.5")
+    assert executors.connect_timeout_s() == 2.5
+    monkeypatch.setenv("VLD_RAY_CONNECT_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="VLD_RAY_CONNECT_TIMEOUT='soon' is not a number"):
+        executors.connect_timeout_s()
+    monkeypatch.delenv("VLD_RAY_CONNECT_TIMEOUT")
+    assert executors.connect_timeout_s() == executors.CONNECT_TIMEOUT_S == 30
+
+
+def test_ray_address_where_nothing_listens_is_one_line(tmp_path):
+    """`--executor ray --ray-address 127.0.0.1:<free port>`: one line naming the address and the fix,
+    exit 2, well within the connect deadline (Ray itself retries for many minutes, printing warnings)."""
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "VLD_RAY_CONNECT_TIMEOUT": "10"}
+    env.pop("RAY_ADDRESS", None)
+    cmd = [sys.executable, "-m", "vldlib", "train", "--profile", "smoke", "--no-fewshot", "--quiet",
+           "--out", str(tmp_path / "results"), "--executor", "ray", "--ray-address", f"127.0.0.1:{port}"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=180)  # imports on a loaded machine; then 10 s at most
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.communicate()
+        raise AssertionError("the CLI still waits for a Ray cluster where nothing listens")
+    lines = err.strip().splitlines()
+    assert proc.returncode == 2, err[-2000:]
+    assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "ray start --head" in lines[0], lines
+
+
+def test_a_task_no_ray_node_can_hold_is_refused():
+    nodes = [{"Alive": True, "Resources": {"CPU": 2.0}}, {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}},
+             {"Alive": True, "Resources": {"CPU": 1.0, "GPU": 1.0}}]
+    executors.check_ray_resources(nodes, {"num_cpus": 2, "num_gpus": 0}, "auto")
+    executors.check_ray_resources(nodes, {"num_cpus": 1, "num_gpus": 1}, "auto")
+    with pytest.raises(ValueError, match=r"needs 4 CPU\(s\) but the largest node of the Ray cluster \(auto\) "
+                                         r"has 2; train with --threads 2"):
+        executors.check_ray_resources(nodes, {"num_cpus": 4, "num_gpus": 0}, "auto")
+    with pytest.raises(ValueError, match=r"needs 2 GPU\(s\).*has 1"):
+        executors.check_ray_resources(nodes, {"num_cpus": 1, "num_gpus": 2}, "auto")
+
+
+def test_ray_init_keeps_the_callers_sigterm_handler(monkeypatch):
+    """``ray.init`` installs its own SIGTERM handler (sys.exit); a caller's (the CLI's: one line, exit
+    143) is put back."""
+    class FakeRay:
+        initialised = False
+
+        def is_initialized(self):
+            return self.initialised
+
+        def init(self, **kwargs):
+            signal.signal(signal.SIGTERM, lambda *a: None)  # what ray.init does
+            self.initialised = True
+
+    monkeypatch.setattr(executors, "import_ray", FakeRay)
+    monkeypatch.setattr(executors.socket, "create_connection", lambda *a, **k: socket.socket())
+
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        executors.ray_init("127.0.0.1:1")
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.slow
+def test_more_threads_than_any_ray_node_has_is_one_line(world, tmp_path, local_ray, capsys):
+    """`--threads 4` on a Ray whose node has 2 CPUs: the task could never be scheduled (it waited for
+    ever); now one line naming the resource and the fix, exit 2, nothing submitted."""
+    import threading
+
+    from vldlib.__main__ import main as vldlib_main
+
+    got: dict[str, int] = {}
+    call = threading.Thread(target=lambda: got.update(code=vldlib_main(
+        _ray_cli_args(world, tmp_path / "results", 1, "--threads", "4", "--executor", "ray"))), daemon=True)
+    call.start()
+    call.join(120)
+    assert not call.is_alive(), "the run waits for a Ray node with 4 CPUs"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert got["code"] == 2 and len(err) == 1, err
+    assert "needs 4 CPU(s)" in err[0] and "has 2" in err[0] and "--threads 2" in err[0], err
+
+
+def _session_processes(sid: int) -> list[tuple[int, str]]:
+    """Live (not zombie) processes of session ``sid``: pid and command line."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found.append((int(entry), cmd[:120]))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_sigkilled_cli_leaves_no_process_of_its_local_ray(world, tmp_path):
+    """`python -m vldlib train --executor ray` SIGKILLed mid-run: every process of the local Ray it
+    started (gcs_server, raylet, agents, workers) is gone shortly after (they were left running)."""
+    pytest.importorskip("ray")
+    out = tmp_path / "results"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "RAY_agent_register_timeout_ms": "120000"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "vldlib", *_ray_cli_args(world, out, 400, "--executor", "ray")],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        t0 = time.monotonic()
+        while not any(out.glob("*/checkpoint.pt")):  # the Ray task trains
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert time.monotonic() - t0 < 420, "no checkpoint"
+            time.sleep(0.2)
+        ray_procs = [p for p in _session_processes(proc.pid) if p[0] != proc.pid]
+        assert any("raylet" in cmd for _, cmd in ray_procs), ray_procs
+        proc.kill()
+        proc.wait(30)
+        deadline = time.monotonic() + 60
+        while (left := _session_processes(proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert left == [], left
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid, _ in _session_processes(proc.pid):  # what a failed run of this test left: ours
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass

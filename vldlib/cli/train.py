@@ -9,27 +9,74 @@ DistributedDataParallel (:mod:`vldlib.train.distributed`): ``world_size=N`` join
 its hash), rank 0 writes the checkpoints and the record and prints the summary. With
 ``--executor ray`` the run is trained as a Ray task (a local Ray, or the cluster at
 ``--ray-address``), like one run of a grid.
+
+Ctrl-C (exit 130) and SIGTERM (exit 143) stop the run with one line; it resumes from its last
+checkpoint when run again. Bad input is one line naming the value and the fix, exit 2.
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from vldlib.core.losses import LOSS_NAMES
+from vldlib.diskspace import DiskFullError
 from vldlib.runs import RunStore
-from vldlib.study.executors import EXECUTORS
+from vldlib.study.executors import EXECUTORS, RayUnavailable
 from vldlib.study.grid import GridRunError, run_grid
 import vldlib.train.distributed as dist
 from vldlib.train.config import TrainConfig, config_hash
 from vldlib.train.preflight import preflight
 from vldlib.train.profiles import PROFILES, profile_config
 
-__all__ = ["build_parser", "config_from_args", "main", "summary"]
+__all__ = ["build_parser", "config_from_args", "main", "summary", "Terminated", "one_line_errors"]
+
+#: Exit status after SIGTERM (128 + 15, as a shell reports a process killed by it).
+EXIT_TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: the trainer stops as on Ctrl-C (the run resumes from its last checkpoint)."""
+
+
+@contextlib.contextmanager
+def sigterm_stops() -> Iterator[list[int]]:
+    """While inside: SIGTERM raises :class:`Terminated` in the main thread (the caller's handler
+    is restored after). Yields a list that holds the signal once it arrived: Ray's ``ray.wait``
+    turns any exception raised by a signal handler into a plain KeyboardInterrupt."""
+    arrived: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        arrived.append(signum)
+        raise Terminated()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield arrived
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield arrived
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def one_line_errors(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """``parser`` whose usage errors are one line on stderr (``name: message; see --help``), exit 2,
+    instead of argparse's usage block."""
+    def error(message: str) -> None:
+        print(f"{name}: {message}; see {parser.prog} --help", file=sys.stderr)
+        raise SystemExit(2)
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
 
 
 def _parse_value(text: str) -> Any:
@@ -92,8 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=EXECUTORS, default="local",
                    help="local (default: this process) or ray (a Ray task; pip install 'vldbook[ray]')")
     p.add_argument("--ray-address", metavar="ADDR",
-                   help="with --executor ray: the cluster (e.g. auto); default: a local Ray")
-    return p
+                   help="with --executor ray: the cluster (e.g. auto); default: a local Ray. It must answer "
+                        "within $VLD_RAY_CONNECT_TIMEOUT seconds (default 30)")
+    return one_line_errors(p, "vldlib train")
 
 
 def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -129,7 +177,12 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         over["threads"] = args.threads
     if dist.env_world_size() > 1:  # launched by torchrun: the process count is part of the run
         over["world_size"] = dist.env_world_size()
-    return profile_config(args.profile, **over)
+    config = profile_config(args.profile, **over)
+    root = (config.get("dataset_options") or {}).get("root")
+    if root is not None and not isinstance(root, str):
+        raise ValueError(f"dataset_options.root must be a folder path (a string), got {root!r}; "
+                         "pass --data-root FOLDER")
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -140,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         TrainConfig.from_dict(config).validate()
     except ValueError as exc:
         print(f"vldlib train: {exc}", file=sys.stderr)
+        return 2
+    except TypeError as exc:  # a --set value of the wrong kind that validation did not name (template=5)
+        print(f"vldlib train: a config value has the wrong type ({exc}); check the --set values", file=sys.stderr)
         return 2
     h = config_hash(config)
     if args.print_config:
@@ -153,21 +209,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("vldlib train: --executor ray trains one process per run without --force; "
               "use the local executor for --force or torchrun", file=sys.stderr)
         return 2
+    terminated: list[int] = []
     try:
         # once, before anything trains: weights a run would fail on minutes in
         preflight([config], syntax="cli", finished=None if args.force else store.get)
-        if args.executor == "ray":
-            record = run_grid(store, [({}, config)], executor="ray", ray_address=args.ray_address,
-                              log=not args.quiet).iloc[0].to_dict()
-            record = store.get(config) or record
-        else:
-            dist.init_from_env(str(config.get("device", "auto")))
-            record = store.run(config, force=args.force, progress=not args.quiet and dist.is_main())
+        with sigterm_stops() as terminated:
+            record = _train(args, store, config)
         main_rank = dist.is_main()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated) or terminated:
+            print("vldlib train: terminated (SIGTERM); run again to resume", file=sys.stderr)
+            return EXIT_TERMINATED
         print("vldlib train: interrupted; run again to resume", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, FileNotFoundError, ImportError, RayUnavailable) as exc:
         print(f"vldlib train: {exc}", file=sys.stderr)
         return 2
     except GridRunError as exc:
@@ -183,8 +238,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace, store: RunStore, config: dict[str, Any]) -> dict[str, Any]:
+    """Train (or read back) the run of ``config`` with the executor of ``args``."""
+    if args.executor == "ray":
+        record = run_grid(store, [({}, config)], executor="ray", ray_address=args.ray_address,
+                          log=not args.quiet).iloc[0].to_dict()
+        return store.get(config) or record
+    dist.init_from_env(str(config.get("device", "auto")))
+    return store.run(config, force=args.force, progress=not args.quiet and dist.is_main())
+
+
 def _os_error(exc: OSError) -> str:
-    """One line for an OSError: the path, the reason and the fix."""
+    """One line for an OSError: the path, the reason and the fix (a full disk says its own)."""
+    if isinstance(exc, DiskFullError):
+        return str(exc)
     if exc.filename is None:
         return f"{exc}; check --out (results) and --cache-dir (teacher features)"
     reason = exc.strerror or type(exc).__name__

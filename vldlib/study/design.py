@@ -298,38 +298,69 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "result to --json (the main search is not re-run)")
     ap.add_argument("--intervals", metavar="RESULTS", default=None,
                     help="print the main comparisons' intervals from the book's run store RESULTS and exit")
+    ap.error = lambda message: _usage_error(ap, message)  # type: ignore[method-assign]
     args = ap.parse_args(argv)
+    try:
+        return _run(args, "python -m vldlib.study.design " + " ".join(sys.argv[1:] if argv is None else argv))
+    except (GridRunError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _usage_error(parser: argparse.ArgumentParser, message: str) -> None:
+    """argparse's usage errors as one line, exit 2."""
+    print(f"{parser.prog}: {message}; see {parser.prog} --help", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _writable_dir(path: str | None, flag: str) -> None:
+    """A ValueError naming ``flag`` unless ``path`` (None: the default) is or can be made a folder."""
+    if path is None:
+        return
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            reason += " (a file stands where a folder is needed)"
+        raise ValueError(f"{flag} {path}: cannot make that folder ({reason}); choose another {flag}") from None
+
+
+def _search_result(path: str, *, runs: bool = True) -> dict[str, Any]:
+    """The recorded search at ``path`` (with its list of ``runs`` unless ``runs`` is False), or a
+    ValueError naming the file if it is not one."""
+    result = load_result(path)
+    if not isinstance(result, dict) or (runs and not isinstance(result.get("runs"), list)):
+        raise ValueError(f"{path} is not a recipe search result; point --json at one, "
+                         "or rerun the main search (python -m vldlib.study.design)")
+    return result
+
+
+def _run(args: argparse.Namespace, command: str) -> int:
+    """The command line's work once its arguments are parsed (errors as exceptions)."""
     if args.intervals is not None:
-        try:
-            table = main_intervals(args.intervals)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        table = main_intervals(args.intervals)
         print(table.round(2).to_string(index=False))
         return 0
     if args.rechoose:
+        _search_result(args.json)  # a file of another kind is named, not a KeyError
         try:
             return rechoose(args.json)
-        except (FileNotFoundError, ValueError) as exc:  # no recorded search there; no recipe within the budget
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    command = "python -m vldlib.study.design " + " ".join(sys.argv[1:] if argv is None else argv)
+        except KeyError as exc:
+            raise ValueError(f"{args.json} is not a complete recipe search result (no {exc}); rerun the main "
+                             "search (python -m vldlib.study.design)") from None
+    _writable_dir(args.results_dir, "--results-dir")
+    _writable_dir(args.cache_dir, "--cache-dir")
+    if not args.fewshot and Path(args.json).exists():
+        _search_result(args.json)  # before training: the file it would replace is a search result
     if args.fewshot:
-        try:
-            result = load_result(args.json)
-        except (FileNotFoundError, ValueError) as exc:  # none recorded there; not JSON
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        result = _search_result(args.json, runs=False)  # the 5-shot search needs only the winner
         if result.get("winner") not in CANDIDATES:
             print(f"error: the recorded winner {result.get('winner')!r} in {args.json} is not a candidate of "
                   f"this version's CANDIDATES; rerun the main search (python -m vldlib.study.design)", file=sys.stderr)
             return 2
         t0 = time.perf_counter()
-        try:
-            runs = search_fewshot(args.results_dir, result["winner"], cache_dir=args.cache_dir)
-        except (GridRunError, ValueError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        runs = search_fewshot(args.results_dir, result["winner"], cache_dir=args.cache_dir)
         winner, table = choose_fewshot(runs)
         result["fewshot"] = {
             "criterion": FEWSHOT_CRITERION, "recipe": result["winner"],
@@ -359,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": command,
     }
     try:  # a recorded 5-shot search is kept (marked stale if the winner changed)
-        previous = load_result(args.json).get("fewshot")
+        previous = _search_result(args.json).get("fewshot")
     except (FileNotFoundError, ValueError):
         previous = None
     if previous:

@@ -10,7 +10,11 @@
   threads, so its numbers equal the local executor's. The teacher-feature cache is warmed once per
   dataset before the fan-out, as a task of its own. Results and caches must be on a filesystem
   every node sees; the run store's per-run locks (:mod:`vldlib.runs`) keep two grids (or two
-  nodes) from training the same config twice.
+  nodes) from training the same config twice. A cluster that does not answer within
+  ``$VLD_RAY_CONNECT_TIMEOUT`` seconds (30) and a run needing more CPUs or GPUs than any node has
+  (it would never be scheduled) are errors naming the address or the resource, raised before
+  anything is submitted; a local Ray started here dies with this process, SIGKILL included
+  (:mod:`vldlib.study.raywatch`).
 
 Both executors report a failed run by name with its error and let the others finish
 (:class:`GridRunError` afterwards, listing every failure). Ray is an optional dependency: asking
@@ -23,6 +27,9 @@ import importlib
 import json
 import multiprocessing
 import os
+import signal
+import socket
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -36,17 +43,25 @@ from vldlib.features import LazyTeacher, proxy_caption_classes, teacher_image_fe
 from vldlib.paths import default_cache_dir
 from vldlib.progress import Progress, progress_default, progress_stream
 from vldlib.runs import RunStore
+from vldlib.study import raywatch
 from vldlib.text.captions import PROXY_CAPTION_TOP
 from vldlib.train.config import TrainConfig, resolve_workers
 
 __all__ = ["EXECUTORS", "RAY_EXTRA", "Job", "RunFailure", "GridRunError", "run_threads", "data_key",
-           "warm_teacher_features", "describe_error", "import_ray", "ray_init", "execute", "check_executor"]
+           "warm_teacher_features", "describe_error", "import_ray", "ray_init", "execute", "check_executor",
+           "CONNECT_TIMEOUT_S", "RayUnavailable", "connect_timeout_s", "ray_endpoint", "check_ray_resources"]
 
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 #: What to install for the Ray executor.
 RAY_EXTRA = "pip install 'vldbook[ray]'"
 #: Environment variables handed to the Ray workers of a cluster (a local Ray inherits them).
 FORWARDED_ENV: tuple[str, ...] = ("VLD_CACHE", "VLD_RESULTS", "VLD_DATA", "HF_HUB_OFFLINE", "PYTHONPATH")
+#: How long to wait for a Ray cluster to answer (``$VLD_RAY_CONNECT_TIMEOUT`` overrides it), seconds.
+CONNECT_TIMEOUT_S = 30.0
+
+
+class RayUnavailable(RuntimeError):
+    """Ray could not be started or reached (the message names the address and the fix)."""
 
 
 @dataclass(frozen=True)
@@ -225,35 +240,110 @@ def import_ray():
                           "(or use executor='local')") from None
 
 
-def ray_init(address: str | None = None):
+def ray_init(address: str | None = None, connect_timeout: float | None = None):
     """Connect to Ray once per process: a local Ray (``address=None``) or the cluster at
-    ``address``; an already initialised Ray is reused. Returns the ``ray`` module."""
+    ``address``; an already initialised Ray is reused. Returns the ``ray`` module.
+
+    A cluster that does not answer within ``connect_timeout`` seconds (default
+    ``$VLD_RAY_CONNECT_TIMEOUT`` or :data:`CONNECT_TIMEOUT_S`) is a :class:`RayUnavailable`
+    naming the address, not Ray's endless reconnect warnings. A handler for SIGTERM that the
+    caller installed is kept (``ray.init`` replaces it with its own)."""
     ray = import_ray()
     if ray.is_initialized():
         return ray
+    previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     if address is None:
         # the node's agents can take > 30 s to start on a busy small machine; Ray's default wait
         # then kills the raylet ("timed out waiting for file metrics_agent_port")
         os.environ.setdefault("RAY_agent_register_timeout_ms", "120000")
         _start_local_ray(ray)
     else:
-        env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-        ray.init(address=address, logging_level="WARNING", runtime_env={"env_vars": env} if env else None)
+        _connect(ray, address, connect_timeout_s() if connect_timeout is None else connect_timeout)
+    if previous not in (None, signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, previous)
     return ray
+
+
+def connect_timeout_s() -> float:
+    """The Ray connect deadline in seconds: ``$VLD_RAY_CONNECT_TIMEOUT`` or :data:`CONNECT_TIMEOUT_S`."""
+    text = os.environ.get("VLD_RAY_CONNECT_TIMEOUT", "")
+    try:
+        value = float(text) if text else CONNECT_TIMEOUT_S
+    except ValueError:
+        raise ValueError(f"VLD_RAY_CONNECT_TIMEOUT={text!r} is not a number of seconds (e.g. 30)") from None
+    if not value > 0:
+        raise ValueError(f"the Ray connect timeout must be > 0 seconds, got {value:g}")
+    return value
+
+
+def ray_endpoint(address: str) -> tuple[str, int] | None:
+    """The ``(host, port)`` that ``address`` (``HOST:PORT``, ``ray://HOST:PORT`` or ``auto``) names,
+    None for an ``auto`` that names no recorded cluster (Ray then reports that itself);
+    a ValueError for an address of another form."""
+    text = address.split("://", 1)[1] if "://" in address else address
+    if text == "local":  # ray.init starts a Ray of its own
+        return None
+    if text == "auto":
+        try:  # RAY_ADDRESS, else the cluster `ray start` recorded on this machine
+            from ray._private.services import canonicalize_bootstrap_address
+
+            text = canonicalize_bootstrap_address("auto") or ""
+        except Exception:  # noqa: BLE001 - a private helper: if it fails, ray.init reports
+            return None
+        if not text:
+            return None
+    host, _, port = text.rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"Ray address {address!r} is not HOST:PORT, ray://HOST:PORT or auto "
+                         "(e.g. --ray-address 10.0.0.5:6379)")
+    return host.strip("[]"), int(port)
+
+
+def _connect(ray, address: str, timeout: float) -> None:
+    """``ray.init(address=address)`` after checking, within ``timeout`` seconds, that something
+    listens there (Ray itself retries a dead address for many minutes)."""
+    endpoint = ray_endpoint(address)
+    if endpoint is not None:
+        try:
+            socket.create_connection(endpoint, timeout=timeout).close()
+        except OSError as exc:
+            reason = (f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError)
+                      else (exc.strerror or type(exc).__name__))
+            raise RayUnavailable(
+                f"no Ray cluster answers at {address} ({endpoint[0]}:{endpoint[1]}: {reason}); start one there "
+                f"(ray start --head --port {endpoint[1]}), fix --ray-address, or leave --ray-address out for a "
+                "local Ray") from None
+    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    try:
+        ray.init(address=address, logging_level="WARNING", runtime_env={"env_vars": env} if env else None)
+    except (ConnectionError, TimeoutError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0].rstrip(".")
+        raise RayUnavailable(f"cannot connect to the Ray cluster at {address}: {first}; start one "
+                             "(ray start --head), fix --ray-address, or leave it out for a local Ray") from None
 
 
 def _start_local_ray(ray, attempts: int = 3, **options) -> None:
     """``ray.init()`` of a local Ray, retried: on an overloaded machine its node can miss Ray's
-    fixed 30 s start-up deadline ("The current node timed out during startup")."""
+    fixed 30 s start-up deadline ("The current node timed out during startup"). Its processes
+    carry a mark and die with this process (:mod:`vldlib.study.raywatch`)."""
+    mark = raywatch.new_mark()
+    watchdog = raywatch.start(mark)
     for attempt in range(1, attempts + 1):
+        os.environ[raywatch.MARK] = mark  # inherited by every process of this Ray, and only them
         try:
             ray.init(include_dashboard=False, logging_level="WARNING", **options)
             return
         except Exception as err:  # noqa: BLE001 - Ray raises a bare Exception for this
-            if "timed out during startup" not in str(err) or attempt == attempts:
-                raise RuntimeError(f"could not start a local Ray ({attempt} attempt(s)): {err}; the machine "
-                                   "may be overloaded - retry, or use executor='local'") from err
             ray.shutdown()
+            raywatch.kill_marked(mark)  # what the failed start left
+            if "timed out during startup" not in str(err) or attempt == attempts:
+                if watchdog is not None:
+                    os.close(watchdog)
+                first = (str(err).strip().splitlines() or [""])[0].rstrip(".")
+                raise RayUnavailable(f"could not start a local Ray ({attempt} attempt(s)): {first}; the machine "
+                                     "may be overloaded - retry, or use --executor local") from None
+        finally:
+            os.environ.pop(raywatch.MARK, None)
 
 
 def _gpu_task(ray, config: Mapping[str, Any], cluster_gpus: float) -> bool:
@@ -264,6 +354,21 @@ def _gpu_task(ray, config: Mapping[str, Any], cluster_gpus: float) -> bool:
         raise ValueError(f"a run asks for device {device!r} but the Ray cluster has no GPU; "
                          "set device='auto' or 'cpu', or connect to a cluster with GPUs (--ray-address)")
     return cluster_gpus >= 1
+
+
+def check_ray_resources(nodes: Sequence[Mapping[str, Any]], needs: Mapping[str, float], where: str) -> None:
+    """A ValueError if no alive node of ``nodes`` (``ray.nodes()``) has the ``num_cpus`` /
+    ``num_gpus`` of ``needs`` (such a task would wait for ever), naming the resource and the fix."""
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", True)]
+    for key, resource in (("num_cpus", "CPU"), ("num_gpus", "GPU")):
+        need = float(needs.get(key, 0))
+        most = max((float(r.get(resource, 0)) for r in alive), default=0.0)
+        if need > most:
+            fix = ("train on CPU (--device cpu)" if resource == "GPU"
+                   else f"train with --threads {int(most)} (the config's threads) or fewer" if most >= 1
+                   else "add CPUs to the cluster")
+            raise ValueError(f"a run needs {need:g} {resource}(s) but the largest node of the Ray cluster ({where}) "
+                             f"has {most:g}; {fix}, or use a cluster with bigger nodes")
 
 
 def _execute_ray(store: RunStore, jobs: Sequence[Job], address: str | None, done: Done, failed: Failed) -> None:
@@ -277,6 +382,9 @@ def _execute_ray(store: RunStore, jobs: Sequence[Job], address: str | None, done
             return {"num_gpus": 1, "num_cpus": 1}
         return {"num_gpus": 0, "num_cpus": run_threads(config)}
 
+    nodes = ray.nodes()
+    for j in jobs:  # before anything is submitted: a task no node can hold never starts
+        check_ray_resources(nodes, resources(j.config), address or "local Ray")
     # 1. the teacher features, once per dataset (one task each, in parallel)
     by_key: dict[str, list[Job]] = {}
     for j in jobs:
