@@ -295,11 +295,14 @@ def imagenet_logits(teacher: Any, split: Any, *, dataset_id: str, cache_dir: str
     """The ConSE proxy teacher's ImageNet logits ``[N, 1000]`` on ``split``, cached like the image
     features (kind ``imagenet-logits``): every ConSE combination (top-T, temperature, centring) can be
     recomputed from them without another forward pass. Other teachers raise ``ValueError``."""
-    base = teacher._load() if isinstance(teacher, LazyTeacher) else teacher
-    if not hasattr(base, "logits"):
+    if not str(getattr(teacher, "identifier", "")).startswith("conse-proxy:"):
         raise ValueError(f"imagenet_logits needs the ConSE proxy teacher; {getattr(teacher, 'identifier', teacher)!r} "
                          "has no ImageNet classifier")
-    return _per_image(teacher, split, "imagenet-logits", base.logits, 1000, dataset_id=dataset_id,
+
+    def logits(images: torch.Tensor) -> torch.Tensor:  # a LazyTeacher loads only for uncached images
+        return (teacher._load() if isinstance(teacher, LazyTeacher) else teacher).logits(images)
+
+    return _per_image(teacher, split, "imagenet-logits", logits, 1000, dataset_id=dataset_id,
                       cache_dir=cache_dir, batch_size=batch_size, num_workers=0, progress=progress)
 
 

@@ -38,6 +38,8 @@ __all__ = [
     "CONSE_COMBINE",
     "CONSE_ENSEMBLE",
     "conse_combine",
+    "conse_name_embeddings",
+    "conse_text_space",
     "conse_identifier",
     "MiniLMTextEncoder",
     "TEACHERS",
@@ -719,6 +721,23 @@ def conse_identifier(backbone: str, top_t: int, templates: Sequence[str], temper
     return out
 
 
+def conse_name_embeddings(encode: Callable[[list[str]], Tensor], names: Sequence[str], templates: Sequence[str],
+                          centre: bool = False) -> tuple[Tensor, Tensor]:
+    """The ImageNet-name embeddings s(y) ``[len(names), D]`` (unit rows) and the mean mu of the uncentred ones.
+
+    One template: s(y) = encode(template(y)); K templates: s(y) = normalize(1/K sum_k encode(template_k(y)))
+    (``encode`` returns unit rows). ``centre``: s(y) <- normalize(s(y) - mu)."""
+    embs = [encode([t.format(c=name) for name in names]) for t in templates]
+    emb = embs[0] if len(embs) == 1 else F.normalize(torch.stack(embs).mean(0), dim=-1)
+    mu = emb.mean(0)
+    return (F.normalize(emb - mu, dim=-1) if centre else emb), mu
+
+
+def conse_text_space(emb: Tensor, mu: Tensor, centre: bool) -> Tensor:
+    """Class-text embeddings in the image features' space: normalize(g - mu) when ``centre``, else g."""
+    return F.normalize(emb - mu.to(emb.device), dim=-1) if centre else emb
+
+
 def conse_combine(logits: Tensor, emb: Tensor, top_t: int, temperature: float = 1.0,
                   combine: str = "probs") -> Tensor:
     """ConSE's image embedding from ImageNet logits z ``[B, 1000]`` and name embeddings s ``[1000, D]``.
@@ -863,11 +882,8 @@ class ConSEProxyTeacher:
         s(y) = normalize(1/K sum_k MiniLM(template_k(y))). With ``centre=True`` the names' mean
         mu = 1/1000 sum_y s(y) is subtracted and the rows renormalised: normalize(s(y) - mu)."""
         if self._class_text is None:
-            embs = [self.text_encoder([t.format(c=name) for name in self.class_names])
-                    for t in self.templates]
-            emb = embs[0] if len(embs) == 1 else F.normalize(torch.stack(embs).mean(0), dim=-1)
-            self._name_mean = emb.mean(0).to(self.device)
-            self._class_text = (F.normalize(emb - emb.mean(0), dim=-1) if self.centre else emb).to(self.device)
+            emb, mu = conse_name_embeddings(self.text_encoder, self.class_names, self.templates, self.centre)
+            self._class_text, self._name_mean = emb.to(self.device), mu.to(self.device)
         return self._class_text
 
     @property
@@ -880,9 +896,7 @@ class ConSEProxyTeacher:
     def _text_space(self, emb: Tensor) -> Tensor:
         """Class texts into the image features' space: with ``centre=True``, g(l) = normalize(s(l) - mu)
         with the ImageNet names' mean mu, so image and text features share one origin."""
-        if not self.centre:
-            return emb
-        return F.normalize(emb - self.name_mean.to(emb.device), dim=-1)
+        return conse_text_space(emb, self.name_mean, self.centre) if self.centre else emb
 
     def preprocess(self, images: Tensor) -> Tensor:
         """[B, C, H, W] in [0, 1] -> [B, 3, image_size, image_size], EfficientNet-Lite normalised."""
