@@ -26,6 +26,11 @@ def test_conse_combine_formulas():
     # a very high temperature: equal weights over the top-T
     _, idx = logits.topk(3, dim=-1)
     assert torch.allclose(conse_combine(logits, emb, 3, temperature=1e6), emb[idx].mean(1), atol=1e-5)
+    # a large top-T (the dense path) gives the same embedding as the gather
+    probs = logits.softmax(-1)
+    p, idx = probs.topk(100, dim=-1)
+    assert torch.allclose(conse_combine(logits, emb, 100),
+                          torch.einsum("bt,btd->bd", p / p.sum(-1, keepdim=True), emb[idx]), atol=1e-6)
     # logits: weights are the per-image centred logits
     z = logits - logits.mean(-1, keepdim=True)
     w, idx = z.topk(5, dim=-1)

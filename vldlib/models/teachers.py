@@ -756,6 +756,8 @@ def conse_combine(logits: Tensor, emb: Tensor, top_t: int, temperature: float = 
     else:  # the same weights, p_y / sum_{Top_T} p = softmax over the top-T of z / temperature, picked on z
         z, idx = logits.topk(top_t, dim=-1)
         w = (z / temperature).softmax(-1)
+    if top_t > 64:  # a dense [B, 1000] weight matrix: no [B, T, D] gather
+        return torch.zeros_like(logits).scatter_(-1, idx, w.to(logits.dtype)) @ emb
     return torch.einsum("bt,btd->bd", w, emb[idx])
 
 
