@@ -125,3 +125,13 @@ def test_ensemble_templates(default_teacher):
 def test_bad_options_name_the_value(options, match):
     with pytest.raises(ValueError, match=match):
         ConSEProxyTeacher(**options)
+
+
+def test_imagenet_logits_needs_the_conse_teacher():
+    from vldlib.features import imagenet_logits
+
+    class Other:
+        identifier, preprocess_id, embed_dim = "openclip:ViT-B-32:openai", "p", 512
+
+    with pytest.raises(ValueError, match="ConSE proxy teacher"):
+        imagenet_logits(Other(), object(), dataset_id="d")
