@@ -65,8 +65,8 @@ def test_default_features_bit_identical(default_teacher, images):
     out = t.encode_image(images)
     # the ConSE embedding as the teacher computed it before the options existed
     emb = t.class_text_embeddings
-    some = [0, 417, 999]  # s(y) is the plain MiniLM embedding of "a photo of a <name>"
-    assert torch.equal(emb[some], t.text_encoder([f"a photo of a {t.class_names[i]}" for i in some]))
+    some = [0, 417, 999]  # s(y) is the plain MiniLM embedding of "a photo of a <name>" (a smaller batch pads less)
+    assert torch.allclose(emb[some], t.text_encoder([f"a photo of a {t.class_names[i]}" for i in some]), atol=1e-6)
     with torch.inference_mode():
         ref = []
         for chunk in images.split(4):
