@@ -7,9 +7,11 @@
    summary page ``book/summary.py``, is read with :func:`jupytext.read`, its ``parameters`` cell
    parsed (literal assignments only) and the requested parameters validated against it, **all
    before anything executes**.
-2. A notebook whose source, parameters, library sources (``vldlib/``) and run store are all as they were
-   when it was last executed (fingerprints in ``<executed>/.fingerprints.json``) is kept as it is
-   (``--rerun`` executes it anyway); every other one is executed by :func:`papermill.execute_notebook` (kernel ``python3``, cwd = the
+2. A notebook whose source, parameters, library sources (``vldlib/``) and run store (as it is when the
+   notebook's turn comes) are all as they were when it was last executed (fingerprints in
+   ``<executed>/.fingerprints.json``, each of the run store as it was *before* the notebook ran, so
+   that runs arriving meanwhile execute it again next time) is kept as it is (``--rerun`` executes
+   it anyway); every other one is executed by :func:`papermill.execute_notebook` (kernel ``python3``, cwd = the
    repository root) into ``book/executed/<name>.ipynb`` (written atomically); papermill's
    ``injected-parameters`` cell, the ``parameters`` cell and every other code cell are tagged
    ``hide-input``, so the HTML shows prose, tables and figures with the code folded behind a toggle.
@@ -30,7 +32,9 @@
 A failing notebook stops the build with a :class:`NotebookFailed` naming the notebook and the
 failing cell; the partly executed notebook is kept as ``book/executed/<name>.failed.ipynb``.
 Every other clear error (a run of the up-front training that failed, a config the library
-rejects, a folder that cannot be written) is one line on stderr and exit 2; Ctrl-C is 130.
+rejects, a folder that cannot be written or is full, folders that overlap) is one line on stderr
+and exit 2, checked before anything runs where it can be (:mod:`vldlib.book_faults`). Ctrl-C is
+130, SIGTERM 143: either stops the up-front training's workers at once and keeps what finished.
 Nothing in the library imports this module.
 """
 from __future__ import annotations

@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -67,11 +68,20 @@ def _takes_over(signum: int, handler) -> bool:
     return threading.current_thread() is threading.main_thread() and handler is default
 
 
+#: ``-W`` option for the processes ``multiprocessing`` starts from here (its resource tracker, the
+#: pool's workers): a worker stopped by :func:`stop_workers` cannot unlink the semaphores it made
+#: (tqdm's lock); the tracker does, and its warning about them would follow the driver's one line.
+TRACKER_WARNING = "ignore:resource_tracker:UserWarning"
+
+
 @contextlib.contextmanager
 def unwind_on_signals() -> Iterator[None]:
     """While the block runs, SIGINT and SIGTERM stop the worker processes and raise
     ``KeyboardInterrupt`` / :class:`Terminated` in the main thread (see :func:`_takes_over` for
     where); the previous handlers are restored afterwards."""
+    added = TRACKER_WARNING not in sys.warnoptions
+    if added:
+        sys.warnoptions.append(TRACKER_WARNING)
     previous = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
         handler = signal.getsignal(signum)
@@ -82,6 +92,8 @@ def unwind_on_signals() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        if added and TRACKER_WARNING in sys.warnoptions:
+            sys.warnoptions.remove(TRACKER_WARNING)
 
 
 #: Loggers that speak while papermill unwinds after Ctrl-C: nbclient (through papermill's logger) says
