@@ -224,11 +224,18 @@ from pathlib import Path
 from vldlib import book
 
 
+def busy(marker):
+    """A long run: says it started, then takes its time."""
+    Path(marker).touch()
+    time.sleep(600)
+
+
 def pool_pretrain(todo, results_dir):
     """The up-front training's shape: a spawned pool of 2 workers with more runs queued than workers."""
+    folder = Path(sys.argv[1]).parent
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(time.sleep, 600) for _ in range(4)]
-        while len(multiprocessing.active_children()) < 2:
+        futures = [pool.submit(busy, str(folder / f"busy-{i}")) for i in range(4)]
+        while len(list(folder.glob("busy-*"))) < 2:  # both workers started and training
             time.sleep(0.05)
         Path(sys.argv[1]).write_text(json.dumps([p.pid for p in multiprocessing.active_children()]))
         for future in futures:
@@ -260,6 +267,13 @@ def survivors(pids: list[int], timeout: float = 30.0) -> list[int]:
     return [p for p in pids if alive(p)]
 
 
+def kill_all(pids: list[int]) -> None:
+    """SIGKILL to those of ``pids`` (this test's workers) still alive."""
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_the_up_front_training_stops_its_workers_one_line(tmp_path, signum):
     """SIGTERM to the driver alone (``kill``, Slurm, ``timeout``) or Ctrl-C to its process group
@@ -284,21 +298,22 @@ def test_a_signal_during_the_up_front_training_stops_its_workers_one_line(tmp_pa
         else:
             os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the workers get it too
         try:
-            _, stderr = proc.communicate(timeout=60)
+            _, stderr = proc.communicate(timeout=60)  # EOF once the driver and every worker ended (they share stderr)
         except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGUSR1)
-            time.sleep(2)
-            proc.kill()
-            pytest.fail(f"the driver did not end within 60 s of the signal:\n{proc.communicate()[1][-6000:]}")
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGUSR1)  # where the driver hangs
+                time.sleep(2)
+                proc.kill()
+            kill_all(pids)
+            pytest.fail(f"the driver (exit {proc.wait()}) or its workers did not end within 60 s of the signal:\n"
+                        f"{proc.communicate(timeout=30)[1][-6000:]}")
         assert proc.returncode == (143 if signum == signal.SIGTERM else 130), stderr
         assert stderr.strip().splitlines() == [TERMINATED if signum == signal.SIGTERM else INTERRUPTED]
         assert survivors(pids) == []
     finally:
         if proc.poll() is None:
             proc.kill()
-        for pid in pids:  # what the old driver left behind
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        kill_all(pids)  # what the old driver left behind
 
 
 def test_quiet_after_interrupt_chains_to_the_drivers_sigterm_handler():
@@ -361,9 +376,7 @@ def test_sigterm_during_the_smoke_books_training_leaves_no_worker_and_resumes(tm
     finally:
         if proc.poll() is None:
             proc.kill()
-        for pid in workers:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        kill_all(workers)
     finished = {p: p.read_bytes() for p in results.glob("*/record.json")}
     assert 1 <= len(finished) < 5
     assert not (executed / "feature_errors.ipynb").exists()
