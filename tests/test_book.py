@@ -182,6 +182,237 @@ def test_book_notebooks_follow_the_conventions(name):
     assert all(b - a <= 1 for a, b in zip(levels, levels[1:])), f"heading levels jump: {levels}"
 
 
+# ----------------------------------------------------------------------------- fast: faults (issue 19)
+
+class _Execute:
+    """Stands in for ``book.execute_notebook`` (no kernel): writes an executed notebook and records
+    what ran; ``during`` is called while ``during_name`` executes (a run arriving then)."""
+
+    def __init__(self, during_name: str | None = None, during=None, fail: BaseException | None = None) -> None:
+        self.during_name, self.during, self.fail, self.executed = during_name, during, fail, []
+
+    def __call__(self, src, params, executed_dir, **kw):
+        self.executed.append(src.name)
+        if src.name == self.during_name:
+            if self.during is not None:
+                self.during()
+            if self.fail is not None:
+                raise self.fail
+        executed_dir.mkdir(parents=True, exist_ok=True)
+        (executed_dir / f"{src.name}.ipynb").write_text("{}")
+        return executed_dir / f"{src.name}.ipynb"
+
+
+def _record(results: Path, name: str) -> None:
+    """A finished run in the store (what another process's training leaves)."""
+    (results / name).mkdir(parents=True)
+    (results / name / "record.json").write_text("{}")
+
+
+def test_fingerprint_is_of_the_run_store_before_the_notebook_executed(tmp_path, monkeypatch, capsys):
+    """A run that arrives while a notebook executes (another process training) was not seen by it,
+    nor by the notebooks before it: the next build executes them again; a kept notebook is not
+    re-fingerprinted against runs that arrived after it was kept."""
+    folder = write_notebooks(tmp_path / "nbs")
+    executed, results = tmp_path / "executed", tmp_path / "results"
+    argv = ["--profile", "smoke", "--only", "feature_errors", "main_results", "--no-build",
+            "--notebooks-dir", str(folder), "--summary", str(folder / "summary.py"),
+            "--executed-dir", str(executed), "--results-dir", str(results)]
+
+    def build(fake: _Execute) -> list[str]:
+        monkeypatch.setattr(book, "execute_notebook", fake)
+        assert book.main(argv) == 0, capsys.readouterr().err
+        return fake.executed
+
+    # feature_errors executes before main_results (book order); a run lands while main_results runs
+    assert build(_Execute("main_results", lambda: _record(results, "r1"))) == ["feature_errors", "main_results"]
+    assert build(_Execute()) == ["feature_errors", "main_results"]  # neither saw r1
+    assert build(_Execute()) == []  # both saw the store as it is
+    # main_results' source changes, feature_errors is kept; main_results then trains a run itself
+    (folder / "main_results.py").write_text(percent("Main", body="print('changed')\n"))
+    assert build(_Execute("main_results", lambda: _record(results, "r2"))) == ["main_results"]
+    assert "feature_errors: unchanged since its last execution" in capsys.readouterr().out
+    assert build(_Execute()) == ["feature_errors", "main_results"]  # r2 is news to both
+    assert build(_Execute()) == []
+
+
+def test_a_notebook_kept_before_the_up_front_training_is_executed_when_it_added_runs(tmp_path, monkeypatch):
+    """The kept/execute decision is made again when a notebook's turn comes: runs trained up front
+    for another chapter (or by another process) since the build started execute it (the summary
+    reads every run)."""
+    folder = write_notebooks(tmp_path / "nbs")
+    executed, results = tmp_path / "executed", tmp_path / "results"
+    argv = ["--profile", "smoke", "--only", "main_results", "summary", "--no-build",
+            "--notebooks-dir", str(folder), "--summary", str(folder / "summary.py"),
+            "--executed-dir", str(executed), "--results-dir", str(results)]
+    monkeypatch.setattr(book, "execute_notebook", _Execute())
+    assert book.main(argv) == 0
+    monkeypatch.setattr(book, "pretrain", lambda todo, results_dir: _record(results, "new") or 1)
+    (folder / "main_results.py").write_text(percent("Main", body="print('changed')\n"))
+    fake = _Execute()
+    monkeypatch.setattr(book, "execute_notebook", fake)
+    assert book.main(argv) == 0
+    assert fake.executed == ["main_results", "summary"]
+
+
+@pytest.mark.parametrize("case", ["same", "build_in_executed", "executed_in_build_output",
+                                  "executed_in_notebooks", "executed_in_results", "build_in_results",
+                                  "results_in_executed"])
+def test_overlapping_folders_are_one_line_before_anything_runs(tmp_path, monkeypatch, capsys, case):
+    monkeypatch.setattr(book, "execute_notebook", _Execute())  # no kernels, no jupyter-book, should it go on
+    monkeypatch.setattr(book, "build_html", lambda *a, **k: 0)
+    nbs, res, ex, bd = tmp_path / "nbs", tmp_path / "res", tmp_path / "ex", tmp_path / "bd"
+    ex, bd, res = {
+        "same": (ex, ex, res), "build_in_executed": (ex, ex / "b", res),
+        "executed_in_build_output": (bd / "_build" / "e", bd, res), "executed_in_notebooks": (nbs / "e", bd, res),
+        "executed_in_results": (res / "e", bd, res), "build_in_results": (ex, res / "b", res),
+        "results_in_executed": (ex, bd, ex / "r"),
+    }[case]
+    write_notebooks(nbs)
+    code = book.main(["--profile", "smoke", "--notebooks-dir", str(nbs), "--summary", str(nbs / "summary.py"),
+                      "--executed-dir", str(ex), "--build-dir", str(bd), "--results-dir", str(res)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "overlap" in err[0] or "lies inside" in err[0], err
+    assert str(ex.resolve()) in err[0] or str(bd.resolve()) in err[0], err
+    assert "choose" in err[0] or "give them" in err[0], err
+    assert not ex.exists() and not (bd / "_build").exists() and not res.exists()
+
+
+def test_default_and_usual_folders_do_not_overlap():
+    root = book.ROOT
+    assert book.check_folders(root / "book" / "executed", root, root / "notebooks", root / "results") is None
+    assert book.check_folders(Path("/tmp/x/executed"), Path("/tmp/x/build"), root / "notebooks",
+                              Path("/tmp/x/results")) is None
+
+
+def _enospc(filename: str | None = None) -> OSError:
+    import errno
+
+    return OSError(errno.ENOSPC, "No space left on device", filename)
+
+
+def test_full_disk_while_papermill_writes_is_not_blamed_on_the_notebook(tmp_path, monkeypatch):
+    """papermill's first save of the executed notebook hits a full disk: an OSError naming the
+    executed notebook, no truncated ``.failed.ipynb`` or ``.running.ipynb`` left behind."""
+    import papermill.engines
+
+    def full(nb, path, **kw):
+        Path(path).write_text('{"cells": [')  # what a full disk leaves: a truncated notebook
+        raise _enospc()
+
+    monkeypatch.setattr(papermill.engines, "write_ipynb", full)
+    src = sources(tmp_path)[0]
+    executed = tmp_path / "executed"
+    with pytest.raises(OSError) as err:
+        book.execute_notebook(src, {"profile": "smoke", "results_dir": "results"}, executed)
+    assert not isinstance(err.value, book.NotebookFailed) and err.value.errno == 28
+    assert err.value.filename == str(executed / f"{src.name}.ipynb")
+    assert sorted(p.name for p in executed.iterdir()) == []
+
+
+def test_full_disk_in_a_cell_is_not_blamed_on_the_notebook(tmp_path, monkeypatch):
+    """A cell that fails writing its table for lack of space: the OSError (with the path), not a
+    failed notebook, and no partial notebook kept."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    def cell_fails(nb, path, **kw):
+        Path(path).write_text('{"cells": [')
+        raise PapermillExecutionError(3, 4, "df.to_csv(p)", "OSError",
+                                      "[Errno 28] No space left on device: '/data/t.csv'", [])
+
+    monkeypatch.setattr(papermill, "execute_notebook", cell_fails)
+    src = sources(tmp_path)[0]
+    executed = tmp_path / "executed"
+    with pytest.raises(OSError) as err:
+        book.execute_notebook(src, {"profile": "smoke", "results_dir": "results"}, executed)
+    assert err.value.errno == 28 and err.value.filename == "/data/t.csv"
+    assert list(executed.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["notebook", "table", "build"])
+def test_full_disk_is_one_line_naming_the_folder_free_space_and_fix(tmp_path, monkeypatch, capsys, where):
+    folder = write_notebooks(tmp_path / "nbs")
+    executed, build = tmp_path / "executed", tmp_path / "build"
+    argv = ["--profile", "smoke", "--only", "main_results", "--notebooks-dir", str(folder),
+            "--summary", str(folder / "summary.py"), "--executed-dir", str(executed),
+            "--results-dir", str(tmp_path / "results"), "--build-dir", str(build)]
+    if where == "notebook":  # writing the executed notebook (no file name: a write(2) failed)
+        monkeypatch.setattr(book, "execute_notebook", _Execute("main_results", fail=_enospc()))
+        argv.append("--no-build")
+    elif where == "table":  # moving the staged tables in place
+        monkeypatch.setattr(book, "execute_notebook", _Execute())
+        monkeypatch.setattr(book, "publish_downloads", lambda staged, target: (_ for _ in ()).throw(
+            _enospc(str(target / "t.csv"))))
+        argv.append("--no-build")
+    else:  # staging the book into the build folder
+        _executed_placeholders(executed)
+        argv = ["--no-execute", "--executed-dir", str(executed), "--build-dir", str(build)]
+        monkeypatch.setattr(book, "stage_book", lambda *a, **k: (_ for _ in ()).throw(_enospc()))
+    code = book.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    flag, path = ("--build-dir", build) if where == "build" else ("--executed-dir", executed)
+    assert f"no space left on the device of {flag} {path.resolve()}" in err[0], err
+    assert re.search(r"\(\d+(\.\d)? (B|KiB|MiB|GiB) free\)", err[0]), err
+    assert f"free space there or choose another {flag}" in err[0], err
+    assert "notebook" not in err[0].split(";")[0] or where != "notebook"
+    assert not list(executed.glob("*.failed.ipynb"))
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--timeout", "0"], "--timeout 0.0: expected a number of seconds > 0"),
+    (["--timeout", "nan"], "--timeout nan: expected a number of seconds > 0"),
+    (["--executed-dir", "RO/ex"], "--executed-dir RO/ex: expected a writable folder (RO is read-only)"),
+    (["--build-dir", "RO"], "--build-dir RO: expected a writable folder (RO is read-only)"),
+    (["--build-dir", "FILE"], "--build-dir FILE is a file, not a folder"),
+    (["--notebooks-dir", "FILE"], "notebook source(s) not found"),
+    (["--summary", "BINARY"], "cannot read notebook 'summary' (BINARY): UnicodeDecodeError"),
+])
+def test_driver_inputs_are_one_line_exit_2(tmp_path, monkeypatch, capsys, argv, says):
+    """Issue 19's audit of the driver's inputs: each bad one is a line naming it, exit 2, nothing written."""
+    import os
+
+    folder = write_notebooks(tmp_path / "nbs")
+    (tmp_path / "FILE").write_text("x")
+    (tmp_path / "binary.py").write_bytes(b"\xff\xfe# %%\n\x80\n")
+    (tmp_path / "RO").mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: Path(p) != tmp_path / "RO" and real(p, mode, **k))
+    monkeypatch.setattr(book, "execute_notebook", _Execute())  # no kernels, no jupyter-book, should it go on
+    monkeypatch.setattr(book, "build_html", lambda *a, **k: 0)
+    names = {"FILE": tmp_path / "FILE", "RO": tmp_path / "RO", "BINARY": tmp_path / "binary.py"}
+    given = [str(names[a.split("/")[0]] / "/".join(a.split("/")[1:])) if a.split("/")[0] in names else a for a in argv]
+    executed = tmp_path / "executed"
+    base = ["--profile", "smoke", "--notebooks-dir", str(folder), "--summary", str(folder / "summary.py"),
+            "--executed-dir", str(executed), "--results-dir", str(tmp_path / "results"),
+            "--build-dir", str(tmp_path / "build")]
+    code = book.main([*base, *given])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    for key, path in names.items():
+        says = says.replace(key, str(path))
+    assert says in err[0], err
+    assert not executed.exists() and not (tmp_path / "build" / "_build").exists()
+
+
+def test_usage_errors_are_one_line_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        book.main(["--timeout", "soon"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith("vldlib.book: error: argument --timeout: invalid float value: 'soon'")
+
+
+def test_unreadable_table_of_contents_is_a_book_error(tmp_path):
+    with pytest.raises(book.BookError, match=r"cannot read the book's table of contents .*_toc.yml: .*restore it"):
+        book.toc_notebooks(tmp_path)
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: [unclosed\n")
+    with pytest.raises(book.BookError, match=r"cannot read the book's table of contents"):
+        book.toc_notebooks(tmp_path)
+
+
 # ----------------------------------------------------------------------------- kernel: small notebooks
 
 def test_failing_notebook_stops_the_build_naming_it_and_the_cell(tmp_path, run_book):

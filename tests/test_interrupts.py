@@ -211,3 +211,179 @@ def test_quiet_after_interrupt_drops_only_what_is_logged_after_ctrl_c(caplog):
         "kept: no interrupt", "kept: after a quiet block", "kept: before the interrupt",
         "kept: after the quiet window"]
     assert signal.getsignal(signal.SIGINT) is handler_before
+
+
+# ---------------------------------------------------------------------- SIGTERM (issue 19)
+TERMINATED = "vldlib.book: terminated (SIGTERM); finished notebooks and runs are kept, run again to go on"
+INTERRUPTED = "vldlib.book: interrupted; finished notebooks and runs are kept, run again to go on"
+
+POOL_DRIVER = '''
+import faulthandler, json, multiprocessing, signal, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from vldlib import book
+
+
+def busy(marker):
+    """A long run: says it started, then takes its time."""
+    Path(marker).touch()
+    time.sleep(600)
+
+
+def pool_pretrain(todo, results_dir):
+    """The up-front training's shape: a spawned pool of 2 workers with more runs queued than workers."""
+    folder = Path(sys.argv[1]).parent
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(busy, str(folder / f"busy-{i}")) for i in range(4)]
+        while len(list(folder.glob("busy-*"))) < 2:  # both workers started and training
+            time.sleep(0.05)
+        Path(sys.argv[1]).write_text(json.dumps([p.pid for p in multiprocessing.active_children()]))
+        for future in futures:
+            future.result()
+    return 4
+
+
+if __name__ == "__main__":
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # where it hangs, should it
+    book.pretrain = pool_pretrain
+    sys.exit(book.main(sys.argv[2:]))
+'''
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
+def survivors(pids: list[int], timeout: float = 30.0) -> list[int]:
+    """The processes of ``pids`` still alive after waiting up to ``timeout`` s for them to end."""
+    t0 = time.monotonic()
+    while any(alive(p) for p in pids) and time.monotonic() - t0 < timeout:
+        time.sleep(0.1)
+    return [p for p in pids if alive(p)]
+
+
+def kill_all(pids: list[int]) -> None:
+    """SIGKILL to those of ``pids`` (this test's workers) still alive."""
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_the_up_front_training_stops_its_workers_one_line(tmp_path, signum):
+    """SIGTERM to the driver alone (``kill``, Slurm, ``timeout``) or Ctrl-C to its process group
+    during the up-front training: the pool's workers are stopped at once (before, SIGTERM left them
+    running as orphans, and after Ctrl-C the pool trained every queued run before the driver could
+    exit), one line, exit 143 / 130."""
+    nbs = write_book(tmp_path / "nbs", {})
+    script, pids_file = tmp_path / "driver.py", tmp_path / "pids.json"
+    script.write_text(POOL_DRIVER)
+    args = [str(pids_file), "--profile", "smoke", "--only", "main_results", "--no-build", "--notebooks-dir", str(nbs),
+            "--summary", str(nbs / "summary.py"), "--executed-dir", str(tmp_path / "ex"),
+            "--results-dir", str(tmp_path / "res")]
+    proc = subprocess.Popen([sys.executable, str(script), *args], cwd=REPO, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=_default_sigint)
+    pids: list[int] = []
+    try:
+        wait_for(lambda: pids_file.exists() and pids_file.read_text(), timeout=120)
+        pids = json.loads(pids_file.read_text())
+        assert len(pids) == 2 and all(alive(p) for p in pids)
+        if signum == signal.SIGTERM:
+            os.kill(proc.pid, signal.SIGTERM)  # the driver alone: its workers get nothing
+        else:
+            os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the workers get it too
+        try:
+            _, stderr = proc.communicate(timeout=60)  # EOF once the driver and every worker ended (they share stderr)
+        except subprocess.TimeoutExpired:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGUSR1)  # where the driver hangs
+                time.sleep(2)
+                proc.kill()
+            kill_all(pids)
+            pytest.fail(f"the driver (exit {proc.wait()}) or its workers did not end within 60 s of the signal:\n"
+                        f"{proc.communicate(timeout=30)[1][-6000:]}")
+        assert proc.returncode == (143 if signum == signal.SIGTERM else 130), stderr
+        assert stderr.strip().splitlines() == [TERMINATED if signum == signal.SIGTERM else INTERRUPTED]
+        assert survivors(pids) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        kill_all(pids)  # what the old driver left behind
+
+
+def test_quiet_after_interrupt_chains_to_the_drivers_sigterm_handler():
+    """While a notebook executes, the driver's SIGTERM handler stays in charge (workers stopped,
+    Terminated raised) and the quiet window starts too; both handlers are restored after."""
+    from vldlib.book_faults import Terminated, quiet_after_interrupt, unwind_on_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    with unwind_on_signals():
+        driver = signal.getsignal(signal.SIGTERM)
+        assert driver is not before
+        with pytest.raises(Terminated):
+            with quiet_after_interrupt(["vldtest.quiet.term"]) as interrupted:
+                assert signal.getsignal(signal.SIGTERM) is not driver
+                try:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(5)
+                finally:
+                    assert interrupted.is_set()
+        assert signal.getsignal(signal.SIGTERM) is driver
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:  # ended meanwhile
+        return ""
+
+
+@pytest.mark.slow
+def test_sigterm_during_the_smoke_books_training_leaves_no_worker_and_resumes(tmp_path):
+    """A real SIGTERM to a smoke-profile driver (the driver alone, as ``kill`` sends it) while its
+    two pool workers train a chapter's runs: exit 143, one line, no worker left; the next build
+    keeps the finished runs and resumes the interrupted ones from their checkpoints."""
+    executed, results = tmp_path / "executed", tmp_path / "results"
+    args = ["vldlib.book", "--profile", "smoke", "--only", "feature_errors", "-p", "epochs", "15", "--no-build",
+            "--executed-dir", str(executed), "--results-dir", str(results)]
+    log = tmp_path / "stderr.txt"  # a file, not a pipe: the progress bar would fill a pipe nobody reads yet
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
+                                stderr=err, text=True, start_new_session=True, preexec_fn=_default_sigint)
+    workers: list[int] = []
+    try:
+        def training() -> bool:
+            nonlocal workers
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+            pids = [int(p) for p in children.read_text().split()] if children.exists() else []
+            workers = [p for p in pids if "spawn_main" in _cmdline(p)]  # not the resource tracker
+            training_now = [c.parent for c in results.glob("*/checkpoint.pt") if not (c.parent / "record.json").exists()]
+            return len(workers) == 2 and any(results.glob("*/record.json")) and bool(training_now)
+
+        wait_for(training, timeout=600)
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=120)
+        stderr = log.read_text()
+        assert proc.returncode == 143, stderr[-3000:]
+        assert stderr.strip().splitlines()[-1] == TERMINATED and "Traceback" not in stderr
+        assert survivors(workers, timeout=60) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        kill_all(workers)
+    finished = {p: p.read_bytes() for p in results.glob("*/record.json")}
+    assert 1 <= len(finished) < 5
+    assert not (executed / "feature_errors.ipynb").exists()
+    again = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env(), capture_output=True, text=True,
+                           timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert {p: p.read_bytes() for p in finished} == finished  # kept, not trained again
+    records = [json.loads(p.read_text()) for p in results.glob("*/record.json")]
+    assert len(records) == 5 and (executed / "feature_errors.ipynb").is_file()
+    assert any(r["resumed_from"] is not None for r in records)  # an interrupted run went on from its checkpoint

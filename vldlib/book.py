@@ -7,9 +7,11 @@
    summary page ``book/summary.py``, is read with :func:`jupytext.read`, its ``parameters`` cell
    parsed (literal assignments only) and the requested parameters validated against it, **all
    before anything executes**.
-2. A notebook whose source, parameters, library sources (``vldlib/``) and run store are all as they were
-   when it was last executed (fingerprints in ``<executed>/.fingerprints.json``) is kept as it is
-   (``--rerun`` executes it anyway); every other one is executed by :func:`papermill.execute_notebook` (kernel ``python3``, cwd = the
+2. A notebook whose source, parameters, library sources (``vldlib/``) and run store (as it is when the
+   notebook's turn comes) are all as they were when it was last executed (fingerprints in
+   ``<executed>/.fingerprints.json``, each of the run store as it was *before* the notebook ran, so
+   that runs arriving meanwhile execute it again next time) is kept as it is (``--rerun`` executes
+   it anyway); every other one is executed by :func:`papermill.execute_notebook` (kernel ``python3``, cwd = the
    repository root) into ``book/executed/<name>.ipynb`` (written atomically); papermill's
    ``injected-parameters`` cell, the ``parameters`` cell and every other code cell are tagged
    ``hide-input``, so the HTML shows prose, tables and figures with the code folded behind a toggle.
@@ -30,7 +32,9 @@
 A failing notebook stops the build with a :class:`NotebookFailed` naming the notebook and the
 failing cell; the partly executed notebook is kept as ``book/executed/<name>.failed.ipynb``.
 Every other clear error (a run of the up-front training that failed, a config the library
-rejects, a folder that cannot be written) is one line on stderr and exit 2; Ctrl-C is 130.
+rejects, a folder that cannot be written or is full, folders that overlap) is one line on stderr
+and exit 2, checked before anything runs where it can be (:mod:`vldlib.book_faults`). Ctrl-C is
+130, SIGTERM 143: either stops the up-front training's workers at once and keeps what finished.
 Nothing in the library imports this module.
 """
 from __future__ import annotations
@@ -38,16 +42,15 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import errno
 import hashlib
 import io
 import json
-import logging
 import os
+import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +58,8 @@ from pathlib import Path
 from typing import Any
 
 from vldlib import build_info, findings
+from vldlib.book_faults import (INTERRUPTED_EXIT, TERMINATED_EXIT, Terminated, check_folders,
+                                 is_disk_full, quiet_after_interrupt, unwind_on_signals, write_failure)
 from vldlib.io import replace_file, try_read_json, write_json_atomic, write_text_atomic
 from vldlib.paths import default_cache_dir
 from vldlib.study import parameters
@@ -213,7 +218,11 @@ def notebook_sources(notebooks_dir: Path | None = None, summary: Path | None = N
                         "pass --notebooks-dir)")
     out = []
     for name, path in paths.items():
-        nb = jupytext.read(path)
+        try:
+            nb = jupytext.read(path)
+        except Exception as exc:  # noqa: BLE001 - unreadable, not UTF-8, not a notebook: jupytext's many errors
+            raise BookError(f"cannot read notebook {name!r} ({path}): {_one_line(f'{type(exc).__name__}: {exc}')}; "
+                            "restore it (it must be a jupytext percent-format .py file)") from None
         out.append(NotebookSource(name, path, read_parameters(nb, name)))
     return out
 
@@ -361,57 +370,6 @@ def _keep_failed(partial: Path, kept: Path) -> Path | None:
     return kept
 
 
-#: Loggers that speak while papermill unwinds after Ctrl-C: nbclient (through papermill's logger) says
-#: "Kernel died while waiting for execute reply" and asyncio prints the cell task's DeadKernelError
-#: ("Task exception was never retrieved") once the task is collected.
-_UNWIND_LOGGERS = ("papermill", "asyncio", "traitlets")
-
-
-@contextlib.contextmanager
-def quiet_after_interrupt(loggers: Sequence[str] = _UNWIND_LOGGERS, seconds: float = 60.0):
-    """Drop the log records of ``loggers`` for ``seconds`` from the moment Ctrl-C arrives (the driver
-    says it in one line; what the kernel shutdown logs on the way out, and the unretrieved task when
-    it is collected as the process ends, is noise). Before an interrupt nothing is dropped, so a
-    kernel that really dies is still reported, and after the window the loggers speak again (a
-    long-lived caller, e.g. a Jupyter session, keeps its logs). SIGINT is caught only where Python's
-    own handler is in place, in the main thread (an ignored SIGINT stays ignored, a caller's handler
-    is kept; then a KeyboardInterrupt seen here starts the window)."""
-    interrupted = threading.Event()
-    since: list[float] = []
-
-    def _mark() -> None:
-        if not interrupted.is_set():
-            since.append(time.monotonic())
-            interrupted.set()
-
-    class _AfterInterrupt(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            return not (interrupted.is_set() and time.monotonic() - since[0] < seconds)
-
-    def _on_sigint(signum, frame):  # as Python's default handler, but the window starts first
-        _mark()
-        raise KeyboardInterrupt
-
-    drop = _AfterInterrupt()
-    for name in loggers:
-        logging.getLogger(name).addFilter(drop)
-    previous = None
-    if (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler):  # not ignored, not a caller's
-        previous = signal.signal(signal.SIGINT, _on_sigint)
-    try:
-        yield interrupted
-    except KeyboardInterrupt:
-        _mark()
-        raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-        if not interrupted.is_set():  # after an interrupt the filter stays (inert after the window):
-            for name in loggers:      # the cell task is collected later
-                logging.getLogger(name).removeFilter(drop)
-
-
 def execute_notebook(src: NotebookSource, params: Mapping[str, Any], executed_dir: Path,
                      cwd: Path = ROOT, timeout: float | None = None, progress_bar: bool = False) -> Path:
     """Execute one notebook with papermill into ``executed_dir/<name>.ipynb`` (atomic); returns the path."""
@@ -436,7 +394,13 @@ def execute_notebook(src: NotebookSource, params: Mapping[str, Any], executed_di
     except KeyboardInterrupt:  # Ctrl-C: nothing partial stays; the last finished notebook is untouched
         tmp.unlink(missing_ok=True)
         raise
+    except OSError as exc:  # papermill could not write the notebook (a full disk): not the notebook's fault
+        tmp.unlink(missing_ok=True)  # a truncated notebook is not kept as if it were its output
+        raise OSError(exc.errno, exc.strerror or str(exc), exc.filename or str(target)) from exc
     except PapermillExecutionError as exc:
+        if exc.ename in ("OSError", "IOError") and is_disk_full(exc.evalue):  # a cell's write, not its code
+            tmp.unlink(missing_ok=True)
+            raise cell_disk_full(exc.evalue) from None
         kept = _keep_failed(tmp, executed_dir / f"{src.name}.failed.ipynb")
         index = next((i for i, cell in enumerate(nb.cells) if cell.source == exc.source), exc.cell_index)
         raise NotebookFailed(src.name, index, exc.source, f"{exc.ename}: {exc.evalue}", kept,
@@ -458,11 +422,23 @@ def execute_notebook(src: NotebookSource, params: Mapping[str, Any], executed_di
     return target
 
 
+def cell_disk_full(evalue: str) -> OSError:
+    """The ``OSError(ENOSPC)`` a cell's "No space left on device" error stands for, with the path
+    its message names (if any)."""
+    found = re.search(r"No space left on device: '([^']+)'", evalue)
+    return OSError(errno.ENOSPC, "No space left on device", found.group(1) if found else None)
+
+
 def toc_notebooks(root: Path = ROOT) -> list[str]:
     """The ``book/executed/<name>`` entries of ``_toc.yml`` (what the build needs executed)."""
     import yaml
 
-    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
+    path = root / "_toc.yml"
+    try:
+        toc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise BookError(f"cannot read the book's table of contents {path}: {_one_line(exc)}; restore it "
+                        "(git checkout _toc.yml)") from None
     found: list[str] = []
 
     def walk(node: Any) -> None:
@@ -643,19 +619,19 @@ def restore_downloads(folder: Path) -> list[str]:
     return restored
 
 
-def save_fingerprints(executed_dir: Path, known: Mapping[str, str],
-                      done: Sequence[tuple[NotebookSource, Mapping[str, Any]]], library: str,
-                      results_dir: str) -> dict[str, str]:
-    """Record (atomically) what each notebook of ``done`` was executed from, against the run store
-    as it is now; called after every notebook, so that an interrupt keeps the finished ones."""
-    store = store_digest(results_dir)
-    known = {**known, **{src.name: fingerprint(src, params, library, store) for src, params in done}}
+def save_fingerprint(executed_dir: Path, known: Mapping[str, str], src: NotebookSource,
+                     params: Mapping[str, Any], library: str, store: str) -> dict[str, str]:
+    """Record (atomically) what notebook ``src`` was just executed from: ``store`` is the run store's
+    digest taken *before* it executed (runs that arrived while it ran, from another process's
+    training or its own, may be missing from its pages: the next build executes it again).
+    Called after every notebook, so that an interrupt keeps the finished ones."""
+    known = {**known, src.name: fingerprint(src, params, library, store)}
     write_json_atomic(executed_dir / FINGERPRINTS, known)
     return known
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m vldlib.book",
+    p = _Parser(prog="python -m vldlib.book",
                                 description="Execute the study notebooks with papermill and build the Jupyter Book.")
     p.add_argument("--profile", default="offline", help="offline (default) | paper | smoke")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
@@ -717,6 +693,39 @@ def dataset_root_parameters(roots: Sequence[str], given: Sequence[Sequence[str]]
     return out + ([("dataset_roots", paths)] if len(paths) > 1 else [])
 
 
+def _results_path(results_dir: str) -> Path:
+    """The run store folder as the notebooks see it (relative to the repository root)."""
+    path = Path(results_dir)
+    return (path if path.is_absolute() else ROOT / path).resolve()
+
+
+def check_inputs(args: argparse.Namespace, executed_dir: Path, build_dir: Path) -> None:
+    """The checks of the folders and options that need no notebook, before anything runs
+    (:class:`BookError` naming the value and the fix)."""
+    if args.timeout is not None and not (args.timeout > 0 and args.timeout != float("inf")):
+        raise BookError(f"--timeout {args.timeout}: expected a number of seconds > 0 (leave it out for no limit)")
+    notebooks = Path(args.notebooks_dir) if args.notebooks_dir is not None else ROOT / "notebooks"
+    problem = check_folders(executed_dir, build_dir, notebooks, _results_path(args.results_dir))
+    if problem:
+        raise BookError(problem)
+    folders = [("--executed-dir", executed_dir)] + ([] if args.no_build else [("--build-dir", build_dir)])
+    for flag, folder in folders:
+        if folder.exists() and not folder.is_dir():
+            raise BookError(f"{flag} {folder} is a file, not a folder; choose another folder or remove it")
+        try:
+            parameters.check_value("results_dir", str(folder), base=ROOT)  # a writable folder, or creatable
+        except parameters.ParameterError as exc:
+            raise BookError(f"{flag} {folder}: expected {exc.expected}; choose a writable folder") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (``vldlib.book: error: ...``, exit 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"vldlib.book: error: {_one_line(message)} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.profile != "paper":
@@ -724,97 +733,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     default_executed = ROOT / "book" / "executed"
     executed_dir = (args.executed_dir or default_executed).resolve()
     build_dir = (args.build_dir or ROOT).resolve()
+    writing = ["--executed-dir", executed_dir]  # the folder this phase writes (blamed for a failed write)
     try:
-        plan_ = []
-        for flag, folder in (("--executed-dir", executed_dir), ("--build-dir", build_dir)):
-            if folder.exists() and not folder.is_dir():
-                raise BookError(f"{flag} {folder} is a file, not a folder; choose another folder or remove it")
-        if not args.no_execute:
-            sources = notebook_sources(args.notebooks_dir, args.summary, args.only)
-            extra = (executor_parameters(args.executor, args.ray_address)
-                     + dataset_root_parameters(args.dataset_root, args.parameter))
-            plan_ = plan(sources, args.profile, args.results_dir, [tuple(kv) for kv in args.parameter] + extra)
-        elif args.parameter or args.only:
-            raise BookError("--no-execute cannot take -p or --only (nothing is executed)")
-
-        t_all, started = time.perf_counter(), build_info.now()
-        times: list[tuple[str, float]] = []
-        downloads = executed_dir / EXTRA / DOWNLOADS
-        restore_downloads(downloads)  # tables of a chapter whose swap an interrupt stopped
-        os.environ["VLD_DOWNLOADS"] = str(downloads)  # the kernels inherit it: CSVs land in the HTML
-        os.environ.setdefault("VLD_PROGRESS", "terminal")  # run_grid's bar over runs: in this terminal
-        bar = sys.stderr.isatty()  # papermill's per-cell bar, only where someone watches a terminal
-        library = library_digest()
-        known = try_read_json(executed_dir / FINGERPRINTS) or {}
-        kept: list[str] = []
-        done: list[tuple[NotebookSource, Mapping[str, Any]]] = []
-        store_before, pretrain_s = store_digest(args.results_dir), None
-        todo = [(src, params) for src, params in plan_
-                if args.rerun or not unchanged(src, params, executed_dir, known, library, store_before)]
-        executing = {src.name for src, _ in todo}
-        if todo and not args.no_pretrain:
-            t0 = time.perf_counter()
-            if pretrain(todo, args.results_dir):
-                pretrain_s = time.perf_counter() - t0
-                write_json_atomic(executed_dir / PRETRAIN, {"seconds": round(pretrain_s, 1), "profile": args.profile,
-                                                            "finished": utc_stamp()})
-                print(f"trained the chapters' missing runs in {pretrain_s:.1f} s", flush=True)
-        for i, (src, params) in enumerate(plan_, 1):
-            shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
-            elapsed = time.perf_counter() - t_all
-            if src.name not in executing:
-                kept.append(src.name)
-                print(f"[{i}/{len(plan_)}] {src.name}: unchanged since its last execution (source, parameters, "
-                      f"library, run store), kept; --rerun executes it anyway", flush=True)
-                continue
-            print(f"[{i}/{len(plan_)}] {src.name}: executing ({shown}) [{elapsed:.0f} s elapsed]", flush=True)
-            t0 = time.perf_counter()
-            staged = executed_dir / STAGED_DOWNLOADS
-            shutil.rmtree(staged / src.name, ignore_errors=True)  # leftovers of an interrupted execution
-            os.environ["VLD_DOWNLOADS"] = str(staged)  # this notebook's tables: swapped in if it succeeds
-            try:
-                execute_notebook(src, params, executed_dir, timeout=args.timeout, progress_bar=bar)
-                publish_downloads(staged / src.name, downloads / src.name)
-            finally:
-                os.environ["VLD_DOWNLOADS"] = str(downloads)
-                shutil.rmtree(staged, ignore_errors=True)
-            seconds = time.perf_counter() - t0
-            times.append((src.name, seconds))
-            done.append((src, params))
-            known = save_fingerprints(executed_dir, known, done, library, args.results_dir)
-            print(f"[{i}/{len(plan_)}] {src.name}: done in {seconds:.1f} s", flush=True)
-        if plan_:
-            # fingerprints against the store as it is now: the runs any of these notebooks trained are in it
-            known = save_fingerprints(executed_dir, known, plan_, library, args.results_dir)
-            print(f"executed {len(times)} notebook(s), kept {len(kept)} unchanged, in "
-                  f"{time.perf_counter() - t_all:.1f} s -> {executed_dir}", flush=True)
-            print(times_table(([("(runs of all chapters)", pretrain_s)] if pretrain_s is not None else []) + times),
-                  flush=True)
-        if args.no_build:
-            return 0
-        needed = [n for n in toc_notebooks() if not (executed_dir / f"{n}.ipynb").is_file()]
-        if needed:
-            raise BookError(f"cannot build: not executed yet: {', '.join(needed)} (in {executed_dir}); run "
-                            "`python -m vldlib.book` without --only / --no-execute first")
-        page = write_build_page(executed_dir, args.results_dir, [n for n, _ in times],
-                                args.profile if plan_ else None, started if plan_ else None)
-        downloads.mkdir(parents=True, exist_ok=True)  # html_extra_path must exist
-        front = findings.write(executed_dir, toc_notebooks(), downloads)
-        print(f"wrote {page} and {front}", flush=True)
-        in_place = executed_dir == default_executed.resolve()
-        book_root = ROOT if in_place else stage_book(executed_dir, build_dir / "_build" / "_source")
-        t0 = time.perf_counter()
-        print(f"building the book: jupyter-book build {book_root} -W --keep-going", flush=True)
-        code = build_html(book_root, build_dir, quiet=not args.verbose)
-        html = build_dir / "_build" / "html" / "index.html"
-        if code != 0:
-            print(f"jupyter-book build failed (exit {code}) after {time.perf_counter() - t0:.1f} s; see the "
-                  "warnings above", file=sys.stderr)
-            return code
-        print(f"built the book in {time.perf_counter() - t0:.1f} s: {html}", flush=True)
-        if plan_:
-            print(f"total: {time.perf_counter() - t_all:.1f} s", flush=True)
-        return 0
+        with unwind_on_signals():  # SIGTERM (and Ctrl-C) stop the workers and unwind as Ctrl-C does
+            return _run(args, executed_dir, build_dir, default_executed, writing)
     except BookError as exc:
         print(f"vldlib.book: error: {exc}", file=sys.stderr)
         return 2
@@ -828,17 +750,144 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vldlib.book: error: {_one_line(str(exc))}; fix the setting (-p, --profile) and run again",
               file=sys.stderr)
         return 2
-    except OSError as exc:  # a folder that cannot be written, a file where a folder should be, ...
-        what = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else _one_line(str(exc))
-        if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
-            what = f"{exc.filename}: a file is where a folder should be (on its path)"
-        print(f"vldlib.book: error: {what}; choose writable --executed-dir / --results-dir / --build-dir "
-              "folders", file=sys.stderr)
+    except ImportError as exc:  # an optional dependency (e.g. Ray for --executor ray)
+        print(f"vldlib.book: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a write that failed (a full disk), a file where a folder should be, ...
+        print(f"vldlib.book: error: {_one_line(_write_error(exc, writing, executed_dir, build_dir, args))}",
+              file=sys.stderr)
+        return 2
+    except Terminated:
+        print("vldlib.book: terminated (SIGTERM); finished notebooks and runs are kept, run again to go on",
+              file=sys.stderr, flush=True)
+        return TERMINATED_EXIT
     except KeyboardInterrupt:
         print("vldlib.book: interrupted; finished notebooks and runs are kept, run again to go on",
               file=sys.stderr, flush=True)
-        return 130
+        return INTERRUPTED_EXIT
+
+
+def _write_error(exc: OSError, writing: Sequence[Any], executed_dir: Path, build_dir: Path,
+                 args: argparse.Namespace) -> str:
+    """The one line for an ``OSError`` of the driver: the folder it wrote into (by the file it
+    names, else the phase's) with its free space on a full disk."""
+    if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
+        return (f"{exc.filename}: a file is where a folder should be (on its path); choose writable "
+                "--executed-dir / --results-dir / --build-dir folders")
+    flag, folder = writing
+    if exc.filename:
+        path = Path(str(exc.filename)).resolve()
+        for other_flag, other in (("--results-dir", _results_path(args.results_dir)), ("--build-dir", build_dir),
+                                  ("--executed-dir", executed_dir)):
+            if path == other or other in path.parents:
+                flag, folder = other_flag, other
+                break
+    return write_failure(exc, Path(folder), str(flag))
+
+
+def _run(args: argparse.Namespace, executed_dir: Path, build_dir: Path, default_executed: Path,
+         writing: list[Any]) -> int:
+    """:func:`main` after parsing: check, execute, build; errors are raised for main to report."""
+    plan_ = []
+    check_inputs(args, executed_dir, build_dir)
+    if not args.no_execute:
+        sources = notebook_sources(args.notebooks_dir, args.summary, args.only)
+        extra = (executor_parameters(args.executor, args.ray_address)
+                 + dataset_root_parameters(args.dataset_root, args.parameter))
+        plan_ = plan(sources, args.profile, args.results_dir, [tuple(kv) for kv in args.parameter] + extra)
+    elif args.parameter or args.only:
+        raise BookError("--no-execute cannot take -p or --only (nothing is executed)")
+    toc = toc_notebooks() if not args.no_build else []  # read before anything runs: a broken one stops here
+
+    t_all, started = time.perf_counter(), build_info.now()
+    times, pretrain_s = execute_all(plan_, args, executed_dir)
+    if plan_:
+        print(f"executed {len(times)} notebook(s), kept {len(plan_) - len(times)} unchanged, in "
+              f"{time.perf_counter() - t_all:.1f} s -> {executed_dir}", flush=True)
+        print(times_table(([("(runs of all chapters)", pretrain_s)] if pretrain_s is not None else []) + times),
+              flush=True)
+    if args.no_build:
+        return 0
+    needed = [n for n in toc if not (executed_dir / f"{n}.ipynb").is_file()]
+    if needed:
+        raise BookError(f"cannot build: not executed yet: {', '.join(needed)} (in {executed_dir}); run "
+                        "`python -m vldlib.book` without --only / --no-execute first")
+    downloads = executed_dir / EXTRA / DOWNLOADS
+    page = write_build_page(executed_dir, args.results_dir, [n for n, _ in times],
+                            args.profile if plan_ else None, started if plan_ else None)
+    downloads.mkdir(parents=True, exist_ok=True)  # html_extra_path must exist
+    front = findings.write(executed_dir, toc, downloads)
+    print(f"wrote {page} and {front}", flush=True)
+    writing[:] = ["--build-dir", build_dir]
+    in_place = executed_dir == default_executed.resolve()
+    book_root = ROOT if in_place else stage_book(executed_dir, build_dir / "_build" / "_source")
+    t0 = time.perf_counter()
+    print(f"building the book: jupyter-book build {book_root} -W --keep-going", flush=True)
+    code = build_html(book_root, build_dir, quiet=not args.verbose)
+    html = build_dir / "_build" / "html" / "index.html"
+    if code != 0:
+        print(f"jupyter-book build failed (exit {code}) after {time.perf_counter() - t0:.1f} s; see the "
+              "warnings above", file=sys.stderr)
+        return code
+    print(f"built the book in {time.perf_counter() - t0:.1f} s: {html}", flush=True)
+    if plan_:
+        print(f"total: {time.perf_counter() - t_all:.1f} s", flush=True)
+    return 0
+
+
+def execute_all(plan_: Sequence[tuple[NotebookSource, Mapping[str, Any]]], args: argparse.Namespace,
+                executed_dir: Path) -> tuple[list[tuple[str, float]], float | None]:
+    """Train the missing runs up front, then execute every notebook of ``plan_`` whose inputs
+    changed (in order); returns the chapter times and the up-front training's seconds.
+
+    A notebook is kept when its source, parameters, the library and the run store *as it is when
+    its turn comes* are those it was last executed from; its fingerprint is taken before it
+    executes, so runs that arrive while it runs (another process's training) execute it again
+    next time, and a kept notebook is never re-fingerprinted against runs it did not see."""
+    t_all = time.perf_counter()
+    times: list[tuple[str, float]] = []
+    downloads = executed_dir / EXTRA / DOWNLOADS
+    restore_downloads(downloads)  # tables of a chapter whose swap an interrupt stopped
+    os.environ["VLD_DOWNLOADS"] = str(downloads)  # the kernels inherit it: CSVs land in the HTML
+    os.environ.setdefault("VLD_PROGRESS", "terminal")  # run_grid's bar over runs: in this terminal
+    bar = sys.stderr.isatty()  # papermill's per-cell bar, only where someone watches a terminal
+    library = library_digest()
+    known = try_read_json(executed_dir / FINGERPRINTS) or {}
+    store_before, pretrain_s = store_digest(args.results_dir), None
+    todo = [(src, params) for src, params in plan_
+            if args.rerun or not unchanged(src, params, executed_dir, known, library, store_before)]
+    executing = {src.name for src, _ in todo}
+    if todo and not args.no_pretrain:
+        t0 = time.perf_counter()
+        if pretrain(todo, args.results_dir):
+            pretrain_s = time.perf_counter() - t0
+            write_json_atomic(executed_dir / PRETRAIN, {"seconds": round(pretrain_s, 1), "profile": args.profile,
+                                                        "finished": utc_stamp()})
+            print(f"trained the chapters' missing runs in {pretrain_s:.1f} s", flush=True)
+    for i, (src, params) in enumerate(plan_, 1):
+        shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        elapsed = time.perf_counter() - t_all
+        store = store_digest(args.results_dir)  # the run store this notebook sees
+        if src.name not in executing and unchanged(src, params, executed_dir, known, library, store):
+            print(f"[{i}/{len(plan_)}] {src.name}: unchanged since its last execution (source, parameters, "
+                  f"library, run store), kept; --rerun executes it anyway", flush=True)
+            continue
+        print(f"[{i}/{len(plan_)}] {src.name}: executing ({shown}) [{elapsed:.0f} s elapsed]", flush=True)
+        t0 = time.perf_counter()
+        staged = executed_dir / STAGED_DOWNLOADS
+        shutil.rmtree(staged / src.name, ignore_errors=True)  # leftovers of an interrupted execution
+        os.environ["VLD_DOWNLOADS"] = str(staged)  # this notebook's tables: swapped in if it succeeds
+        try:
+            execute_notebook(src, params, executed_dir, timeout=args.timeout, progress_bar=bar)
+            publish_downloads(staged / src.name, downloads / src.name)
+        finally:
+            os.environ["VLD_DOWNLOADS"] = str(downloads)
+            shutil.rmtree(staged, ignore_errors=True)
+        seconds = time.perf_counter() - t0
+        times.append((src.name, seconds))
+        known = save_fingerprint(executed_dir, known, src, params, library, store)
+        print(f"[{i}/{len(plan_)}] {src.name}: done in {seconds:.1f} s", flush=True)
+    return times, pretrain_s
 
 
 if __name__ == "__main__":
