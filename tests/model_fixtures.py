@@ -66,3 +66,14 @@ def make_tiny_openclip_checkpoint(path: str | os.PathLike, seed: int = 0) -> Pat
     config_text = json.dumps(TINY_OPENCLIP_CONFIG, indent=2, sort_keys=True)
     _atomic_write(Path(tiny_openclip_model(path)), lambda tmp: Path(tmp).write_text(config_text, "utf-8"))
     return path
+
+
+def tiny_official_world(base: Path, per_class: int = 8) -> dict:
+    """A tiny official-format dataset (3 seen + 3 unseen classes of 32 px images) and a random
+    tiny OpenCLIP checkpoint under ``base``: ``{"root", "ckpt", "cache", "base"}``."""
+    from data_fixtures import write_tiny_official_root
+
+    root = write_tiny_official_root(base / "data", n_seen=3, n_unseen=3, per_class=per_class, size=32)
+    ckpt = make_tiny_openclip_checkpoint(base / "tiny_clip.pt")
+    return {"root": root, "ckpt": ckpt, "cache": base / "cache", "base": base}
+

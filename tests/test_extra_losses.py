@@ -14,8 +14,7 @@ from vldlib.train import train
 from vldlib.train.config import TrainConfig, config_hash
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data_fixtures import write_tiny_official_root  # noqa: E402
-from model_fixtures import make_tiny_openclip_checkpoint, tiny_openclip_model  # noqa: E402
+from model_fixtures import tiny_official_world, tiny_openclip_model  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -28,10 +27,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict:
-    base = tmp_path_factory.mktemp("extra")
-    root = write_tiny_official_root(base / "data", n_seen=3, n_unseen=3, per_class=8, size=32)
-    ckpt = make_tiny_openclip_checkpoint(base / "tiny_clip.pt")
-    return {"root": root, "ckpt": ckpt, "cache": base / "cache", "base": base}
+    return tiny_official_world(tmp_path_factory.mktemp("extra"), per_class=8)
 
 
 def tiny(world: dict, **overrides) -> dict:

@@ -27,8 +27,7 @@ from vldlib.train.profiles import profile_config
 from vldlib.train.reporting import METRICS_FILE, check_report_to
 
 sys.path.insert(0, str(Path(__file__).parent))
-from data_fixtures import write_tiny_official_root  # noqa: E402
-from model_fixtures import make_tiny_openclip_checkpoint, tiny_openclip_model  # noqa: E402
+from model_fixtures import tiny_official_world, tiny_openclip_model  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -42,10 +41,7 @@ def plain_progress(monkeypatch):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict:
-    base = tmp_path_factory.mktemp("progress")
-    root = write_tiny_official_root(base / "data", n_seen=3, n_unseen=3, per_class=10, size=32)
-    ckpt = make_tiny_openclip_checkpoint(base / "tiny_clip.pt")
-    return {"root": root, "ckpt": ckpt, "base": base}
+    return tiny_official_world(tmp_path_factory.mktemp("progress"), per_class=10)
 
 
 def teacher_options(world: dict) -> dict:

@@ -21,8 +21,7 @@ from vldlib.train import Interrupted, TrainConfig, train
 from vldlib.train.config import record_hash
 
 sys.path.insert(0, str(Path(__file__).parent))
-from data_fixtures import write_tiny_official_root  # noqa: E402
-from model_fixtures import make_tiny_openclip_checkpoint, tiny_openclip_model  # noqa: E402
+from model_fixtures import tiny_official_world, tiny_openclip_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PER_CLASS = 10  # seen classes: 7 X_train + 3 X_id each; unseen: 10 X_ood each
@@ -39,10 +38,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict:
-    base = tmp_path_factory.mktemp("train")
-    root = write_tiny_official_root(base / "data", n_seen=3, n_unseen=3, per_class=PER_CLASS, size=32)
-    ckpt = make_tiny_openclip_checkpoint(base / "tiny_clip.pt")
-    return {"root": root, "ckpt": ckpt, "cache": base / "cache", "base": base}
+    return tiny_official_world(tmp_path_factory.mktemp("train"), per_class=PER_CLASS)
 
 
 def tiny_config(world: dict, **overrides) -> dict:
