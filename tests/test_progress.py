@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -152,7 +153,7 @@ def test_image_store_that_does_not_fit_is_said_once_with_sizes(world, tmp_path, 
     monkeypatch.setattr(imagestore, "free_bytes", lambda _: 1000)
     import vldlib.train.loop as loop
     monkeypatch.setattr(loop, "free_bytes", lambda _: 1000)
-    monkeypatch.setattr(imagestore.shutil, "disk_usage", lambda _: type("U", (), {"free": 1000})())
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: type("U", (), {"free": 1000})())
     with pytest.warns(RuntimeWarning) as caught:
         images = images_of_splits(ds.splits, 0, torch.device("cpu"), tmp_path)
     msgs = [str(w.message) for w in caught if "image store" in str(w.message)]

@@ -59,7 +59,8 @@ from typing import Any
 
 from vldlib import build_info, findings
 from vldlib.book_faults import (INTERRUPTED_EXIT, TERMINATED_EXIT, Terminated, check_folders,
-                                 is_disk_full, quiet_after_interrupt, unwind_on_signals, write_failure)
+                                 quiet_after_interrupt, unwind_on_signals, write_failure)
+from vldlib.diskspace import is_disk_full
 from vldlib.io import replace_file, try_read_json, write_json_atomic, write_text_atomic
 from vldlib.paths import default_cache_dir
 from vldlib.study import parameters

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import multiprocessing
 import shutil
@@ -24,13 +23,13 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from vldlib.diskspace import free_bytes, human_bytes, is_disk_full
+
 #: Exit codes of an interrupted build: Ctrl-C (SIGINT) and SIGTERM, as a shell reports them.
 INTERRUPTED_EXIT = 130
 TERMINATED_EXIT = 143
 #: Seconds the workers get to exit after SIGTERM before they are killed.
 WORKER_STOP_S = 10.0
-#: errno values of a full disk (no space, quota exceeded).
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class Terminated(KeyboardInterrupt):
@@ -185,25 +184,10 @@ def check_folders(executed: Path, build: Path, notebooks: Path, results: Path) -
     return None
 
 
-def _existing(path: Path) -> Path:
-    """``path`` or its nearest existing ancestor (where a free-space query can be made)."""
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            return candidate
-    return path
-
-
 def free_space(path: Path) -> str:
     """The free space on the filesystem of ``path`` (e.g. ``"12.0 MiB free"``), or "unknown free space"."""
-    try:
-        free = shutil.disk_usage(_existing(path)).free
-    except OSError:
-        return "unknown free space"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if free < 1024 or unit == "GiB":
-            return f"{free:.1f} {unit} free" if unit != "B" else f"{free} B free"
-        free /= 1024
-    return f"{free:.1f} GiB free"
+    free = free_bytes(path)
+    return "unknown free space" if free is None else f"{human_bytes(free)} free"
 
 
 def _first_error(exc: OSError) -> tuple[OSError | None, str | None]:
@@ -213,13 +197,6 @@ def _first_error(exc: OSError) -> tuple[OSError | None, str | None]:
         src, dst, why = exc.args[0][0]
         return None, f"{dst}: {why}"
     return exc, exc.filename
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` is (or names) a full disk or an exceeded quota."""
-    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-        return True
-    return "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc)
 
 
 def write_failure(exc: OSError, folder: Path, flag: str) -> str:

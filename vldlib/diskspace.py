@@ -32,8 +32,11 @@ class DiskFullError(OSError):
         return self.message
 
 
-def is_disk_full(err: BaseException) -> bool:
-    """Whether ``err`` (or an error in its cause/context chain) says the disk or quota is full."""
+def is_disk_full(err: BaseException | str) -> bool:
+    """Whether ``err`` (or an error in its cause/context chain) says the disk or quota is full;
+    ``err`` may also be an error's text (a notebook cell's ``evalue``)."""
+    if isinstance(err, str):
+        return any(text in err.lower() for text in _FULL_TEXTS)
     seen: set[int] = set()
     cur: BaseException | None = err
     while cur is not None and id(cur) not in seen:

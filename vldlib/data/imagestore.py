@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import warnings
 from pathlib import Path
 from typing import IO, Sequence
@@ -28,7 +27,7 @@ from typing import IO, Sequence
 import numpy as np
 import torch
 
-from vldlib.diskspace import disk_full, is_disk_full
+from vldlib.diskspace import disk_full, free_bytes, is_disk_full
 from vldlib.io import atomic_write, try_read_json, write_json_atomic
 from vldlib.progress import Progress
 
@@ -63,21 +62,14 @@ def store_nbytes(split: ImageSplit) -> int:
 HEADROOM = 2.0
 
 
-def free_bytes(cache_dir: str | os.PathLike) -> int:
-    """Free bytes on the disk of ``cache_dir`` (its nearest existing parent)."""
-    probe = Path(cache_dir)
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return shutil.disk_usage(probe).free
-
-
 def fits_on_disk(split: ImageSplit, cache_dir: str | os.PathLike, headroom: float = HEADROOM) -> bool:
     """Whether the split's store exists already or ``headroom`` times its size is free on the
     disk of ``cache_dir``."""
     folder = Path(cache_dir) / "images"
     if (folder / f"{store_key(split)}.u8").exists():
         return True
-    return free_bytes(cache_dir) > headroom * store_nbytes(split)
+    free = free_bytes(cache_dir)  # None (unknown): build it; a full disk then is one line
+    return free is None or free > headroom * store_nbytes(split)
 
 
 def to_unit_float(x: torch.Tensor) -> torch.Tensor:
