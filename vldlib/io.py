@@ -35,7 +35,7 @@ __all__ = ["atomic_write", "write_bytes_atomic", "write_text_atomic", "write_jso
            "save_torch_atomic", "read_json", "try_read_json", "finite_json", "canonical_json",
            "replace_file", "sha256_file", "save_torch_checked", "load_torch_checked", "SHA256_SUFFIX",
            "write_bytes_checked", "read_bytes_checked", "write_json_checked", "json_text", "temp_path",
-           "temp_target", "TEMP_FILE", "append_json_line"]
+           "temp_target", "TEMP_FILE", "append_json_line", "json_sha256"]
 
 #: The sidecar of a file written by :func:`write_bytes_checked`: ``<name>.sha256``.
 SHA256_SUFFIX = ".sha256"
@@ -142,6 +142,11 @@ def finite_json(obj: Any) -> Any:
 def canonical_json(obj: Any) -> str:
     """Canonical JSON: sorted keys, no whitespace, ASCII only, NaN rejected."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def json_sha256(obj: Any) -> str:
+    """``sha256(canonical_json(obj))`` in hex: the content digest of a JSON-able value."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
 
 
 def json_text(obj: Any, *, indent: int = 1, ensure_ascii: bool = True) -> str:

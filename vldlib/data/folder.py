@@ -21,12 +21,11 @@ the dataset's own descriptions (``TrainConfig.descriptions="official"``).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter
 from pathlib import Path
 
-from vldlib.io import canonical_json, read_json
+from vldlib.io import json_sha256, read_json
 
 from .official import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD
 from .protocol import seeded_dataset
@@ -100,8 +99,7 @@ def folder_identity(root: str | Path) -> str:
     root = Path(root).expanduser().resolve()
     folders, names, files = read_folder_classes(root)
     sizes = {f"{f}/{n}": (root / f / n).stat().st_size for f in folders for n in files[f]}
-    blob = canonical_json({"classes": [[f, n] for f, n in zip(folders, names)], "images": sizes})
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return json_sha256({"classes": [[f, n] for f, n in zip(folders, names)], "images": sizes})
 
 
 def _check_images(paths: list[Path]) -> None:

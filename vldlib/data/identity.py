@@ -31,7 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-from vldlib.io import canonical_json, try_read_json, write_json_atomic
+from vldlib.io import json_sha256, try_read_json, write_json_atomic
 from vldlib.paths import default_cache_dir
 
 from .fashion_mnist import FILES, _idx_path, find_fashion_mnist
@@ -87,7 +87,7 @@ def _read_sha256(path: str) -> str:
 
 
 def _digest(obj: Any) -> str:
-    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
+    return json_sha256(obj)
 
 
 def fashion_mnist_identity(folder: str | os.PathLike) -> str:

@@ -20,14 +20,13 @@ caption file's content digest (part of a run's identity, :mod:`vldlib.train.inpu
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from vldlib.io import canonical_json
+from vldlib.io import json_sha256
 
 __all__ = ["CAPTION_SOURCES", "CAPTION_FILE", "CAPTION_FORMAT", "PROXY_CAPTION_TOP", "proxy_caption",
            "read_caption_file", "read_caption_cache", "captions_for", "caption_digest"]
@@ -110,4 +109,4 @@ def caption_digest(path: str | os.PathLike) -> str:
 
 @lru_cache(maxsize=8)
 def _caption_digest(path: str, size: int, mtime_ns: int) -> str:
-    return hashlib.sha256(canonical_json(read_caption_file(path)).encode()).hexdigest()
+    return json_sha256(read_caption_file(path))

@@ -19,7 +19,6 @@ extensions offered here for study; they are not the released method.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from importlib import resources
@@ -28,7 +27,7 @@ from typing import Any, Mapping
 
 from vldlib.data.fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
 from vldlib.data.official import read_chatgpt, read_label2text, unique_names
-from vldlib.io import canonical_json
+from vldlib.io import json_sha256
 from vldlib.text.cache import (DescriptionCache, cache_path, descriptions_dir, parse_cache,
                                read_cache, resolve_prompt, slug)
 from vldlib.text.classifier import TEXT_MODES, class_text_features, class_texts, descriptor_scores
@@ -184,4 +183,4 @@ def description_digest(descriptions: Mapping[str, Any]) -> str:
     """The sha256 of a description set's content (canonical JSON of ``{class: [sentence, ...]}``;
     neither the file's format, provenance nor key order counts)."""
     content = {str(k): [str(s) for s in v] for k, v in descriptions.items()}
-    return hashlib.sha256(canonical_json(content).encode()).hexdigest()
+    return json_sha256(content)

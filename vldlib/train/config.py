@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -24,7 +23,7 @@ from typing import Any, Mapping
 
 from vldlib.core.losses import IM_CST_MODES, LOSS_NAMES, PAPER_LOSS_NAMES
 from vldlib.data import DATASETS, ROOTED_DATASETS, images_per_class
-from vldlib.io import canonical_json
+from vldlib.io import canonical_json, json_sha256
 from vldlib.models.prompts import prompt_learning_options
 from vldlib.models.students import STUDENTS as _STUDENT_REGISTRY
 from vldlib.models.teachers import TEACHERS as _TEACHER_REGISTRY
@@ -410,7 +409,7 @@ def record_hash(record: Mapping[str, Any]) -> str:
 
 
 def _digest(identity: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:HASH_LEN]
+    return json_sha256(identity)[:HASH_LEN]
 
 
 # ---------------------------------------------------------------------- resolution of "auto"
