@@ -24,9 +24,10 @@ from torch import nn
 from vldlib.core.losses import combined_loss
 from vldlib.core.metrics import per_class_accuracy, zero_shot_predict
 from vldlib.data import FileImageSplit, TensorImageSplit
-from vldlib.data.imagestore import (HEADROOM, ImageStore, build_image_store, fits_on_disk, free_bytes,
-                                    store_nbytes, to_unit_float)
+from vldlib.data.imagestore import (HEADROOM, ImageStore, build_image_store, fits_on_disk, store_nbytes,
+                                    to_unit_float)
 from vldlib.device import autocast
+from vldlib.diskspace import free_bytes, human_bytes
 from vldlib.progress import Progress
 from vldlib.train.distributed import shard
 
@@ -139,20 +140,16 @@ def images_of_splits(splits: Mapping[str, Any], num_workers: int, device: torch.
     short = [n for n, s in splits.items() if cache_dir is not None and isinstance(s, FileImageSplit)
              and not fits_on_disk(s, cache_dir)]
     if short:
-        need = sum(store_nbytes(splits[n]) for n in short)
-        warnings.warn(f"image store: the decoded images of {', '.join(short)} need {_gb(need)} "
-                      f"({HEADROOM:g}x kept free: {_gb(HEADROOM * need)}) on the disk of {cache_dir}, which has "
-                      f"{_gb(free_bytes(cache_dir))} free; these splits are decoded from their JPEG files every "
+        need, free = sum(store_nbytes(splits[n]) for n in short), free_bytes(cache_dir)
+        warnings.warn(f"image store: the decoded images of {', '.join(short)} need {human_bytes(need)} "
+                      f"({HEADROOM:g}x kept free: {human_bytes(HEADROOM * need)}) on the disk of {cache_dir}, "
+                      f"which has {'unknown space' if free is None else human_bytes(free)} free; these splits are decoded from their JPEG files every "
                       "epoch instead (slower); free space there or set cache_dir ($VLD_CACHE) to a larger disk",
                       RuntimeWarning, stacklevel=2)
     return {n: Images.of_split(s, num_workers, device, None if cache_dir is None else str(cache_dir),
                                progress=progress,
                                store=cache_dir is not None and isinstance(s, FileImageSplit) and n not in short)
             for n, s in splits.items()}
-
-
-def _gb(nbytes: float) -> str:
-    return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.1f} MB"
 
 
 def train_index_batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
