@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vldlib.io import write_text_atomic
+from vldlib.models.specs import teacher_spec
 from vldlib.study.chapters import CHAPTERS, DATASETS_GLUE, PAPER_RESULTS, Claim, chapter, glue_key
 from vldlib.train.profiles import PROFILES
 
@@ -55,7 +56,7 @@ def world_sentence(profile: str | None) -> str:
         return ("The chapters were executed under different or unknown profiles; see each chapter's "
                 "parameters.")
     cfg = PROFILES[profile]
-    if cfg["teacher"] == "conse":
+    if teacher_spec(cfg["teacher"]).proxy:
         return (f"Under the **{profile}** profile every number comes from {cfg['dataset']} (five seen and five "
                 f"unseen classes, {cfg['dataset_options'].get('crop_size', '?')} px), a ConSE *proxy* teacher "
                 f"(EfficientNet-{cfg['teacher_options'].get('backbone', '?').capitalize()} + MiniLM, not CLIP) and a "

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from vldlib.data.fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
+from vldlib.data.specs import DATASET_SPECS
 from vldlib.text.cache import CacheBusy, cache_path
 from vldlib.text.descriptions import official_class_names
 from vldlib.text.llm import LLMResponseError, generate_descriptions
@@ -25,8 +25,9 @@ def _class_names(dataset: str, classes_from: str | None, classes: str | None) ->
         return dataset, names
     if classes_from:
         return dataset, official_class_names(classes_from)
-    if dataset == "fashion-mnist":
-        return dataset, list(FASHION_MNIST_CLASSES)
+    spec = DATASET_SPECS.get(dataset)
+    if spec is not None and spec.builtin_classes:
+        return dataset, list(spec.builtin_classes)
     if Path(dataset, "label2text.txt").is_file():
         return Path(dataset).resolve().name, official_class_names(dataset)
     raise ValueError(

@@ -11,7 +11,6 @@ This package knows nothing of teachers, training, runs or the book.
 """
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,18 @@ from .fashion_mnist import class_split, distinct_split_seeds, find_fashion_mnist
 from .folder import load_folder, read_folder_classes
 from .official import (OfficialSplits, load_official, read_chatgpt, read_descriptions,
                        read_label2text, read_official_splits, resolve_images)
+from .specs import DATASET_SPECS, DEFAULT_DATASET, DatasetSpec, dataset_spec, register_dataset
 from .splits import DatasetSplits, FileImageSplit, ImageSplit, TensorImageSplit
 from .transforms import (StudentEvalTransform, StudentTrainTransform, student_eval_transform,
                          student_train_transform)
 
-DATASETS: tuple[str, ...] = ("fashion-mnist", "official", "folder")
-#: The datasets whose ``dataset_options`` must name a data folder (``root``).
-ROOTED_DATASETS: tuple[str, ...] = ("official", "folder")
+#: Every dataset's name, and those whose ``dataset_options`` must name a data folder (``root``).
+DATASETS: tuple[str, ...] = tuple(DATASET_SPECS)
+ROOTED_DATASETS: tuple[str, ...] = tuple(n for n, s in DATASET_SPECS.items() if s.rooted)
 
 __all__ = [
-    "DATASETS", "ROOTED_DATASETS", "DatasetSplits", "FASHION_MNIST_CLASSES", "FileImageSplit", "ImageSplit",
+    "DATASETS", "DATASET_SPECS", "DEFAULT_DATASET", "DatasetSpec", "dataset_spec", "register_dataset",
+    "ROOTED_DATASETS", "DatasetSplits", "FASHION_MNIST_CLASSES", "FileImageSplit", "ImageSplit",
     "OfficialSplits", "StudentEvalTransform", "StudentTrainTransform", "TensorImageSplit",
     "class_split", "distinct_split_seeds", "find_fashion_mnist", "load_dataset", "load_fashion_mnist", "load_folder", "load_official",
     "read_folder_classes",
@@ -37,23 +38,15 @@ __all__ = [
     "resolve_images", "student_eval_transform", "student_train_transform", "images_per_class",
 ]
 
-#: Images of each Fashion-MNIST class in the pooled train + t10k files.
-FASHION_MNIST_PER_CLASS = 7000
-
-
 def images_per_class(name: str, options: dict[str, Any]) -> int | None:
     """Images of each (unseen) class that ``load_dataset(name, **options)`` will hold, when it
-    is known from the options alone (Fashion-MNIST: ``per_class``, default from the loader's
-    signature); None when only reading the data tells (official lists)."""
-    if name.lower().replace("_", "-") not in ("fashion-mnist", "fashionmnist", "fmnist"):
-        return None
-    default = inspect.signature(load_fashion_mnist).parameters["per_class"].default
-    cap = options.get("per_class", default)
-    return FASHION_MNIST_PER_CLASS if cap is None else min(int(cap), FASHION_MNIST_PER_CLASS)
+    is known from the options alone (Fashion-MNIST: ``per_class``); None when only reading the
+    data tells (official lists, image folders)."""
+    return dataset_spec(name).images_per_class(options)
 
 
 def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> DatasetSplits:
-    """Load a dataset by name as :class:`DatasetSplits`.
+    """Load a dataset by name (:func:`dataset_spec`) as :class:`DatasetSplits`.
 
     ``"fashion-mnist"``: options ``split_seed=0, per_class=600, load_size=32, crop_size=28,
     id_fraction=0.3, seed=0, cap_seed=0, download=True, cache_dir=None``.
@@ -65,15 +58,4 @@ def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> D
     seen=0.5`` (a share or a count of the classes), ``id_fraction=0.3, seed=0, load_size=256,
     crop_size=224, name=None, descriptions=True``.
     """
-    key = name.lower().replace("_", "-")
-    loader = {"fashion-mnist": load_fashion_mnist, "fashionmnist": load_fashion_mnist,
-              "fmnist": load_fashion_mnist, "official": load_official, "folder": load_folder}.get(key)
-    if loader is not None:
-        known = [p for p in inspect.signature(loader).parameters if p != "root"]
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise ValueError(f"unknown option(s) {unknown} for dataset {name!r}; known: {known}")
-        return loader(root, **options)
-    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)} "
-                     "(use 'official' with root=<folder> for CUB, Flowers, Cars, Food-101, SUN397, "
-                     "tiered-ImageNet; 'folder' with root=<folder> for your own root/<class>/<images>)")
+    return dataset_spec(name).load(root, **options)

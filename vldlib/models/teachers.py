@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vldlib.device import resolve_device
+from vldlib.models.specs import TEACHER_SPECS, teacher_spec
 
 __all__ = [
     "Teacher",
@@ -998,7 +999,8 @@ class ConSEProxyTeacher:
 
 # ----------------------------------------------------------------------------- registry
 
-TEACHERS: dict[str, type] = {"conse": ConSEProxyTeacher, "openclip": OpenCLIPTeacher}
+#: Every teacher class by name (the specs' factories, :mod:`vldlib.models.specs`).
+TEACHERS: dict[str, type] = {name: spec.cls() for name, spec in TEACHER_SPECS.items()}
 
 
 def load_teacher(name: str, **options: Any) -> Teacher:
@@ -1009,10 +1011,7 @@ def load_teacher(name: str, **options: Any) -> Teacher:
            backend="torch"|"openvino", temperature=1.0, combine="probs"|"logits", centre=False.
     openclip: model="ViT-L-14", pretrained="openai" | checkpoint path, device="auto", cache_dir=None.
     """
-    key = str(name).lower()
-    if key not in TEACHERS:
-        raise ValueError(f"unknown teacher {name!r}: known teachers are {sorted(TEACHERS)}")
-    cls = TEACHERS[key]
+    cls = teacher_spec(name).cls()
     try:
         return cls(**options)
     except TypeError as e:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from vldlib.data.folder import DESCRIPTIONS_FILE
+from vldlib.data.specs import dataset_spec
 from vldlib.study.grid import PAPER_DATASETS, Grid, make_grid
 from vldlib.study.readings import format_interval
 from vldlib.study.stats import summarize
@@ -39,10 +39,7 @@ def own_descriptions(config: Mapping[str, Any]) -> bool:
     """Whether a run config's dataset ships its own main-prompt descriptions, read with
     ``descriptions="official"``: an official folder (``chatgpt.txt``) or an image folder with
     ``descriptions.json``; otherwise the main prompt's sentences come from a description cache."""
-    if config.get("dataset") == "official":
-        return True
-    root = (config.get("dataset_options") or {}).get("root")
-    return config.get("dataset") == "folder" and bool(root) and (Path(str(root)) / DESCRIPTIONS_FILE).is_file()
+    return dataset_spec(str(config.get("dataset"))).ships_descriptions(config.get("dataset_options") or {})
 
 
 def dataset_labels(roots: Sequence[str | Path]) -> list[str]:

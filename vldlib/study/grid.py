@@ -33,6 +33,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from vldlib.data import distinct_split_seeds
+from vldlib.data.specs import dataset_spec
 from vldlib.runs import config_hash, record_row
 from vldlib.study.executors import (EXECUTORS, GridRunError, Job, RunFailure, check_executor,
                                     describe_error, execute, warm_teacher_features)
@@ -212,13 +213,13 @@ def make_grid(
     rep = REPLICATES.get(name, REPLICATES["offline"])
     seeds_l = _as_list("seeds", seeds, rep["seeds"][:1] if smoke and name != "smoke" else rep["seeds"])
     profile_splits: list[int | None] | None = None
-    if base["dataset"] == "fashion-mnist":
+    if dataset_spec(base["dataset"]).split_seed_required:
         default_splits = [s for s in rep["split_seeds"] if s is not None] or [0]
         if n_splits is not None and name != "smoke" and split_seeds is None:
             profile_splits, default_splits = default_splits, TEST_SPLITS[:n_splits]
         splits_l = _as_list("split_seeds", split_seeds, default_splits)
         if None in splits_l:
-            raise ValueError("split_seeds for fashion-mnist must be integers (which 5 classes are seen)")
+            raise ValueError(f"split_seeds for {base['dataset']} must be integers (which classes are seen)")
     elif split_seeds in (None, [None]):
         splits_l = [None]  # the official lists' fixed split; an image folder's default split_seed
     else:  # seeded class splits of an official dataset or an image folder (vldlib.data.protocol)

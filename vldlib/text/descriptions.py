@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 from vldlib.data.fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
 from vldlib.data.official import read_chatgpt, read_label2text, unique_names
+from vldlib.data.specs import DATASET_SPECS
 from vldlib.io import json_sha256
 from vldlib.text.cache import (DescriptionCache, cache_path, descriptions_dir, parse_cache,
                                read_cache, resolve_prompt, slug)
@@ -101,13 +102,9 @@ def description_key(dataset: str, dataset_options: Mapping[str, Any]) -> str:
     """The dataset name description caches are filed under: ``"fashion-mnist"``, or for an
     official dataset or an image folder its ``name`` option, else its data folder's name (e.g.
     ``"CaltechBirds"``; never ``"official"`` or ``"folder"``, which name the layout, not the dataset)."""
-    if dataset not in ("official", "folder"):
+    if dataset not in DATASET_SPECS:
         return dataset
-    name = dataset_options.get("name") or Path(str(dataset_options.get("root", ""))).name
-    if not name:
-        raise ValueError(f"dataset {dataset!r} needs dataset_options={{'root': <data folder>}} (or 'name') "
-                         "to find its description cache")
-    return str(name)
+    return DATASET_SPECS[dataset].description_key(dataset_options)
 
 
 def load_descriptions(dataset: str, variant: str = "main",
@@ -122,7 +119,7 @@ def load_descriptions(dataset: str, variant: str = "main",
     ``chatgpt.txt`` use :func:`read_official`.
     """
     variant_key, _ = resolve_prompt(variant)
-    if dataset == "fashion-mnist" and model is None:
+    if model is None and dataset in DATASET_SPECS and DATASET_SPECS[dataset].shipped_descriptions:
         return shipped_descriptions(variant_key).ordered()
     path = description_cache_file(dataset, variant_key, cache_dir, model)
     if not path.is_file():
@@ -166,7 +163,7 @@ def descriptions_source(dataset: str, dataset_options: Mapping[str, Any],
     :func:`description_key` (the shipped Fashion-MNIST sets, else the description cache).
     Raises what those raise when the set is missing or incomplete."""
     if which == "official":
-        if dataset != "official":
+        if dataset not in DATASET_SPECS or not DATASET_SPECS[dataset].official_descriptions:
             raise ValueError("descriptions='official' needs an official dataset with chatgpt.txt; for "
                              f"{dataset} use one of {', '.join(PROMPTS)} or None")
         folder = Path(str(dataset_options.get("splits") or dataset_options.get("root") or ""))
@@ -174,7 +171,8 @@ def descriptions_source(dataset: str, dataset_options: Mapping[str, Any],
     key = description_key(dataset, dataset_options)
     variant, _ = resolve_prompt(which)
     found = load_descriptions(key, which)
-    where = (f"vldlib/resources/descriptions/fashion-mnist_{variant}.json" if key == "fashion-mnist"
+    shipped = key in DATASET_SPECS and DATASET_SPECS[key].shipped_descriptions
+    where = (f"vldlib/resources/descriptions/{key}_{variant}.json" if shipped
              else str(description_cache_file(key, variant).resolve()))
     return found, where
 

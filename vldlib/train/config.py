@@ -22,9 +22,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from vldlib.core.losses import IM_CST_MODES, LOSS_NAMES, PAPER_LOSS_NAMES
-from vldlib.data import DATASETS, ROOTED_DATASETS, images_per_class
+from vldlib.data import DATASETS, ROOTED_DATASETS, dataset_spec, images_per_class
 from vldlib.io import canonical_json, json_sha256
 from vldlib.models.prompts import prompt_learning_options
+from vldlib.models.specs import teacher_spec
 from vldlib.models.students import STUDENTS as _STUDENT_REGISTRY
 from vldlib.models.teachers import TEACHERS as _TEACHER_REGISTRY
 from vldlib.text.captions import CAPTION_SOURCES
@@ -200,9 +201,8 @@ class TrainConfig:
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a dict of keyword options, got {getattr(self, name)!r}")
         if self.dataset in ROOTED_DATASETS and not self.dataset_options.get("root"):
-            raise ValueError(f"dataset {self.dataset!r} needs dataset_options={{'root': <data root>}} " + (
-                "(a folder with train/, val/, val_on_train/ and label2text.txt)" if self.dataset == "official"
-                else "(an image folder root/<class>/<images>; --data-root DIR)"))
+            raise ValueError(f"dataset {self.dataset!r} needs dataset_options={{'root': <data root>}} "
+                             f"({dataset_spec(self.dataset).root_hint}; --data-root DIR)")
         if not isinstance(self.weights, Mapping) or not self.weights:
             raise ValueError(f"weights must be a non-empty dict {{loss name: weight}}; names: {LOSS_NAMES}")
         bad = sorted(set(self.weights) - set(LOSS_NAMES))
@@ -318,7 +318,7 @@ class TrainConfig:
             return None
         if self.captions is not None:
             return self.captions
-        return "proxy" if self.teacher == "conse" else "file"
+        return teacher_spec(self.teacher).caption_source
 
     # ------------------------------------------------------------------ canonical form
     def canonical(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from vldlib.features import teacher_meta_path
+from vldlib.models.specs import teacher_spec
 from vldlib.models.teachers import (PYTHON_CHECKPOINT_FIX, MissingWeightsError, ensure_openclip_weights,
                                     openclip_needs_weights)
 from vldlib.paths import default_cache_dir
@@ -47,7 +48,7 @@ def check_teacher_weights(configs: Iterable[Mapping[str, Any] | TrainConfig], *,
     checked: set[tuple[str, str, str | None]] = set()
     for config in configs:
         cfg = TrainConfig.from_dict(config)
-        if cfg.teacher != "openclip":
+        if not teacher_spec(cfg.teacher).downloads_weights:
             continue
         opts = cfg.teacher_options
         model, tag = str(opts.get("model", _DEFAULT_MODEL)), opts.get("pretrained", _DEFAULT_TAG)

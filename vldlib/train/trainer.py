@@ -42,6 +42,7 @@ from torch import nn
 
 from vldlib.core.metrics import feature_error, m_neigh, m_rel, m_vlalign, mean_per_class_accuracy
 from vldlib.data import load_dataset, student_eval_transform, student_train_transform
+from vldlib.data.specs import dataset_spec
 from vldlib.device import resolve_device, resolve_precision
 from vldlib.diskspace import disk_full, is_disk_full, tensor_bytes
 from vldlib.features import (CachedTextTeacher, LazyTeacher, image_feature_file, proxy_caption_classes,
@@ -106,14 +107,15 @@ def train_validated(cfg: TrainConfig, run_hash: str, *, run_dir: str | os.PathLi
                     on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """:func:`train` for a caller that has validated ``cfg`` and computed its hash already
     (the run store), so that neither is done twice."""
-    if cfg.dataset == "fashion-mnist" and cfg.descriptions == "official":
-        raise ValueError("descriptions='official' needs an official dataset with chatgpt.txt; for "
-                         "fashion-mnist use one of 'main', 'succinct', 'detailed', 'distinct' or None")
-    if cfg.dataset == "official":
+    spec = dataset_spec(cfg.dataset)
+    if cfg.descriptions == "official" and not (spec.official_descriptions or spec.own_descriptions_file):
+        raise ValueError(f"descriptions='official' needs an official dataset with chatgpt.txt; for "
+                         f"{cfg.dataset} use one of 'main', 'succinct', 'detailed', 'distinct' or None")
+    if spec.official_descriptions and spec.rooted:
         root = Path(cfg.dataset_options["root"])
         if not root.is_dir():
             raise FileNotFoundError(f"dataset root {str(root)!r} does not exist; set "
-                                    "dataset_options={'root': <folder with train/, val/, val_on_train/>}")
+                                    f"dataset_options={{'root': <{spec.root_hint}>}}")
     check_report_to(cfg.report_to)
     device = resolve_device(cfg.device)
     if cfg.world_size != dist.world_size():

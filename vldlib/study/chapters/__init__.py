@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from vldlib.runs import RunStore, record_row
+from vldlib.models.specs import teacher_spec
 from vldlib.study import report
 from vldlib.study.datasets import dataset_grids, dataset_kind, label_runs
 from vldlib.study.downloads import Download, runs_caption, save_csv
@@ -342,10 +343,8 @@ class ChapterRun:
 
     def proxy_note(self) -> str:
         """A sentence saying that the offline teacher is a proxy, not CLIP ('' otherwise)."""
-        if self.grid.base["teacher"] != "conse":
-            return ""
-        return ("The teacher here is the **ConSE proxy teacher** (EfficientNet-Lite ImageNet classifier + "
-                "MiniLM sentence embeddings), not CLIP: the text space is the same idea, its quality is far lower.")
+        spec = teacher_spec(self.grid.base["teacher"])
+        return spec.note if spec.proxy else ""
 
 
 #: Chapter name -> the module that declares it (``CHAPTER``) and holds its tables and figures.

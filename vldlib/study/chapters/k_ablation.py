@@ -52,7 +52,7 @@ class Run(ChapterRun):
         ks = self.params.get("ks")
         if ks is None:
             # the paper's k = 1, 10 beside 256 (Table 9); with 5 seen classes: 1, 3 beside all 5
-            ks = [k for k in (1, 3) if k < min(n_seen, k_ref)] if g.dataset == "fashion-mnist" else [1, 10]
+            ks = [k for k in (1, 3) if k < min(n_seen, k_ref)] if n_seen < 10 else [1, 10]
         self.ks = ks = [int(k) for k in ks]
         if any(k < 1 for k in ks):
             raise ValueError(f"every k must be >= 1, got {ks}")

@@ -8,6 +8,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from vldlib.models.specs import teacher_spec
 from vldlib.study import report
 from vldlib.study.chapters import ACCURACY_NAMES, Chapter, ChapterRun, Claim
 from vldlib.study.datasets import own_descriptions
@@ -74,7 +75,7 @@ class Run(ChapterRun):
         """Which captioner the auxiliary-caption rows used (a proxy in the offline world)."""
         if not any("captions" in TABLE5_ENRICHMENTS[v] for v in self.variants):
             return ""
-        if self.grid.base["teacher"] == "conse":
+        if teacher_spec(self.grid.base["teacher"]).caption_source == "proxy":
             return ("The auxiliary captions here come from a **proxy captioner**, not a real captioner: each "
                     "image's caption names the proxy teacher's top three ImageNet classes for it "
                     "(\"a photo of a sandal, a clog or a running shoe\"). The paper used OFA captions.")

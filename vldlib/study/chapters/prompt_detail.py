@@ -8,6 +8,7 @@ import pandas as pd
 
 from vldlib.core.metrics import mean_pairwise_cosine, text_spectrum
 from vldlib.data import load_dataset
+from vldlib.data.specs import dataset_spec
 from vldlib.models.teachers import load_teacher
 from vldlib.study import report
 from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, Chapter, ChapterRun, Claim
@@ -114,7 +115,7 @@ class Run(ChapterRun):
         teacher = load_teacher(g.base["teacher"], **g.base["teacher_options"])
         mode = self.text_mode or g.base["text_mode"]
         splits = g.split_seeds
-        if self.params.get("split_seeds") is None and g.dataset == "fashion-mnist":
+        if self.params.get("split_seeds") is None and dataset_spec(g.dataset).split_seed_required:
             splits = list(range(3 if g.profile == "smoke" else 10))
         text_rows, spectrum_rows, n_classes = [], [], 0
         for split in splits:

@@ -11,6 +11,8 @@ import torch
 
 from vldlib.core.metrics import mean_per_class_accuracy, zero_shot_predict
 from vldlib.data import load_dataset
+from vldlib.data.specs import dataset_spec
+from vldlib.models.specs import teacher_spec
 from vldlib.features import CachedTextTeacher, LazyTeacher, teacher_image_features
 from vldlib.paths import default_cache_dir
 from vldlib.study import report
@@ -46,7 +48,7 @@ class Run(ChapterRun):
     def __init__(self, params: Mapping) -> None:
         super().__init__(CHAPTER, params)
         g, cfg = self.grid, self.grid.base
-        if self.params.get("split_seeds") is None and g.dataset == "fashion-mnist":
+        if self.params.get("split_seeds") is None and dataset_spec(g.dataset).split_seed_required:
             # every class split draws on the same cached image pool, so more splits cost no teacher passes
             g.split_seeds = list(range(3 if g.profile == "smoke" else 10))
         desc = self.params.get("descriptions", "main")
@@ -61,7 +63,8 @@ class Run(ChapterRun):
         if desc is not None:
             self.text_sets["enriched"] = (f"enriched ({desc}), first sentence", desc, "first")
             self.text_sets["enriched-avg"] = (f"enriched ({desc}), mean over sentences", desc, "average")
-        self.teacher_name = "ConSE proxy" if cfg["teacher"] == "conse" else self.teacher.identifier
+        spec = teacher_spec(cfg["teacher"])
+        self.teacher_name = spec.label if spec.proxy else self.teacher.identifier
         self.paper = paper_table("table1", dataset=g.paper_dataset,
                                  method_key=["teacher_clip_vit_l14", "teacher_clip_rn50"])
         print(f"profile {g.profile}: {g.dataset}, teacher {self.teacher.identifier}; class splits {g.split_seeds}")
@@ -70,8 +73,9 @@ class Run(ChapterRun):
         """The description set the trainer would use for this dataset and variant."""
         if variant is None:
             return None
-        if self.grid.dataset == "fashion-mnist":
-            return load_descriptions("fashion-mnist", "main" if variant == "official" else variant)
+        spec = dataset_spec(self.grid.dataset)
+        if spec.shipped_descriptions:
+            return load_descriptions(spec.name, "main" if variant == "official" else variant)
         if variant in ("official", "main") and ds.descriptions:
             return ds.descriptions
         cfg = self.grid.base
@@ -108,8 +112,8 @@ class Run(ChapterRun):
         return pd.DataFrame(rows)
 
     def proxy_note(self) -> str:
-        return (f"The teacher is the **ConSE proxy teacher** `{self.teacher.identifier}`, not CLIP."
-                if self.grid.base["teacher"] == "conse" else "")
+        spec = teacher_spec(self.grid.base["teacher"])
+        return f"The teacher is the **{spec.label} teacher** `{self.teacher.identifier}`, not CLIP." if spec.proxy else ""
 
     def table(self, acc: pd.DataFrame) -> pd.DataFrame:
         """Ours per text set, the paper's CLIP teacher rows, and chance."""

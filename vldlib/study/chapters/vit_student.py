@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from vldlib.data.specs import dataset_spec
 from vldlib.study import report
 from vldlib.study.chapters import Claim, ACCURACY, ACCURACY_NAMES, TABLE1_LABELS, Chapter, ChapterRun
 from vldlib.study.readings import Comparison as C
@@ -65,9 +66,9 @@ class Run(ChapterRun):
         super().__init__(CHAPTER, params)
         g = self.grid
         self.cnn = g.base["student"]
-        crop = int(g.base["dataset_options"].get("crop_size", 224 if g.dataset == "official" else 28))
+        crop = int(g.base["dataset_options"].get("crop_size", dataset_spec(g.dataset).option_default("crop_size")))
         # "auto" optimiser fields resolve to the paper's ViT recipe (AdamW, wd 0.01, OneCycle, 2e-4)
-        vit = {"student": "vit_b_32" if g.dataset == "official" else "vit_tiny",
+        vit = {"student": "vit_b_32" if crop >= 224 else "vit_tiny",
                "student_options": {"image_size": crop},
                "optimizer": "auto", "schedule": "auto", "weight_decay": "auto", "lr": "auto"}
         lr, fs_lr = self.params.get("vit_lr"), self.params.get("vit_fewshot_lr")
