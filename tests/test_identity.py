@@ -50,6 +50,30 @@ def test_default_offline_book_hashes_are_unchanged(overrides, split, expected):
     assert config_hash(cfg) == expected == config_hash(cfg, inputs={})  # its inputs are the baselines
 
 
+
+def test_every_default_book_config_hashes_as_pinned():
+    """Every config the book's chapters train under the offline, smoke and paper profiles has the
+    hash pinned in ``tests/data/book_hashes.json`` (written by ``tests/book_hashes.py`` before the
+    one-rule canonical form): no user's run store is invalidated."""
+    from book_hashes import FIXTURE, book_hashes
+
+    pinned = json.loads(FIXTURE.read_text())
+    now = book_hashes()
+    for profile, hashes in pinned.items():
+        assert sorted(now[profile]) == sorted(hashes), profile
+
+
+def test_each_pinned_identity_still_hashes_to_its_pin():
+    """The pinned identities, read back as configs, hash to their pins under today's rule (no chapter
+    is opened: this holds whatever the chapters' grids become)."""
+    from book_hashes import FIXTURE
+
+    pinned = json.loads(FIXTURE.read_text())
+    assert sum(map(len, pinned.values())) > 300
+    for profile, hashes in pinned.items():
+        for expected, identity in hashes.items():
+            assert config_hash(identity, inputs={}) == expected, (profile, identity)
+
 def test_baselines_are_the_shipped_sets_and_the_standard_files(fashion_mnist_root):
     for variant in PROMPTS:
         digest = description_digest(shipped_descriptions(variant).ordered())
