@@ -501,3 +501,55 @@ def test_full_disk_while_writing_the_image_store_is_one_line(world, monkeypatch)
     assert msg.startswith(f"no space left on the disk of {cache / 'images'} while writing the decoded images of split")
     assert f"({human_bytes(store_nbytes(split))} needed, " in msg and "\n" not in msg
     assert list((cache / "images").iterdir()) == []  # nothing half-written
+
+
+# ---------------------------------------------------------------------- class texts of a config
+class _Encoder:
+    """A stand-in teacher text encoder: each text's feature is a fixed function of its characters."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def encode_text(self, texts):
+        self.seen.extend(texts)
+        return torch.stack([torch.tensor([float(len(t)), float(sum(map(ord, t)) % 97), 1.0 + t.count(" ")])
+                            for t in texts])
+
+
+def _ds(descriptions=None):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(name="tiny", seen_classes=["cat", "dog"], unseen_classes=["cow", "eel", "fox"],
+                           descriptions=descriptions)
+
+
+def test_config_text_features_is_the_trainers_rule():
+    """One function: a config's descriptions, control, text mode and templates -> (seen, unseen)."""
+    from vldlib.text.classifier import class_text_features
+    from vldlib.text.controls import control_descriptions
+    from vldlib.train.texts import config_descriptions, config_text_features, plain_config
+
+    desc = {n: [f"a {n} thing.", f"the {n} other."] for n in ("cat", "dog", "cow", "eel", "fox")}
+    base = {"dataset": "official", "dataset_options": {"root": "/nowhere"}, "template": "a photo of a {name}",
+            "enriched_template": "a photo of a {name} . {description}"}
+    enc = _Encoder()
+    seen, unseen = config_text_features(enc, base, _ds(desc))  # no descriptions: plain names
+    assert seen.shape == (2, 3) and unseen.shape == (3, 3) and enc.seen == [
+        "a photo of a cat", "a photo of a dog", "a photo of a cow", "a photo of a eel", "a photo of a fox"]
+    cfg = {**base, "descriptions": "official", "text_mode": "average", "description_control": "shuffled"}
+    assert config_descriptions(cfg, _ds(desc)) == desc
+    seen, unseen = config_text_features(_Encoder(), cfg, _ds(desc))
+    # the control moves descriptions over the seen and unseen classes together
+    moved, enriched = control_descriptions("shuffled", ["cat", "dog", "cow", "eel", "fox"], desc,
+                                           cfg["enriched_template"])
+    kw = dict(mode="average", template=base["template"], enriched_template=enriched)
+    assert torch.equal(seen, class_text_features(_Encoder(), ["cat", "dog"], moved, **kw))
+    assert torch.equal(unseen, class_text_features(_Encoder(), ["cow", "eel", "fox"], moved, **kw))
+    plain = plain_config(TrainConfig.from_dict(cfg))
+    assert (plain.descriptions, plain.description_control, plain.text_mode) == (None, None, "first")
+    with pytest.raises(ValueError, match="descriptions='official' but dataset 'tiny' has no chatgpt.txt"):
+        config_text_features(_Encoder(), cfg, _ds(None))
+    # a prompt variant reads the shipped / cached set of the dataset's description key
+    fm = {"dataset": "fashion-mnist", "descriptions": "main"}
+    from vldlib.text.descriptions import shipped_descriptions
+    assert config_descriptions(fm, _ds()) == dict(shipped_descriptions("main").ordered())

@@ -32,53 +32,37 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import torch
-from torch import nn
 
-from vldlib.core.metrics import feature_error, m_neigh, m_rel, m_vlalign, mean_per_class_accuracy
+from vldlib.core.metrics import mean_per_class_accuracy
 from vldlib.data import load_dataset, student_eval_transform, student_train_transform
 from vldlib.data.specs import dataset_spec
 from vldlib.device import resolve_device, resolve_precision
-from vldlib.diskspace import disk_full, is_disk_full, tensor_bytes
-from vldlib.features import (CachedTextTeacher, LazyTeacher, image_feature_file, proxy_caption_classes,
-                             teacher_image_features, text_feature_folder)
-from vldlib.io import load_torch_checked, save_torch_atomic, save_torch_checked, sha256_file, try_read_json
-from vldlib.models.prompts import PromptLearner, coop_texts, prompt_learning_options
-from vldlib.models.students import load_student
-from vldlib.models.teachers import imagenet_class_names
+from vldlib.diskspace import tensor_bytes
+from vldlib.features import LazyTeacher, teacher_image_features
+from vldlib.io import save_torch_atomic, sha256_file, try_read_json
 from vldlib.paths import default_cache_dir
 from vldlib.progress import Progress, progress_stream
-from vldlib.text.captions import (CAPTION_FILE, PROXY_CAPTION_TOP, captions_for, proxy_caption,
-                                  read_caption_file)
-from vldlib.text.classifier import class_text_features, class_texts
-from vldlib.text.controls import control_descriptions
-from vldlib.text.descriptions import descriptions_source
 import vldlib.train.distributed as dist
+from vldlib.train.checkpoints import (CHECKPOINT, RECORD_FILE, STUDENT, STUDENT_FEWSHOT, WEIGHTS,
+                                      RunCheckpoints)
 from vldlib.train.config import TrainConfig, config_hash, input_identity, resolve_optim, resolve_workers
-from vldlib.train.fewshot import (RETRIEVAL_ALPHA, RETRIEVAL_BETA, check_support, fewshot_batches,
-                                   fewshot_labels, retrieval_logits, select_support)
-from vldlib.train.health import Diverged, NonFiniteFeatures, check_outputs, check_run
-from vldlib.train.loop import (EvalSet, LossSpec, Meter, accuracy, class_accuracies, embed,
-                               images_of_splits, make_optimizer, make_scheduler, mean_accuracy, run_epoch,
-                               train_index_batches)
+from vldlib.train.fewshot import RETRIEVAL_ALPHA, RETRIEVAL_BETA, check_support, retrieval_logits
+from vldlib.train.fewshot_stage import RunFewshot
+from vldlib.train.health import Diverged, NonFiniteFeatures
+from vldlib.train.loop import EvalSet, accuracy, images_of_splits, make_optimizer, make_scheduler
+from vldlib.train.record import SCHEMA, RunRecord
 from vldlib.train.reporting import RunReporter, check_report_to
-from vldlib.train.state import (git_commit, isolated_rng, library_versions, rng_state,
-                                seed_everything, set_rng_state)
+from vldlib.train.stages import RunStages
+from vldlib.train.state import isolated_rng
+from vldlib.train.texts import RunTexts
 
 __all__ = ["TrainConfig", "train", "train_validated", "Interrupted", "SCHEMA", "retrieval_accuracy",
-           "damaged_weights", "Diverged", "NonFiniteFeatures"]
-
-CHECKPOINT = "checkpoint.pt"
-STUDENT = "student.pt"
-STUDENT_FEWSHOT = "student_fewshot.pt"
-WEIGHTS = (STUDENT, STUDENT_FEWSHOT)
-RECORD_FILE = "record.json"  # a run's record, next to its weights (vldlib.runs.RECORD names it so too)
-SCHEMA = "vldbook.run/1"
+           "damaged_weights", "Diverged", "NonFiniteFeatures", "CHECKPOINT", "STUDENT", "STUDENT_FEWSHOT",
+           "WEIGHTS", "RECORD_FILE"]
 
 
 class Interrupted(RuntimeError):
@@ -193,7 +177,13 @@ def retrieval_accuracy(config: TrainConfig | Mapping[str, Any], run_dir: str | o
     return out
 
 
-class _Run:
+class _Run(RunTexts, RunStages, RunFewshot, RunCheckpoints, RunRecord):
+    """One run being trained: its setup (data, teacher features, class texts, images) and
+    :meth:`execute`; its other jobs are the parts it is made of: class texts
+    (:mod:`vldlib.train.texts`), stages and evaluation (:mod:`vldlib.train.stages`), 5-shot
+    fine-tuning (:mod:`vldlib.train.fewshot_stage`), checkpoints (:mod:`vldlib.train.checkpoints`)
+    and the record (:mod:`vldlib.train.record`)."""
+
     def __init__(self, cfg: TrainConfig, run_hash: str, device: torch.device, cache_dir: Path,
                  run_dir: Path | None, progress: bool, on_epoch_end: Callable | None) -> None:
         self.cfg, self.hash, self.device, self.cache_dir, self.run_dir = cfg, run_hash, device, cache_dir, run_dir
@@ -206,7 +196,6 @@ class _Run:
                                           "eval_s": 0.0,
                                           "analysis_s": 0.0, "fewshot_train_s": 0.0, "fewshot_eval_s": 0.0}
 
-    # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
         cfg = self.cfg
         opts = dict(cfg.dataset_options)
@@ -231,7 +220,7 @@ class _Run:
                 self.tfeat[name] = teacher_image_features(
                     self.teacher, split, dataset_id=ds.name, cache_dir=self.cache_dir,
                     num_workers=self.workers, progress=self.log).float().to(self.device)
-            self.text_seen, self.text_unseen = self._texts(cfg.descriptions)
+            self.text_seen, self.text_unseen = self._texts()
             self.caption_feats = self._caption_features()
             self.timings["teacher_features_s"] = time.perf_counter() - t0
             self.images = images_of_splits(ds.splits, self.workers, self.device, self.cache_dir,
@@ -251,358 +240,6 @@ class _Run:
                              "run it again so that its hash covers what it reads")
         return inputs
 
-    def _texts(self, descriptions: str | None) -> tuple[torch.Tensor, torch.Tensor]:
-        desc = self._descriptions(descriptions)
-        enriched = self.cfg.enriched_template
-        if self.cfg.description_control is not None:
-            desc, enriched = control_descriptions(self.cfg.description_control,
-                                                  [*self.ds.seen_classes, *self.ds.unseen_classes], desc, enriched)
-        enc = CachedTextTeacher(self.teacher, self.cache_dir)
-        kw = dict(mode=self.cfg.text_mode, template=self.cfg.template, enriched_template=enriched)
-        seen = class_text_features(enc, self.ds.seen_classes, desc, **kw)
-        unseen = class_text_features(enc, self.ds.unseen_classes, desc, **kw)
-        return seen.float().to(self.device), unseen.float().to(self.device)
-
-    def _build_prompt(self) -> PromptLearner | None:
-        """CoOp (Table 5): the learnable context and each class's prompts "X ... X {name}." (None when off)."""
-        opts = prompt_learning_options(self.cfg.prompt_learning)
-        if opts is None:
-            return None
-        desc = self._descriptions(self.cfg.descriptions)
-        kw = dict(template="{name}.", enriched_template="{name} . {description}.")
-        self.prompts = {"seen": coop_texts(class_texts(self.ds.seen_classes, desc, **kw), opts["n_ctx"]),
-                        "unseen": coop_texts(class_texts(self.ds.unseen_classes, desc, **kw), opts["n_ctx"])}
-        gen = torch.Generator().manual_seed(self.cfg.seed * 2 + 3)
-        return PromptLearner(opts["n_ctx"], self.teacher.token_width, opts["init_std"], gen).to(self.device)
-
-    def _prompt_text(self, which: str) -> torch.Tensor:
-        """Class text features from the current learned context (differentiable in it)."""
-        return self.prompt(self.teacher, self.prompts[which], self.cfg.text_mode).float().to(self.device)
-
-    def _refresh_prompt_texts(self) -> None:
-        """Evaluation texts from the current context (prompt learning only)."""
-        if self.prompt is not None:
-            with torch.no_grad():
-                self.text_seen, self.text_unseen = self._prompt_text("seen"), self._prompt_text("unseen")
-
-    def _caption_features(self) -> torch.Tensor | None:
-        """Teacher text features ``[N_train, D]`` of each training image's caption (L_cap, Eq. 8),
-        or None when L_cap is off. The caption text is encoded raw (no template, paper.md §2.5)."""
-        source = self.cfg.caption_source()
-        if source is None:
-            return None
-        train = self.ds.train
-        if source == "proxy":
-            idx = proxy_caption_classes(self.teacher, train, dataset_id=self.ds.name, top=PROXY_CAPTION_TOP,
-                                        cache_dir=self.cache_dir, num_workers=self.workers,
-                                        progress=self.log)
-            names = imagenet_class_names()
-            texts = [proxy_caption([names[i] for i in row]) for row in idx.tolist()]
-            self.caption_info = {"source": "proxy", "note": "proxy captioner: the proxy teacher's top "
-                                 f"{PROXY_CAPTION_TOP} ImageNet names (not a real captioner)",
-                                 "examples": texts[:3]}
-        else:
-            root = self.cfg.dataset_options.get("root")
-            if not root:
-                raise ValueError("captions='file' reads captions.json from the dataset root; this dataset "
-                                 "has none (use captions='proxy' with the ConSE proxy teacher)")
-            path = Path(root) / CAPTION_FILE
-            texts = captions_for(train.keys, read_caption_file(path), str(path))
-            self.caption_info = {"source": "file", "path": str(path), "examples": texts[:3]}
-        enc = CachedTextTeacher(self.teacher, self.cache_dir)
-        return enc.encode_text(texts).float().to(self.device)
-
-    def _descriptions(self, which: str | None) -> dict[str, list[str]] | None:
-        if which is None:
-            return None
-        if which == "official":
-            if not self.ds.descriptions:
-                raise ValueError(f"descriptions='official' but dataset {self.ds.name!r} has no "
-                                 "chatgpt.txt; add it to the data root or choose a description variant")
-            return self.ds.descriptions
-        return descriptions_source(self.cfg.dataset, self.cfg.dataset_options, which)[0]
-
-    def _build_student(self) -> nn.Module:
-        seed_everything(self.cfg.seed)
-        student = load_student(self.cfg.student, out_dim=self.teacher.embed_dim,
-                               in_chans=self.ds.channels, **self.cfg.student_options)
-        if self.device.type == "cuda":  # NHWC convolutions (tensor cores); inputs follow in train_step
-            student = student.to(memory_format=torch.channels_last)
-        return student.to(self.device)
-
-    def _parallel(self) -> nn.Module:
-        """The module that trains: the student, wrapped in DistributedDataParallel under torchrun."""
-        if not dist.active():
-            return self.student
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(self.student, device_ids=ids)
-
-    # ------------------------------------------------------------------ checkpoints
-    def _save(self, stage: str, epoch: int) -> None:
-        if self.run_dir is None:
-            return
-        rngs = dist.all_gather_object(rng_state(self.gens))  # every rank's, for an exact resume
-        if not self.writer:
-            return
-        state = {
-            "hash": self.hash, "stage": stage, "epoch": epoch,
-            "student": self.student.state_dict(), "optimizer": self.opt.state_dict(),
-            "scheduler": self.sched.state_dict(), "history": self.history,
-            "fewshot_history": self.fs_history, "analysis": self.analysis, "before_fewshot": self.before_fs,
-            "rng": rngs[0], "timings": self.timings,
-        }
-        if self.prompt is not None:
-            state["prompt"] = self.prompt.state_dict()
-        if len(rngs) > 1:
-            state["rng_ranks"] = rngs
-        self._write(lambda: save_torch_checked(state, self.run_dir / CHECKPOINT),  # with its sha256 sidecar
-                    f"the checkpoint of {stage} epoch {epoch}", tensor_bytes(state))
-
-    def _write(self, write: Callable[[], Any], what: str, needed: int | None = None) -> None:
-        """Run one atomic write into the run folder; a full disk is a one-line ``DiskFullError``
-        (the file in place, e.g. the last checkpoint, stays: the run resumes from it)."""
-        try:
-            write()
-        except (OSError, RuntimeError) as err:
-            if not is_disk_full(err):
-                raise
-            raise disk_full(self.run_dir, what, f"free space there and run again: run {self.hash} resumes "
-                            "from its last checkpoint", needed) from None
-
-    def _load_checkpoint(self) -> dict[str, Any] | None:
-        if self.run_dir is None or not (self.run_dir / CHECKPOINT).exists():
-            return None
-        path = self.run_dir / CHECKPOINT
-        try:
-            state = load_torch_checked(path, map_location=self.device, weights_only=False)
-            if not isinstance(state, dict) or not {"stage", "epoch", "student"} <= state.keys():
-                raise ValueError("not a trainer checkpoint")
-        except Exception as err:  # noqa: BLE001 - truncated / corrupt file: any unpickling error
-            warnings.warn(f"checkpoint {path} is unreadable ({type(err).__name__}: {str(err)[:120]}); "
-                          "the run restarts from scratch (the file is overwritten at the next epoch)",
-                          RuntimeWarning, stacklevel=2)
-            return None
-        if state.get("hash") != self.hash:
-            raise ValueError(f"{self.run_dir / CHECKPOINT} belongs to another config (hash "
-                             f"{state.get('hash')}, this run {self.hash}); use a fresh run_dir or delete it")
-        return state
-
-    def _restore(self, state: Mapping[str, Any]) -> None:
-        self.student.load_state_dict(state["student"])
-        if self.prompt is not None:
-            self.prompt.load_state_dict(state["prompt"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.sched.load_state_dict(state["scheduler"])
-        self.history = list(state["history"])
-        self.fs_history = list(state["fewshot_history"])
-        self.analysis = state["analysis"]
-        self.before_fs = state.get("before_fewshot")
-        ranks = state.get("rng_ranks") or [state["rng"]]
-        if len(ranks) != dist.world_size():
-            raise ValueError(f"{self.run_dir / CHECKPOINT} was written by {len(ranks)} process(es), "
-                             f"this run has {dist.world_size()}; delete it to restart the run")
-        set_rng_state(ranks[dist.rank()], self.gens)
-        for k, v in state["timings"].items():
-            if k not in ("data_s", "teacher_features_s"):  # this session's setup times stay
-                self.timings[k] = v
-
-    def _epoch_done(self, stage: str, epoch: int) -> None:
-        self._save(stage, epoch)
-        if self.on_epoch_end is not None:
-            self.on_epoch_end({"stage": stage, "epoch": epoch,
-                               "history": self.history if stage == "main" else self.fs_history})
-
-    # ------------------------------------------------------------------ stages
-    def _evaluate(self, oods: Sequence[tuple[str, EvalSet, torch.Tensor | None, int]]) -> dict[str, float]:
-        """X_id accuracy and, for each ``(key, eval set, class texts, label offset)``, the accuracy
-        of the eval set among those classes (labels minus the offset index the texts)."""
-        c = self.cfg
-        self._refresh_prompt_texts()
-        f_id = check_outputs(self.evals["id"].embed(self.student, self.device, c.eval_batch_size, self.precision), "X_id")
-        out = {"acc_id": accuracy(f_id, self.text_seen, self.evals["id"].labels)}
-        for key, ood, text, offset in oods:
-            f_ood = check_outputs(ood.embed(self.student, self.device, c.eval_batch_size, self.precision), key)
-            per_class = class_accuracies(f_ood, self.text_unseen if text is None else text, ood.labels - offset)
-            out[key], out[f"per_class_{key}"] = mean_accuracy(per_class), per_class
-        return out
-
-    def _check(self, stage: str, epoch: int, means: Mapping[str, float], cause: BaseException | None = None) -> None:
-        """:func:`vldlib.train.health.check_run` on this run: a diverged run is said as such, and
-        only features that hold NaN/inf are blamed on the cache (with its file named)."""
-        ds, cache = self.ds, self.cache_dir
-        inputs: dict[str, tuple[torch.Tensor | None, Callable[[], object]]] = {
-            f"the teacher image features of {ds.name}/{split.name}":
-                (self.tfeat[key], lambda s=split: image_feature_file(self.teacher, s, dataset_id=ds.name, cache_dir=cache))
-            for key, split in ds.splits.items()}
-        texts = lambda: text_feature_folder(self.teacher, cache)  # noqa: E731
-        if self.prompt is None:  # learned prompts' texts are outputs of the run, not inputs
-            inputs["the teacher text features of the seen classes"] = (self.text_seen, texts)
-            inputs["the teacher text features of the unseen classes"] = (self.text_unseen, texts)
-        inputs["the teacher text features of the captions"] = (self.caption_feats, texts)
-        lr = ("fewshot.lr", self.resolved["fewshot"]["lr"]) if stage == "fewshot" else ("lr", self.resolved["lr"])
-        check_run(self.hash, stage, epoch, means, [self.student, self.prompt], lr=lr, tau=self.cfg.tau,
-                  inputs=inputs, cause=cause)
-
-    def _wants_eval(self, epoch: int, epochs: int, last_n: int) -> bool:
-        return self.cfg.eval_epochs == "all" or epoch > epochs - last_n
-
-    def _stage(self, name: str, start: int, epochs: int, last_n: int, loss: LossSpec,
-               batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]],
-               oods: Sequence[tuple[str, EvalSet, torch.Tensor, int]], history: list[dict[str, Any]],
-               images: int) -> None:
-        """The one stage loop (main and few-shot): for each outer epoch, train on ``batches()``
-        (:func:`vldlib.train.loop.run_epoch`), step the schedule, evaluate where reported,
-        append the epoch to ``history``, report it (:mod:`vldlib.train.reporting`; ``images``:
-        the training images of one outer epoch), checkpoint."""
-        prefix = "" if name == "main" else "fewshot_"
-
-        def augment(x: torch.Tensor) -> torch.Tensor:
-            return self.train_tf(x, generator=self.gens["aug"])
-
-        for epoch in range(start + 1, epochs + 1):
-            lr = self.opt.param_groups[0]["lr"]
-            t0, c0 = time.perf_counter(), time.process_time()
-            wall0 = t0
-            meter = Meter()
-            try:
-                means = dist.mean_over_ranks(run_epoch(self.model, self.opt, loss, batches(), augment=augment,
-                                                       device=self.device, amp=self.precision, meter=meter))
-            except ValueError as err:
-                self._check(name, epoch, meter.means(), err)
-                raise
-            self._check(name, epoch, means)  # before the checkpoint: a diverged epoch is not saved
-            dist.sync_buffers(self.student)  # every rank evaluates rank 0's model
-            self.sched.step()
-            dt = time.perf_counter() - t0
-            self.timings[f"{prefix}train_s"] += dt
-            if name == "main":
-                self.timings["train_cpu_s"] = self.timings.get("train_cpu_s", 0.0) + time.process_time() - c0
-            entry: dict[str, Any] = {"epoch": epoch, "lr": lr, **means, "train_s": dt,
-                                     "acc_id": None, **{o[0]: None for o in oods}}
-            if self._wants_eval(epoch, epochs, last_n):
-                t0 = time.perf_counter()
-                try:
-                    entry.update(self._evaluate(oods))
-                except ValueError as err:
-                    self._check(name, epoch, means, err)
-                    raise
-                self.timings[f"{prefix}eval_s"] += time.perf_counter() - t0
-            history.append(entry)
-            self.reporter.epoch(name, entry, epochs, images=images, wall_s=time.perf_counter() - wall0,
-                                first=epoch == start + 1)
-            self._epoch_done(name, epoch)
-
-    def _main_stage(self, start: int) -> None:
-        c, r = self.cfg, self.resolved
-        imgs, t_train = self.images["train"], self.tfeat["train"]
-        y_all = imgs.labels.to(self.device)
-
-        caps = self.caption_feats
-
-        def batches() -> Iterator[tuple[torch.Tensor, ...]]:
-            for _ in range(r["repeat_epochs"]):
-                index = train_index_batches(imgs.n, c.batch_size, self.gens["shuffle"])
-                for idx, x in zip(index, imgs.batches(index)):
-                    idx_d = idx.to(self.device)
-                    batch = (x.to(self.device, non_blocking=True), t_train[idx_d], y_all[idx_d])
-                    yield batch if caps is None else (*batch, caps[idx_d])
-
-        text = self.text_seen if self.prompt is None else (lambda: self._prompt_text("seen"))
-        # the unseen texts (None) are read at evaluation time: prompt learning refreshes them
-        self._stage("main", start, c.epochs, c.last_n, LossSpec.of_config(c, text), batches,
-                    [("acc_ood_zeroshot", self.evals["ood"], None, 0)], self.history, imgs.n * r["repeat_epochs"])
-
-    def _fewshot_setup(self) -> None:
-        """Support and evaluation images. Continual mode (Table 11): Y_ood is cut in half in label
-        order (Y_ood1 = the first ``n // 2`` unseen classes); the support comes from X_ood1 only;
-        X_ood1 (the rest of its images) is scored among Y_ood1, X_ood2 (all its images) among Y_ood2,
-        and fine-tuning sees the texts of Y_id and Y_ood1 only."""
-        fs = self.resolved["fewshot"]
-        ood = self.ds.ood
-        n_unseen = len(self.ds.unseen_classes)
-        self.n_ood1 = n_unseen // 2 if fs.get("continual") else n_unseen
-        if self.n_ood1 < 1:
-            raise ValueError(f"fewshot.continual needs at least 2 unseen classes, {self.ds.name!r} has {n_unseen}")
-        pool = [i for i, y in enumerate(ood.labels) if y < self.n_ood1]
-        sup, ev = select_support([ood.keys[i] for i in pool], [ood.labels[i] for i in pool], self.n_ood1, fs["shots"])
-        self.support_idx, self.fs_eval_idx = [pool[i] for i in sup], [pool[i] for i in ev]
-        self.support_keys = [ood.keys[i] for i in self.support_idx]
-        self.sup_x = self.images["ood"].take(self.support_idx).to(self.device)
-        self.sup_t = self.tfeat["ood"][torch.as_tensor(self.support_idx, device=self.device)]
-        self.sup_y = self.images["ood"].labels[torch.as_tensor(self.support_idx)].to(self.device)
-        self.fs_ood = self.evals["ood"].subset(self.fs_eval_idx)
-        if fs.get("continual"):
-            ood2 = self.evals["ood"].subset([i for i, y in enumerate(ood.labels) if y >= self.n_ood1])
-            self.fs_oods = [("acc_ood1_5shot", self.fs_ood, self.text_unseen[:self.n_ood1], 0),
-                            ("acc_ood2_5shot", ood2, self.text_unseen[self.n_ood1:], self.n_ood1)]
-        else:
-            self.fs_oods = [("acc_ood_5shot", self.fs_ood, self.text_unseen, 0)]
-
-    def _before_fewshot(self) -> dict[str, float]:
-        """The fewshot evaluation of the main-stage student (the "before" of Table 11)."""
-        out = self._evaluate(self.fs_oods)
-        return {k.replace("_5shot", "_zeroshot"): out[k] for k, *_ in self.fs_oods}
-
-    def _fewshot_stage(self, start: int) -> None:
-        c, fs = self.cfg, self.resolved["fewshot"]
-        self._refresh_prompt_texts()  # the learned context is kept fixed while fine-tuning
-        text_all = torch.cat([self.text_seen, self.text_unseen[:self.n_ood1]])
-        imgs, t_train = self.images["train"], self.tfeat["train"]
-        y_train = imgs.labels.to(self.device)
-        n_seen = len(self.ds.seen_classes)
-
-        def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-            plan = [(dist.shard_batch(tr), dist.shard_batch(sup)) for tr, sup in
-                    fewshot_batches(imgs.n, len(self.support_idx), fs["batch_size"], self.gens["shuffle"])]
-            for (tr, sup), x_tr in zip(plan, imgs.batches([p[0] for p in plan])):
-                tr_d, sup_d = tr.to(self.device), sup.to(self.device)
-                x = torch.cat([x_tr.to(self.device, non_blocking=True), self.sup_x[sup_d]])
-                t = torch.cat([t_train[tr_d], self.sup_t[sup_d]])
-                yield x, t, fewshot_labels(y_train[tr_d], self.sup_y[sup_d], n_seen)
-
-        # the support images have no captions: the 5-shot stage trains without L_cap
-        self._stage("fewshot", start, fs["epochs"], min(c.last_n, fs["epochs"]),
-                    LossSpec.of_config(c, text_all).without("cap"), batches, self.fs_oods, self.fs_history, imgs.n)
-
-    def _fewshot_optimizer(self) -> None:
-        fs = self.resolved["fewshot"]
-        self.opt = make_optimizer(self.student.parameters(), fs["optimizer"], fs["lr"], fs["weight_decay"],
-                              self.cfg.momentum)
-        self.sched = make_scheduler(self.opt, "onecycle", fs["epochs"], fs["lr"])
-
-    # ------------------------------------------------------------------ analysis
-    def _analysis(self) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        seen_plain, unseen_plain = self.plain_texts or self._plain_texts()
-        c = self.cfg
-        out: dict[str, Any] = {"text": "plain template; Y_id texts on X_train/X_id, Y_ood on X_ood",
-                               "student_transform": "eval (centre crop)"}
-        for split, label, text in (("train", "X_train", seen_plain), ("id", "X_id", seen_plain),
-                                   ("ood", "X_ood", unseen_plain)):
-            s = embed(self.student, self.images[split], self.eval_tf, self.device, c.eval_batch_size, self.precision)
-            t = self.tfeat[split]
-            mse, angle = feature_error(s, t)
-            n = s.shape[0]
-            neigh_k = [k for k in (3, 5, 10) if k < n]
-            align_k = [k for k in (2, 3, 5) if k <= text.shape[0]]
-            out[label] = {
-                "mse": mse, "angle": angle, "m_rel": m_rel(s, t),
-                "m_neigh": {str(k): v for k, v in m_neigh(s, t, neigh_k).items()} if neigh_k else {},
-                "m_vlalign": {str(k): v for k, v in m_vlalign(s, t, text, align_k).items()} if align_k else {},
-            }
-        self.timings["analysis_s"] += time.perf_counter() - t0
-        return out
-
-    def _plain_texts(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if (self.cfg.descriptions is None and self.cfg.description_control is None
-                and self.cfg.text_mode == "first" and self.prompt is None):
-            return self.text_seen, self.text_unseen
-        enc = CachedTextTeacher(self.teacher, self.cache_dir)
-        kw = dict(mode="first", template=self.cfg.template)
-        return (class_text_features(enc, self.ds.seen_classes, None, **kw).float().to(self.device),
-                class_text_features(enc, self.ds.unseen_classes, None, **kw).float().to(self.device))
-
-    # ------------------------------------------------------------------ main
     def execute(self) -> dict[str, Any]:
         t_start = time.perf_counter()
         cfg = self.cfg
@@ -671,83 +308,3 @@ class _Run:
             self.reporter.close()
         self.timings["total_s"] = time.perf_counter() - t_start
         return self._record(fewshot_info, resumed)
-
-    def _record(self, fewshot_info: dict[str, Any] | None, resumed: dict[str, Any] | None) -> dict[str, Any]:
-        cfg = self.cfg
-        final = {"acc_id": _last_mean(self.history, "acc_id", cfg.last_n),
-                 "acc_ood_zeroshot": _last_mean(self.history, "acc_ood_zeroshot", cfg.last_n),
-                 "loss": self.history[-1]["loss"] if self.history else None}
-        if fewshot_info is not None:
-            n = min(cfg.last_n, self.resolved["fewshot"]["epochs"])
-            for key, *_ in self.fs_oods:
-                final[key] = _last_mean(self.fs_history, key, n)
-            final["acc_id_5shot"] = _last_mean(self.fs_history, "acc_id", n)
-            final.update(self.before_fs or {})
-        ds = self.ds
-        # the teacher's own zero-shot accuracy on the same images with the same class texts (the
-        # ceiling a student's transfer is measured against), and per unseen class
-        teacher_ood = class_accuracies(self.tfeat["ood"], self.text_unseen, self.evals["ood"].labels)
-        final["teacher_acc_id"] = accuracy(self.tfeat["id"], self.text_seen, self.evals["id"].labels)
-        final["teacher_acc_ood_zeroshot"] = mean_accuracy(teacher_ood)
-        per_class = {"classes": list(ds.unseen_classes), "teacher_acc_ood_zeroshot": teacher_ood,
-                     "acc_ood_zeroshot": _last_mean_lists(self.history, "per_class_acc_ood_zeroshot", cfg.last_n)}
-        if fewshot_info is not None:
-            per_class["acc_ood_5shot"] = _last_mean_lists(self.fs_history, "per_class_acc_ood_5shot", n)
-        return {
-            "schema": SCHEMA,
-            "hash": self.hash,
-            "config": cfg.to_dict(),
-            "inputs": self.inputs,
-            "resolved": self.resolved,
-            "final": final,
-            "history": self.history,
-            "fewshot": fewshot_info,
-            "analysis": self.analysis,
-            "per_class": per_class,
-            "dataset": {"name": ds.name, **ds.summary(), "seen_classes": list(ds.seen_classes),
-                        "unseen_classes": list(ds.unseen_classes)},
-            "teacher": {"identifier": self.teacher.identifier, "embed_dim": self.teacher.embed_dim,
-                        "loaded": self.teacher.loaded},
-            "student": {"name": cfg.student, "parameters": sum(p.numel() for p in self.student.parameters())},
-            "captions": getattr(self, "caption_info", None),
-            "prompt_learning": None if self.prompt is None else {
-                **prompt_learning_options(cfg.prompt_learning),
-                "example": self.prompts["seen"][0][0], "ctx_norm": float(self.prompt.ctx.detach().norm())},
-            "teacher_forward_passes": self.teacher.image_calls + self.teacher.text_calls + self.teacher.prompt_calls,
-            "teacher_forward_detail": self.teacher.forward_passes(),
-            "timings": dict(self.timings),
-            "throughput_img_s": _throughput(self.history, len(ds.train) * self.resolved["repeat_epochs"]),
-            "versions": library_versions(),
-            "device": str(self.device),
-            "precision": self.precision,
-            "torch_threads": torch.get_num_threads(),
-            "world_size": dist.world_size(),
-            "git_commit": git_commit(),
-            "resumed_from": resumed,
-            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "run_dir": str(self.run_dir) if self.run_dir else None,
-            "weights_sha256": self._weights_sha256(),
-        }
-
-    def _weights_sha256(self) -> dict[str, str] | None:
-        """The sha256 of each weight file this run wrote (checked when the weights are read back)."""
-        if self.run_dir is None or not self.writer:
-            return None
-        return {name: sha256_file(self.run_dir / name) for name in WEIGHTS if (self.run_dir / name).is_file()}
-
-
-def _last_mean(history: Sequence[Mapping[str, Any]], key: str, n: int) -> float | None:
-    vals = [h[key] for h in history[-n:] if h.get(key) is not None]
-    return sum(vals) / len(vals) if vals else None
-
-
-def _last_mean_lists(history: Sequence[Mapping[str, Any]], key: str, n: int) -> list[float] | None:
-    """Element-wise mean of the per-class lists of the last ``n`` epochs that have them."""
-    rows = [h[key] for h in history[-n:] if h.get(key) is not None]
-    return [sum(col) / len(col) for col in zip(*rows)] if rows else None
-
-
-def _throughput(history: Sequence[Mapping[str, Any]], images_per_epoch: int) -> float | None:
-    t = sum(h.get("train_s", 0.0) for h in history)
-    return images_per_epoch * len(history) / t if t > 0 else None
-
