@@ -6,7 +6,7 @@ import json
 import pytest
 
 from vldlib.train.profiles import PROFILES, apply_overrides, profile_config
-from vldlib.train.config import SMALL_DATASET_MAX_TRAIN, TrainConfig, resolve_optim
+from vldlib.train.config import FEWSHOT_DEFAULTS, SMALL_DATASET_MAX_TRAIN, TrainConfig, resolve_optim
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
@@ -65,9 +65,10 @@ def test_overrides_merge_options_and_replace_the_rest():
     assert cfg["weights"] == {"cls": 1.0} and cfg["epochs"] == 3
     dotted = profile_config("offline", **{"dataset_options.split_seed": 1, "fewshot.epochs": 7})
     assert dotted["dataset_options"] == cfg["dataset_options"]
-    assert dotted["fewshot"] == {**base["fewshot"], "epochs": 7}
+    # few-shot options are a typed sub-config: every option, the given ones set
+    assert dotted["fewshot"] == {**FEWSHOT_DEFAULTS, **base["fewshot"], "epochs": 7}
     assert profile_config("offline", fewshot=None)["fewshot"] is None
-    assert profile_config("offline", fewshot=None, **{"fewshot.shots": 3})["fewshot"] == {"shots": 3}
+    assert profile_config("offline", fewshot=None, **{"fewshot.shots": 3})["fewshot"] == {**FEWSHOT_DEFAULTS, "shots": 3}
     # another dataset / student starts from empty options, then merges the given ones
     other = profile_config("offline", dataset="official", dataset_options={"root": "/d"})
     assert other["dataset_options"] == {"root": "/d"}

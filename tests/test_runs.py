@@ -199,3 +199,58 @@ def test_default_root_and_atomic_json(tmp_path, monkeypatch):
     write_json_atomic(target, {"v": 2})
     assert json.loads(target.read_text()) == {"v": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+# ---------------------------------------------------------------------- one hashing rule
+def test_canonical_config_drops_every_default_and_carries_the_schema():
+    """The canonical config is the schema version plus the fields off their declared defaults; the
+    hash is over its expansion (schema 1: the baseline fields filled), so it equals the old identity."""
+    from vldlib.train.config import BASELINE_FIELDS, canonical_config, hash_identity
+
+    assert canonical_config({}) == canonical_config(TrainConfig().to_dict()) == {"schema": 1}
+    cfg = smoke(threads=2, description_control="waffle", descriptions="main")
+    canon = canonical_config(cfg)
+    assert canon["schema"] == 1 and canon["threads"] == 2 and canon["description_control"] == "waffle"
+    assert "weights" not in canon and "k" not in canon and "world_size" not in canon  # at their defaults
+    assert canon["fewshot"] == {"epochs": 2, "lr": 0.03}  # shots=5 is the default, continual too
+    ident = hash_identity(canon)
+    assert ident == TrainConfig.from_dict(cfg).canonical()
+    assert set(BASELINE_FIELDS) <= set(ident) and "precision" not in ident and "continual" not in ident["fewshot"]
+    assert ident["fewshot"] == {"shots": 5, "epochs": 2, "lr": 0.03, "optimizer": "auto", "weight_decay": "auto",
+                                "batch_size": None}
+    with pytest.raises(ValueError, match="schema 2"):
+        hash_identity({"schema": 2})
+
+
+def test_a_field_added_later_enters_the_hash_only_off_its_default():
+    """The rule on its own: baseline fields are always in the identity, later ones only when set."""
+    from vldlib.train.schema import Schema
+
+    old = Schema(defaults={"a": 1, "sub": None}, baseline=("a", "sub"),
+                 nested={"sub": Schema(defaults={"x": 0, "y": "auto"}, baseline=("x", "y"))})
+    new = Schema(defaults={"a": 1, "sub": None, "later": None}, baseline=("a", "sub"),
+                 nested={"sub": Schema(defaults={"x": 0, "y": "auto", "z": False}, baseline=("x", "y"))})
+    assert new.expand(new.compact({"a": 1, "sub": None, "later": None})) == old.expand(old.compact({"a": 1, "sub": None}))
+    assert new.expand(new.compact({"a": 2, "sub": {"x": 0, "y": "auto", "z": False}, "later": None})) == \
+        {"a": 2, "sub": {"x": 0, "y": "auto"}}
+    assert new.expand(new.compact({"a": 1, "sub": {"x": 1, "y": "auto", "z": True}, "later": 3})) == \
+        {"a": 1, "sub": {"x": 1, "y": "auto", "z": True}, "later": 3}
+    assert new.compact({"a": 1.0}) == {"a": 1.0}  # equal as JSON only: 1.0 is not the default 1
+
+
+def test_fewshot_and_prompt_learning_are_typed_sub_configs():
+    from vldlib.train.config import FewshotOptions, PromptLearningOptions
+
+    cfg = TrainConfig.from_dict(smoke(prompt_learning={"n_ctx": 4}, weights={"cls": 1.0, "cap": 1.0}))
+    assert isinstance(cfg.fewshot, FewshotOptions) and cfg.fewshot.epochs == 2 and cfg.fewshot.continual is False
+    assert isinstance(cfg.prompt_learning, PromptLearningOptions) and cfg.prompt_learning.n_ctx == 4
+    assert cfg.to_dict()["prompt_learning"] == {"n_ctx": 4, "init_std": 0.02}
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg and config_hash(cfg.to_dict()) == config_hash(cfg)
+    with pytest.raises(ValueError, match=r"unknown fewshot option\(s\) \['epoch'\]; valid: "):
+        TrainConfig(fewshot={"epoch": 3})
+    with pytest.raises(ValueError, match=r"unknown prompt_learning option\(s\) \['ctx'\]"):
+        TrainConfig.from_dict({"prompt_learning": {"ctx": 3}})
+    with pytest.raises(ValueError, match="fewshot must be None or a dict"):
+        TrainConfig(fewshot="yes").validate()
+    with pytest.raises(ValueError, match="prompt_learning.n_ctx must be an integer in 1..32"):
+        TrainConfig(prompt_learning={"n_ctx": 0}).validate()

@@ -17,14 +17,12 @@ import copy
 import dataclasses
 import json
 import math
-import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from vldlib.core.losses import IM_CST_MODES, LOSS_NAMES, PAPER_LOSS_NAMES
 from vldlib.data import DATASETS, ROOTED_DATASETS, dataset_spec, images_per_class
-from vldlib.io import canonical_json, json_sha256
-from vldlib.models.prompts import prompt_learning_options
+from vldlib.io import json_sha256
 from vldlib.models.specs import teacher_spec
 from vldlib.models.students import STUDENTS as _STUDENT_REGISTRY
 from vldlib.models.teachers import TEACHERS as _TEACHER_REGISTRY
@@ -32,11 +30,22 @@ from vldlib.text.captions import CAPTION_SOURCES
 from vldlib.text.classifier import TEXT_MODES as _ALL_TEXT_MODES
 from vldlib.text.controls import DESCRIPTION_CONTROLS
 from vldlib.text.prompts import PROMPTS
+from vldlib.train.checks import (check_auto_nonneg as _auto_nonneg, check_auto_positive as _auto_pos,
+                                 check_choice as _choice, check_int as _int, is_number as _is_number)
 from vldlib.train.inputs import LOCATION_OPTIONS, hashed_inputs, resolve_inputs
+from vldlib.train.options import (FEWSHOT_DEFAULTS, FEWSHOT_SCHEMA, OPTIMIZERS, PROMPT_LEARNING_SCHEMA,
+                                  FewshotOptions, PromptLearningOptions, sub_config)
+from vldlib.train.resolve import MAX_AUTO_WORKERS, SMALL_DATASET_MAX_TRAIN, resolve_optim, resolve_workers
+from vldlib.train.schema import SCHEMA_KEY, SCHEMA_VERSION, Schema
+
+__all__ = ["TrainConfig", "FewshotOptions", "PromptLearningOptions", "config_hash", "record_hash", "input_identity",
+           "canonical_config", "hash_identity", "canonical_weights", "resolve_optim", "resolve_workers",
+           "HASH_LEN", "BASELINE_FIELDS", "CONFIG_SCHEMA", "DEFAULT_THREADS", "FEWSHOT_DEFAULTS",
+           "SMALL_DATASET_MAX_TRAIN", "MAX_AUTO_WORKERS", "RUNTIME_FIELDS", "REPORT_TO", "TEACHERS", "STUDENTS",
+           "OPTIMIZERS", "SCHEDULES", "DESCRIPTION_VARIANTS", "TEXT_MODES", "EVAL_EPOCHS", "PRECISIONS"]
 
 TEACHERS: tuple[str, ...] = tuple(_TEACHER_REGISTRY)
 STUDENTS: tuple[str, ...] = tuple(_STUDENT_REGISTRY)
-OPTIMIZERS: tuple[str, ...] = ("auto", "sgd", "adamw")
 SCHEDULES: tuple[str, ...] = ("auto", "step", "onecycle", "constant")
 DESCRIPTION_VARIANTS: tuple[str, ...] = tuple(PROMPTS)
 #: Training needs one feature per class: per-descriptor scoring is for evaluation studies only.
@@ -48,30 +57,18 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 RUNTIME_FIELDS: tuple[str, ...] = ("cache_dir", "num_workers", "report_to")
 #: Where a run's per-epoch scalars go besides its ``metrics.jsonl`` (:mod:`vldlib.train.reporting`).
 REPORT_TO: tuple[str, ...] = ("tensorboard", "wandb")
-#: ``num_workers="auto"``: this many DataLoader workers at most (see :func:`resolve_workers`).
-MAX_AUTO_WORKERS = 8
 #: The thread count a run trains with unless its config says otherwise (what ``run_grid``'s
-#: workers have always used); a config at this value hashes as if the field did not exist.
+#: workers have always used): the ``threads`` field's default.
 DEFAULT_THREADS = 1
-#: Fields added after runs were stored: left out of the canonical config while None, so adding
-#: them did not change the hash of any config that does not set them.
-OMITTED_WHEN_NONE: tuple[str, ...] = ("precision", "description_control")
-
-FEWSHOT_DEFAULTS: dict[str, Any] = {
-    "shots": 5,            # support images per unseen class (paper §3.6)
-    "epochs": "auto",      # paper §5.4: 100 (small datasets) / 20 (large); "auto" picks by |X_train|
-    "lr": "auto",          # peak OneCycle lr: 0.003 (SGD students), 1e-4 (AdamW / ViT)
-    "optimizer": "auto",   # same family as the main stage
-    "weight_decay": "auto",
-    "batch_size": None,    # None: the main batch size
-    "continual": False,    # Table 11: fine-tune on the first half of Y_ood only (omitted from the hash when off)
-}
-#: Few-shot options that are left out of the canonical config (and so of the hash) at these values,
-#: so that adding them did not change the hash of any earlier run.
-FEWSHOT_OMITTED_WHEN: dict[str, Any] = {"continual": False}
-#: |X_train| below which a dataset counts as "small" for the paper's epoch rules (§5.3-5.4):
-#: CUB, Cars, Flowers have 2.9k-4.1k training images; Food, SUN, tiered 35.7k-314k.
-SMALL_DATASET_MAX_TRAIN = 20_000
+#: The fields of schema 1: the field set the first stored run hashes were computed over. Each is
+#: in every run's identity; any other hashed field only when it is not at its default
+#: (:mod:`vldlib.train.schema`).
+BASELINE_FIELDS: tuple[str, ...] = (
+    "dataset", "dataset_options", "teacher", "teacher_options", "student", "student_options", "weights",
+    "k", "filter", "im_cst_filter", "im_cst_mode", "tau", "descriptions", "text_mode", "template",
+    "enriched_template", "optimizer", "lr", "momentum", "weight_decay", "schedule", "epochs",
+    "repeat_epochs", "batch_size", "eval_batch_size", "seed", "device", "amp", "per_image_aug", "last_n",
+    "eval_epochs", "fewshot", "analysis")
 
 
 @dataclass
@@ -165,13 +162,18 @@ class TrainConfig:
     per_image_aug: bool = True
     last_n: int = 5
     eval_epochs: str = "all"
-    fewshot: dict | None = None
+    fewshot: FewshotOptions | None = None
     analysis: bool = False
     captions: str | None = None
-    prompt_learning: dict | None = None
+    prompt_learning: PromptLearningOptions | None = None
     cache_dir: str | None = None
     world_size: int = 1
     report_to: str | None = None
+
+    def __post_init__(self) -> None:
+        # the typed sub-configs, given as dicts in JSON (unknown keys: one ValueError)
+        self.fewshot = sub_config("fewshot", FewshotOptions, self.fewshot)
+        self.prompt_learning = sub_config("prompt_learning", PromptLearningOptions, self.prompt_learning)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -273,7 +275,10 @@ class TrainConfig:
                                  f"(the rest are evaluated), but {self.dataset} holds {known} per class "
                                  f"(dataset_options.per_class); lower fewshot.shots or raise per_class")
         if self.prompt_learning is not None:
-            prompt_learning_options(self.prompt_learning)  # validates
+            if not isinstance(self.prompt_learning, PromptLearningOptions):
+                raise ValueError(f"prompt_learning must be None or a dict like {PromptLearningOptions().to_dict()}, "
+                                 f"got {self.prompt_learning!r}")
+            self.prompt_learning.validate()
             if self.text_mode not in ("first", "average"):
                 raise ValueError(f"prompt_learning supports text_mode 'first' or 'average', got {self.text_mode!r}")
         if self.captions is not None:
@@ -291,26 +296,12 @@ class TrainConfig:
         return self
 
     def fewshot_options(self) -> dict[str, Any] | None:
-        """The few-shot options with defaults filled (``None`` when few-shot is off)."""
+        """The few-shot options (validated) as a dict with every key (``None`` when few-shot is off)."""
         if self.fewshot is None:
             return None
-        if not isinstance(self.fewshot, Mapping):
+        if not isinstance(self.fewshot, FewshotOptions):
             raise ValueError(f"fewshot must be None or a dict like {FEWSHOT_DEFAULTS}, got {self.fewshot!r}")
-        bad = sorted(set(self.fewshot) - set(FEWSHOT_DEFAULTS))
-        if bad:
-            raise ValueError(f"unknown fewshot option(s) {bad}; valid: {sorted(FEWSHOT_DEFAULTS)}")
-        opts = {**FEWSHOT_DEFAULTS, **self.fewshot}
-        _int("fewshot.shots", opts["shots"], 1)
-        if opts["epochs"] != "auto":
-            _int("fewshot.epochs", opts["epochs"], 1, extra=" or 'auto'")
-        _auto_pos("fewshot.lr", opts["lr"])
-        _auto_nonneg("fewshot.weight_decay", opts["weight_decay"])
-        _choice("fewshot.optimizer", opts["optimizer"], OPTIMIZERS)
-        if opts["batch_size"] is not None:
-            _int("fewshot.batch_size", opts["batch_size"], 2)
-        if not isinstance(opts["continual"], bool):
-            raise ValueError(f"fewshot.continual must be True or False, got {opts['continual']!r}")
-        return opts
+        return self.fewshot.validate().to_dict()
 
     def caption_source(self) -> str | None:
         """Where L_cap's captions come from (None when L_cap is off); see the class docstring."""
@@ -321,38 +312,26 @@ class TrainConfig:
         return teacher_spec(self.teacher).caption_source
 
     # ------------------------------------------------------------------ canonical form
-    def canonical(self) -> dict[str, Any]:
-        """The config as hashed: weights as :func:`canonical_weights`, few-shot defaults
-        filled, runtime-only fields (:data:`RUNTIME_FIELDS`) dropped, ``threads`` omitted at
-        its default (:data:`DEFAULT_THREADS`),
-        ``world_size`` only when it is not 1 (single-process hashes unchanged)."""
-        d = self.to_dict()
+    def hashed_values(self) -> dict[str, Any]:
+        """Every hashed field, normalised: loss weights as :func:`canonical_weights`, ``tau`` and
+        ``momentum`` as floats, sub-configs as their full identities, ``captions`` as the source
+        L_cap reads (:meth:`caption_source`, None when L_cap is off); the runtime-only fields
+        (:data:`RUNTIME_FIELDS`) left out."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in RUNTIME_FIELDS}
+        d = copy.deepcopy({k: v.identity() if isinstance(v, (FewshotOptions, PromptLearningOptions)) else v
+                           for k, v in d.items()})
         d["weights"] = canonical_weights(d["weights"])
-        if d["fewshot"] is not None:
-            d["fewshot"] = {k: v for k, v in self.fewshot_options().items()
-                            if not (k in FEWSHOT_OMITTED_WHEN and v == FEWSHOT_OMITTED_WHEN[k])}
         for name in ("tau", "momentum"):
             d[name] = float(d[name])
-        for name in RUNTIME_FIELDS:
-            d.pop(name, None)
-        if d.get("threads") == DEFAULT_THREADS:
-            d.pop("threads")
-        # new fields are part of the hash only when in use (older runs keep their hashes)
-        if d["prompt_learning"] is None:
-            d.pop("prompt_learning")
-        else:
-            d["prompt_learning"] = prompt_learning_options(d["prompt_learning"])
-        source = self.caption_source()
-        if source is None:
-            d.pop("captions", None)
-        else:
-            d["captions"] = source
-        for name in OMITTED_WHEN_NONE:  # fields added later: absent from the hash until used
-            if d.get(name) is None:
-                d.pop(name, None)
-        if d.get("world_size") == 1:
-            d.pop("world_size")
+        if self.fewshot is not None:
+            self.fewshot.validate()
+        d["captions"] = self.caption_source()
         return d
+
+    def canonical(self) -> dict[str, Any]:
+        """The identity this config is hashed over: :func:`canonical_config` expanded by the schema
+        (:func:`hash_identity`): every schema-1 field, and every later field not at its default."""
+        return hash_identity(canonical_config(self))
 
 
 #: Length of a run's hash in hex digits.
@@ -366,6 +345,35 @@ def canonical_weights(weights: Mapping[str, float]) -> dict[str, float]:
     out = {n: float(weights.get(n, 0.0)) for n in PAPER_LOSS_NAMES}
     out.update({n: float(weights[n]) for n in LOSS_NAMES if n not in out and float(weights.get(n, 0.0)) != 0.0})
     return out
+
+
+def _schema() -> Schema:
+    defaults = TrainConfig().hashed_values()
+    return Schema(defaults=defaults, baseline=BASELINE_FIELDS,
+                  nested={"fewshot": FEWSHOT_SCHEMA, "prompt_learning": PROMPT_LEARNING_SCHEMA})
+
+
+#: The hashing schema of :class:`TrainConfig` (its normalised defaults, schema-1 fields, sub-configs).
+CONFIG_SCHEMA: Schema = _schema()
+
+
+def canonical_config(config: Mapping[str, Any] | TrainConfig) -> dict[str, Any]:
+    """The canonical config: the schema version (:data:`vldlib.train.schema.SCHEMA_KEY`) and every
+    hashed field whose normalised value (:meth:`TrainConfig.hashed_values`) differs from its declared
+    default, sub-configs likewise. ``{}`` and the explicit defaults give ``{"schema": 1}``."""
+    cfg = TrainConfig.from_dict(config)
+    return {SCHEMA_KEY: SCHEMA_VERSION, **CONFIG_SCHEMA.compact(cfg.hashed_values())}
+
+
+def hash_identity(canonical: Mapping[str, Any]) -> dict[str, Any]:
+    """The identity a canonical config is hashed over. Schema 1: the schema-1 fields
+    (:data:`BASELINE_FIELDS`, their defaults where the canonical config lacks them) and every other
+    field it holds, so every hash computed before the rule stands."""
+    body = {k: v for k, v in canonical.items() if k != SCHEMA_KEY}
+    version = canonical.get(SCHEMA_KEY, SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"canonical config of schema {version!r}; this vldlib reads schema {SCHEMA_VERSION}")
+    return CONFIG_SCHEMA.expand(body)
 
 
 def input_identity(config: Mapping[str, Any] | TrainConfig, *, strict: bool = False) -> dict[str, dict[str, str]]:
@@ -412,46 +420,6 @@ def _digest(identity: Mapping[str, Any]) -> str:
     return json_sha256(identity)[:HASH_LEN]
 
 
-# ---------------------------------------------------------------------- resolution of "auto"
-def resolve_optim(config: TrainConfig, n_train: int) -> dict[str, Any]:
-    """Resolve the ``"auto"`` optimisation fields (paper §5.3-5.4) for a dataset of ``n_train``
-    training images. Returns a dict recorded in the result record."""
-    is_vit = config.student.startswith("vit")
-    opt = config.optimizer if config.optimizer != "auto" else ("adamw" if is_vit else "sgd")
-    sched = config.schedule if config.schedule != "auto" else ("onecycle" if opt == "adamw" else "step")
-    lr = config.lr if config.lr != "auto" else (2e-4 if opt == "adamw" else 0.05)
-    wd = config.weight_decay if config.weight_decay != "auto" else (0.01 if opt == "adamw" else 1e-4)
-    small = n_train < SMALL_DATASET_MAX_TRAIN
-    rep = config.repeat_epochs if config.repeat_epochs != "auto" else (5 if small else 1)
-    out: dict[str, Any] = {"optimizer": opt, "schedule": sched, "lr": float(lr),
-                           "weight_decay": float(wd), "repeat_epochs": int(rep)}
-    fs = config.fewshot_options()
-    if fs is not None:
-        fopt = fs["optimizer"] if fs["optimizer"] != "auto" else opt
-        out["fewshot"] = {
-            "shots": int(fs["shots"]),
-            "epochs": int(fs["epochs"]) if fs["epochs"] != "auto" else (100 if small else 20),
-            "lr": float(fs["lr"]) if fs["lr"] != "auto" else (1e-4 if fopt == "adamw" else 0.003),
-            "optimizer": fopt,
-            "weight_decay": float(fs["weight_decay"]) if fs["weight_decay"] != "auto"
-            else (0.01 if fopt == "adamw" else 1e-4),
-            "batch_size": int(fs["batch_size"] or config.batch_size),
-        }
-        if fs["continual"]:
-            out["fewshot"]["continual"] = True
-    return out
-
-
-def resolve_workers(num_workers: int | str, cores: int | None = None) -> int:
-    """DataLoader workers: ``num_workers`` itself, or for ``"auto"`` min(8, cores - 1) (one core
-    left to the training process; 0 on a one-core machine)."""
-    if num_workers != "auto":
-        return int(num_workers)
-    cores = cores if cores is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                             else os.cpu_count() or 1)
-    return max(0, min(MAX_AUTO_WORKERS, cores - 1))
-
-
 # ---------------------------------------------------------------------- helpers
 def _legacy_threads(data: Mapping[str, Any]) -> Mapping[str, Any]:
     """Read the old runtime key ``num_threads`` (None: torch's setting) as ``threads``."""
@@ -462,28 +430,3 @@ def _legacy_threads(data: Mapping[str, Any]) -> Mapping[str, Any]:
     if legacy is not None and "threads" not in data:
         data["threads"] = legacy
     return data
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _choice(name: str, value: Any, valid: tuple[str, ...], extra: str = "") -> None:
-    if value not in valid:
-        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(map(repr, valid))}"
-                         + (f" {extra}" if extra else ""))
-
-
-def _int(name: str, value: Any, minimum: int, extra: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}{extra}, got {value!r}")
-
-
-def _auto_pos(name: str, value: Any) -> None:
-    if value != "auto" and (not _is_number(value) or not value > 0 or not math.isfinite(value)):
-        raise ValueError(f"{name} must be a number > 0 or 'auto', got {value!r}")
-
-
-def _auto_nonneg(name: str, value: Any) -> None:
-    if value != "auto" and (not _is_number(value) or value < 0 or not math.isfinite(value)):
-        raise ValueError(f"{name} must be a number >= 0 or 'auto', got {value!r}")

@@ -9,7 +9,6 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from vldlib.io import sha256_file
-from vldlib.models.prompts import prompt_learning_options
 import vldlib.train.distributed as dist
 from vldlib.train.checkpoints import WEIGHTS
 from vldlib.train.loop import accuracy, class_accuracies, mean_accuracy
@@ -62,7 +61,7 @@ class RunRecord:
             "student": {"name": cfg.student, "parameters": sum(p.numel() for p in self.student.parameters())},
             "captions": getattr(self, "caption_info", None),
             "prompt_learning": None if self.prompt is None else {
-                **prompt_learning_options(cfg.prompt_learning),
+                **cfg.prompt_learning.identity(),
                 "example": self.prompts["seen"][0][0], "ctx_norm": float(self.prompt.ctx.detach().norm())},
             "teacher_forward_passes": self.teacher.image_calls + self.teacher.text_calls + self.teacher.prompt_calls,
             "teacher_forward_detail": self.teacher.forward_passes(),

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import torch
 
 from vldlib.features import CachedTextTeacher, proxy_caption_classes
-from vldlib.models.prompts import PromptLearner, coop_texts, prompt_learning_options
+from vldlib.models.prompts import PromptLearner, coop_texts
 from vldlib.models.teachers import imagenet_class_names
 from vldlib.text.captions import CAPTION_FILE, PROXY_CAPTION_TOP, captions_for, proxy_caption, read_caption_file
 from vldlib.text.classifier import class_text_features, class_texts
@@ -101,9 +101,9 @@ class RunTexts:
 
     def _build_prompt(self) -> PromptLearner | None:
         """CoOp (Table 5): the learnable context and each class's prompts "X ... X {name}." (None when off)."""
-        opts = prompt_learning_options(self.cfg.prompt_learning)
-        if opts is None:
+        if self.cfg.prompt_learning is None:
             return None
+        opts = self.cfg.prompt_learning.identity()  # validated, init_std a float
         desc = config_descriptions(self.cfg, self.ds)
         kw = dict(template="{name}.", enriched_template="{name} . {description}.")
         self.prompts = {"seen": coop_texts(class_texts(self.ds.seen_classes, desc, **kw), opts["n_ctx"]),
