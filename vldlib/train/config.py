@@ -82,7 +82,12 @@ class TrainConfig:
 
     Class texts: ``descriptions`` (None: plain names), ``text_mode`` and, for the controls of the
     "do descriptions help because of what they say?" chapter, ``description_control``
-    (:mod:`vldlib.text.controls`: "shuffled", "waffle", "templates"; None = off, not hashed).
+    (:mod:`vldlib.text.controls`: "shuffled", "waffle", "templates"; None = off).
+
+    Hashing (one rule, :func:`canonical_config`): a field at its declared default is left out of
+    the canonical config; the fields of schema 1 (:data:`BASELINE_FIELDS`) are filled back in
+    for the hash, so a field added since (threads, precision, description_control, captions,
+    prompt_learning, world_size, fewshot.continual) changes a run's hash only when it is set.
 
     Optimisation (paper §5.3): ``optimizer="auto"`` is SGD (lr 0.05, momentum 0.9, wd 1e-4,
     x0.1 at 1/3 and 2/3 of the epochs) for CNN students and AdamW + OneCycle (peak 2e-4,
@@ -94,13 +99,15 @@ class TrainConfig:
     from (:data:`vldlib.text.captions.CAPTION_SOURCES`): ``"proxy"`` (the offline proxy captioner:
     the proxy teacher's top ImageNet names, not a real captioner) or ``"file"`` (``captions.json``
     in the dataset root). None with ``weights["cap"] > 0`` means ``"proxy"`` for the ConSE proxy
-    teacher and ``"file"`` otherwise (:meth:`caption_source`); the field is left out of the hash
-    when L_cap is off.
+    teacher and ``"file"`` otherwise (:meth:`caption_source`; hashed as that source, so None
+    when L_cap is off).
 
-    Prompt learning (CoOp, Table 5): ``prompt_learning={"n_ctx": 8}`` learns n_ctx context
-    vectors in place of the template's "a photo of" together with the student, through the
-    frozen teacher text encoder (:mod:`vldlib.models.prompts`); None (default) is off and
-    absent from the hash.
+    Prompt learning (CoOp, Table 5): ``prompt_learning={"n_ctx": 8}``
+    (:class:`~vldlib.train.options.PromptLearningOptions`) learns n_ctx context vectors in place
+    of the template's "a photo of" together with the student, through the frozen teacher text
+    encoder (:mod:`vldlib.models.prompts`); None (default) is off. Few-shot fine-tuning:
+    ``fewshot`` (:class:`~vldlib.train.options.FewshotOptions`; None: off). Both are given as
+    dicts and held as their typed sub-configs.
 
     Threads: ``threads`` is the number of torch CPU threads the run trains with (set with
     ``torch.set_num_threads`` for the run, restored afterwards). It is part of the run's
@@ -108,8 +115,8 @@ class TrainConfig:
     work by thread, so 1 and 2 threads give different numbers for the same seed. The promise is
     "same config (threads included) -> same numbers on CPU", whoever trains it and through
     whichever executor: ``run_grid``'s process pool, Ray (a task reserves ``num_cpus=threads``)
-    or the command line (``--threads``). The default, :data:`DEFAULT_THREADS` = 1, is left out
-    of the hash, so the hashes of earlier configs stand; the run store checks a record's
+    or the command line (``--threads``). The default is :data:`DEFAULT_THREADS` = 1; the run
+    store checks a record's
     ``torch_threads`` against the config before serving it, so a record trained under another
     thread count (before the field existed) is retrained, never reused. The teacher features
     are cached independently of the thread count (the proxy teacher's forward pass gives
@@ -123,8 +130,7 @@ class TrainConfig:
 
     ``world_size``: the number of processes that train the run together (``torchrun
     --nproc-per-node N``, DistributedDataParallel, :mod:`vldlib.train.distributed`); each rank
-    trains on ``batch_size / N`` images per step. Hashed only when it is not 1, so the hashes of
-    single-process runs are unchanged.
+    trains on ``batch_size / N`` images per step.
     """
 
     dataset: str = "fashion-mnist"
@@ -386,9 +392,9 @@ def input_identity(config: Mapping[str, Any] | TrainConfig, *, strict: bool = Fa
 def config_hash(config: Mapping[str, Any] | TrainConfig, inputs: Mapping[str, Any] | None = None) -> str:
     """A run's identity: ``sha256(canonical_json(identity))[:16]`` in hex.
 
-    The identity is the canonical config (:meth:`TrainConfig.canonical`: every field with its
-    default filled in, loss weights as :func:`canonical_weights`, few-shot defaults filled, the
-    runtime-only fields (:data:`RUNTIME_FIELDS`) left out) without the data's location options
+    The identity is the canonical config expanded for its schema (:meth:`TrainConfig.canonical`:
+    :func:`hash_identity` of :func:`canonical_config`; loss weights as :func:`canonical_weights`,
+    the runtime-only fields (:data:`RUNTIME_FIELDS`) left out) without the data's location options
     (:data:`vldlib.train.inputs.LOCATION_OPTIONS`), plus ``"inputs"``: the digests of the inputs
     (``inputs``, default :func:`input_identity`) that differ from the default book's
     (:func:`vldlib.train.inputs.hashed_inputs`), only when there are any. So ``{}`` and the explicit
