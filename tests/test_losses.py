@@ -283,7 +283,7 @@ def _bad_cases():
     inf[0, 0] = float("inf")
     return [
         ("mismatched dims", lambda: L.mse_loss(s, t[:, :4]), "dimensions differ"),
-        ("mismatched batch", lambda: L.im_cst_loss(s, t[:3]), "batch sizes differ"),
+        ("mismatched batch", lambda: L.im_cst_loss(s, t[:3]), "row counts differ"),
         ("1-D input", lambda: L.mse_loss(s[0], t[0]), "2-D"),
         ("empty", lambda: L.mse_loss(s[:0], t[:0]), "empty"),
         ("nan", lambda: L.mse_loss(nan, t), "NaN"),
@@ -553,7 +553,7 @@ def test_combined_loss_extra_terms_equal_the_functions_and_cap_needs_captions():
 def _bad_new_cases():
     s, t, e, y = _data(4, 3, 5, seed=66, dtype=torch.float32)
     return [
-        ("cap batch", lambda: L.cap_loss(s, t[:3], y), "batch sizes differ"),
+        ("cap batch", lambda: L.cap_loss(s, t[:3], y), "row counts differ"),
         ("cap dim", lambda: L.cap_loss(s, t[:, :2], y), "dimensions differ"),
         ("cap labels", lambda: L.cap_loss(s, t, y[:2]), "shape"),
         ("cap negative labels", lambda: L.cap_loss(s, t, y - 9), "must lie in"),
@@ -561,7 +561,7 @@ def _bad_new_cases():
         ("fd dim", lambda: L.fd_loss(s, t[:, :4]), "dimensions differ"),
         ("icl labels", lambda: L.icl_loss(s, e, y + 3), r"\[0, 2\]"),
         ("icl tau", lambda: L.icl_loss(s, e, y, tau=-1), "tau"),
-        ("crd batch", lambda: L.crd_loss(s, t[:2]), "batch sizes differ"),
+        ("crd batch", lambda: L.crd_loss(s, t[:2]), "row counts differ"),
         ("crd tau", lambda: L.crd_loss(s, t, tau=float("inf")), "tau"),
         ("rkd nan", lambda: L.rkd_loss(s * float("nan"), t), "NaN"),
         ("rkd weight", lambda: L.rkd_loss(s, t, w_dist=-1.0), "w_dist"),
