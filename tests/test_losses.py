@@ -681,3 +681,15 @@ def test_core_modules_are_at_most_450_lines():
     long = {p.relative_to(core).as_posix(): n for p in core.rglob("*.py")
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > 450}
     assert long == {}
+
+
+def test_method_label_gives_the_chapters_row_labels():
+    """The labels the chapters write by hand (TABLE1_LABELS, field_losses' labels) follow from the
+    registry, except the rows with a chapter-specific wording of L_cls alone."""
+    from vldlib.study.chapters import TABLE1_LABELS, chapter
+    from vldlib.study.reference import FIELD_LOSS_METHODS, TABLE1_METHODS
+
+    for methods, labels in ((TABLE1_METHODS, TABLE1_LABELS), (FIELD_LOSS_METHODS, chapter("field_losses").labels)):
+        for key, weights in methods.items():
+            if key != "cls":
+                assert L.method_label(weights) == labels[key], key
