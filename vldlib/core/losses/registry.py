@@ -81,9 +81,9 @@ class LossEntry:
     main: bool = False
     cost: float = 1.0
 
-    def inputs(self, options: LossInputs) -> tuple[str, ...]:
+    def inputs(self, options: Mapping[str, object]) -> tuple[str, ...]:
         """The inputs this loss needs under ``options`` (``needs`` plus those switched on by an option)."""
-        extra = [n for opt, more in self.needs_if.items() if getattr(options, opt) for n in more]
+        extra = [n for opt, more in self.needs_if.items() if options.get(opt) for n in more]
         return tuple(n for n in INPUTS if n in self.needs or n in extra)
 
 
@@ -174,7 +174,7 @@ def active_weights(weights: Mapping[str, float]) -> dict[str, float]:
     return active
 
 
-def inputs_needed(names: tuple[str, ...] | list[str], options: LossInputs) -> dict[str, tuple[str, ...]]:
+def inputs_needed(names: tuple[str, ...] | list[str], options: Mapping[str, object]) -> dict[str, tuple[str, ...]]:
     """input -> the losses among ``names`` that need it under ``options`` (only inputs some loss needs)."""
     need: dict[str, list[str]] = {}
     for n in names:
@@ -211,11 +211,10 @@ def combined_loss(
     teacher-correct samples (the same I(x) as L_vlprox; Table 9) and so needs text and labels too.
     """
     active = active_weights(weights)
-    options = LossInputs(student, tau=tau, k=k, filter=filter, im_cst_mode=im_cst_mode, im_cst_filter=im_cst_filter)
-    terms_needing = inputs_needed(list(active), options)
-    x = loss_inputs(set(terms_needing), student=student, teacher=teacher, text=text, labels=labels,
-                    captions=captions, tau=tau, k=k, filter=filter, im_cst_mode=im_cst_mode,
-                    im_cst_filter=im_cst_filter, terms=terms_needing)
+    options = dict(tau=tau, k=k, filter=filter, im_cst_mode=im_cst_mode, im_cst_filter=im_cst_filter)
+    needed = inputs_needed(list(active), options)
+    x = loss_inputs(set(needed), student=student, teacher=teacher, text=text, labels=labels, captions=captions,
+                    terms=needed, **options)
     terms = {name: _REGISTRY[name].fn(x) for name in active}
     total = sum((active[n] * terms[n] for n in terms), start=x.student.new_zeros(()))
     return total, terms
