@@ -117,3 +117,15 @@ def test_a_registered_teacher_is_built_through_its_spec():
             register_teacher(spec)
     finally:
         TEACHER_SPECS.pop("toy-teacher")
+
+
+def test_a_teacher_registered_after_import_passes_the_config_check():
+    from vldlib.train.config import TrainConfig
+
+    register_teacher(TeacherSpec(name="late-teacher", factory="collections:OrderedDict", label="late"))
+    try:
+        TrainConfig(teacher="late-teacher").validate()
+    finally:
+        TEACHER_SPECS.pop("late-teacher")
+    with pytest.raises(ValueError, match="late-teacher"):
+        TrainConfig(teacher="late-teacher").validate()

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from vldlib.core.losses import IM_CST_MODES, LOSS_NAMES, PAPER_LOSS_NAMES
-from vldlib.data import DATASETS, ROOTED_DATASETS, dataset_spec, images_per_class
+from vldlib.data import DATASET_SPECS, dataset_spec, images_per_class
 from vldlib.io import json_sha256
-from vldlib.models.specs import teacher_spec
+from vldlib.models.specs import TEACHER_SPECS, teacher_spec
 from vldlib.models.students import STUDENTS as _STUDENT_REGISTRY
 from vldlib.models.teachers import TEACHERS as _TEACHER_REGISTRY
 from vldlib.text.captions import CAPTION_SOURCES
@@ -202,13 +202,13 @@ class TrainConfig:
     # ------------------------------------------------------------------ validation
     def validate(self) -> "TrainConfig":
         """Check every field; raise one ValueError naming the field, the value and the fix."""
-        _choice("dataset", self.dataset, DATASETS)
-        _choice("teacher", self.teacher, TEACHERS)
+        _choice("dataset", self.dataset, tuple(DATASET_SPECS))  # read now: a dataset or teacher
+        _choice("teacher", self.teacher, tuple(TEACHER_SPECS))  # registered later is valid too
         _choice("student", self.student, STUDENTS)
         for name in ("dataset_options", "teacher_options", "student_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a dict of keyword options, got {getattr(self, name)!r}")
-        if self.dataset in ROOTED_DATASETS and not self.dataset_options.get("root"):
+        if dataset_spec(self.dataset).rooted and not self.dataset_options.get("root"):
             raise ValueError(f"dataset {self.dataset!r} needs dataset_options={{'root': <data root>}} "
                              f"({dataset_spec(self.dataset).root_hint}; --data-root DIR)")
         if not isinstance(self.weights, Mapping) or not self.weights:
