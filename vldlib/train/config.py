@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-from vldlib.core.losses import IM_CST_MODES, LOSS_NAMES, PAPER_LOSS_NAMES
+from vldlib.core.losses import IM_CST_MODES, LOSS_NAMES, PAPER_LOSS_NAMES, losses_needing
 from vldlib.data import DATASET_SPECS, dataset_spec, images_per_class
 from vldlib.io import json_sha256
 from vldlib.models.specs import TEACHER_SPECS, teacher_spec
@@ -139,7 +139,7 @@ class TrainConfig:
     teacher_options: dict = field(default_factory=dict)
     student: str = "small"
     student_options: dict = field(default_factory=dict)
-    weights: dict = field(default_factory=lambda: {"cls": 1.0, "mse": 1.0, "im_cst": 1.0, "vlprox": 1.0})
+    weights: dict = field(default_factory=lambda: {name: 1.0 for name in PAPER_LOSS_NAMES})
     k: int = 256
     filter: bool = True
     im_cst_filter: bool = False
@@ -289,7 +289,7 @@ class TrainConfig:
                 raise ValueError(f"prompt_learning supports text_mode 'first' or 'average', got {self.text_mode!r}")
         if self.captions is not None:
             _choice("captions", self.captions, CAPTION_SOURCES, extra="or None")
-            if float(self.weights.get("cap", 0.0)) <= 0:
+            if not self.uses_captions():
                 raise ValueError(f"captions={self.captions!r} is only used by L_cap; switch it on with "
                                  "weights 'cap' > 0 (e.g. --weights cls=1,cap=1) or leave captions None")
         if self.cache_dir is not None and not isinstance(self.cache_dir, str):
@@ -309,9 +309,13 @@ class TrainConfig:
             raise ValueError(f"fewshot must be None or a dict like {FEWSHOT_DEFAULTS}, got {self.fewshot!r}")
         return self.fewshot.validate().to_dict()
 
+    def uses_captions(self) -> bool:
+        """Whether a loss that reads image captions (L_cap, :func:`losses_needing`) is switched on."""
+        return any(float(self.weights.get(name, 0.0)) > 0 for name in losses_needing("captions"))
+
     def caption_source(self) -> str | None:
         """Where L_cap's captions come from (None when L_cap is off); see the class docstring."""
-        if float(self.weights.get("cap", 0.0)) <= 0:
+        if not self.uses_captions():
             return None
         if self.captions is not None:
             return self.captions

@@ -8,6 +8,7 @@ from typing import Iterator
 import torch
 
 import vldlib.train.distributed as dist
+from vldlib.core.losses import losses_needing
 from vldlib.train.fewshot import fewshot_batches, fewshot_labels, select_support
 from vldlib.train.loop import LossSpec, make_optimizer, make_scheduler
 
@@ -67,7 +68,7 @@ class RunFewshot:
 
         # the support images have no captions: the 5-shot stage trains without L_cap
         self._stage("fewshot", start, fs["epochs"], min(c.last_n, fs["epochs"]),
-                    LossSpec.of_config(c, text_all).without("cap"), batches, self.fs_oods, self.fs_history, imgs.n)
+                    LossSpec.of_config(c, text_all).without(*losses_needing("captions")), batches, self.fs_oods, self.fs_history, imgs.n)
 
     def _fewshot_optimizer(self) -> None:
         fs = self.resolved["fewshot"]

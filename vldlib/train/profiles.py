@@ -33,10 +33,11 @@ from __future__ import annotations
 import copy
 from typing import Any, Mapping
 
+from vldlib.core.losses import PAPER_LOSS_NAMES
 from vldlib.data import ROOTED_DATASETS
 from vldlib.train.config import TrainConfig
 
-_FULL_METHOD = {"cls": 1.0, "mse": 1.0, "im_cst": 1.0, "vlprox": 1.0}
+_FULL_METHOD = {name: 1.0 for name in PAPER_LOSS_NAMES}
 
 PROFILES: dict[str, dict[str, Any]] = {
     "offline": {
