@@ -54,7 +54,7 @@ CHAPTER = Chapter(
     ),
     labels=TABLE1_LABELS,
     module=__name__,
-    parameters=declared("methods", "extra_methods", "analysis"),
+    parameters=declared("dataset_roots", "methods", "extra_methods", "analysis"),
     csv="table1",
     effects_title="Paired effects (ours) and the paper's differences ({paper_dataset})",
     # the main comparisons (L_cls vs L_cls + L_im-cst and vs the full method) need more class splits
