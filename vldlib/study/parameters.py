@@ -1,13 +1,17 @@
-"""The notebooks' parameters, each with a declared type: one schema for the book driver and the notebooks.
+"""The notebooks' parameters, each declared once with its type, default and help: one schema for
+the book driver, the chapters and the notebooks' parameters cells.
 
 Every name that a chapter's (or the summary page's) ``parameters`` cell may define is declared
 once in :data:`PARAMETERS` as a :class:`Param`: its type, whether ``None`` is allowed (``None``
-meaning "the profile's default"), the valid choices and an example value. The same check runs
+meaning "the profile's default"), the valid choices, an example value, its default and its help
+line. A chapter's notebook cell is :data:`SHARED` plus the chapter's own (``Chapter.parameters``,
+:func:`declared`), written as :func:`parameters_cell` gives it (a test compares). The same check runs
 
 - in the book driver (:mod:`vldlib.book`), for the defaults and every ``-p NAME VALUE`` of every
   selected notebook, **before any notebook executes**;
-- inside each notebook, in its first code cell (:func:`check_parameters` on ``globals()``), so a
-  notebook executed directly by papermill or JupyterLab is checked the same way.
+- inside each chapter notebook, in its first code cell (``open_chapter(name, globals(), page=True)``,
+  :func:`check_parameters`), so a notebook executed directly by papermill or JupyterLab is checked
+  the same way.
 
 A bad value is one line naming the parameter, the value, the expected type and an example
 (:class:`ParameterError`, a ``ValueError``). After the types, :func:`check_parameters` builds the
