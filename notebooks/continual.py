@@ -30,52 +30,33 @@ cache_dir = None  # teacher-feature cache; None: $VLD_CACHE or the user cache di
 executor = "local"  # where missing runs train: "local" (this machine) or "ray" (one Ray task per run)
 ray_address = None  # executor "ray": None starts a local Ray; or a cluster address ("auto", "ray://head:10001")
 smoke = False  # True: tiny sizes (the smoke profile) to check that everything runs
-dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper)
-dataset_root = None  # data folder; required for "official"
-teacher = None  # None: the profile's
-student = None  # None: the profile's
+dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper); "folder": your images
+dataset_root = None  # data folder; required for "official" (e.g. ".../CaltechBirds") and "folder"
+teacher = None  # None: the profile's ("conse" proxy offline, "openclip" ViT-L/14 paper)
+student = None  # None: the profile's ("small" offline, "resnet18" paper)
 epochs = None  # None: the profile's
 per_class = None  # Fashion-MNIST images per class; None: the profile's
 seeds = None  # training seeds; None: the profile's replicates
-split_seeds = None  # Fashion-MNIST class splits; None: the profile's
-paper_dataset = None  # the paper's column; None: matching folder, else every dataset of the paper's table
-overrides = {}  # any other TrainConfig fields, e.g. {"num_workers": 0}
+split_seeds = None  # class splits (which classes are seen); None: the profile's (official: its lists)
+paper_dataset = None  # the paper's column to show beside ours; None: matching folder or "Average"
+overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
 
 # %%
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
-import matplotlib.pyplot as plt
-import pandas as pd
-import seaborn as sns
-from IPython.display import Markdown, display
-
-from vldlib.study import report
-
 from vldlib.study.chapters import open_chapter
-from vldlib.study.parameters import check_parameters
 
-sns.set_theme(style="whitegrid", context="notebook")
-pd.set_option("display.max_colwidth", 200)
-globals().update(check_parameters(globals()))  # every parameter against its declared type, before anything runs
+ch = open_chapter("continual", globals(), page=True)  # every parameter checked, the theme set
 
 # %% [markdown]
 # ## The runs
 
 # %%
-ch = open_chapter("continual", globals())
-acc = ch.train()
-display(Markdown(ch.proxy_note()))
+acc = ch.show_runs()
 
 # %% [markdown]
 # ## Table 11 beside the paper
 
 # %%
-table = ch.table(acc)
-display(table, ch.csv(table, 'table'))
-ch.figure(acc)
-plt.show()
-display(ch.runs_csv(acc))
+ch.show_table(acc)
 
 # %% [markdown]
 # ## What fine-tuning on X_ood1 changes
@@ -83,20 +64,16 @@ display(ch.runs_csv(acc))
 # After minus before, paired within each run.
 
 # %%
-effects = ch.effects(acc)
-display(report.effects_table(effects), ch.csv(effects, 'effects'))
-if not effects.empty:
-    report.plot_effects(effects, title="After minus before fine-tuning on X_ood1")
-    plt.show()
+effects = ch.show_effects(acc)
 
 # %% [markdown]
 # ## The paper's claims, tested here
 
 # %%
-display(*ch.publish_claims(effects))  # the paper's claims tested here, glued for the front page
+ch.show_claims(effects)
 
 # %% [markdown]
 # ## Reading
 
 # %%
-display(Markdown(ch.reading(effects)))
+ch.show_reading(acc, effects)

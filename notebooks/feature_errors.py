@@ -38,34 +38,21 @@ cache_dir = None  # teacher-feature cache; None: $VLD_CACHE or the user cache di
 executor = "local"  # where missing runs train: "local" (this machine) or "ray" (one Ray task per run)
 ray_address = None  # executor "ray": None starts a local Ray; or a cluster address ("auto", "ray://head:10001")
 smoke = False  # True: tiny sizes (the smoke profile) to check that everything runs
-dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper)
-dataset_root = None  # data folder; required for "official"
-teacher = None  # None: the profile's
-student = None  # None: the profile's
+dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper); "folder": your images
+dataset_root = None  # data folder; required for "official" (e.g. ".../CaltechBirds") and "folder"
+teacher = None  # None: the profile's ("conse" proxy offline, "openclip" ViT-L/14 paper)
+student = None  # None: the profile's ("small" offline, "resnet18" paper)
 epochs = None  # None: the profile's
 per_class = None  # Fashion-MNIST images per class; None: the profile's
 seeds = None  # training seeds; None: the profile's replicates
-split_seeds = None  # Fashion-MNIST class splits; None: the profile's
-paper_dataset = None  # the paper's column; None: matching folder, else Flower102 (Tables 3-4) / both Table 2 datasets
+split_seeds = None  # class splits (which classes are seen); None: the profile's (official: its lists)
+paper_dataset = None  # the paper's column to show beside ours; None: matching folder or "Average"
 overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
 
 # %%
-from vldlib.study.parameters import check_parameters
-
-globals().update(check_parameters(globals()))  # every parameter against its declared type, before anything runs
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
-import matplotlib.pyplot as plt
-import pandas as pd
-import seaborn as sns
-from IPython.display import Markdown, display
-
-from vldlib.study import report
 from vldlib.study.chapters import open_chapter
 
-sns.set_theme(style="whitegrid", context="notebook")
-pd.set_option("display.max_colwidth", 200)
+ch = open_chapter("feature_errors", globals(), page=True)  # every parameter checked, the theme set
 
 # %% [markdown]
 # ## The runs
@@ -74,9 +61,7 @@ pd.set_option("display.max_colwidth", 200)
 # run store trains them once for both chapters; declared in `vldlib.study.chapters.feature_errors`).
 
 # %%
-ch = open_chapter("feature_errors", globals())
-runs = ch.train()
-display(Markdown(ch.proxy_note()))
+runs = ch.show_runs()
 
 # %% [markdown]
 # ## Table 2: distance and angle to the teacher's features
@@ -86,11 +71,7 @@ display(Markdown(ch.proxy_note()))
 # these; ours are given on all three.
 
 # %%
-table2 = ch.table2(runs)
-display(table2, ch.csv(table2, "table2"))
-ch.figure2(runs)
-plt.show()
-display(ch.runs_csv(runs))
+ch.show_table(runs)
 
 # %% [markdown]
 # ## Tables 3, 4 and 14 to 16: what the students preserve
@@ -99,11 +80,7 @@ display(ch.runs_csv(runs))
 # Paper: the published values for the dataset in the header (the paper's main text shows Flower102).
 
 # %%
-coherence = ch.coherence(runs)
-display(coherence, ch.csv(coherence, "tables3_4_14_16"))
-ch.coherence_figure(runs)
-plt.show()
-display(ch.runs_csv(runs))
+ch.show_coherence(runs)
 
 # %% [markdown]
 # ## Reading
@@ -112,9 +89,8 @@ display(ch.runs_csv(runs))
 # difference for the dataset named above.
 
 # %%
-effects = ch.effects(runs)
-display(report.effects_table(effects, digits=3), ch.csv(effects, "effects"))
-display(Markdown(ch.reading(effects)))
+effects = ch.show_effects(runs)
+ch.show_reading(runs, effects)
 
 # %% [markdown]
 # ## The paper's headline claims, tested here
@@ -123,4 +99,4 @@ display(Markdown(ch.reading(effects)))
 # difference; the book's front page lists these lines for every chapter.
 
 # %%
-display(*ch.publish_claims(effects))  # the paper's claims tested here, glued for the front page
+ch.show_claims(effects)

@@ -42,44 +42,29 @@ cache_dir = None  # teacher-feature cache; None: $VLD_CACHE or the user cache di
 executor = "local"  # where missing runs train: "local" (this machine) or "ray" (one Ray task per run)
 ray_address = None  # executor "ray": None starts a local Ray; or a cluster address ("auto", "ray://head:10001")
 smoke = False  # True: tiny sizes (the smoke profile) to check that everything runs
-dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper)
-dataset_root = None  # data folder; required for "official"
-teacher = None  # None: the profile's
-student = None  # None: the profile's
+dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper); "folder": your images
+dataset_root = None  # data folder; required for "official" (e.g. ".../CaltechBirds") and "folder"
+teacher = None  # None: the profile's ("conse" proxy offline, "openclip" ViT-L/14 paper)
+student = None  # None: the profile's ("small" offline, "resnet18" paper)
 epochs = None  # None: the profile's
 per_class = None  # Fashion-MNIST images per class; None: the profile's
 seeds = None  # training seeds; None: the profile's replicates
-split_seeds = None  # Fashion-MNIST class splits; None: the profile's
+split_seeds = None  # class splits (which classes are seen); None: the profile's (official: its lists)
+paper_dataset = None  # the paper's column to show beside ours; None: matching folder or "Average"
+overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
 losses = None  # rows; None: all eight (L_cls alone, + each of the paper's three, + each of the field's four)
-analysis = True  # compute the analysis metrics (needed for the second table)
-paper_dataset = None  # the paper's column; None: matching folder, else the Table 1 average
-overrides = {}  # any other TrainConfig fields
+analysis = True  # compute the feature analyses too (shares the runs with feature_errors)
 
 # %%
-from vldlib.study.parameters import check_parameters
-
-globals().update(check_parameters(globals()))  # every parameter against its declared type, before anything runs
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
-import matplotlib.pyplot as plt
-import pandas as pd
-import seaborn as sns
-from IPython.display import Markdown, display
-
-from vldlib.study import report
 from vldlib.study.chapters import open_chapter
 
-sns.set_theme(style="whitegrid", context="notebook")
-pd.set_option("display.max_colwidth", 200)
+ch = open_chapter("field_losses", globals(), page=True)  # every parameter checked, the theme set
 
 # %% [markdown]
 # ## The runs
 
 # %%
-ch = open_chapter("field_losses", globals())
-runs = ch.train()
-display(Markdown(ch.proxy_note()))
+runs = ch.show_runs()
 
 # %% [markdown]
 # ## Accuracy, beside Table 1 where the paper has the row
@@ -88,18 +73,13 @@ display(Markdown(ch.proxy_note()))
 # L_cls + L_vlprox alone nor for the field's losses ("–").
 
 # %%
-table = ch.table(runs)
-display(table, ch.csv(table, 'table'))
-ch.figure(runs)
-plt.show()
-display(ch.runs_csv(runs))
+ch.show_table(runs)
 
 # %% [markdown]
 # ## What each loss preserves of the teacher's space (X_ood)
 
 # %%
-analysis = ch.analysis_table(runs)
-display(analysis, ch.csv(analysis, 'analysis'))
+ch.show_analysis(runs)
 
 # %% [markdown]
 # ## Reading
@@ -107,7 +87,6 @@ display(analysis, ch.csv(analysis, 'analysis'))
 # Paired differences (same seed and class split) against L_cls alone and against L_cls + L_im-cst.
 
 # %%
-effects = ch.effects(runs)
-display(report.effects_table(effects), ch.csv(effects, 'effects'))
-display(Markdown(ch.reading(runs, effects)))
-display(*ch.publish_claims(effects))  # the paper's claims tested here, glued for the front page
+effects = ch.show_effects(runs)
+ch.show_reading(runs, effects)
+ch.show_claims(effects)

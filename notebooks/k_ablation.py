@@ -32,57 +32,37 @@ cache_dir = None  # teacher-feature cache; None: $VLD_CACHE or the user cache di
 executor = "local"  # where missing runs train: "local" (this machine) or "ray" (one Ray task per run)
 ray_address = None  # executor "ray": None starts a local Ray; or a cluster address ("auto", "ray://head:10001")
 smoke = False  # True: tiny sizes (the smoke profile) to check that everything runs
-dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper)
-dataset_root = None  # data folder; required for "official"
-teacher = None  # None: the profile's
-student = None  # None: the profile's
+dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper); "folder": your images
+dataset_root = None  # data folder; required for "official" (e.g. ".../CaltechBirds") and "folder"
+teacher = None  # None: the profile's ("conse" proxy offline, "openclip" ViT-L/14 paper)
+student = None  # None: the profile's ("small" offline, "resnet18" paper)
 epochs = None  # None: the profile's
 per_class = None  # Fashion-MNIST images per class; None: the profile's
 seeds = None  # training seeds; None: the profile's replicates
-split_seeds = None  # Fashion-MNIST class splits; None: the profile's
-ks = None  # L_vlprox k values besides the reference; None: [1, 2, 3] on Fashion-MNIST, [1, 10] (the paper's) otherwise
-descriptions = "main"  # description set of the reference model (Table 9 builds on Table 5's); None: plain names
-weights = None  # loss weights; None: L_cls + L_im-cst + L_vlprox + L_mse
-analysis = True  # compute the feature analyses too (shares runs with the other chapters)
-paper_dataset = None  # the paper's column; None: matching folder, else both Table 9 datasets
+split_seeds = None  # class splits (which classes are seen); None: the profile's (official: its lists)
+paper_dataset = None  # the paper's column to show beside ours; None: matching folder or "Average"
 overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
+ks = None  # L_vlprox k values besides the reference; None: [1, 2, 3] on Fashion-MNIST, [1, 10] (the paper's) otherwise
+descriptions = "main"  # description set for the enriched texts; None: plain names only
+weights = None  # loss weights of the full method; None: L_cls + L_im-cst + L_vlprox + L_mse
+analysis = True  # compute the feature analyses too (shares the runs with feature_errors)
 
 # %%
-from vldlib.study.parameters import check_parameters
-
-globals().update(check_parameters(globals()))  # every parameter against its declared type, before anything runs
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
-import matplotlib.pyplot as plt
-import pandas as pd
-import seaborn as sns
-from IPython.display import Markdown, display
-
-from vldlib.study import report
 from vldlib.study.chapters import open_chapter
 
-sns.set_theme(style="whitegrid", context="notebook")
-pd.set_option("display.max_colwidth", 200)
+ch = open_chapter("k_ablation", globals(), page=True)  # every parameter checked, the theme set
 
 # %% [markdown]
 # ## The runs
 
 # %%
-ch = open_chapter("k_ablation", globals())
-display(Markdown(ch.note()))
-runs = ch.train()
-display(Markdown(ch.proxy_note()))
+runs = ch.show_runs()
 
 # %% [markdown]
 # ## Table 9 beside the paper
 
 # %%
-table = ch.table(runs)
-display(table, ch.csv(table, "table9"))
-ch.figure(runs)
-plt.show()
-display(ch.runs_csv(runs))
+ch.show_table(runs)
 
 # %% [markdown]
 # ## Effects against the reference
@@ -91,17 +71,13 @@ display(ch.runs_csv(runs))
 # datasets shown above.
 
 # %%
-effects = ch.effects(runs)
-display(report.effects_table(effects), ch.csv(effects, "effects"))
-if not effects.empty:
-    report.plot_effects(effects, title="Variants minus the reference")
-    plt.show()
+effects = ch.show_effects(runs)
 
 # %% [markdown]
 # ## Reading
 
 # %%
-display(Markdown(ch.reading(effects)))
+ch.show_reading(runs, effects)
 
 # %% [markdown]
 # ## The paper's headline claims, tested here
@@ -110,4 +86,4 @@ display(Markdown(ch.reading(effects)))
 # difference; the book's front page lists these lines for every chapter.
 
 # %%
-display(*ch.publish_claims(effects))  # the paper's claims tested here, glued for the front page
+ch.show_claims(effects)

@@ -38,37 +38,24 @@ cache_dir = None  # teacher-feature cache; None: $VLD_CACHE or the user cache di
 executor = "local"  # where missing runs train: "local" (this machine) or "ray" (one Ray task per run)
 ray_address = None  # executor "ray": None starts a local Ray; or a cluster address ("auto", "ray://head:10001")
 smoke = False  # True: tiny sizes (the smoke profile) to check that everything runs
-dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper)
-dataset_root = None  # data folder; required for "official" (captions.json there for the caption rows)
-teacher = None  # None: the profile's
-student = None  # None: the profile's
+dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper); "folder": your images
+dataset_root = None  # data folder; required for "official" (e.g. ".../CaltechBirds") and "folder"
+teacher = None  # None: the profile's ("conse" proxy offline, "openclip" ViT-L/14 paper)
+student = None  # None: the profile's ("small" offline, "resnet18" paper)
 epochs = None  # None: the profile's
 per_class = None  # Fashion-MNIST images per class; None: the profile's
 seeds = None  # training seeds; None: the profile's replicates
-split_seeds = None  # Fashion-MNIST class splits; None: the profile's
+split_seeds = None  # class splits (which classes are seen); None: the profile's (official: its lists)
+paper_dataset = None  # the paper's column to show beside ours; None: matching folder or "Average"
+overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
 enrichments = None  # Table 5 rows; None: all seven
 n_ctx = 8  # CoOp context vectors (the paper: 8)
-analysis = True  # compute the feature analyses too (shares runs with the other chapters)
-paper_dataset = None  # the paper's column; None: matching folder, else all six datasets
-overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}}
+analysis = True  # compute the feature analyses too (shares the runs with feature_errors)
 
 # %%
-from vldlib.study.parameters import check_parameters
-
-globals().update(check_parameters(globals()))  # every parameter against its declared type, before anything runs
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
-import matplotlib.pyplot as plt
-import pandas as pd
-import seaborn as sns
-from IPython.display import Markdown, display
-
-from vldlib.study import report
 from vldlib.study.chapters import open_chapter
 
-sns.set_theme(style="whitegrid", context="notebook")
-pd.set_option("display.max_colwidth", 200)
+ch = open_chapter("language_enrichment", globals(), page=True)  # every parameter checked, the theme set
 
 # %% [markdown]
 # ## The runs
@@ -77,9 +64,7 @@ pd.set_option("display.max_colwidth", 200)
 # descriptions are the same runs as in the main-results and prompt-detail chapters.
 
 # %%
-ch = open_chapter("language_enrichment", globals())
-runs = ch.train()
-display(Markdown(ch.proxy_note() + "\n\n" + ch.caption_note()))
+runs = ch.show_runs()
 
 # %% [markdown]
 # ## Table 5 beside the paper
@@ -88,11 +73,7 @@ display(Markdown(ch.proxy_note() + "\n\n" + ch.caption_note()))
 # datasets named in the header.
 
 # %%
-table = ch.table(runs)
-display(table, ch.csv(table, 'table'))
-ch.figure(runs)
-plt.show()
-display(ch.runs_csv(runs))
+ch.show_table(runs)
 
 # %% [markdown]
 # ## Each strategy against no enrichment
@@ -101,11 +82,7 @@ display(ch.runs_csv(runs))
 # datasets shown above.
 
 # %%
-effects = ch.effects(runs)
-display(report.effects_table(effects), ch.csv(effects, 'effects'))
-if not effects.empty:
-    report.plot_effects(effects, title="Language-enrichment strategies vs no enrichment")
-    plt.show()
+effects = ch.show_effects(runs)
 
 # %% [markdown]
 # ## The paper's claims, tested here
@@ -114,10 +91,10 @@ if not effects.empty:
 # over the datasets shown above).
 
 # %%
-display(*ch.publish_claims(effects))  # the paper's claims tested here, glued for the front page
+ch.show_claims(effects)
 
 # %% [markdown]
 # ## Reading
 
 # %%
-display(Markdown(ch.reading(runs, effects)))
+ch.show_reading(runs, effects)

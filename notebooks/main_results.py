@@ -41,36 +41,23 @@ ray_address = None  # executor "ray": None starts a local Ray; or a cluster addr
 smoke = False  # True: tiny sizes (the smoke profile) to check that everything runs
 dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper); "folder": your images
 dataset_root = None  # data folder; required for "official" (e.g. ".../CaltechBirds") and "folder"
-dataset_roots = None  # several data folders (official or image folders): a Table 1 column each and their Average
 teacher = None  # None: the profile's ("conse" proxy offline, "openclip" ViT-L/14 paper)
 student = None  # None: the profile's ("small" offline, "resnet18" paper)
 epochs = None  # None: the profile's
 per_class = None  # Fashion-MNIST images per class; None: the profile's
 seeds = None  # training seeds; None: the profile's replicates
 split_seeds = None  # class splits (which classes are seen); None: the profile's (official: its lists)
+paper_dataset = None  # the paper's column to show beside ours; None: matching folder or "Average"
+overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
+dataset_roots = None  # several data folders (official or image folders): a Table 1 column each and their Average
 methods = None  # Table 1 rows to run (keys of vldlib.study.reference.TABLE1_METHODS); None: all
 extra_methods = {}  # more rows: {"label": {"cls": 1.0, "vlprox": 1.0}} (loss weights by name)
 analysis = True  # compute the feature analyses too (shares the runs with feature_errors)
-paper_dataset = None  # the paper's column to show beside ours; None: matching folder or "Average"
-overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
 
 # %%
-from vldlib.study.parameters import check_parameters
-
-globals().update(check_parameters(globals()))  # every parameter against its declared type, before anything runs
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
-import matplotlib.pyplot as plt
-import pandas as pd
-import seaborn as sns
-from IPython.display import Markdown, display
-
-from vldlib.study import report
 from vldlib.study.chapters import open_chapter
 
-sns.set_theme(style="whitegrid", context="notebook")
-pd.set_option("display.max_colwidth", 200)
+ch = open_chapter("main_results", globals(), page=True)  # every parameter checked, the theme set
 
 # %% [markdown]
 # ## The runs
@@ -79,9 +66,7 @@ pd.set_option("display.max_colwidth", 200)
 # the run store trains only the runs it has not seen (runs shared with another chapter are reused).
 
 # %%
-ch = open_chapter("main_results", globals())
-runs = ch.train()
-display(Markdown(ch.proxy_note()))
+runs = ch.show_runs()
 
 # %% [markdown]
 # ## Table 1 beside the paper
@@ -91,11 +76,7 @@ display(Markdown(ch.proxy_note()))
 # compare directions and orderings, not levels).
 
 # %%
-table = ch.table(runs)
-display(table, ch.csv(table, "table1"))
-ch.figure(runs)
-plt.show()
-display(ch.runs_csv(runs))
+ch.show_table(runs)
 
 # %% [markdown]
 # ## What changes what: paired effects
@@ -105,11 +86,7 @@ display(ch.runs_csv(runs))
 # verdict "not seen here" means our interval includes 0.
 
 # %%
-effects = ch.effects(runs)
-display(report.effects_table(effects), ch.csv(effects, "effects"))
-if not effects.empty:
-    report.plot_effects(effects, title=f"Paired effects (ours) and the paper's differences ({ch.grid.paper_dataset})")
-    plt.show()
+effects = ch.show_effects(runs)
 
 # %% [markdown]
 # ## How much of the teacher's zero-shot accuracy each student transfers
@@ -119,8 +96,7 @@ if not effects.empty:
 # the share of the teacher's that the student reaches (mean over class splits, 95% interval).
 
 # %%
-transfer = ch.transfer_table(runs)
-display(transfer, ch.csv(transfer, "transfer"))
+ch.show_transfer(runs)
 
 # %% [markdown]
 # ## Which unseen classes gain
@@ -129,16 +105,13 @@ display(transfer, ch.csv(transfer, "transfer"))
 # class is unseen (grey dots: one split each).
 
 # %%
-for treatment, baseline in ch.PER_CLASS:
-    fig = ch.per_class_figure(runs, treatment, baseline)
-    if fig is not None:
-        plt.show()
+ch.show_per_class(runs)
 
 # %% [markdown]
 # ## Reading
 
 # %%
-display(Markdown(ch.reading(runs, effects)))
+ch.show_reading(runs, effects)
 
 # %% [markdown]
 # ## The paper's headline claims, tested here
@@ -147,4 +120,4 @@ display(Markdown(ch.reading(runs, effects)))
 # difference; the book's front page lists these lines for every chapter.
 
 # %%
-display(*ch.publish_claims(effects))  # the paper's claims tested here, glued for the front page
+ch.show_claims(effects)

@@ -32,39 +32,17 @@ results_dir = "results"  # not used here (the search has its own run store); kep
 n_test_splits = 24  # how many of the test splits to list (the chapters use the first 8, Table 1's main rows 24)
 
 # %%
+from vldlib.study import design, recipe_page
 from vldlib.study.parameters import check_parameters
 
 globals().update(check_parameters(globals()))  # every parameter against its declared type, before anything runs
-import matplotlib.pyplot as plt
-import pandas as pd
-from IPython.display import Markdown, display
-
-from vldlib.study import design
-from vldlib.study.downloads import save_csv
-
-pd.set_option("display.max_colwidth", 120)
 result = design.load_result()
 
 # %% [markdown]
 # ## The criterion, the candidates and the winner
 
 # %%
-display(Markdown(f"**Criterion** (fixed before the search): {result['criterion']}; "
-                 f"budget: at most {result['max_cpu_s_per_run']:.0f} CPU seconds per run. "
-                 f"**Winner: `{result['winner']}`** ({result['candidates'][result['winner']]}). "
-                 f"The search took {result['wall_s'] / 60:.0f} minutes on this project's 2-core machine "
-                 f"(`{result['command']}`)."))
-for h in result.get("history", []):  # earlier budgets, re-ranked without training (`--rechoose`)
-    display(Markdown(f"An earlier budget of {h['max_cpu_s_per_run']:.0f} CPU s per run chose `{h['winner']}`; "
-                     f"the default book it gave measured over its 30-minute ceiling, so the budget was lowered "
-                     f"to {result['max_cpu_s_per_run']:.0f} s and the same recorded runs re-ranked "
-                     f"(`python -m vldlib.study.design --rechoose`): the criterion and the runs are unchanged."))
-search = design.search_table(result).round(3)
-display(search)
-design.plot_search(result)
-plt.show()
-display(save_csv(search, "offline_recipe", "search", results_dir,
-                 text="The table and the figure above show every candidate of the search; its numbers are in"))
+recipe_page.show_search(result, results_dir)
 
 # %% [markdown]
 # ## The 5-shot stage
@@ -73,17 +51,7 @@ display(save_csv(search, "offline_recipe", "search", results_dir,
 # same way: on the development splits, by the full method's own 5-shot accuracy on the unseen classes.
 
 # %%
-fs = result.get("fewshot")
-if fs and fs.get("stale"):
-    display(Markdown(f"**The recorded 5-shot search is stale**: {fs['stale']}."))
-if fs:
-    display(Markdown(f"**Criterion**: {fs['criterion']}. **Winner: `{fs['winner']}`** "
-                     f"({fs['candidates'][fs['winner']]}): {len(fs['runs'])} runs, "
-                     f"{fs['run_s_total'] / 60:.1f} minutes of training in all (`{fs['command']}`)."))
-    fewshot = design.fewshot_search_table(result).round(2)
-    display(fewshot, save_csv(fewshot, "offline_recipe", "fewshot", results_dir, text="Download this table:", index=False))
-else:
-    display(Markdown("No 5-shot search is recorded (`python -m vldlib.study.design --fewshot`)."))
+recipe_page.show_fewshot(result, results_dir)
 
 # %% [markdown]
 # ## The class splits
@@ -91,6 +59,4 @@ else:
 # Development splits (the search only) and the test splits the chapters report on.
 
 # %%
-splits = pd.concat([design.splits_table([int(s) for s in result["dev_splits"]], "development"),
-                    design.splits_table(design.TEST_SPLITS[:n_test_splits], "test")], ignore_index=True)
-display(splits, save_csv(splits, "offline_recipe", "splits", results_dir, text="Download this table:", index=False))
+recipe_page.show_splits(result, n_test_splits, results_dir)

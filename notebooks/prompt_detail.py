@@ -30,50 +30,35 @@
 # %% tags=["parameters"]
 profile = "offline"  # offline | paper | smoke
 results_dir = "results"  # run store (relative to the repository root)
-cache_dir = None  # teacher-feature and description cache; None: $VLD_CACHE or the user cache dir
+cache_dir = None  # teacher-feature cache; None: $VLD_CACHE or the user cache dir
 executor = "local"  # where missing runs train: "local" (this machine) or "ray" (one Ray task per run)
 ray_address = None  # executor "ray": None starts a local Ray; or a cluster address ("auto", "ray://head:10001")
 smoke = False  # True: tiny sizes (the smoke profile) to check that everything runs
-dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper)
-dataset_root = None  # data folder; required for "official"
-teacher = None  # None: the profile's
-student = None  # None: the profile's
+dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper); "folder": your images
+dataset_root = None  # data folder; required for "official" (e.g. ".../CaltechBirds") and "folder"
+teacher = None  # None: the profile's ("conse" proxy offline, "openclip" ViT-L/14 paper)
+student = None  # None: the profile's ("small" offline, "resnet18" paper)
 epochs = None  # None: the profile's
 per_class = None  # Fashion-MNIST images per class; None: the profile's
 seeds = None  # training seeds; None: the profile's replicates
-split_seeds = None  # Fashion-MNIST class splits; None: the profile's
+split_seeds = None  # class splits (which classes are seen); None: the profile's (official: its lists)
+paper_dataset = None  # the paper's column to show beside ours; None: matching folder or "Average"
+overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
 variants = None  # description sets; None: ["none", "main", "succinct", "detailed", "distinct"]
 text_mode = None  # "first" (the paper: one sentence per class) | "average"; None: the profile's
 weights = None  # loss weights of the full method; None: L_cls + L_im-cst + L_vlprox + L_mse
-analysis = True  # compute the feature analyses too (shares runs with the other chapters)
-paper_dataset = None  # the paper's column; None: matching folder, else both Table 7 datasets
-overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
+analysis = True  # compute the feature analyses too (shares the runs with feature_errors)
 
 # %%
-from vldlib.study.parameters import check_parameters
-
-globals().update(check_parameters(globals()))  # every parameter against its declared type, before anything runs
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
-import matplotlib.pyplot as plt
-import pandas as pd
-import seaborn as sns
-from IPython.display import Markdown, display
-
-from vldlib.study import report
 from vldlib.study.chapters import open_chapter
 
-sns.set_theme(style="whitegrid", context="notebook")
-pd.set_option("display.max_colwidth", 200)
+ch = open_chapter("prompt_detail", globals(), page=True)  # every parameter checked, the theme set
 
 # %% [markdown]
 # ## The runs
 
 # %%
-ch = open_chapter("prompt_detail", globals())
-runs = ch.train()
-display(Markdown(ch.proxy_note()))
+runs = ch.show_runs()
 
 # %% [markdown]
 # ## Table 7 beside the paper
@@ -82,11 +67,7 @@ display(Markdown(ch.proxy_note()))
 # full method with each description set, for the datasets named in the header.
 
 # %%
-table = ch.table(runs)
-display(table, ch.csv(table, "table7"))
-ch.figure(runs)
-plt.show()
-display(ch.runs_csv(runs))
+ch.show_table(runs)
 
 # %% [markdown]
 # ## Effects of each description set over plain class names
@@ -95,11 +76,7 @@ display(ch.runs_csv(runs))
 # difference is the mean over the datasets shown above.
 
 # %%
-effects = ch.effects(runs)
-display(report.effects_table(effects), ch.csv(effects, "effects"))
-if not effects.empty:
-    report.plot_effects(effects, title="Description sets vs no enrichment")
-    plt.show()
+effects = ch.show_effects(runs)
 
 # %% [markdown]
 # ## Table 6 and Fig. 4: the teacher's text features of the unseen classes
@@ -109,19 +86,13 @@ if not effects.empty:
 # easier to tell apart); Fig. 4 the singular values of the mean-centred, L2-normalised features.
 
 # %%
-text_frame, spectra, n_classes = ch.text_features()
-cosine = ch.cosine_table(text_frame)
-display(cosine, ch.csv(cosine, "table6"))
-ch.spectrum_figure(spectra)
-plt.show()
-display(ch.csv(spectra, "fig4_spectra", f"The figure above shows the spectra of {len(text_frame)} text-feature sets "
-               "(description set x class split); every singular value is in"))
+ch.show_text_features()
 
 # %% [markdown]
 # ## Reading
 
 # %%
-display(Markdown(ch.reading(effects, text_frame, n_classes)))
+ch.show_reading(runs, effects)
 
 # %% [markdown]
 # ## The paper's headline claims, tested here
@@ -130,4 +101,4 @@ display(Markdown(ch.reading(effects, text_frame, n_classes)))
 # difference; the book's front page lists these lines for every chapter.
 
 # %%
-display(*ch.publish_claims(pd.concat([effects, ch.text_effects(text_frame)], ignore_index=True)))  # the paper's claims tested here, glued for the front page
+ch.show_claims(effects)

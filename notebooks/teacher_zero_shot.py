@@ -30,34 +30,27 @@
 
 # %% tags=["parameters"]
 profile = "offline"  # offline | paper | smoke
-results_dir = "results"  # not used here (no training); kept for the book's common parameters
+results_dir = "results"  # run store (relative to the repository root)
 cache_dir = None  # teacher-feature cache; None: $VLD_CACHE or the user cache dir
+executor = "local"  # where missing runs train: "local" (this machine) or "ray" (one Ray task per run)
+ray_address = None  # executor "ray": None starts a local Ray; or a cluster address ("auto", "ray://head:10001")
 smoke = False  # True: tiny sizes (the smoke profile) to check that everything runs
-dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper)
-dataset_root = None  # data folder; required for "official"
+dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper); "folder": your images
+dataset_root = None  # data folder; required for "official" (e.g. ".../CaltechBirds") and "folder"
 teacher = None  # None: the profile's ("conse" proxy offline, "openclip" ViT-L/14 paper)
+student = None  # None: the profile's ("small" offline, "resnet18" paper)
+epochs = None  # None: the profile's
 per_class = None  # Fashion-MNIST images per class; None: the profile's
-split_seeds = None  # Fashion-MNIST class splits; None: all ten offline (features are shared), the profile's in smoke
-descriptions = "main"  # description set for the enriched texts; None: plain names only
-paper_dataset = None  # the paper's column; None: matching folder or "Average"
+seeds = None  # training seeds; None: the profile's replicates
+split_seeds = None  # class splits (which classes are seen); None: the profile's (official: its lists)
+paper_dataset = None  # the paper's column to show beside ours; None: matching folder or "Average"
 overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
+descriptions = "main"  # description set for the enriched texts; None: plain names only
 
 # %%
-from vldlib.study.parameters import check_parameters
-
-globals().update(check_parameters(globals()))  # every parameter against its declared type, before anything runs
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
-import matplotlib.pyplot as plt
-import pandas as pd
-import seaborn as sns
-from IPython.display import Markdown, display
-
 from vldlib.study.chapters import open_chapter
 
-sns.set_theme(style="whitegrid", context="notebook")
-pd.set_option("display.max_colwidth", 200)
+ch = open_chapter("teacher_zero_shot", globals(), page=True)  # every parameter checked, the theme set
 
 # %% [markdown]
 # ## Teacher features
@@ -66,9 +59,7 @@ pd.set_option("display.max_colwidth", 200)
 # image once for the whole book.
 
 # %%
-ch = open_chapter("teacher_zero_shot", globals())
-display(Markdown(ch.proxy_note()))
-acc = ch.train()
+acc = ch.show_runs()
 
 # %% [markdown]
 # ## The teacher rows of Table 1
@@ -78,17 +69,14 @@ acc = ch.train()
 # column in the header.
 
 # %%
-table = ch.table(acc)
-display(table, ch.csv(table, "table1_teacher"))
-ch.figure(acc)
-plt.show()
-display(ch.runs_csv(acc, what="teacher evaluations (text set x class split)"))
+ch.show_table(acc)
 
 # %% [markdown]
 # ## Reading
 
 # %%
-display(Markdown(ch.reading(acc)))
+effects = ch.effects(acc)
+ch.show_reading(acc, effects)
 
 # %% [markdown]
 # ## The paper's headline claims, tested here
@@ -97,5 +85,4 @@ display(Markdown(ch.reading(acc)))
 # difference; the book's front page lists these lines for every chapter.
 
 # %%
-effects = ch.effects(acc)
-display(*ch.publish_claims(effects))  # the paper's claims tested here, glued for the front page
+ch.show_claims(effects)

@@ -35,44 +35,29 @@ cache_dir = None  # teacher-feature cache; None: $VLD_CACHE or the user cache di
 executor = "local"  # where missing runs train: "local" (this machine) or "ray" (one Ray task per run)
 ray_address = None  # executor "ray": None starts a local Ray; or a cluster address ("auto", "ray://head:10001")
 smoke = False  # True: tiny sizes (the smoke profile) to check that everything runs
-dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper)
-dataset_root = None  # data folder; required for "official"
-teacher = None  # None: the profile's
-student = None  # the CNN student; None: the profile's ("small" offline, "resnet18" paper)
+dataset = None  # None: the profile's ("fashion-mnist" offline, "official" paper); "folder": your images
+dataset_root = None  # data folder; required for "official" (e.g. ".../CaltechBirds") and "folder"
+teacher = None  # None: the profile's ("conse" proxy offline, "openclip" ViT-L/14 paper)
+student = None  # None: the profile's ("small" offline, "resnet18" paper)
 epochs = None  # None: the profile's
 per_class = None  # Fashion-MNIST images per class; None: the profile's
 seeds = None  # training seeds; None: the profile's replicates
-split_seeds = None  # Fashion-MNIST class splits; None: the profile's
+split_seeds = None  # class splits (which classes are seen); None: the profile's (official: its lists)
+paper_dataset = None  # the paper's column to show beside ours; None: matching folder or "Average"
+overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
 vit_lr = None  # the ViT's peak lr; None: the paper's 2e-4 (paper profile), 2e-3 offline
 vit_fewshot_lr = None  # the ViT's few-shot peak lr; None: the paper's 1e-4 (paper profile), 1e-3 offline
-paper_dataset = None  # the paper's column; None: matching folder, else every dataset of the paper's table
-overrides = {}  # any other TrainConfig fields, e.g. {"num_workers": 0}
 
 # %%
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
-import matplotlib.pyplot as plt
-import pandas as pd
-import seaborn as sns
-from IPython.display import Markdown, display
-
-from vldlib.study import report
-
 from vldlib.study.chapters import open_chapter
-from vldlib.study.parameters import check_parameters
 
-sns.set_theme(style="whitegrid", context="notebook")
-pd.set_option("display.max_colwidth", 200)
-globals().update(check_parameters(globals()))  # every parameter against its declared type, before anything runs
+ch = open_chapter("vit_student", globals(), page=True)  # every parameter checked, the theme set
 
 # %% [markdown]
 # ## The runs
 
 # %%
-ch = open_chapter("vit_student", globals())
-runs = ch.train()
-display(Markdown(ch.proxy_note()))
+runs = ch.show_runs()
 
 # %% [markdown]
 # ## Table 8 beside the paper
@@ -81,11 +66,7 @@ display(Markdown(ch.proxy_note()))
 # Table 8's ViT-B/32 rows (its full row also uses the descriptions, ours does not).
 
 # %%
-table = ch.table(runs)
-display(table, ch.csv(table, 'table'))
-ch.figure(runs)
-plt.show()
-display(ch.runs_csv(runs))
+ch.show_table(runs)
 
 # %% [markdown]
 # ## Paired effects
@@ -93,20 +74,16 @@ display(ch.runs_csv(runs))
 # Same seed and class split; the paper's differences are Table 8's, averaged over the datasets shown.
 
 # %%
-effects = ch.effects(runs)
-display(report.effects_table(effects), ch.csv(effects, 'effects'))
-if not effects.empty:
-    report.plot_effects(effects, title="ViT effects (ours) and the paper's Table 8 differences")
-    plt.show()
+effects = ch.show_effects(runs)
 
 # %% [markdown]
 # ## The paper's claims, tested here
 
 # %%
-display(*ch.publish_claims(effects))  # the paper's claims tested here, glued for the front page
+ch.show_claims(effects)
 
 # %% [markdown]
 # ## Reading
 
 # %%
-display(Markdown(ch.reading(runs, effects)))
+ch.show_reading(runs, effects)

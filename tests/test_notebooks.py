@@ -17,6 +17,8 @@ jupytext = pytest.importorskip("jupytext")
 papermill = pytest.importorskip("papermill")
 
 from vldlib.book import IOPUB_TIMEOUT  # noqa: E402
+from vldlib.study.chapters import chapter  # noqa: E402
+from vldlib.study.parameters import parameters_cell  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -70,6 +72,9 @@ def test_sources_follow_book_conventions():
             names[stmt.targets[0].id] = ast.literal_eval(stmt.value)
         assert names["profile"] == "offline" and names["results_dir"] == "results", name
         assert names["smoke"] is False and "cache_dir" in names, name
+        assert code[0].source == parameters_cell(chapter(name).parameters), \
+            f"{name}: its parameters cell differs from the declaration (vldlib.study.parameters.parameters_cell)"
+        assert f'open_chapter("{name}", globals(), page=True)' in code[1].source, name
         titles = [c for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("# ")]
         assert len(titles) == 1 and nb.cells.index(titles[0]) == 0, name
         headings = [line for c in nb.cells if c.cell_type == "markdown"
@@ -148,18 +153,41 @@ BAD = [
 ]
 
 
-@pytest.mark.slow
+def notebook_namespace(name: str, params: dict) -> dict:
+    """What a chapter notebook's globals hold after its parameters cell and papermill's injected
+    cell (``params``), with the kernel's own names beside them."""
+    namespace = {"In": [], "Out": {}, "_": None}
+    exec(next(c for c in jupytext.read(NOTEBOOKS / f"{name}.py").cells if c.cell_type == "code").source, namespace)
+    return {**namespace, **params}
+
+
 @pytest.mark.parametrize("name,params,message", BAD, ids=[f"{n}-{m.split()[1]}" for n, _, m in BAD])
-def test_bad_parameters_fail_before_training(name, params, message, tmp_path):
-    results = tmp_path / "results"
-    cache = tmp_path / "cache"
+def test_bad_parameters_fail_before_training(name, params, message, tmp_path, monkeypatch):
+    """The notebook's first cell after its parameters (``open_chapter(..., page=True)``) stops a bad
+    parameter in one line, before the run store or the teacher is touched (no kernel needed)."""
+    from vldlib.study import chapters
+
+    monkeypatch.setattr(chapters.ChapterRun, "train", lambda self: pytest.fail("trained"))
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    namespace = notebook_namespace(name, {"profile": "smoke", "results_dir": str(results), "cache_dir": str(cache),
+                                          **params})
+    with pytest.raises(ValueError) as info:
+        chapters.open_chapter(name, namespace, page=True)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert not results.exists() or not any(results.iterdir())
+    assert not cache.exists() or not any(cache.rglob("*.pt"))
+
+
+@pytest.mark.slow
+def test_a_bad_parameter_stops_the_notebook_under_papermill(tmp_path):
+    """The same check inside a kernel: papermill's injected value reaches ``open_chapter`` (one case)."""
+    name, params, message = BAD[0]
+    results, cache = tmp_path / "results", tmp_path / "cache"
     with pytest.raises(papermill.PapermillExecutionError) as info:
         execute(name, {"profile": "smoke", "results_dir": str(results), "cache_dir": str(cache), **params},
                 tmp_path / "out")
     assert message in str(info.value)
-    # nothing trained and no teacher feature computed
     assert not results.exists() or not any(results.iterdir())
-    assert not cache.exists() or not any(cache.rglob("*.pt"))
 
 
 @pytest.fixture(scope="module")

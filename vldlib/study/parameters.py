@@ -1,13 +1,17 @@
-"""The notebooks' parameters, each with a declared type: one schema for the book driver and the notebooks.
+"""The notebooks' parameters, each declared once with its type, default and help: one schema for
+the book driver, the chapters and the notebooks' parameters cells.
 
 Every name that a chapter's (or the summary page's) ``parameters`` cell may define is declared
 once in :data:`PARAMETERS` as a :class:`Param`: its type, whether ``None`` is allowed (``None``
-meaning "the profile's default"), the valid choices and an example value. The same check runs
+meaning "the profile's default"), the valid choices, an example value, its default and its help
+line. A chapter's notebook cell is :data:`SHARED` plus the chapter's own (``Chapter.parameters``,
+:func:`declared`), written as :func:`parameters_cell` gives it (a test compares). The same check runs
 
 - in the book driver (:mod:`vldlib.book`), for the defaults and every ``-p NAME VALUE`` of every
   selected notebook, **before any notebook executes**;
-- inside each notebook, in its first code cell (:func:`check_parameters` on ``globals()``), so a
-  notebook executed directly by papermill or JupyterLab is checked the same way.
+- inside each chapter notebook, in its first code cell (``open_chapter(name, globals(), page=True)``,
+  :func:`check_parameters`), so a notebook executed directly by papermill or JupyterLab is checked
+  the same way.
 
 A bad value is one line naming the parameter, the value, the expected type and an example
 (:class:`ParameterError`, a ``ValueError``). After the types, :func:`check_parameters` builds the
@@ -31,7 +35,8 @@ from vldlib.study.reference import FIELD_LOSS_METHODS, TABLE1_METHODS, TABLE5_EN
 from vldlib.train.config import DESCRIPTION_VARIANTS, STUDENTS, TEACHERS, TEXT_MODES
 from vldlib.train.profiles import PROFILES
 
-__all__ = ["Param", "ParameterError", "PARAMETERS", "GRID_NAMES", "check_value", "check_parameters"]
+__all__ = ["Param", "ParameterError", "PARAMETERS", "GRID_NAMES", "SHARED", "declared", "parameters_cell",
+           "check_value", "check_parameters"]
 
 #: The kinds a parameter may have (``Param.kind``).
 KINDS: tuple[str, ...] = ("str", "int", "float", "bool", "dir", "writable_dir", "list[int]", "list[str]",
@@ -59,7 +64,8 @@ class Param:
     ``kind``: one of :data:`KINDS`; ``optional``: ``None`` is allowed (the profile's default);
     ``choices``: the valid strings (of the value, or of each list item / dict key);
     ``minimum``: for integers (and integer list items); ``example``: a value that works, as typed;
-    ``distinct``: a list must not repeat an item (seeds and class splits: each is one experimental unit).
+    ``distinct``: a list must not repeat an item (seeds and class splits: each is one experimental unit);
+    ``default``: its value in a notebook's parameters cell; ``help``: the cell's comment on it.
     """
 
     kind: str
@@ -68,6 +74,8 @@ class Param:
     choices: tuple[str, ...] = ()
     minimum: int | None = None
     distinct: bool = False
+    default: Any = None
+    help: str = ""
 
     def expected(self) -> str:
         text = _TEXT[self.kind]
@@ -180,46 +188,106 @@ _VARIANT_NAMES = ("none", *DESCRIPTION_VARIANTS)
 #: Every parameter of the book's notebooks, declared once (the same name means the same thing
 #: in every chapter). ``profile`` and ``results_dir`` are in every parameters cell.
 PARAMETERS: dict[str, Param] = {
-    "profile": Param("str", "smoke", choices=tuple(PROFILES)),
-    "results_dir": Param("writable_dir", "results"),
-    "cache_dir": Param("writable_dir", "/tmp/vld-cache", optional=True),
-    "smoke": Param("bool", "True"),
-    "dataset": Param("str", "fashion-mnist", optional=True, choices=tuple(DATASETS)),
-    "dataset_root": Param("dir", "/data/CaltechBirds", optional=True),
-    "dataset_roots": Param("list[dir]", "['/data/CaltechBirds', '/data/my_images']", optional=True),
-    "teacher": Param("str", "conse", optional=True, choices=TEACHERS),
-    "student": Param("str", "resnet18", optional=True, choices=STUDENTS),
-    "epochs": Param("int", "10", optional=True, minimum=1),
-    "per_class": Param("int", "300", optional=True, minimum=2),
-    "seeds": Param("list[int]", "[0, 1, 2]", optional=True, minimum=0, distinct=True),
-    "split_seeds": Param("list[int]", "[0, 1]", optional=True, minimum=0, distinct=True),
-    "paper_dataset": Param("str", "Flower102", optional=True, choices=(*PAPER_DATASETS, "Average")),
-    "overrides": Param("dict", "{'num_workers': 2}"),
-    "methods": Param("list[str]", "['cls', 'cls+imcst']", optional=True, choices=tuple(TABLE1_METHODS)),
-    "extra_methods": Param("dict[str, dict]", "{'mine': {'cls': 1.0, 'vlprox': 1.0}}"),
-    "analysis": Param("bool", "False"),
-    "ks": Param("list[int]", "[1, 10]", optional=True, minimum=1),
-    "descriptions": Param("str", "main", optional=True, choices=(*DESCRIPTION_VARIANTS, "official")),
-    "weights": Param("dict[str, float]", "{'cls': 1.0, 'im_cst': 1.0}", optional=True, choices=LOSS_NAMES),
-    "variants": Param("list[str]", "['none', 'main']", optional=True, choices=_VARIANT_NAMES),
-    "text_mode": Param("str", "first", optional=True, choices=TEXT_MODES),
-    "n_test_splits": Param("int", "8", minimum=1),
+    "profile": Param("str", "smoke", choices=tuple(PROFILES),
+                     default="offline", help='offline | paper | smoke'),
+    "results_dir": Param("writable_dir", "results",
+                         default="results", help='run store (relative to the repository root)'),
+    "cache_dir": Param("writable_dir", "/tmp/vld-cache", optional=True,
+                       default=None, help='teacher-feature cache; None: $VLD_CACHE or the user cache dir'),
+    "smoke": Param("bool", "True",
+                   default=False, help='True: tiny sizes (the smoke profile) to check that everything runs'),
+    "dataset": Param("str", "fashion-mnist", optional=True, choices=tuple(DATASETS),
+                     default=None, help='None: the profile\'s ("fashion-mnist" offline, "official" paper); "folder": your images'),
+    "dataset_root": Param("dir", "/data/CaltechBirds", optional=True,
+                          default=None, help='data folder; required for "official" (e.g. ".../CaltechBirds") and "folder"'),
+    "dataset_roots": Param("list[dir]", "['/data/CaltechBirds', '/data/my_images']", optional=True,
+                           default=None, help='several data folders (official or image folders): a Table 1 column each and their Average'),
+    "teacher": Param("str", "conse", optional=True, choices=TEACHERS,
+                     default=None, help='None: the profile\'s ("conse" proxy offline, "openclip" ViT-L/14 paper)'),
+    "student": Param("str", "resnet18", optional=True, choices=STUDENTS,
+                     default=None, help='None: the profile\'s ("small" offline, "resnet18" paper)'),
+    "epochs": Param("int", "10", optional=True, minimum=1,
+                    default=None, help="None: the profile's"),
+    "per_class": Param("int", "300", optional=True, minimum=2,
+                       default=None, help="Fashion-MNIST images per class; None: the profile's"),
+    "seeds": Param("list[int]", "[0, 1, 2]", optional=True, minimum=0, distinct=True,
+                   default=None, help="training seeds; None: the profile's replicates"),
+    "split_seeds": Param("list[int]", "[0, 1]", optional=True, minimum=0, distinct=True,
+                         default=None, help="class splits (which classes are seen); None: the profile's (official: its lists)"),
+    "paper_dataset": Param("str", "Flower102", optional=True, choices=(*PAPER_DATASETS, "Average"),
+                           default=None, help='the paper\'s column to show beside ours; None: matching folder or "Average"'),
+    "overrides": Param("dict", "{'num_workers': 2}",
+                       default={}, help='any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}'),
+    "methods": Param("list[str]", "['cls', 'cls+imcst']", optional=True, choices=tuple(TABLE1_METHODS),
+                     default=None, help='Table 1 rows to run (keys of vldlib.study.reference.TABLE1_METHODS); None: all'),
+    "extra_methods": Param("dict[str, dict]", "{'mine': {'cls': 1.0, 'vlprox': 1.0}}",
+                           default={}, help='more rows: {"label": {"cls": 1.0, "vlprox": 1.0}} (loss weights by name)'),
+    "analysis": Param("bool", "False",
+                      default=True, help='compute the feature analyses too (shares the runs with feature_errors)'),
+    "ks": Param("list[int]", "[1, 10]", optional=True, minimum=1,
+                default=None, help="L_vlprox k values besides the reference; None: [1, 2, 3] on Fashion-MNIST, [1, 10] (the paper's) otherwise"),
+    "descriptions": Param("str", "main", optional=True, choices=(*DESCRIPTION_VARIANTS, "official"),
+                          default="main", help='description set for the enriched texts; None: plain names only'),
+    "weights": Param("dict[str, float]", "{'cls': 1.0, 'im_cst': 1.0}", optional=True, choices=LOSS_NAMES,
+                     default=None, help='loss weights of the full method; None: L_cls + L_im-cst + L_vlprox + L_mse'),
+    "variants": Param("list[str]", "['none', 'main']", optional=True, choices=_VARIANT_NAMES,
+                      default=None, help='description sets; None: ["none", "main", "succinct", "detailed", "distinct"]'),
+    "text_mode": Param("str", "first", optional=True, choices=TEXT_MODES,
+                       default=None, help='"first" (the paper: one sentence per class) | "average"; None: the profile\'s'),
+    "n_test_splits": Param("int", "8", minimum=1,
+                           default=24, help="how many of the test splits to list (the chapters use the first 8, Table 1's main rows 24)"),
     "enrichments": Param("list[str]", "['no_enrichment', 'aux_captions']", optional=True,
-                         choices=tuple(TABLE5_ENRICHMENTS)),
-    "n_ctx": Param("int", "8", minimum=1),
-    "losses": Param("list[str]", "['cls', 'cls+rkd']", optional=True, choices=tuple(FIELD_LOSS_METHODS)),
-    "vit_lr": Param("float", "0.002", optional=True, minimum=0),
-    "vit_fewshot_lr": Param("float", "0.001", optional=True, minimum=0),
-    "retrieval_alpha": Param("float", "1.0", minimum=0),
-    "retrieval_beta": Param("float", "5.5", minimum=0),
-    "executor": Param("str", "ray", choices=EXECUTORS),
-    "ray_address": Param("str", "auto", optional=True),
+                         choices=tuple(TABLE5_ENRICHMENTS), default=None, help="Table 5 rows; None: all seven"),
+    "n_ctx": Param("int", "8", minimum=1,
+                   default=8, help='CoOp context vectors (the paper: 8)'),
+    "losses": Param("list[str]", "['cls', 'cls+rkd']", optional=True, choices=tuple(FIELD_LOSS_METHODS),
+                    default=None, help="rows; None: all eight (L_cls alone, + each of the paper's three, + each of the field's four)"),
+    "vit_lr": Param("float", "0.002", optional=True, minimum=0,
+                    default=None, help="the ViT's peak lr; None: the paper's 2e-4 (paper profile), 2e-3 offline"),
+    "vit_fewshot_lr": Param("float", "0.001", optional=True, minimum=0,
+                            default=None, help="the ViT's few-shot peak lr; None: the paper's 1e-4 (paper profile), 1e-3 offline"),
+    "retrieval_alpha": Param("float", "1.0", minimum=0,
+                             default=1.0, help="weight of the cache (Tip-Adapter's default and the official code's)"),
+    "retrieval_beta": Param("float", "5.5", minimum=0,
+                            default=5.5, help='sharpness of the affinity (same)'),
+    "executor": Param("str", "ray", choices=EXECUTORS,
+                      default="local", help='where missing runs train: "local" (this machine) or "ray" (one Ray task per run)'),
+    "ray_address": Param("str", "auto", optional=True,
+                         default=None, help='executor "ray": None starts a local Ray; or a cluster address ("auto", "ray://head:10001")'),
 }
 
 #: The parameters that shape a chapter's grid (:func:`vldlib.study.grid.make_grid`).
 GRID_NAMES: tuple[str, ...] = ("profile", "smoke", "dataset", "dataset_root", "teacher", "student",
                                "epochs", "per_class", "seeds", "split_seeds", "cache_dir",
                                "paper_dataset", "overrides")
+
+
+#: The parameters of every chapter's notebook, in the order of its parameters cell (then the chapter's own).
+SHARED: tuple[str, ...] = ("profile", "results_dir", "cache_dir", "executor", "ray_address", "smoke", "dataset",
+                           "dataset_root", "teacher", "student", "epochs", "per_class", "seeds", "split_seeds",
+                           "paper_dataset", "overrides")
+
+
+def declared(*names: str) -> dict[str, Param]:
+    """``{name: its Param}`` for a chapter's own parameters (a ValueError names an undeclared one)."""
+    missing = [n for n in names if n not in PARAMETERS]
+    if missing:
+        raise ValueError(f"parameter(s) {missing} not declared in vldlib.study.parameters.PARAMETERS; declare "
+                         "each there (type, default, help) before a chapter takes it")
+    return {n: PARAMETERS[n] for n in names}
+
+
+def parameters_cell(own: Mapping[str, Param] | tuple[str, ...] = ()) -> str:
+    """The source of a chapter notebook's ``parameters`` cell: :data:`SHARED`, then ``own``, one
+    ``name = default  # help`` line each (papermill needs a literal cell; a test compares each
+    notebook's cell with this text)."""
+    names = [*SHARED, *[n for n in own if n not in SHARED]]
+    return "\n".join(f"{n} = {_literal(PARAMETERS[n].default)}  # {PARAMETERS[n].help}" for n in names)
+
+
+def _literal(value: Any) -> str:
+    """A default as the cell writes it (strings in double quotes)."""
+    return f'"{value}"' if isinstance(value, str) else repr(value)
 
 
 def check_value(name: str, value: Any, *, cli: bool = False, base: Path | None = None) -> Any:

@@ -15,11 +15,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from vldlib.study import report
-from vldlib.study.chapters import Claim, Chapter, ChapterRun
+from vldlib.study.chapters import Chapter, ChapterRun, Claim
+from vldlib.study.grid import Grid
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import TABLE1_METHODS, paper_table
 
-PARAMETERS: tuple[str, ...] = ()
 METHOD = "cls+imcst+vlprox(+mse)"
 #: Our metric -> (the record's key before fine-tuning, after, the paper's Table 11 field).
 SPLITS = {"acc_id": ("acc_id", "acc_id_5shot", None),
@@ -28,36 +28,37 @@ SPLITS = {"acc_id": ("acc_id", "acc_id_5shot", None),
 NAMES = {"acc_id": "X_id", "acc_ood1": "X_ood1", "acc_ood2": "X_ood2"}
 STAGES = {"before": "zero_shot", "after": "after_5shot_finetune_on_x_ood1"}
 
+def variants(grid: Grid, params: Mapping) -> dict[str, dict]:
+    """The full method, fine-tuned continually on Y_ood1 (needs the profile's fewshot)."""
+    if grid.base.get("fewshot") is None:
+        raise ValueError("continual adaptation fine-tunes on 5 shots: the profile's fewshot must be on")
+    return {"continual": {"weights": TABLE1_METHODS[METHOD], "fewshot.continual": True}}
+
+
 CHAPTER = Chapter(
     name="continual",
     title="Continual adaptation",
     question="Does fine-tuning on half of the unseen classes cost the other half, or the seen classes?",
     paper_tables=("table11_continual",),
     column="stage",
-    variants={"continual": {"weights": TABLE1_METHODS[METHOD], "fewshot.continual": True}},
+    variants=variants,
     metrics={"acc_id": "", "acc_ood1": "x_ood1_acc", "acc_ood2": "x_ood2_acc"},
     comparisons=tuple(C("after", "before", m) for m in ("acc_ood1", "acc_ood2", "acc_id")),
     labels={"before": "Before (zero-shot)", "after": "After 5-shot fine-tuning on X_ood1"},
     module=__name__,
+    effects_title="After minus before fine-tuning on X_ood1",
     claims=(Claim("continual_ood1", "Table 11", "Fine-tuning on five shots of X_ood1 raises X_ood1 accuracy",
                   C("after", "before", "acc_ood1")),),
 )
 
 
 class Run(ChapterRun):
-    def __init__(self, params: Mapping) -> None:
-        super().__init__(CHAPTER, params)
-        if self.grid.base.get("fewshot") is None:
-            raise ValueError("continual adaptation fine-tunes on 5 shots: the profile's fewshot must be on")
-        self.expand(CHAPTER.variants)
+    def setup(self) -> None:
         paper = paper_table("table11_continual")
         self.paper = paper.assign(stage=paper["stage_key"].map({v: k for k, v in STAGES.items()}))
 
-    def train(self) -> pd.DataFrame:
-        """One row per run and stage (before / after), the accuracies in ``acc_id``, ``acc_ood1``, ``acc_ood2``."""
-        return self.derive(super().train())
-
     def derive(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """One row per run and stage (before / after), the accuracies in ``acc_id``, ``acc_ood1``, ``acc_ood2``."""
         rows = []
         for _, run in runs.iterrows():
             for i, stage in enumerate(STAGES):
@@ -90,14 +91,14 @@ class Run(ChapterRun):
         fig.tight_layout()
         return fig
 
-    def effects(self, acc: pd.DataFrame) -> pd.DataFrame:
-        paper = self.paper.rename(columns={field: m for m, (_, _, field) in SPLITS.items() if field})
-        return report.compare(acc, CHAPTER.comparisons, column="stage", labels=dict(CHAPTER.labels),
-                              metric_labels={m: f"{n} accuracy" for m, n in NAMES.items()},
-                              paper=paper, paper_column="stage")
+    def metric_labels(self) -> dict[str, str]:
+        return {m: f"{n} accuracy" for m, n in NAMES.items()}
 
-    def reading(self, effects: pd.DataFrame) -> str:
-        lines = [f"- {r}" for r in effects["reading"]]
+    def paper_values(self) -> pd.DataFrame:
+        return self.paper.rename(columns={field: m for m, (_, _, field) in SPLITS.items() if field})
+
+    def reading(self, acc: pd.DataFrame, effects: pd.DataFrame) -> str:
+        lines = super().reading(acc, effects).splitlines()
         lines.append("- X_ood1 and X_ood2 are each scored among their own half of the unseen classes; "
                      "the paper does not say which rule its Table 11 uses (its values are for Flower102).")
         return "\n".join(lines)

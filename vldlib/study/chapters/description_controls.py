@@ -16,13 +16,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from vldlib.study import report
-from vldlib.study.chapters import Claim, ACCURACY_NAMES, Chapter, ChapterRun
+from vldlib.study.chapters import ACCURACY_NAMES, Chapter, ChapterRun, Claim
 from vldlib.study.chapters import teacher_zero_shot
 from vldlib.study.datasets import own_descriptions
+from vldlib.study.grid import Grid
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import TABLE1_METHODS
 
-PARAMETERS: tuple[str, ...] = ()
 METHOD = "cls+imcst+vlprox(+mse)"
 #: Text set -> (uses the real descriptions, text mode, control).
 TEXT_SETS = {"plain": (False, "first", None), "real": (True, "average", None),
@@ -30,18 +30,38 @@ TEXT_SETS = {"plain": (False, "first", None), "real": (True, "average", None),
              "templates": (False, "average", "templates")}
 METRICS = {"acc_id": ACCURACY_NAMES["acc_id"], "acc_ood_zeroshot": ACCURACY_NAMES["acc_ood_zeroshot"]}
 
+def description_set(grid: Grid) -> str:
+    """The real descriptions: the dataset's own main-prompt sentences where it ships them, else "main"."""
+    return "official" if own_descriptions(grid.base) else "main"
+
+
+def variants(grid: Grid, params: Mapping) -> dict[str, dict]:
+    """The full method on each text set; "plain" is the same run as main_results' full method."""
+    desc, out = description_set(grid), {}
+    for key, (real, mode, control) in TEXT_SETS.items():
+        v = {"weights": TABLE1_METHODS[METHOD]}
+        if key == "plain":
+            v["analysis"] = True
+        else:
+            v.update({"descriptions": desc if real else None, "text_mode": mode, "description_control": control,
+                      "fewshot": None})  # the chapter reports X_id and zero-shot X_ood only
+        out[key] = v
+    return out
+
+
 CHAPTER = Chapter(
     name="description_controls",
     title="Do the descriptions help because of what they say?",
     question="Do real descriptions beat shuffled, random-word and template-only class texts?",
     paper_tables=(),
     column="texts",
-    variants={k: {"weights": TABLE1_METHODS[METHOD]} for k in TEXT_SETS},
+    variants=variants,
     metrics=dict.fromkeys(METRICS, ""),
     comparisons=tuple(C("real", b, m) for b in ("plain", "shuffled", "waffle", "templates") for m in METRICS),
     labels={"plain": "Plain names", "real": "Real descriptions", "shuffled": "Descriptions shuffled across classes",
             "waffle": "Random-word descriptors (WaffleCLIP)", "templates": "Name-only template ensemble"},
     module=__name__,
+    effects_title="Real descriptions minus each control",
     claims=(Claim("controls_descriptions_zeroshot", "Table 7", "Descriptions raise the student's zero-shot X_ood accuracy "
                   "over plain names", C("real", "plain", "acc_ood_zeroshot"), direction=1,
                   direction_text="higher (Tables 5, 7)"),),
@@ -49,32 +69,16 @@ CHAPTER = Chapter(
 
 
 class Run(ChapterRun):
-    def __init__(self, params: Mapping) -> None:
-        super().__init__(CHAPTER, params)
-        g = self.grid
-        self.desc = "official" if own_descriptions(g.base) else "main"
-        self.variants = {}
-        for key, (real, mode, control) in TEXT_SETS.items():
-            v = dict(CHAPTER.variants[key])
-            if key == "plain":
-                v["analysis"] = True  # the same run as main_results' full method
-            else:
-                v.update({"descriptions": self.desc if real else None, "text_mode": mode,
-                          "description_control": control,
-                          "fewshot": None})  # the chapter reports X_id and zero-shot X_ood only
-            self.variants[key] = v
-        self.expand(self.variants)
-        self.teacher_run = teacher_zero_shot.Run({**self.params, "descriptions": self.desc})
+    def setup(self) -> None:
+        self.desc = description_set(self.grid)
+        self.teacher_run = teacher_zero_shot.Run(teacher_zero_shot.CHAPTER, {**self.params, "descriptions": self.desc})
         self.teacher_run.text_sets = {k: (CHAPTER.label(k), self.desc if real else None, mode, control)
                                       for k, (real, mode, control) in TEXT_SETS.items()}
 
-    def train(self) -> pd.DataFrame:
-        """Teacher zero-shot accuracies (every class split; no training) and the students' runs,
-        stacked with a ``model`` column ("teacher" / "student")."""
-        return self.derive(super().train())
-
     def derive(self, runs: pd.DataFrame) -> pd.DataFrame:
-        teacher = self.teacher_run.train().assign(model="teacher")  # cached features: no training
+        """Teacher zero-shot accuracies (every class split; cached features, no training) and the
+        students' runs, stacked with a ``model`` column ("teacher" / "student")."""
+        teacher = self.teacher_run.zero_shot().assign(model="teacher")
         students = runs.assign(model="student")
         cols = ["model", "texts", "seed", "split_seed", *METRICS]
         return pd.concat([teacher[cols], students[cols]], ignore_index=True)
@@ -116,8 +120,8 @@ class Run(ChapterRun):
         out.attrs["differences"] = differences
         return out
 
-    def reading(self, effects: pd.DataFrame) -> str:
-        lines = [f"- {r}" for r in effects["reading"]]
+    def reading(self, acc: pd.DataFrame, effects: pd.DataFrame) -> str:
+        lines = super().reading(acc, effects).splitlines()
         lines.append("- The paper reports no such controls; its Tables 5 and 7 compare descriptions with plain "
                      "names only. Shuffling keeps every sentence and its length but breaks its link to the "
                      "class; random descriptors keep the averaging over several strings but carry no content.")

@@ -2,17 +2,15 @@
 copy from the teacher?"""
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import matplotlib.pyplot as plt
 import pandas as pd
+from IPython.display import display
 
 from vldlib.study import report
 from vldlib.study.chapters import TABLE1_LABELS, Chapter, ChapterRun, Claim
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import TABLE1_METHODS, paper_table
 
-PARAMETERS: tuple[str, ...] = ()
 METHODS = ("mse", "cls+mse", "cls+imcst+mse", "cls+imcst", "cls+imcst+vlprox(+mse)")
 #: Table 2's rows (the full method has no Table 2 row); Tables 3-4/14-16 rows, cumulative on L_cls + L_mse.
 TABLE2_METHODS = METHODS[:-1]
@@ -46,6 +44,7 @@ CHAPTER = Chapter(
     ),
     labels={m: TABLE1_LABELS[m] for m in METHODS},
     module=__name__,
+    csv="table2",
     claims=(
         Claim("imcst_vs_mse_error", "Table 2", "A student trained with L_cls + L_im-cst lands farther from the "
               "teacher's features (squared distance on X_ood) than one trained with L_mse, although it "
@@ -61,16 +60,14 @@ def metric_label(column: str) -> str:
 
 
 class Run(ChapterRun):
-    def __init__(self, params: Mapping) -> None:
-        super().__init__(CHAPTER, params)
-        self.expand(CHAPTER.variants)
+    def setup(self) -> None:
         paper2 = paper_table("table2", student="ResNet18")
         self.paper2 = paper2.assign(method=paper2["student_training"].map(TABLE2_KEYS))
         self.table2_datasets = self.paper_datasets(paper2)
         self.analysis_dataset = self.grid.paper_dataset if self.grid.paper_dataset != "Average" else "Flower102"
 
-    def train(self) -> pd.DataFrame:
-        runs = super().train()
+    def derive(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """The runs themselves, once they are known to carry the analysis columns."""
         missing = [c for c in ("analysis.X_train.mse", "analysis.X_ood.m_rel") if c not in runs.columns]
         if missing:
             raise RuntimeError(f"the runs carry no analysis columns {missing}; were they trained with analysis=True?")
@@ -85,7 +82,7 @@ class Run(ChapterRun):
                              .assign(split=split, stat=stat))
         return pd.concat(parts, ignore_index=True)
 
-    def table2(self, runs: pd.DataFrame) -> pd.DataFrame:
+    def table(self, runs: pd.DataFrame) -> pd.DataFrame:
         """Table 2: squared distance and angle to the teacher's features, ours beside the paper's."""
         t2 = report.summarize(self._long_errors(runs), ["method", "split", "stat"], "value")
         t2["cell"] = [report.format_interval(m, lo, hi, 2 if s == "mse" else 1)
@@ -101,7 +98,7 @@ class Run(ChapterRun):
         ours.index = [CHAPTER.label(m) for m in ours.index]
         return ours
 
-    def figure2(self, runs: pd.DataFrame):
+    def figure(self, runs: pd.DataFrame):
         fig, ax = plt.subplots(figsize=(8, 3.8))
         long = self._long_errors(runs)
         frame = long[(long["stat"] == "mse") & long["method"].isin(TABLE2_METHODS)]
@@ -176,10 +173,18 @@ class Run(ChapterRun):
 
     def effects(self, runs: pd.DataFrame) -> pd.DataFrame:
         paper = pd.DataFrame.from_dict(self._paper_values(), orient="index").rename_axis("method").reset_index()
-        comparisons = [c for c in CHAPTER.comparisons if c.metric in runs.columns]
+        comparisons = [c for c in self.comparisons if c.metric in runs.columns]
         return report.compare(runs, comparisons, column="method", labels=dict(CHAPTER.labels),
                               metric_labels={c.metric: metric_label(c.metric) for c in comparisons},
                               paper=paper, paper_column="method", digits=3, unit="")
 
-    def reading(self, effects: pd.DataFrame) -> str:
-        return "\n".join(f"- {r}" for r in effects["reading"])
+    def show_coherence(self, runs: pd.DataFrame) -> None:
+        """Tables 3, 4 and 14-16 with their CSV, the coherence figure and the runs it shows."""
+        coherence = self.coherence(runs)
+        display(coherence, self.csv(coherence, "tables3_4_14_16"))
+        self.coherence_figure(runs)
+        plt.show()
+        display(self.runs_csv(runs))
+
+    def show_effects(self, runs: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+        return super().show_effects(runs, digits)

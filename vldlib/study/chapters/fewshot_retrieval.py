@@ -14,18 +14,25 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from vldlib.study import report
-from vldlib.study.chapters import Claim, Chapter, ChapterRun
+from vldlib.study.chapters import Chapter, ChapterRun, Claim, declared
+from vldlib.study.grid import Grid
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import TABLE1_METHODS, paper_table
 from vldlib.train import retrieval_accuracy
 from vldlib.train.fewshot import RETRIEVAL_ALPHA, RETRIEVAL_BETA
 
-PARAMETERS = ("retrieval_alpha", "retrieval_beta")
 METHOD = "cls+imcst+vlprox(+mse)"
 #: Our rows -> the run-record / retrieval keys they are read from.
 SOURCES = {"zero-shot": "acc_ood_zeroshot_fs_eval", "retrieval (teacher keys)": "acc_ood_retrieval_teacher_keys",
            "retrieval (student keys)": "acc_ood_retrieval_student_keys", "fine-tuning": "acc_ood_5shot"}
 PAPER_KEYS = {"fine-tuning": "Fine-tuning", "retrieval (teacher keys)": "Retrieval"}
+
+def variants(grid: Grid, params: Mapping) -> dict[str, dict]:
+    """The full method's runs (shared with main_results); their 5-shot stage needs the profile's fewshot."""
+    if grid.base.get("fewshot") is None:
+        raise ValueError("this chapter compares with 5-shot fine-tuning: the profile's fewshot must be on")
+    return {METHOD: {"weights": TABLE1_METHODS[METHOD], "analysis": True}}
+
 
 CHAPTER = Chapter(
     name="fewshot_retrieval",
@@ -33,7 +40,7 @@ CHAPTER = Chapter(
     question="Is a retrieval cache of the 5-shot support set as good as fine-tuning on it?",
     paper_tables=("table10_fewshot_retrieval",),
     column="method",
-    variants={METHOD: {"weights": TABLE1_METHODS[METHOD], "analysis": True}},  # shared with main_results
+    variants=variants,
     metrics={"acc_ood_5shot": "ood_5shot_acc"},
     comparisons=(
         C("fine-tuning", "retrieval (teacher keys)", "acc_ood_5shot"),
@@ -44,29 +51,26 @@ CHAPTER = Chapter(
             "retrieval (student keys)": "Retrieval, student keys (paper's text)",
             "zero-shot": "Zero-shot (no support set)", "fine-tuning": "5-shot fine-tuning"},
     module=__name__,
+    parameters=declared("retrieval_alpha", "retrieval_beta"),
+    paper_keys=PAPER_KEYS,
+    paper_column="method",
+    effects_title="Fine-tuning and retrieval: paired effects",
     claims=(Claim("finetune_beats_retrieval", "Table 10", "5-shot fine-tuning beats a retrieval cache of the "
                   "same support images", C("fine-tuning", "retrieval (teacher keys)", "acc_ood_5shot")),),
 )
 
 
 class Run(ChapterRun):
-    def __init__(self, params: Mapping) -> None:
-        super().__init__(CHAPTER, params)
-        if self.grid.base.get("fewshot") is None:
-            raise ValueError("this chapter compares with 5-shot fine-tuning: the profile's fewshot must be on")
+    def setup(self) -> None:
         self.alpha = float(self.params.get("retrieval_alpha", RETRIEVAL_ALPHA))
         self.beta = float(self.params.get("retrieval_beta", RETRIEVAL_BETA))
         if self.alpha < 0 or self.beta < 0:
             raise ValueError(f"retrieval_alpha and retrieval_beta must be >= 0, got {self.alpha}, {self.beta}")
-        self.expand(CHAPTER.variants)
-        self.paper = paper_table("table10_fewshot_retrieval")
-
-    def train(self) -> pd.DataFrame:
-        """The runs (trained if missing), then the retrieval cache on each run's main-stage student:
-        one row per run and method, the accuracy in ``acc_ood_5shot``."""
-        return self.derive(super().train())
+        self.order = list(SOURCES)  # one row per way of using the support set, derived from each run
 
     def derive(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """The retrieval cache on each run's main-stage student: one row per run and method, the
+        accuracy in ``acc_ood_5shot``."""
         rows = []
         for (labels, config), (_, run) in zip(self.grid.configs, runs.iterrows()):
             values = retrieval_accuracy(config, self.store.verified_run_dir(config, progress=False),
@@ -79,11 +83,6 @@ class Run(ChapterRun):
         print(f"retrieval cache: alpha {self.alpha}, beta {self.beta}, one view per support image")
         return pd.DataFrame(rows)
 
-    def table(self, acc: pd.DataFrame) -> pd.DataFrame:
-        table = self.accuracy_table(acc, list(SOURCES), self.paper, "method", PAPER_KEYS)
-        table.index = [CHAPTER.label(v) for v in table.index]
-        return table
-
     def figure(self, acc: pd.DataFrame):
         fig, ax = plt.subplots(figsize=(7.5, 3.8))
         frame = acc.assign(row=[CHAPTER.label(m) for m in acc["method"]])
@@ -95,14 +94,11 @@ class Run(ChapterRun):
         fig.tight_layout()
         return fig
 
-    def effects(self, acc: pd.DataFrame) -> pd.DataFrame:
-        paper = self.paper_accuracy_means(self.paper, "method", PAPER_KEYS)
-        return report.compare(acc, CHAPTER.comparisons, column="method", labels=dict(CHAPTER.labels),
-                              metric_labels={"acc_ood_5shot": "X_ood accuracy (support images removed)"},
-                              paper=paper, paper_column="method")
+    def metric_labels(self) -> dict[str, str]:
+        return {"acc_ood_5shot": "X_ood accuracy (support images removed)"}
 
-    def reading(self, effects: pd.DataFrame) -> str:
-        lines = [f"- {r}" for r in effects["reading"]]
+    def reading(self, acc: pd.DataFrame, effects: pd.DataFrame) -> str:
+        lines = super().reading(acc, effects).splitlines()
         lines.append(f"- The cache uses alpha = {self.alpha} and beta = {self.beta} (Tip-Adapter's defaults, "
                      "the official code's values; not tuned here) and one un-augmented view per support "
                      "image, where the official code caches ten (nine RandAugment views).")

@@ -7,13 +7,14 @@ from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from IPython.display import display
 
 from vldlib.study import report
-from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, Chapter, ChapterRun, Claim
+from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, Chapter, ChapterRun, Claim, declared
+from vldlib.study.grid import Grid
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import FIELD_LOSS_METHODS, paper_table
 
-PARAMETERS = ("losses", "analysis")
 METHODS = FIELD_LOSS_METHODS
 PAPERS_OWN = ("cls+mse", "cls+imcst", "cls+vlprox")
 #: The rows Table 1 has (same keys there).
@@ -25,13 +26,22 @@ ANALYSIS: dict[str, str] = {"analysis.X_ood.mse": "X_ood squared distance (lower
                             "analysis.X_ood.m_neigh.10": "X_ood M_neigh k=10 (higher)",
                             "analysis.X_ood.m_vlalign.3": "X_ood M_vlalign k=3 (lower)"}
 
+def variants(grid: Grid, params: Mapping) -> dict[str, dict]:
+    """The loss rows asked for (``losses``; None: all eight), each added to L_cls."""
+    keys = list(METHODS) if params.get("losses") is None else list(params["losses"])
+    bad = [m for m in keys if m not in METHODS]
+    if bad:
+        raise ValueError(f"unknown loss row(s) {bad}; valid: {list(METHODS)}")
+    return {m: {"weights": METHODS[m], "analysis": bool(params.get("analysis", True))} for m in keys}
+
+
 CHAPTER = Chapter(
     name="field_losses",
     title="The paper's losses beside the field's",
     question="Do the paper's distillation terms beat the feature and relation losses of the wider KD literature?",
     paper_tables=("table1",),
     column="method",
-    variants={m: {"weights": w, "analysis": True} for m, w in METHODS.items()},
+    variants=variants,
     metrics=ACCURACY,
     comparisons=tuple(C(m, "cls", metric) for m in PAPERS_OWN + FIELD for metric in ("acc_ood_zeroshot", "acc_id"))
     + tuple(C(m, "cls+imcst", "acc_ood_zeroshot") for m in FIELD)
@@ -40,6 +50,9 @@ CHAPTER = Chapter(
             "cls+vlprox": "L_cls + L_vlprox", "cls+fd": "L_cls + 2000·FD (CLIP-KD)", "cls+icl": "L_cls + ICL (CLIP-KD)",
             "cls+crd": "L_cls + CRD affinity (CLIP-KD)", "cls+rkd": "L_cls + RKD (Park et al.)"},
     module=__name__,
+    parameters=declared("losses", "analysis"),
+    paper_keys=PAPER_KEYS,
+    paper_column="method_key",
     claims=(Claim("field_imcst_vs_mse", "Table 1", "Imitating the teacher's image space contrastively (L_im-cst) "
                   "beats regressing its features (L_mse) for zero-shot X_ood accuracy",
                   C("cls+imcst", "cls+mse", "acc_ood_zeroshot")),),
@@ -47,22 +60,13 @@ CHAPTER = Chapter(
 
 
 class Run(ChapterRun):
-    def __init__(self, params: Mapping) -> None:
-        super().__init__(CHAPTER, params)
-        methods = self.params.get("losses")
-        self.methods = list(METHODS) if methods is None else list(methods)
-        bad = [m for m in self.methods if m not in METHODS]
-        if bad:
-            raise ValueError(f"unknown loss row(s) {bad}; valid: {list(METHODS)}")
-        analysis = bool(self.params.get("analysis", True))
-        self.expand({m: {**CHAPTER.variants[m], "analysis": analysis} for m in self.methods})
-        self.paper = paper_table("table1")
+    def setup(self) -> None:
+        self.methods = list(self.variants)
 
-    def table(self, runs: pd.DataFrame) -> pd.DataFrame:
-        """Accuracies, ours beside Table 1 where the paper has the row (L_cls, +L_mse, +L_im-cst)."""
-        table = self.accuracy_table(runs, self.methods, self.paper, "method_key", PAPER_KEYS)
-        table.index = [CHAPTER.label(m) for m in table.index]
-        return table
+    def show_analysis(self, runs: pd.DataFrame) -> None:
+        """The analysis metrics of each student (:meth:`analysis_table`) with its CSV."""
+        analysis = self.analysis_table(runs)
+        display(analysis, self.csv(analysis, "analysis"))
 
     def analysis_table(self, runs: pd.DataFrame) -> pd.DataFrame:
         """The analysis metrics of each student on X_ood: mean and 95% interval over the runs."""
@@ -97,15 +101,6 @@ class Run(ChapterRun):
         fig.tight_layout()
         return fig
 
-    def effects(self, runs: pd.DataFrame) -> pd.DataFrame:
-        """Paired effects against L_cls alone and L_cls + L_im-cst, beside Table 1's differences."""
-        metrics = self.metrics(runs)
-        paper = self.paper_accuracy_means(self.paper, "method_key", PAPER_KEYS)
-        comparisons = [c for c in CHAPTER.comparisons if c.metric in metrics]
-        return report.compare(runs, comparisons, column="method", labels=dict(CHAPTER.labels),
-                              metric_labels={m: f"{n} accuracy" for m, n in ACCURACY_NAMES.items()},
-                              paper=paper, paper_column="method")
-
     def reading(self, runs: pd.DataFrame, effects: pd.DataFrame) -> str:
         summary = report.summarize(runs, "method", ["acc_ood_zeroshot"])
         ranked = summary.sort_values("mean", ascending=False)
@@ -119,5 +114,5 @@ class Run(ChapterRun):
             kind = "one of the paper's terms" if top in ("cls",) + PAPERS_OWN else "a loss from the wider field"
             lines.append(f"- The best mean here is {kind}: **{CHAPTER.label(top)}**; whether it is distinguishable "
                          "from the others is what the paired intervals below say.")
-        lines += [f"- {r}" for r in effects["reading"]]
+        lines += super().reading(runs, effects).splitlines()
         return "\n".join(lines)

@@ -8,16 +8,69 @@ import pandas as pd
 
 from vldlib.data import load_dataset
 from vldlib.study import report
-from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, Chapter, ChapterRun, Claim
+from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, Chapter, ChapterRun, Claim, declared
 from vldlib.study.datasets import own_descriptions
+from vldlib.study.grid import Grid
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import TABLE1_METHODS, paper_table
 
-PARAMETERS = ("ks", "descriptions", "weights", "analysis")
 #: Our variant names -> Table 9's variant keys.
 PAPER_KEYS = {"reference": "reference_k256_filter_vlprox_nofilter_imcst", "k=1": "k1_vlprox",
               "k=10": "k10_vlprox", "no filter in L_vlprox": "no_filter_in_vlprox",
               "filter in L_im-cst": "filter_in_imcst"}
+
+#: The filter variants, each on the reference k.
+FILTERS = {"reference": {"filter": True, "im_cst_filter": False},
+           "no filter in L_vlprox": {"filter": False, "im_cst_filter": False},
+           "filter in L_im-cst": {"filter": True, "im_cst_filter": True}}
+
+
+def seen_classes(grid: Grid) -> int:
+    """How many seen classes the grid's (first) class split has: every k at least this is the full KL."""
+    options = dict(grid.base["dataset_options"])
+    if grid.split_seeds[0] is not None:
+        options["split_seed"] = grid.split_seeds[0]
+    return len(load_dataset(grid.base["dataset"], **options).seen_classes)
+
+
+def k_values(grid: Grid, params: Mapping) -> list[int]:
+    """The k values run besides the reference (``ks``; None: the paper's k = 1, 10 beside 256, or with
+    fewer than 10 seen classes the values below both their number and the reference's k)."""
+    ks = params.get("ks")
+    if ks is None:
+        n_seen, k_ref = seen_classes(grid), int(grid.base["k"])
+        ks = [k for k in (1, 3) if k < min(n_seen, k_ref)] if n_seen < 10 else [1, 10]
+    ks = [int(k) for k in ks]
+    if any(k < 1 for k in ks):
+        raise ValueError(f"every k must be >= 1, got {ks}")
+    return ks
+
+
+def descriptions(grid: Grid, params: Mapping) -> str | None:
+    """The reference's description set: ``descriptions``, the dataset's own main-prompt sentences for "main"."""
+    desc = params.get("descriptions", "main")
+    return "official" if desc == "main" and own_descriptions(grid.base) else desc
+
+
+def variants(grid: Grid, params: Mapping) -> dict[str, dict]:
+    """The reference (full method, k of the profile), one row ``k=<k>`` per k that differs from it
+    on this dataset, and the two filter variants."""
+    n_seen, k_ref = seen_classes(grid), int(grid.base["k"])
+    weights = params.get("weights")
+    common = {"weights": dict(weights) if weights is not None else TABLE1_METHODS["cls+imcst+vlprox(+mse)"],
+              "analysis": bool(params.get("analysis", True)), "descriptions": descriptions(grid, params)}
+    out = {"reference": {**common, "k": k_ref, **FILTERS["reference"]}}
+    out.update({f"k={k}": {**common, "k": k, **FILTERS["reference"]}
+                for k in k_values(grid, params) if min(k, n_seen) != min(k_ref, n_seen)})
+    for name in ("no filter in L_vlprox", "filter in L_im-cst"):
+        out[name] = {**common, "k": k_ref, **FILTERS[name]}
+    return out
+
+
+def comparisons(variants: list[str]) -> list[C]:
+    """Every variant against the reference, on the X_ood accuracies."""
+    return [C(v, "reference", m) for v in variants if v != "reference" for m in ("acc_ood_zeroshot", "acc_ood_5shot")]
+
 
 CHAPTER = Chapter(
     name="k_ablation",
@@ -25,12 +78,16 @@ CHAPTER = Chapter(
     question="How much do L_vlprox's top-k and its filter matter?",
     paper_tables=("table9",),
     column="variant",
-    variants={"reference": {"filter": True, "im_cst_filter": False},
-              "no filter in L_vlprox": {"filter": False, "im_cst_filter": False},
-              "filter in L_im-cst": {"filter": True, "im_cst_filter": True}},
+    variants=variants,
     metrics=ACCURACY,
+    comparisons=comparisons,
     labels={"reference": "reference (filter in L_vlprox)"},
     module=__name__,
+    parameters=declared("ks", "descriptions", "weights", "analysis"),
+    paper_keys=PAPER_KEYS,
+    paper_column="variant_key",
+    csv="table9",
+    effects_title="Variants minus the reference",
     claims=(
         Claim("k1_zeroshot", "Table 9", "Switching L_vlprox off (k = 1) lowers zero-shot X_ood accuracy",
               C("k=1", "reference", "acc_ood_zeroshot")),
@@ -41,36 +98,14 @@ CHAPTER = Chapter(
 
 
 class Run(ChapterRun):
-    def __init__(self, params: Mapping) -> None:
-        super().__init__(CHAPTER, params)
-        g = self.grid
-        options = dict(g.base["dataset_options"])
-        if g.split_seeds[0] is not None:
-            options["split_seed"] = g.split_seeds[0]
-        self.n_seen = n_seen = len(load_dataset(g.base["dataset"], **options).seen_classes)
-        self.k_ref = k_ref = int(g.base["k"])
-        ks = self.params.get("ks")
-        if ks is None:
-            # the paper's k = 1, 10 beside 256 (Table 9); with 5 seen classes: 1, 3 beside all 5
-            ks = [k for k in (1, 3) if k < min(n_seen, k_ref)] if n_seen < 10 else [1, 10]
-        self.ks = ks = [int(k) for k in ks]
-        if any(k < 1 for k in ks):
-            raise ValueError(f"every k must be >= 1, got {ks}")
-        weights = self.params.get("weights")
-        descriptions = self.params.get("descriptions", "main")
-        if descriptions == "main" and own_descriptions(g.base):
-            descriptions = "official"  # the dataset's own main-prompt sentences (chatgpt.txt, descriptions.json)
-        self.descriptions = descriptions
-        common = {"weights": dict(weights) if weights is not None else TABLE1_METHODS["cls+imcst+vlprox(+mse)"],
-                  "analysis": bool(self.params.get("analysis", True)), "descriptions": descriptions}
-        v = CHAPTER.variants
-        self.variants = {"reference": {**common, "k": k_ref, **v["reference"]}}
-        self.variants.update({f"k={k}": {**common, "k": k, **v["reference"]}
-                              for k in ks if min(k, n_seen) != min(k_ref, n_seen)})
-        for name in ("no filter in L_vlprox", "filter in L_im-cst"):
-            self.variants[name] = {**common, "k": k_ref, **v[name]}
-        self.expand(self.variants)
-        self.paper_all = paper_table("table9")
+    def setup(self) -> None:
+        self.n_seen, self.k_ref = seen_classes(self.grid), int(self.grid.base["k"])
+        self.ks = k_values(self.grid, self.params)
+        self.descriptions = descriptions(self.grid, self.params)
+        self.paper_all = self.paper
+
+    def notes(self) -> str:
+        return self.note() + "\n\n" + self.proxy_note()
 
     def note(self) -> str:
         n, k = self.n_seen, self.k_ref
@@ -102,17 +137,11 @@ class Run(ChapterRun):
         fig.tight_layout()
         return fig
 
-    def effects(self, runs: pd.DataFrame) -> pd.DataFrame:
-        metrics = self.metrics(runs)
-        paper_mean = self.paper_accuracy_means(self.paper_all, "variant_key", PAPER_KEYS)
-        comparisons = [report.Comparison(v, "reference", m) for v in self.variants if v != "reference"
-                       for m in metrics if m != "acc_id"]
-        return report.compare(runs, comparisons, column="variant",
-                              metric_labels={m: f"{n} accuracy" for m, n in ACCURACY_NAMES.items()},
-                              paper=paper_mean, paper_column="variant")
+    def effect_labels(self) -> dict[str, str]:
+        return {}  # the effects name the variants by their keys ("k=1 vs reference")
 
-    def reading(self, effects: pd.DataFrame) -> str:
-        lines = [f"- {r}" for r in effects["reading"]]
+    def reading(self, runs: pd.DataFrame, effects: pd.DataFrame) -> str:
+        lines = super().reading(runs, effects).splitlines()
         if "k=1" in self.variants:
             off = effects[(effects["comparison"] == "k=1 vs reference")]
             helps = off[off["verdict"].isin(["lowers", "as in the paper"]) & (off["effect"] < 0)]

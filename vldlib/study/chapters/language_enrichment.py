@@ -10,38 +10,14 @@ import pandas as pd
 
 from vldlib.models.specs import teacher_spec
 from vldlib.study import report
-from vldlib.study.chapters import ACCURACY_NAMES, Chapter, ChapterRun, Claim
+from vldlib.study.chapters import ACCURACY_NAMES, Chapter, ChapterRun, Claim, declared
 from vldlib.study.datasets import own_descriptions
+from vldlib.study.grid import Grid
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import TABLE1_METHODS, TABLE5_ENRICHMENTS, paper_table
 
-PARAMETERS = ("enrichments", "n_ctx", "analysis")
 VARIANTS = tuple(TABLE5_ENRICHMENTS)
 BEST = TABLE1_METHODS["cls+imcst+vlprox(+mse)"]
-
-CHAPTER = Chapter(
-    name="language_enrichment",
-    title="Language-enrichment strategies",
-    question="Which ways of adding language to the class texts help the student on unseen classes?",
-    paper_tables=("table5",),
-    column="enrichment",
-    variants={v: {} for v in VARIANTS},  # built per profile in Run (descriptions "main" / "official")
-    metrics={"acc_id": "id_acc", "acc_ood_zeroshot": "ood_zero_shot_acc", "acc_ood_5shot": "ood_5shot_acc"},
-    comparisons=tuple(C(v, "no_enrichment", m) for v in VARIANTS[1:]
-                      for m in ("acc_ood_zeroshot", "acc_ood_5shot", "acc_id")),
-    labels={"no_enrichment": "Tab. 1 best (no enrichment)", "semantic_details": "Semantic details (descriptions)",
-            "aux_captions": "Auxiliary captions (L_cap)", "prompt_learning": "Prompt learning (CoOp)",
-            "semantics+caption": "Semantics + caption", "semantics+prompt": "Semantics + prompt",
-            "semantics+caption+prompt": "Semantics + caption + prompt"},
-    claims=(
-        Claim("descriptions_zeroshot", "Table 5", "Enriching the class names with descriptions raises zero-shot "
-              "X_ood accuracy over no enrichment", C("semantic_details", "no_enrichment", "acc_ood_zeroshot")),
-        Claim("prompt_zeroshot", "Table 5", "Learning the prompt (CoOp) lowers zero-shot X_ood accuracy",
-              C("prompt_learning", "no_enrichment", "acc_ood_zeroshot")),
-    ),
-    module=__name__,
-)
-
 
 def enrichment_overrides(key: str, *, official: bool, n_ctx: int, analysis: bool) -> dict[str, Any]:
     """The config overrides of Table 5 row ``key``: the best Table 1 losses plus its strategies."""
@@ -56,20 +32,49 @@ def enrichment_overrides(key: str, *, official: bool, n_ctx: int, analysis: bool
     return out
 
 
+def variants(grid: Grid, params: Mapping) -> dict[str, dict]:
+    """The Table 5 rows asked for (``enrichments``; None: all), each its strategies on the best Table 1
+    losses (descriptions: the dataset's own main-prompt sentences where it ships them)."""
+    keys = list(VARIANTS) if params.get("enrichments") is None else list(params["enrichments"])
+    bad = [v for v in keys if v not in VARIANTS]
+    if bad:
+        raise ValueError(f"unknown Table 5 row(s) {bad}; valid: {list(VARIANTS)}")
+    official = own_descriptions(grid.base)  # chatgpt.txt or descriptions.json
+    return {v: enrichment_overrides(v, official=official, n_ctx=params.get("n_ctx", 8),
+                                    analysis=bool(params.get("analysis", True))) for v in keys}
+
+
+CHAPTER = Chapter(
+    name="language_enrichment",
+    title="Language-enrichment strategies",
+    question="Which ways of adding language to the class texts help the student on unseen classes?",
+    paper_tables=("table5",),
+    column="enrichment",
+    variants=variants,
+    metrics={"acc_id": "id_acc", "acc_ood_zeroshot": "ood_zero_shot_acc", "acc_ood_5shot": "ood_5shot_acc"},
+    comparisons=tuple(C(v, "no_enrichment", m) for v in VARIANTS[1:]
+                      for m in ("acc_ood_zeroshot", "acc_ood_5shot", "acc_id")),
+    labels={"no_enrichment": "Tab. 1 best (no enrichment)", "semantic_details": "Semantic details (descriptions)",
+            "aux_captions": "Auxiliary captions (L_cap)", "prompt_learning": "Prompt learning (CoOp)",
+            "semantics+caption": "Semantics + caption", "semantics+prompt": "Semantics + prompt",
+            "semantics+caption+prompt": "Semantics + caption + prompt"},
+    claims=(
+        Claim("descriptions_zeroshot", "Table 5", "Enriching the class names with descriptions raises zero-shot "
+              "X_ood accuracy over no enrichment", C("semantic_details", "no_enrichment", "acc_ood_zeroshot")),
+        Claim("prompt_zeroshot", "Table 5", "Learning the prompt (CoOp) lowers zero-shot X_ood accuracy",
+              C("prompt_learning", "no_enrichment", "acc_ood_zeroshot")),
+    ),
+    module=__name__,
+    parameters=declared("enrichments", "n_ctx", "analysis"),
+    paper_keys={v: v for v in VARIANTS},
+    paper_column="method_key",
+    effects_title="Language-enrichment strategies vs no enrichment",
+)
+
+
 class Run(ChapterRun):
-    def __init__(self, params: Mapping) -> None:
-        super().__init__(CHAPTER, params)
-        variants = self.params.get("enrichments")
-        self.variants = list(VARIANTS) if variants is None else list(variants)
-        bad = [v for v in self.variants if v not in VARIANTS]
-        if bad:
-            raise ValueError(f"unknown Table 5 row(s) {bad}; valid: {list(VARIANTS)}")
-        n_ctx = self.params.get("n_ctx", 8)
-        official = own_descriptions(self.grid.base)  # chatgpt.txt or descriptions.json
-        analysis = bool(self.params.get("analysis", True))
-        self.expand({v: enrichment_overrides(v, official=official, n_ctx=n_ctx, analysis=analysis)
-                     for v in self.variants})
-        self.paper = paper_table("table5")
+    def notes(self) -> str:
+        return self.proxy_note() + "\n\n" + self.caption_note()
 
     def caption_note(self) -> str:
         """Which captioner the auxiliary-caption rows used (a proxy in the offline world)."""
@@ -80,12 +85,6 @@ class Run(ChapterRun):
                     "image's caption names the proxy teacher's top three ImageNet classes for it "
                     "(\"a photo of a sandal, a clog or a running shoe\"). The paper used OFA captions.")
         return "The auxiliary captions are read from the dataset's caption file (`captions.json`)."
-
-    def table(self, runs: pd.DataFrame) -> pd.DataFrame:
-        """Table 5: ours (mean and 95% interval) beside the paper's datasets."""
-        table = self.accuracy_table(runs, self.variants, self.paper, "method_key", {v: v for v in VARIANTS})
-        table.index = [CHAPTER.label(v) for v in table.index]
-        return table
 
     def figure(self, runs: pd.DataFrame):
         metrics = self.metrics(runs)
@@ -101,15 +100,6 @@ class Run(ChapterRun):
         fig.tight_layout()
         return fig
 
-    def effects(self, runs: pd.DataFrame) -> pd.DataFrame:
-        """Each strategy against no enrichment (paired), beside the paper's mean difference."""
-        metrics = self.metrics(runs)
-        paper_mean = self.paper_accuracy_means(self.paper, "method_key", {v: v for v in VARIANTS})
-        comparisons = [c for c in CHAPTER.comparisons if c.metric in metrics]
-        return report.compare(runs, comparisons, column="enrichment", labels=dict(CHAPTER.labels),
-                              metric_labels={m: f"{n} accuracy" for m, n in ACCURACY_NAMES.items()},
-                              paper=paper_mean, paper_column="enrichment")
-
     def reading(self, runs: pd.DataFrame, effects: pd.DataFrame) -> str:
         lines = []
         summary = report.summarize(runs, "enrichment", self.metrics(runs))
@@ -119,7 +109,7 @@ class Run(ChapterRun):
             lines.append(f"- The highest zero-shot X_ood accuracy comes from **{CHAPTER.label(top['enrichment'])}** "
                          f"({report.format_interval(top['mean'], top['ci_low'], top['ci_high'])} %, "
                          f"{int(top['n'])} runs).")
-        lines += [f"- {r}" for r in effects["reading"]]
+        lines += super().reading(runs, effects).splitlines()
         with_paper = effects[effects["paper"].notna()]
         if len(with_paper):
             seen = int((with_paper["verdict"] == "as in the paper").sum())

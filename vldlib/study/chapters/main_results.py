@@ -5,15 +5,32 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from IPython.display import display
 
 from vldlib.study import report
-from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, TABLE1_LABELS, Chapter, ChapterRun, Claim
+from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, TABLE1_LABELS, Chapter, ChapterRun, Claim, declared
 from vldlib.study.datasets import by_dataset_table
+from vldlib.study.grid import Grid
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import TABLE1_METHODS, paper_table
 
-#: The chapter's own notebook parameters (besides the grid's).
-PARAMETERS = ("methods", "extra_methods", "analysis")
+
+
+def variants(grid: Grid, params: Mapping) -> dict[str, dict]:
+    """The Table 1 rows asked for (``methods``; None: all) and the user's own (``extra_methods``)."""
+    methods: Sequence[str] | None = params.get("methods")
+    extra = params.get("extra_methods") or {}
+    methods = list(TABLE1_METHODS) if methods is None else list(methods)
+    unknown = [m for m in methods if m not in TABLE1_METHODS]
+    if unknown:
+        raise ValueError(f"unknown Table 1 method(s) {unknown}; valid: {list(TABLE1_METHODS)} "
+                         "(or add your own with extra_methods={'label': {loss: weight}})")
+    if not isinstance(extra, Mapping):
+        raise ValueError("extra_methods must be a dict {label: {loss name: weight}}")
+    analysis = bool(params.get("analysis", True))
+    out = {m: {"weights": TABLE1_METHODS[m], "analysis": analysis} for m in methods}
+    out.update({n: {"weights": dict(w), "analysis": analysis} for n, w in extra.items()})
+    return out
 
 CHAPTER = Chapter(
     name="main_results",
@@ -21,7 +38,7 @@ CHAPTER = Chapter(
     question="Which losses let the student recognise unseen classes?",
     paper_tables=("table1",),
     column="method",
-    variants={m: {"weights": w} for m, w in TABLE1_METHODS.items()},
+    variants=variants,
     metrics=ACCURACY,
     comparisons=(
         C("cls+imcst", "cls", "acc_ood_zeroshot"),
@@ -37,6 +54,9 @@ CHAPTER = Chapter(
     ),
     labels=TABLE1_LABELS,
     module=__name__,
+    parameters=declared("dataset_roots", "methods", "extra_methods", "analysis"),
+    csv="table1",
+    effects_title="Paired effects (ours) and the paper's differences ({paper_dataset})",
     # the main comparisons (L_cls vs L_cls + L_im-cst and vs the full method) need more class splits
     # than the other chapters for a 95% interval of about +/-3.5 points (issue 9)
     offline_splits=24,
@@ -58,23 +78,20 @@ PER_CLASS = (("cls+imcst", "cls"), ("cls+imcst+vlprox(+mse)", "cls"))
 class Run(ChapterRun):
     PER_CLASS = PER_CLASS
 
-    def __init__(self, params: Mapping) -> None:
-        super().__init__(CHAPTER, params)
-        methods: Sequence[str] | None = self.params.get("methods")
-        extra = self.params.get("extra_methods") or {}
-        methods = list(TABLE1_METHODS) if methods is None else list(methods)
-        unknown = [m for m in methods if m not in TABLE1_METHODS]
-        if unknown:
-            raise ValueError(f"unknown Table 1 method(s) {unknown}; valid: {list(TABLE1_METHODS)} "
-                             "(or add your own with extra_methods={'label': {loss: weight}})")
-        if not isinstance(extra, Mapping):
-            raise ValueError("extra_methods must be a dict {label: {loss name: weight}}")
-        analysis = bool(self.params.get("analysis", True))
-        self.variants = {m: {**CHAPTER.variants[m], "analysis": analysis} for m in methods}
-        self.variants.update({n: {"weights": dict(w), "analysis": analysis} for n, w in extra.items()})
-        self.expand(self.variants)
+    def setup(self) -> None:
         self.paper = paper_table("table1", dataset=self.grid.paper_dataset)
         self.labels = dict(zip(self.paper["method_key"], self.paper["method"]))
+
+    def show_transfer(self, runs: pd.DataFrame) -> None:
+        """How much of the teacher's zero-shot accuracy each student transfers (:meth:`transfer_table`)."""
+        transfer = self.transfer_table(runs)
+        display(transfer, self.csv(transfer, "transfer"))
+
+    def show_per_class(self, runs: pd.DataFrame) -> None:
+        """Per unseen class, the paired difference of each :data:`PER_CLASS` comparison."""
+        for treatment, baseline in self.PER_CLASS:
+            if self.per_class_figure(runs, treatment, baseline) is not None:
+                plt.show()
 
     def table(self, runs: pd.DataFrame) -> pd.DataFrame:
         """Table 1: ours (mean and 95% interval) beside the paper's column; with several datasets
@@ -109,18 +126,17 @@ class Run(ChapterRun):
         fig.suptitle("Each dot is one run (seed x class split); black: mean with its 95% t-interval")
         return fig
 
-    def effects(self, runs: pd.DataFrame) -> pd.DataFrame:
-        """The declared paired effects, each beside the paper's difference."""
-        metrics = self.metrics(runs)
-        comparisons = [c for c in CHAPTER.comparisons if c.metric in metrics]
-        paper_cols = self.paper.rename(columns={v: k for k, v in ACCURACY.items()})
-        return report.compare(runs, comparisons, column="method", labels=self.labels,
-                              metric_labels={m: f"{n} accuracy" for m, n in ACCURACY_NAMES.items()},
-                              paper=paper_cols, paper_column="method_key")
+    def effect_labels(self) -> dict[str, str]:
+        return self.labels
+
+    def paper_values(self) -> pd.DataFrame:
+        """Table 1's rows under our metric names, keyed by our method (the paper's ``method_key``)."""
+        paper = self.paper.rename(columns={v: k for k, v in ACCURACY.items()})
+        return paper.assign(method=paper["method_key"])
 
     def reading(self, runs: pd.DataFrame, effects: pd.DataFrame) -> str:
         """The computed reading: the best setting, each effect, how many match the paper."""
-        lines = [f"- {r}" for r in effects["reading"]]
+        lines = super().reading(runs, effects).splitlines()
         summary = report.summarize(runs, "method", self.metrics(runs))
         best = summary[summary["metric"] == "acc_ood_zeroshot"].sort_values("mean", ascending=False)
         if not best.empty:

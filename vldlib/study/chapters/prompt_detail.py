@@ -5,26 +5,51 @@ from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from IPython.display import display
 
 from vldlib.core.metrics import mean_pairwise_cosine, text_spectrum
 from vldlib.data import load_dataset
 from vldlib.data.specs import dataset_spec
 from vldlib.models.teachers import load_teacher
 from vldlib.study import report
-from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, Chapter, ChapterRun, Claim
+from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, Chapter, ChapterRun, Claim, declared
 from vldlib.study.datasets import own_descriptions
+from vldlib.study.downloads import Download
+from vldlib.study.grid import Grid
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import TABLE1_METHODS, paper_table
 from vldlib.text.descriptions import description_key, load_descriptions
 from vldlib.text.classifier import class_text_features
 from vldlib.text.prompts import VARIANT_TITLES
 
-PARAMETERS = ("variants", "text_mode", "weights", "analysis")
 ALL_VARIANTS = ("none", "main", "succinct", "detailed", "distinct")
 #: Our description sets -> Table 7's keys; Table 6's keys.
 PAPER_KEYS = {"none": "none", "main": "main_prompt", "succinct": "more_succinct",
               "detailed": "more_detailed", "distinct": "more_distinct"}
 TABLE6_KEYS = {"none": "plain_names", "main": "chatgpt_descriptions"}
+
+def variants(grid: Grid, params: Mapping) -> dict[str, dict]:
+    """The description sets asked for (``variants``; None: all five) with the full method (``weights``)
+    and ``text_mode``; "main" is the dataset's own main-prompt sentences where it ships them."""
+    keys = list(ALL_VARIANTS) if params.get("variants") is None else list(params["variants"])
+    bad = [v for v in keys if v not in ALL_VARIANTS]
+    if bad:
+        raise ValueError(f"unknown description variant(s) {bad}; valid: {list(ALL_VARIANTS)}")
+    weights = params.get("weights")
+    common = {"weights": dict(weights) if weights is not None else TABLE1_METHODS["cls+imcst+vlprox(+mse)"],
+              "analysis": bool(params.get("analysis", True))}
+    if params.get("text_mode") is not None:
+        common["text_mode"] = params["text_mode"]
+    official = own_descriptions(grid.base)  # the main prompt's sentences ship as chatgpt.txt / descriptions.json
+    return {v: {**common, "descriptions": "official" if (v == "main" and official) else (None if v == "none" else v)}
+            for v in keys}
+
+
+def comparisons(variants: list[str]) -> list[C]:
+    """Each description set against none on the X_ood accuracies; the main prompt on X_id too."""
+    return ([C(v, "none", m) for v in variants if v != "none" for m in ("acc_ood_zeroshot", "acc_ood_5shot")]
+            + [C(v, "none", "acc_id") for v in variants if v == "main"])
+
 
 CHAPTER = Chapter(
     name="prompt_detail",
@@ -32,10 +57,16 @@ CHAPTER = Chapter(
     question="Do richer class descriptions help, and which prompt?",
     paper_tables=("table7", "table6_text_cosine"),
     column="descriptions",
-    variants={v: {"descriptions": None if v == "none" else v} for v in ALL_VARIANTS},
+    variants=variants,
     metrics=ACCURACY,
+    comparisons=comparisons,
     labels={"none": "No language enrichment", **{k: VARIANT_TITLES.get(k, k) for k in ALL_VARIANTS[1:]}},
     module=__name__,
+    parameters=declared("variants", "text_mode", "weights", "analysis"),
+    paper_keys=PAPER_KEYS,
+    paper_column="descriptions_key",
+    csv="table7",
+    effects_title="Description sets vs no enrichment",
     claims=(
         Claim("main_zeroshot", "Table 7", "Class descriptions from the main prompt raise zero-shot X_ood accuracy "
               "over plain class names", C("main", "none", "acc_ood_zeroshot")),
@@ -51,30 +82,10 @@ CHAPTER = Chapter(
 
 
 class Run(ChapterRun):
-    def __init__(self, params: Mapping) -> None:
-        super().__init__(CHAPTER, params)
-        g = self.grid
-        variants = self.params.get("variants")
-        self.variants = list(ALL_VARIANTS) if variants is None else list(variants)
-        bad = [v for v in self.variants if v not in ALL_VARIANTS]
-        if bad:
-            raise ValueError(f"unknown description variant(s) {bad}; valid: {list(ALL_VARIANTS)}")
-        weights = self.params.get("weights")
-        common = {"weights": dict(weights) if weights is not None else TABLE1_METHODS["cls+imcst+vlprox(+mse)"],
-                  "analysis": bool(self.params.get("analysis", True))}
+    def setup(self) -> None:
         self.text_mode = self.params.get("text_mode")
-        if self.text_mode is not None:
-            common["text_mode"] = self.text_mode
-        official = own_descriptions(g.base)  # the main prompt's sentences ship as chatgpt.txt / descriptions.json
-        self.expand({v: {**common, "descriptions": "official" if (v == "main" and official)
-                         else CHAPTER.variants[v]["descriptions"]} for v in self.variants})
-        self.paper_all = paper_table("table7")
-
-    def table(self, runs: pd.DataFrame) -> pd.DataFrame:
-        """Table 7: ours beside the paper's datasets."""
-        table = self.accuracy_table(runs, self.variants, self.paper_all, "descriptions_key", PAPER_KEYS)
-        table.index = [CHAPTER.label(v) for v in table.index]
-        return table
+        self.paper_all = self.paper
+        self._text: tuple[pd.DataFrame, pd.DataFrame, int] | None = None
 
     def figure(self, runs: pd.DataFrame):
         metrics = self.metrics(runs)
@@ -89,16 +100,6 @@ class Run(ChapterRun):
         fig.tight_layout()
         return fig
 
-    def effects(self, runs: pd.DataFrame) -> pd.DataFrame:
-        metrics = self.metrics(runs)
-        paper_mean = self.paper_accuracy_means(self.paper_all, "descriptions_key", PAPER_KEYS)
-        C = report.Comparison
-        comparisons = [C(v, "none", m) for v in self.variants if v != "none" for m in metrics if m != "acc_id"]
-        comparisons += [C(v, "none", "acc_id") for v in self.variants if v == "main"]
-        return report.compare(runs, comparisons, column="descriptions", labels=dict(CHAPTER.labels),
-                              metric_labels={m: f"{n} accuracy" for m, n in ACCURACY_NAMES.items()},
-                              paper=paper_mean, paper_column="descriptions")
-
     def descriptions_for(self, variant: str, ds) -> dict[str, list[str]] | None:
         """The description set ``variant`` of dataset ``ds`` as the trainer reads it."""
         if variant == "none":
@@ -110,7 +111,13 @@ class Run(ChapterRun):
 
     def text_features(self) -> tuple[pd.DataFrame, pd.DataFrame, int]:
         """Mean pairwise cosine and spectrum of the unseen classes' text features per description
-        set and class split (text features are cheap: every class split on Fashion-MNIST)."""
+        set and class split (text features are cheap: every class split on Fashion-MNIST); computed
+        once per chapter."""
+        if self._text is None:
+            self._text = self._text_features()
+        return self._text
+
+    def _text_features(self) -> tuple[pd.DataFrame, pd.DataFrame, int]:
         g = self.grid
         teacher = load_teacher(g.base["teacher"], **g.base["teacher_options"])
         mode = self.text_mode or g.base["text_mode"]
@@ -151,7 +158,7 @@ class Run(ChapterRun):
         t6 = paper_table("table6_text_cosine")
         summary = report.summarize(text_frame, "descriptions", "mean_cos")
         table = report.interval_table(summary, "descriptions", labels={"mean_cos": "ours: mean pairwise cosine"},
-                                      digits=3, order=self.variants)
+                                      digits=3, order=list(self.variants))
         table[f"paper ({t6['dataset'].iloc[0]})"] = [
             f"{t6.set_index('text_set_key').loc[TABLE6_KEYS[v], 'avg_pairwise_cos']:.4f}" if v in TABLE6_KEYS else "–"
             for v in table.index]
@@ -166,9 +173,25 @@ class Run(ChapterRun):
         fig.tight_layout()
         return fig
 
-    def reading(self, effects: pd.DataFrame, text_frame: pd.DataFrame, n_classes: int) -> str:
+    def show_text_features(self) -> None:
+        """Table 6 (mean pairwise cosine) and Fig. 4 (text spectra), ours beside the paper's."""
+        text_frame, spectra, _ = self.text_features()
+        cosine = self.cosine_table(text_frame)
+        display(cosine, self.csv(cosine, "table6"))
+        self.spectrum_figure(spectra)
+        plt.show()
+        display(self.csv(spectra, "fig4_spectra", f"The figure above shows the spectra of {len(text_frame)} "
+                         "text-feature sets (description set x class split); every singular value is in"))
+
+    def publish_claims(self, effects: pd.DataFrame) -> tuple[pd.DataFrame, Download]:
+        """The claims on the students' accuracies and on the text features (Table 6, Fig. 4)."""
+        text = self.text_effects(self.text_features()[0])
+        return super().publish_claims(pd.concat([effects, text], ignore_index=True))
+
+    def reading(self, runs: pd.DataFrame, effects: pd.DataFrame) -> str:
+        text_frame, _, n_classes = self.text_features()
         t6 = paper_table("table6_text_cosine")
-        lines = [f"- {r}" for r in effects["reading"]]
+        lines = super().reading(runs, effects).splitlines()
         if {"main", "none"} <= set(text_frame["descriptions"]):
             t6p = t6.set_index("text_set_key")["avg_pairwise_cos"]
             eff = report.paired_effect(text_frame, "mean_cos", column="descriptions", treatment="main",

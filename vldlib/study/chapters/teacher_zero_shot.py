@@ -2,7 +2,6 @@
 recognise the classes zero-shot, with plain names and with descriptions? No student is trained."""
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -16,7 +15,7 @@ from vldlib.models.specs import teacher_spec
 from vldlib.features import CachedTextTeacher, LazyTeacher, teacher_image_features
 from vldlib.paths import default_cache_dir
 from vldlib.study import report
-from vldlib.study.chapters import ACCURACY_NAMES, Chapter, ChapterRun, Claim
+from vldlib.study.chapters import ACCURACY_NAMES, Chapter, ChapterRun, Claim, declared
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import paper_table
 from vldlib.text.classifier import class_text_features
@@ -24,7 +23,6 @@ from vldlib.text.controls import control_descriptions
 from vldlib.text.descriptions import description_key, load_descriptions
 from vldlib.train.config import DESCRIPTION_VARIANTS
 
-PARAMETERS = ("descriptions",)
 METRICS = {"acc_id": ACCURACY_NAMES["acc_id"], "acc_ood_zeroshot": ACCURACY_NAMES["acc_ood_zeroshot"]}
 
 CHAPTER = Chapter(
@@ -36,6 +34,8 @@ CHAPTER = Chapter(
     metrics={"acc_id": "id_acc", "acc_ood_zeroshot": "ood_zero_shot_acc"},
     labels={"plain": "plain names", "chance": "chance (1 / number of classes)"},
     module=__name__,
+    parameters=declared("descriptions"),
+    csv="table1_teacher",
     claims=(
         Claim("above_chance", "Table 1", "The teacher recognises unseen classes zero-shot, from their names alone, "
               "well above chance (points over chance, plain names)", C("plain", "chance", "acc_ood_zeroshot"),
@@ -45,8 +45,7 @@ CHAPTER = Chapter(
 
 
 class Run(ChapterRun):
-    def __init__(self, params: Mapping) -> None:
-        super().__init__(CHAPTER, params)
+    def setup(self) -> None:
         g, cfg = self.grid, self.grid.base
         if self.params.get("split_seeds") is None and dataset_spec(g.dataset).split_seed_required:
             # every class split draws on the same cached image pool, so more splits cost no teacher passes
@@ -82,7 +81,14 @@ class Run(ChapterRun):
         return load_descriptions(description_key(cfg["dataset"], cfg["dataset_options"]), variant,
                                  cache_dir=self.params.get("cache_dir"))
 
-    def train(self) -> pd.DataFrame:
+    def derive(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """The teacher's zero-shot accuracies (:meth:`zero_shot`; this chapter trains no student)."""
+        return self.zero_shot()
+
+    def show_table(self, acc: pd.DataFrame, what: str = "teacher evaluations (text set x class split)") -> pd.DataFrame:
+        return super().show_table(acc, what)
+
+    def zero_shot(self) -> pd.DataFrame:
         """Zero-shot accuracy of the teacher per class split and text set (features cached)."""
         cfg, rows = self.grid.base, []
         text_encoder = CachedTextTeacher(self.teacher, self.cache)
@@ -155,7 +161,7 @@ class Run(ChapterRun):
             k: v[0] for k, v in self.text_sets.items()}}, metric_labels={m: f"{n} accuracy" for m, n in METRICS.items()},
             units=["split_seed"])
 
-    def reading(self, acc: pd.DataFrame) -> str:
+    def reading(self, acc: pd.DataFrame, effects: pd.DataFrame) -> str:
         plain = report.t_interval(acc.loc[acc["texts"] == "plain", "acc_ood_zeroshot"])
         chance_ood = 100 / acc["n_unseen"].iloc[0]
         clip_ood = self.paper.loc[self.paper["method_key"] == "teacher_clip_vit_l14", "ood_zero_shot_acc"]

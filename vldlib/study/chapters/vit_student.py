@@ -8,17 +8,18 @@ torchvision ``vit_b_32`` at the crop size; offline: ``vit_tiny`` (patch 4 at 28 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from vldlib.data.specs import dataset_spec
 from vldlib.study import report
-from vldlib.study.chapters import Claim, ACCURACY, ACCURACY_NAMES, TABLE1_LABELS, Chapter, ChapterRun
+from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, TABLE1_LABELS, Chapter, ChapterRun, Claim, declared
+from vldlib.study.grid import Grid
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import TABLE1_METHODS, paper_table
 
-PARAMETERS = ("vit_lr", "vit_fewshot_lr")
 METHODS = ("cls", "cls+imcst", "cls+imcst+vlprox(+mse)")
 #: Our ViT variants -> Table 8's rows (the paper's full row also has descriptions; ours has none).
 PAPER_KEYS = {"vit cls": "L_cls", "vit cls+imcst": "L_cls + L_im-cst",
@@ -33,13 +34,43 @@ PAPER_KEYS = {"vit cls": "L_cls", "vit cls+imcst": "L_cls + L_im-cst",
 #: wiped the student out (X_id 20 %).
 OFFLINE_VIT_LR = (2e-3, 1e-3)
 
+def vit_overrides(grid: Grid, params: Mapping) -> dict[str, Any]:
+    """The ViT student's config overrides: the paper's ViT recipe ("auto" optimiser fields: AdamW,
+    wd 0.01, OneCycle), the size at the crop size, and the peak learning rates (``vit_lr``,
+    ``vit_fewshot_lr``; offline and smoke: :data:`OFFLINE_VIT_LR`)."""
+    crop = int(grid.base["dataset_options"].get("crop_size", dataset_spec(grid.dataset).option_default("crop_size")))
+    vit = {"student": "vit_b_32" if crop >= 224 else "vit_tiny",
+           "student_options": {"image_size": crop},
+           "optimizer": "auto", "schedule": "auto", "weight_decay": "auto", "lr": "auto"}
+    lr, fs_lr = params.get("vit_lr"), params.get("vit_fewshot_lr")
+    if grid.profile != "paper":  # offline / smoke: the raised peaks (see OFFLINE_VIT_LR)
+        lr = OFFLINE_VIT_LR[0] if lr is None else lr
+        fs_lr = OFFLINE_VIT_LR[1] if fs_lr is None else fs_lr
+    if grid.base.get("precision") == "bf16" and grid.base.get("device") == "cpu":
+        # measured on this project's CPUs: bf16 autocast speeds the CNN up (~1.7x) but slows the
+        # tiny ViT down (386 vs 708 img/s per training step, one thread): the ViT trains in fp32
+        vit["precision"] = "fp32"
+    if lr is not None:
+        vit["lr"] = lr
+    if fs_lr is not None and grid.base.get("fewshot") is not None:
+        vit["fewshot.lr"] = fs_lr
+    return vit
+
+
+def variants(grid: Grid, params: Mapping) -> dict[str, dict]:
+    """The three losses on the profile's CNN student and on the ViT student (:func:`vit_overrides`)."""
+    vit = vit_overrides(grid, params)
+    return {f"{s} {m}": {"weights": TABLE1_METHODS[m], "analysis": True, **(vit if s == "vit" else {})}
+            for s in ("cnn", "vit") for m in METHODS}
+
+
 CHAPTER = Chapter(
     name="vit_student",
     title="A ViT student",
     question="Does the recipe carry over from a CNN to a vision-transformer student?",
     paper_tables=("table8_vit",),
     column="variant",
-    variants={f"{s} {m}": {"weights": TABLE1_METHODS[m], "analysis": True} for s in ("cnn", "vit") for m in METHODS},
+    variants=variants,
     metrics=ACCURACY,
     comparisons=(
         C("vit cls+imcst", "vit cls", "acc_ood_zeroshot"),
@@ -52,6 +83,10 @@ CHAPTER = Chapter(
     labels={f"{s} {m}": f"{name}: {TABLE1_LABELS[m]}" for s, name in (("cnn", "CNN"), ("vit", "ViT"))
             for m in METHODS},
     module=__name__,
+    parameters=declared("vit_lr", "vit_fewshot_lr"),
+    paper_keys=PAPER_KEYS,
+    paper_column="method",
+    effects_title="ViT effects (ours) and the paper's Table 8 differences",
     claims=(
         Claim("vit_imcst_zeroshot", "Table 8", "For a ViT student too, L_im-cst raises zero-shot X_ood accuracy "
               "over L_cls", C("vit cls+imcst", "vit cls", "acc_ood_zeroshot")),
@@ -62,37 +97,9 @@ CHAPTER = Chapter(
 
 
 class Run(ChapterRun):
-    def __init__(self, params: Mapping) -> None:
-        super().__init__(CHAPTER, params)
-        g = self.grid
-        self.cnn = g.base["student"]
-        crop = int(g.base["dataset_options"].get("crop_size", dataset_spec(g.dataset).option_default("crop_size")))
-        # "auto" optimiser fields resolve to the paper's ViT recipe (AdamW, wd 0.01, OneCycle, 2e-4)
-        vit = {"student": "vit_b_32" if crop >= 224 else "vit_tiny",
-               "student_options": {"image_size": crop},
-               "optimizer": "auto", "schedule": "auto", "weight_decay": "auto", "lr": "auto"}
-        lr, fs_lr = self.params.get("vit_lr"), self.params.get("vit_fewshot_lr")
-        if g.profile != "paper":  # offline / smoke: the raised peaks (see OFFLINE_VIT_LR)
-            lr = OFFLINE_VIT_LR[0] if lr is None else lr
-            fs_lr = OFFLINE_VIT_LR[1] if fs_lr is None else fs_lr
-        if g.base.get("precision") == "bf16" and g.base.get("device") == "cpu":
-            # measured on this project's CPUs: bf16 autocast speeds the CNN up (~1.7x) but slows the
-            # tiny ViT down (386 vs 708 img/s per training step, one thread): the ViT trains in fp32
-            vit["precision"] = "fp32"
-        if lr is not None:
-            vit["lr"] = lr
-        if fs_lr is not None and g.base.get("fewshot") is not None:
-            vit["fewshot.lr"] = fs_lr
-        self.vit = vit
-        self.variants = {k: ({**v, **vit} if k.startswith("vit") else dict(v)) for k, v in CHAPTER.variants.items()}
-        self.expand(self.variants)
-        self.paper = paper_table("table8_vit")
-
-    def table(self, runs: pd.DataFrame) -> pd.DataFrame:
-        """Table 8: ours (both students) beside the paper's ViT-B/32 rows."""
-        table = self.accuracy_table(runs, list(self.variants), self.paper, "method", PAPER_KEYS)
-        table.index = [CHAPTER.label(v) for v in table.index]
-        return table
+    def setup(self) -> None:
+        self.cnn = self.grid.base["student"]
+        self.vit = vit_overrides(self.grid, self.params)
 
     def figure(self, runs: pd.DataFrame):
         metrics = self.metrics(runs)
@@ -110,18 +117,10 @@ class Run(ChapterRun):
         fig.tight_layout()
         return fig
 
-    def effects(self, runs: pd.DataFrame) -> pd.DataFrame:
-        metrics = self.metrics(runs)
-        comparisons = [c for c in CHAPTER.comparisons if c.metric in metrics]
-        paper = self.paper_accuracy_means(self.paper, "method", PAPER_KEYS)
-        return report.compare(runs, comparisons, column="variant", labels=dict(CHAPTER.labels),
-                              metric_labels={m: f"{n} accuracy" for m, n in ACCURACY_NAMES.items()},
-                              paper=paper, paper_column="variant")
-
     def reading(self, runs: pd.DataFrame, effects: pd.DataFrame) -> str:
         resolved = runs.loc[runs["variant"].str.startswith("vit"), "student"].iloc[0]
         lines = [f"- The ViT student here is `{resolved}` with `{self.vit.get('student_options')}`, trained with "
                  f"AdamW + OneCycle (peak lr {self.vit.get('lr', 'the paper’s 2e-4')}); the CNN student is "
                  f"`{self.cnn}` with the profile's SGD recipe."]
-        lines += [f"- {r}" for r in effects["reading"]]
+        lines += super().reading(runs, effects).splitlines()
         return "\n".join(lines)

@@ -1,0 +1,97 @@
+"""The chapter contract (issue 20): every chapter declared once, the same API for all of them.
+
+The guard: every chapter builds the same configs as before the contract (the set of its runs'
+config hashes with their row labels, under the offline and smoke profiles, pinned in
+``tests/chapter_configs.json``), so no run store is invalidated and every table reads the same runs."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from vldlib.study import chapters
+from vldlib.study.readings import Comparison
+from vldlib.train.config import config_hash
+
+PINNED = Path(__file__).with_name("chapter_configs.json")
+PROFILES = ("offline", "smoke")
+
+
+def chapter_configs(name: str, profile: str) -> list[list]:
+    """Every run of chapter ``name``'s grid under ``profile``: [row label, seed, split seed, hash], sorted."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        ch = chapters.open_chapter(name, profile=profile, results_dir="/tmp/unused")
+    column = ch.chapter.column
+    return sorted([str(labels.get(column)), labels.get("seed"), labels.get("split_seed"), config_hash(cfg)]
+                  for labels, cfg in ch.grid.configs)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_chapter_builds_the_pinned_configs(profile):
+    pinned = json.loads(PINNED.read_text(encoding="utf-8"))
+    assert set(chapters.CHAPTERS) == set(pinned)
+    for name in chapters.CHAPTERS:
+        assert chapter_configs(name, profile) == pinned[name][profile], name
+
+
+if __name__ == "__main__":  # regenerate the pin (only when a change of configs is intended)
+    PINNED.write_text(json.dumps({n: {p: chapter_configs(n, p) for p in PROFILES} for n in chapters.CHAPTERS},
+                                 indent=1) + "\n", encoding="utf-8")
+
+
+def _run_class(name: str) -> type:
+    import importlib
+
+    return getattr(importlib.import_module(chapters.CHAPTERS[name]), "Run", chapters.ChapterRun)
+
+
+def test_chapters_are_found_from_their_declarations():
+    """CHAPTERS is every module of the package that declares a CHAPTER, named as it (not a hand-written list)."""
+    import pkgutil
+
+    modules = {m.name for m in pkgutil.iter_modules(chapters.__path__)}
+    assert set(chapters.CHAPTERS) == {n for n in modules if hasattr(__import__(f"vldlib.study.chapters.{n}",
+                                                                               fromlist=["_"]), "CHAPTER")}
+    for name, module in chapters.CHAPTERS.items():
+        assert chapters.chapter(name).name == name and chapters.chapter(name).module == module
+
+
+@pytest.mark.parametrize("method", ["train", "derive", "table", "figure", "effects", "reading", "claims"])
+def test_every_chapter_has_one_signature_per_step(method):
+    """One API: ``train()``, ``derive(runs)``, ``table(data)``, ``figure(data)``, ``effects(data)``,
+    ``reading(data, effects)``, ``claims(effects)``, whatever a chapter overrides."""
+    import inspect
+
+    base = len(inspect.signature(getattr(chapters.ChapterRun, method)).parameters)
+    for name in chapters.CHAPTERS:
+        ours = inspect.signature(getattr(_run_class(name), method)).parameters
+        assert len([p for p in ours.values() if p.default is inspect.Parameter.empty]) == base, (name, method)
+
+
+def test_no_chapter_rebuilds_its_variants_or_its_training():
+    """The grid's variants are the declaration's (``Chapter.variants_for``) and ``train()`` returns
+    the runs in every chapter: no chapter overrides ``__init__`` or ``train``."""
+    for name in chapters.CHAPTERS:
+        cls = _run_class(name)
+        assert cls.__init__ is chapters.ChapterRun.__init__ and cls.train is chapters.ChapterRun.train, name
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_runs_are_the_declared_variants_and_comparisons(profile):
+    """Every run's row is a declared variant, and every declared comparison (and claim) names rows the
+    chapter has: e.g. k_ablation's ``k=1`` rows and comparisons are declared, not built in ``effects``."""
+    for name in chapters.CHAPTERS:
+        with contextlib.redirect_stdout(io.StringIO()):
+            ch = chapters.open_chapter(name, profile=profile, results_dir="/tmp/unused")
+        declared = ch.chapter.variants_for(ch.grid, ch.params)
+        assert ch.variants == declared, name
+        assert {labels[ch.chapter.column] for labels, _ in ch.grid.configs} == set(declared), name
+        assert ch.comparisons == ch.chapter.comparisons_for(list(declared)), name
+        rows = set(declared) | set(ch.order) | set(ch.chapter.labels)
+        for c in [*ch.comparisons, *(claim.comparison for claim in ch.chapter.claims)]:
+            assert {c.treatment, c.baseline} <= rows | {"chance"}, (name, c)
+    k = chapters.open_chapter("k_ablation", profile=profile, results_dir="/tmp/unused")
+    assert "k=1" in k.variants and Comparison("k=1", "reference", "acc_ood_zeroshot") in k.comparisons

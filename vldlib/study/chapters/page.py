@@ -1,0 +1,65 @@
+"""A chapter's page: the sections every chapter notebook shows, one call each (:class:`Page`, mixed
+into :class:`vldlib.study.chapters.run.ChapterRun`), and the page's look (:func:`set_theme`).
+
+A notebook is its parameters cell, ``ch = open_chapter(name, globals(), page=True)`` and these
+sections; what a section shows comes from the chapter's ``table``, ``figure``, ``effects``,
+``reading`` and ``claims``."""
+from __future__ import annotations
+
+import warnings
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+from vldlib.study import report
+
+__all__ = ["Page", "set_theme"]
+
+
+def set_theme() -> None:
+    """The book's plotting theme and table width; tqdm's "IProgress not found" warning silenced
+    (the book renders progress as text)."""
+    import seaborn as sns  # plotting style only where a page is drawn
+
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    sns.set_theme(style="whitegrid", context="notebook")
+    pd.set_option("display.max_colwidth", 200)
+
+
+class Page:
+    """The sections of a chapter's page (each displays its part and returns what later ones read)."""
+
+    def show_runs(self) -> pd.DataFrame:
+        """Train the missing runs, show the chapter's notes; returns the data its tables read."""
+        data = self.derive(self.train())
+        notes = self.notes()
+        if notes.strip():
+            display(Markdown(notes))
+        return data
+
+    def show_table(self, data: pd.DataFrame, what: str = "runs") -> pd.DataFrame:
+        """The chapter's table with its CSV, its figure, and the runs the figure shows."""
+        table = self.table(data)
+        display(table, self.csv(table, self.chapter.csv))
+        if self.figure(data) is not None:
+            plt.show()
+        display(self.runs_csv(data, what=what))
+        return table
+
+    def show_effects(self, data: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+        """The paired effects with their CSV and, when the chapter titles one, their figure."""
+        effects = self.effects(data)
+        display(report.effects_table(effects, digits=digits), self.csv(effects, "effects"))
+        if self.chapter.effects_title and not effects.empty:
+            report.plot_effects(effects, title=self.chapter.effects_title.format(paper_dataset=self.grid.paper_dataset))
+            plt.show()
+        return effects
+
+    def show_reading(self, data: pd.DataFrame, effects: pd.DataFrame) -> None:
+        """The computed reading."""
+        display(Markdown(self.reading(data, effects)))
+
+    def show_claims(self, effects: pd.DataFrame) -> None:
+        """The paper's claims tested here, glued for the front page."""
+        display(*self.publish_claims(effects))
