@@ -19,8 +19,8 @@ from vldlib.study.grid import Grid
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import TABLE1_METHODS, paper_table
 from vldlib.text.descriptions import description_key, load_descriptions
-from vldlib.text.classifier import class_text_features
 from vldlib.text.prompts import VARIANT_TITLES
+from vldlib.train.texts import config_text_features
 
 ALL_VARIANTS = ("none", "main", "succinct", "detailed", "distinct")
 #: Our description sets -> Table 7's keys; Table 6's keys.
@@ -133,8 +133,9 @@ class Run(ChapterRun):
             names = list(ds.unseen_classes)
             n_classes = len(names)
             for v in self.variants:
-                feats = class_text_features(teacher, names, self.descriptions_for(v, ds), mode=mode,
-                                            template=g.base["template"], enriched_template=g.base["enriched_template"])
+                text_cfg = {**g.base, "descriptions": None if v == "none" else v, "text_mode": mode,
+                            "description_control": None}
+                _, feats = config_text_features(teacher, text_cfg, ds, descriptions=self.descriptions_for(v, ds))
                 spectrum = text_spectrum(feats, normalize=True).tolist()[:10]
                 text_rows.append({"descriptions": v, "split_seed": split, "seed": 0,
                                   "mean_cos": mean_pairwise_cosine(feats), "spread": float(sum(spectrum))})

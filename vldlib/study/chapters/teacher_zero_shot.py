@@ -18,10 +18,9 @@ from vldlib.study import report
 from vldlib.study.chapters import ACCURACY_NAMES, Chapter, ChapterRun, Claim, declared
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import paper_table
-from vldlib.text.classifier import class_text_features
-from vldlib.text.controls import control_descriptions
 from vldlib.text.descriptions import description_key, load_descriptions
 from vldlib.train.config import DESCRIPTION_VARIANTS
+from vldlib.train.texts import config_text_features
 
 METRICS = {"acc_id": ACCURACY_NAMES["acc_id"], "acc_ood_zeroshot": ACCURACY_NAMES["acc_ood_zeroshot"]}
 
@@ -101,13 +100,12 @@ class Run(ChapterRun):
             feats = {name: teacher_image_features(self.teacher, getattr(ds, name), dataset_id=ds.name,
                                                   cache_dir=self.cache, progress=False) for name in ("id", "ood")}
             for key, (_, variant, mode, *control) in self.text_sets.items():
-                desc, enriched = self.descriptions_for(ds, variant), cfg["enriched_template"]
-                if control and control[0] is not None:  # a control of the description_controls chapter
-                    desc, enriched = control_descriptions(control[0], [*ds.seen_classes, *ds.unseen_classes],
-                                                          desc, enriched)
-                kw = dict(mode=mode, template=cfg["template"], enriched_template=enriched)
-                texts = {"id": class_text_features(text_encoder, ds.seen_classes, desc, **kw),
-                         "ood": class_text_features(text_encoder, ds.unseen_classes, desc, **kw)}
+                # a control: one of the description_controls chapter's, over seen and unseen classes
+                text_cfg = {**cfg, "descriptions": variant, "text_mode": mode,
+                            "description_control": control[0] if control else None}
+                seen, unseen = config_text_features(text_encoder, text_cfg, ds,
+                                                    descriptions=self.descriptions_for(ds, variant))
+                texts = {"id": seen, "ood": unseen}
                 row = {"texts": key, "split_seed": split, "seed": 0,
                        "n_seen": len(ds.seen_classes), "n_unseen": len(ds.unseen_classes)}
                 for name, metric in (("id", "acc_id"), ("ood", "acc_ood_zeroshot")):
