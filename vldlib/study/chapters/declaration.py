@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from vldlib.core.losses import method_label
+from vldlib.study.reference import TABLE1_METHODS
 from vldlib.study.grid import Grid
 from vldlib.study.parameters import GRID_NAMES, Param
 from vldlib.study.readings import Comparison
@@ -18,13 +20,10 @@ ACCURACY: dict[str, str] = {"acc_id": "id_acc", "acc_ood_zeroshot": "ood_zero_sh
 ACCURACY_NAMES: dict[str, str] = {"acc_id": "X_id", "acc_ood_zeroshot": "X_ood zero-shot",
                                   "acc_ood_5shot": "X_ood 5-shot"}
 #: Short row names of Table 1's loss combinations (the keys of ``TABLE1_METHODS``).
-TABLE1_LABELS: dict[str, str] = {
-    "cls": "L_cls (naive baseline)", "mse": "L_mse", "imcst": "L_im-cst",
-    "cls+mse": "L_cls + L_mse", "cls+imcst": "L_cls + L_im-cst",
-    "cls+imcst+mse": "L_cls + L_mse + L_im-cst",
-    "cls+imcst+vlprox(+mse)": "L_cls + L_mse + L_im-cst + L_vlprox",
-    "imcst+vlprox(+mse)": "L_mse + L_im-cst + L_vlprox",
-}
+#: From the loss registry's labels (:func:`vldlib.core.losses.method_label`); the single-L_cls
+#: row is the paper's naive baseline.
+TABLE1_LABELS: dict[str, str] = {key: method_label(weights) + (" (naive baseline)" if key == "cls" else "")
+                                 for key, weights in TABLE1_METHODS.items()}
 #: The notebook parameters that shape the grid (passed to :func:`vldlib.study.grid.make_grid`);
 #: every notebook parameter's type is declared in :mod:`vldlib.study.parameters`.
 GRID_PARAMETERS: tuple[str, ...] = GRID_NAMES
