@@ -283,6 +283,10 @@ def record_row(record: Mapping[str, Any]) -> dict[str, Any]:
             row.update({f"per_class.{metric}.{c}": v for c, v in zip(per_class["classes"], values)})
     for key, value in (record.get("timings") or {}).items():
         row[f"time.{key}"] = value
+    dataset = record.get("dataset") or {}
+    for key, classes in (("n_seen", "seen_classes"), ("n_unseen", "unseen_classes")):
+        if isinstance(dataset.get(classes), list):  # the chance level of X_id / X_ood (1 / classes)
+            row[key] = len(dataset[classes])
     row["device_used"] = record.get("device")
     row["teacher_forward_passes"] = record.get("teacher_forward_passes")
     return row

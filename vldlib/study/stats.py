@@ -239,17 +239,42 @@ def paired_effects(
 
 
 
+#: The accuracy columns with a teacher counterpart, and the class count that sets their chance level.
+CHANCE_CLASSES: dict[str, str] = {"acc_id": "n_seen", "acc_ood_zeroshot": "n_unseen"}
+
+
+def above_chance_share(student, teacher, chance):
+    """``(student - chance) / (teacher - chance)`` elementwise (scalars, arrays or Series, in %):
+    the share of the teacher's ability above chance a student has (1: as good as its teacher, 0:
+    chance); NaN where the teacher is at or below chance or an input is missing."""
+    s, t, c = (np.asarray(v, dtype=float) for v in (student, teacher, chance))
+    gap = t - c
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(gap > 0, (s - c) / np.where(gap > 0, gap, 1.0), np.nan)
+    if isinstance(student, pd.Series):
+        return pd.Series(out, index=student.index, name=student.name)
+    return float(out) if out.ndim == 0 else out
+
+
 def with_transfer(frame: pd.DataFrame, metrics: Sequence[str] = ("acc_ood_zeroshot",)) -> pd.DataFrame:
     """``frame`` with ``transfer_<metric>``: the share (%) of the teacher's accuracy on the same images
-    with the same class texts that the student reaches, ``100 * metric / teacher_<metric>``.
+    with the same class texts that the student reaches, ``100 * metric / teacher_<metric>``; and, for
+    X_id and X_ood zero-shot, ``above_chance_<metric>``: the share of the teacher's accuracy *above
+    chance* (:func:`above_chance_share`, chance = 100 / the number of classes of that split).
 
-    Needs the teacher columns the trainer records (``teacher_acc_ood_zeroshot``, ``teacher_acc_id``);
-    rows without them get NaN."""
+    Needs the teacher columns the trainer records (``teacher_acc_ood_zeroshot``, ``teacher_acc_id``)
+    and the class counts (``n_seen``, ``n_unseen``); rows without them get NaN."""
     out = frame.copy()
     for metric in metrics:
         teacher = f"teacher_{metric}"
         if metric in out.columns and teacher in out.columns:
             out[f"transfer_{metric}"] = 100.0 * out[metric] / out[teacher]
+    for metric, classes in CHANCE_CLASSES.items():
+        teacher = f"teacher_{metric}"
+        if {metric, teacher, classes} <= set(out.columns):
+            chance = 100.0 / pd.to_numeric(out[classes], errors="coerce")
+            out[f"above_chance_{metric}"] = above_chance_share(out[metric].astype(float), out[teacher].astype(float),
+                                                               chance)
     return out
 
 

@@ -1,7 +1,8 @@
-"""Transfer above chance: a student's accuracy as the share of its teacher's ability above chance.
+"""Transfer above chance in the paper: its students' accuracies as shares of CLIP's ability above chance.
 
     share = (student - chance) / (teacher - chance)
 
+(:func:`vldlib.study.stats.above_chance_share`; ours per run: :func:`vldlib.study.stats.with_transfer`).
 1 means the student does as well as its teacher, 0 means chance, above 1 that it does better.
 The share makes the paper (CLIP teacher, about 100-way tasks, chance ~1 %) and the offline world
 (the proxy teacher, 5-way, chance 20 %) comparable in one unit. It is undefined (NaN) where the
@@ -17,24 +18,13 @@ import numpy as np
 import pandas as pd
 
 from vldlib.study.reference import paper_table
+from vldlib.study.stats import above_chance_share
 
-__all__ = ["above_chance_share", "paper_chance", "paper_transfer", "TRANSFER_FIELDS"]
+__all__ = ["paper_chance", "paper_transfer", "TRANSFER_FIELDS"]
 
 #: The accuracy fields a share is computed for, and the teacher field each is set against: the
 #: teacher has no 5-shot entry, so X_ood 5-shot is not given a share.
 TRANSFER_FIELDS: dict[str, str] = {"id_acc": "n_classes_id", "ood_zero_shot_acc": "n_classes_ood"}
-
-
-def above_chance_share(student, teacher, chance):
-    """``(student - chance) / (teacher - chance)`` elementwise (scalars, arrays or Series, in %);
-    NaN where the teacher is at or below chance or any input is missing."""
-    s, t, c = (np.asarray(v, dtype=float) for v in (student, teacher, chance))
-    gap = t - c
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(gap > 0, (s - c) / np.where(gap > 0, gap, 1.0), np.nan)
-    if isinstance(student, pd.Series):
-        return pd.Series(out, index=student.index, name=student.name)
-    return float(out) if out.ndim == 0 else out
 
 
 def paper_chance(dataset: str, field: str) -> float:

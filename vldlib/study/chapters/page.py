@@ -42,6 +42,12 @@ class Page:
         """The chapter's table with its CSV, its figure, and the runs the figure shows."""
         table = self.table(data)
         display(table, self.csv(table, self.chapter.csv))
+        above = self.above_chance_table(data)
+        if not above.empty:
+            display(Markdown("The same accuracies as the share of the teacher's ability above chance, "
+                             "(student - chance) / (teacher - chance), on the same images with the same class "
+                             "texts, beside the paper's share (CLIP ViT-L/14, each dataset at its own chance):"),
+                    above, self.csv(above, "above_chance"))
         if self.figure(data) is not None:
             plt.show()
         display(self.runs_csv(data, what=what))
@@ -58,7 +64,8 @@ class Page:
 
     def show_reading(self, data: pd.DataFrame, effects: pd.DataFrame) -> None:
         """The computed reading."""
-        display(Markdown(self.reading(data, effects)))
+        extra = self.above_chance_reading(data)
+        display(Markdown(self.reading(data, effects) + (f"\n\n{extra}" if extra else "")))
 
     def show_claims(self, effects: pd.DataFrame) -> None:
         """The paper's claims tested here, glued for the front page."""

@@ -23,8 +23,12 @@ from vldlib.study.grid import Grid, make_grid, run_grid
 from vldlib.study.readings import Comparison
 from vldlib.study.reference import paper_table
 from vldlib.study.stats import Interval
+from vldlib.study.transfer import paper_transfer
 
-__all__ = ["ChapterRun"]
+__all__ = ["ChapterRun", "ABOVE_CHANCE"]
+
+#: Our accuracy columns given as shares of the teacher's above chance -> the paper's fields.
+ABOVE_CHANCE: dict[str, str] = {"acc_id": "id_acc", "acc_ood_zeroshot": "ood_zero_shot_acc"}
 
 
 class ChapterRun(Page):
@@ -149,7 +153,7 @@ class ChapterRun(Page):
     def transfer_table(self, runs: pd.DataFrame, order: Sequence[str] | None = None) -> pd.DataFrame:
         """Per variant: the teacher's zero-shot X_ood accuracy on the same images and class texts, the
         student's, and the share of the teacher's the student reaches (%), each with its 95%
-        interval over class splits."""
+        interval over class splits (:meth:`above_chance_table` gives the shares above chance)."""
         column = self.chapter.column
         cols = {"teacher_acc_ood_zeroshot": "teacher X_ood zero-shot (%)",
                 "acc_ood_zeroshot": "student X_ood zero-shot (%)",
@@ -161,6 +165,48 @@ class ChapterRun(Page):
         table = report.interval_table(summary, column, labels={c: cols[c] for c in present},
                                       order=list(order or self.variants_run(runs)))
         return table.rename(index=self.chapter.label)
+
+    def above_chance_table(self, runs: pd.DataFrame, order: Sequence[str] | None = None) -> pd.DataFrame:
+        """Per variant, X_id and X_ood zero-shot as the share of the teacher's accuracy above chance
+        ``(student - chance) / (teacher - chance)`` (mean and 95% interval over class splits), beside
+        the paper's share for the variants that are Table 1 rows (:func:`paper_transfer`, its teacher
+        CLIP ViT-L/14, each dataset at its own chance): the two worlds in one unit."""
+        column = self.chapter.column
+        cols = {f"above_chance_{m}": ACCURACY_NAMES[m] for m in ABOVE_CHANCE}
+        present = [c for c in cols if c in runs.columns and runs[c].notna().any()]
+        if not present:
+            return pd.DataFrame()
+        order = list(order or self.variants_run(runs))
+        summary = report.summarize(runs, column, present)
+        ours = report.interval_table(summary, column, labels={c: cols[c] for c in present}, digits=2, order=order)
+        ours.columns = pd.MultiIndex.from_tuples([(c, "ours") for c in ours.columns])
+        keys = ((dict(self.chapter.paper_keys) or {v: v for v in ours.index})  # main_results: rows are Table 1 keys
+                if self.chapter.paper_tables[:1] == ("table1",) else {})
+        shares = paper_transfer()
+        dataset = self.grid.paper_dataset if self.grid.paper_dataset in set(shares["dataset"]) else "Average"
+        shares = shares[shares["dataset"] == dataset].set_index("method_key")
+        paper = pd.DataFrame({(cols[c], f"paper ({dataset})"): [
+            f"{shares.loc[keys[v], ABOVE_CHANCE[c[len('above_chance_'):]]]:.2f}"
+            if keys.get(v) in shares.index and pd.notna(shares.loc[keys[v], ABOVE_CHANCE[c[len('above_chance_'):]]])
+            else "–" for v in ours.index] for c in present}, index=ours.index)
+        table = pd.concat([ours, paper], axis=1)
+        table = table[[col for c in present for col in table.columns if col[0] == cols[c]]]
+        return table.rename(index=self.chapter.label)
+
+    def above_chance_reading(self, runs: pd.DataFrame) -> str:
+        """One sentence with every variant's mean shares above chance (X_id / X_ood zero-shot) and
+        the paper's where it has the row ('' when the runs carry no teacher accuracies)."""
+        table = self.above_chance_table(runs)
+        if table.empty:
+            return ""
+        parts = []
+        for label, row in table.iterrows():
+            ours = " / ".join(str(row[(name, "ours")]).split(" ")[0] for name, src in table.columns if src == "ours")
+            paper = " / ".join(str(row[(name, src)]) for name, src in table.columns if src != "ours")
+            parts.append(f"{label} {ours}" + (f" (paper {paper})" if paper.strip("–/ ") else ""))
+        metrics = " / ".join(dict.fromkeys(name for name, _ in table.columns))
+        return ("In units of the teacher's ability above chance ((student - chance) / (teacher - chance): 1 is "
+                f"the teacher, 0 is chance), {metrics}: " + "; ".join(parts) + ".")
 
     def variants_run(self, runs: pd.DataFrame) -> list[str]:
         """The chapter's variants that the runs hold, in declaration order (then any extra)."""
