@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import textwrap
 from html.parser import HTMLParser
 from pathlib import Path
@@ -17,6 +18,7 @@ import nbformat
 import pytest
 
 from vldlib import book
+from vldlib.study.chapters import CHAPTERS
 
 pytest_plugins = ["book_fixtures"]
 REPO = Path(__file__).resolve().parents[1]
@@ -405,12 +407,61 @@ def test_usage_errors_are_one_line_exit_2(capsys):
     assert err[0].startswith("vldlib.book: error: argument --timeout: invalid float value: 'soon'")
 
 
-def test_unreadable_table_of_contents_is_a_book_error(tmp_path):
-    with pytest.raises(book.BookError, match=r"cannot read the book's table of contents .*_toc.yml: .*restore it"):
-        book.toc_notebooks(tmp_path)
+def test_toc_is_generated_from_the_declared_parts_and_rewritten_when_stale(tmp_path):
+    """The chapter list is written once (``vldlib.book.contents.PARTS``): the committed _toc.yml is
+    what it renders, and a build rewrites a book root's stale or missing _toc.yml from it."""
+    assert (REPO / "_toc.yml").read_text(encoding="utf-8") == book.render_toc(), \
+        "_toc.yml differs from vldlib/book/contents.py: run the book (it rewrites _toc.yml) and commit it"
+    import yaml
+
+    toc = yaml.safe_load(book.render_toc())
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    assert [Path(f).stem for f in files if f.startswith("book/executed/")] == [*book.toc_notebooks(), book.BUILD_INFO]
+    assert [part["caption"] for part in toc["parts"]] == [part.caption for part in book.PARTS]
+    assert book.write_toc(tmp_path) is True  # missing: written
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: [unclosed\n")
-    with pytest.raises(book.BookError, match=r"cannot read the book's table of contents"):
-        book.toc_notebooks(tmp_path)
+    assert book.write_toc(tmp_path) is True and (tmp_path / "_toc.yml").read_text() == book.render_toc()
+    assert book.write_toc(tmp_path) is False  # unchanged: left alone
+
+
+def test_every_chapter_is_in_the_book_once_and_listed_on_the_front_page():
+    """Bug: the front page listed 6 of the 12 chapters; every chapter module has a page, in one place."""
+    names = [p.name for p in book.contents.pages()]
+    assert len(names) == len(set(names))
+    assert set(CHAPTERS) <= set(book.BOOK_ORDER), "a chapter module has no page in vldlib/book/contents.py"
+    front = book.render_front_list()
+    listed = re.findall(r"\{doc\}`/book/executed/(\w+)`", front)
+    assert listed == [n for n in book.toc_notebooks() if n in CHAPTERS or n == book.SUMMARY]
+    assert len(listed) == len(set(CHAPTERS)) + 1
+    intro = (REPO / "book" / "intro.md").read_text(encoding="utf-8")
+    assert f"```{{include}} executed/{book.FRONT_LIST}" in intro and "- **Teacher zero-shot**" not in intro
+
+
+def test_kernel_warnings_are_added_once_to_the_users_filters():
+    assert book.pages.kernel_warnings(None) == ",".join(book.KERNEL_WARNINGS)
+    assert book.pages.kernel_warnings("error::DeprecationWarning") == ",".join(["error::DeprecationWarning",
+                                                                               *book.KERNEL_WARNINGS])
+    twice = book.pages.kernel_warnings(book.pages.kernel_warnings("default"))
+    assert twice.count("IProgress") == 1
+
+
+def test_strip_warnings_takes_library_warnings_and_their_paths_off_the_page():
+    """Bug: every chapter page showed tqdm's "IProgress not found" warning with the venv's path."""
+    venv = f"{sys.prefix}/lib/python3.12/site-packages/tqdm/auto.py"
+    warning = (f"{venv}:21: TqdmWarning: IProgress not found. Please update jupyter and ipywidgets.\n"
+               "  from .autonotebook import tqdm as notebook_tqdm\n")
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import tqdm.auto", outputs=[
+            nbformat.v4.new_output("stream", name="stderr", text=warning),
+            nbformat.v4.new_output("stream", name="stdout", text="profile smoke: 3 runs\n")]),
+        nbformat.v4.new_code_cell("x", outputs=[
+            nbformat.v4.new_output("stream", name="stderr", text="a real message\n" + warning + "after\n")]),
+    ])
+    found = book.strip_warnings(nb)
+    assert len(found) == 2 and all("IProgress not found" in line for line in found)
+    assert [o["text"] for o in nb.cells[0].outputs] == ["profile smoke: 3 runs\n"]
+    assert [o["text"] for o in nb.cells[1].outputs] == ["a real message\nafter\n"]
+    assert sys.prefix not in nbformat.writes(nb)
 
 
 # ----------------------------------------------------------------------------- kernel: small notebooks
