@@ -505,6 +505,20 @@ def test_parameters_reach_the_kernel_and_injected_cell_is_hidden(tmp_path, run_b
     assert sorted(p.name for p in executed.iterdir()) == [".fingerprints.json", "main_results.ipynb"]  # no temp files
 
 
+def test_a_kernel_page_carries_no_warning_nor_local_path(tmp_path):
+    """Bug: every chapter page showed tqdm's "IProgress not found" warning (``tqdm.auto`` in a
+    kernel without ipywidgets) with the full path of the virtual environment."""
+    folder = write_notebooks(tmp_path / "nbs", bodies={"main_results": (
+        "from tqdm.auto import tqdm\nimport warnings\nwarnings.warn('a library says something')\n"
+        "print('shown', sum(1 for _ in tqdm(range(3), disable=True)))\n")})
+    src = next(s for s in book.notebook_sources(folder, folder / "summary.py") if s.name == "main_results")
+    out = book.execute_notebook(src, {"profile": "smoke", "results_dir": str(tmp_path / "r")}, tmp_path / "executed")
+    text = json.dumps([o for c in nbformat.read(out, as_version=4).cells for o in c.get("outputs", [])])
+    assert "shown 3" in text
+    assert "IProgress" not in text and "a library says something" not in text
+    assert sys.prefix not in text and str(REPO) not in text
+
+
 @pytest.mark.slow
 def test_unchanged_notebook_is_kept_and_any_change_reexecutes(tmp_path, run_book):
     """Nothing changed -> not executed again; a changed run store, parameter or --rerun -> executed."""
@@ -819,6 +833,20 @@ def test_build_info_page_is_generated_from_measurements(tmp_path, monkeypatch):
     assert "| started but unfinished runs | 1 |" in text
     assert "2.0 KiB in 1 files" in text
     assert re.search(r"Git commit `[0-9a-f]{40}", text)
+    assert str(REPO) not in build_info.render(build_info.collect(
+        root=REPO, results_dir=REPO / "results", cache_dir=REPO / ".cache", times={}, order=[], executed_now=[],
+        profile=None, started=None))
+
+
+def test_build_page_shows_folders_without_the_machine_layout(tmp_path):
+    """Bug: "How this book was built" showed the run store and cache by their full local paths."""
+    from vldlib import build_info
+
+    assert build_info.shown_path(REPO / "results", REPO) == "results"
+    assert build_info.shown_path(REPO, REPO) == "."
+    assert build_info.shown_path(Path.home() / ".cache" / "vldbook", REPO) == "~/.cache/vldbook"
+    assert build_info.shown_path(Path.home(), REPO) == "~"
+    assert build_info.shown_path(Path("/srv/runs"), REPO) == "/srv/runs"
 
 
 # ----------------------------------------------------------------------------- fast: tools/ensure_data.sh

@@ -53,7 +53,7 @@ from vldlib.book import build, cli, contents, errors, execute, fingerprints, pag
 from vldlib.book.build import (build_html, stage_book, times_table, write_build_page, write_generated_pages,
                                write_toc)
 from vldlib.book.cli import check_inputs, dataset_root_parameters, executor_parameters, main
-from vldlib.book.contents import (BOOK_ORDER, BOOK_SOURCES, BUILD_INFO, DOWNLOADS, EXTRA, FRONT_LIST, PARTS, ROOT,
+from vldlib.book.contents import (BOOK_ORDER, BOOK_SOURCES, BUILD_INFO, CHAPTER_ORDER, DOWNLOADS, EXTRA, FRONT_LIST, PARTS, ROOT,
                                   SUMMARY, Page, Part, render_front_list, render_toc, toc_notebooks)
 from vldlib.book.errors import BookError, NotebookFailed
 from vldlib.book.execute import (IOPUB_TIMEOUT, KERNEL, KERNEL_ARGS, PRETRAIN, STAGED_DOWNLOADS, TIMES_KEY,

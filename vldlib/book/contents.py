@@ -88,6 +88,9 @@ def pages(kind: str | None = None) -> list[Page]:
 
 #: The chapter notebooks the driver executes, in book order (``notebooks/<name>.py``).
 BOOK_ORDER: tuple[str, ...] = tuple(p.name for p in pages("notebook"))
+#: The chapters (:data:`vldlib.study.chapters.CHAPTERS`) in book order: the notebooks that are not
+#: chapters (the offline recipe) left out.
+CHAPTER_ORDER: tuple[str, ...] = tuple(name for name in BOOK_ORDER if name in CHAPTERS)
 #: The summary page's notebook (``book/summary.py``), executed after the chapters.
 SUMMARY: str = pages("summary")[0].name
 #: The generated page "How this book was built" (``<executed>/build_info.md``), not a notebook.
