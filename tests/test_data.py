@@ -422,3 +422,17 @@ def test_real_flowers_lists_resolve_in_the_flat_original_layout(official_data, t
     (tmp_path / "jpg" / rels[-1].split("/")[-1]).unlink()
     with pytest.raises(FileNotFoundError, match=r"1 of 8189 .*\(val: 1 of 3774\).*layout 'flat jpg/'"):
         load_dataset("official", tmp_path, splits=folder)
+
+
+def test_official_module_split_by_job_keeps_every_name():
+    """official.py (format readers, load_official) and official_images.py (finding the listed images
+    on disk), each under 450 lines; every name stays importable from vldlib.data.official."""
+    from vldlib.data import official, official_images
+
+    for name in ("resolve_images", "EXPECTED_LAYOUT", "IMAGE_EXTENSIONS", "load_official", "read_label2text",
+                 "read_chatgpt", "unique_names", "read_descriptions", "read_official_splits", "OfficialSplits",
+                 "ClassEntry", "OFFICIAL_SPLITS", "SPLIT_TO_PAPER", "IMAGENET_MEAN", "IMAGENET_STD"):
+        assert name in official.__all__ and hasattr(official, name), name
+    assert official.resolve_images is official_images.resolve_images
+    for mod in (official, official_images):
+        assert len(Path(mod.__file__).read_text(encoding="utf-8").splitlines()) <= 450, mod.__name__

@@ -348,3 +348,18 @@ def test_other_save_errors_are_not_called_a_full_disk(tmp_path, monkeypatch):
     monkeypatch.setattr(feats.torch, "save", broken)
     with pytest.raises(RuntimeError, match="file write failed"):
         teacher_image_features(CountingTeacher(), _split(4), dataset_id="toy", cache_dir=tmp_path, progress=False)
+
+
+def test_cache_keys_are_pinned():
+    """The store's file names are a pure function of the teacher's identity and the images (the
+    values computed before the features module was split): users' caches stay valid."""
+    class Conse:
+        identifier, embed_dim = "conse-proxy:lite0:T10:a photo of a {c}", 384
+        preprocess_id = "conse:invert-auto:grey2rgb:resize224-bilinear-aa:norm(255x-127)/128"
+
+    class Split:
+        source, keys, name = "fashion-mnist:32", ["train/0", "train/1"], "train"
+
+    assert feats.image_feature_file(Conse(), Split(), dataset_id="fashion-mnist/split0", cache_dir="/c") == \
+        Path("/c/teacher-features/3082b49f5c33d4b8d3a2/split-58e476c95c37398e91ae.pt")
+    assert feats.text_feature_folder(Conse(), "/c") == Path("/c/text-features/a56e1bb421f874ad3a0c")

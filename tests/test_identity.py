@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import vldlib.runs
-from vldlib.data.identity import FASHION_MNIST_SHA256, data_identity, fashion_mnist_identity
+from vldlib.data.identity import FASHION_MNIST_SHA256, fashion_mnist_identity
+from vldlib.data.specs import data_identity
 from vldlib.runs import RECORD, RunStore
 from vldlib.text.cache import DescriptionCache, cache_path, write_cache
 from vldlib.text.captions import CAPTION_FORMAT

@@ -283,7 +283,7 @@ def _bad_cases():
     inf[0, 0] = float("inf")
     return [
         ("mismatched dims", lambda: L.mse_loss(s, t[:, :4]), "dimensions differ"),
-        ("mismatched batch", lambda: L.im_cst_loss(s, t[:3]), "batch sizes differ"),
+        ("mismatched batch", lambda: L.im_cst_loss(s, t[:3]), "row counts differ"),
         ("1-D input", lambda: L.mse_loss(s[0], t[0]), "2-D"),
         ("empty", lambda: L.mse_loss(s[:0], t[:0]), "empty"),
         ("nan", lambda: L.mse_loss(nan, t), "NaN"),
@@ -553,7 +553,7 @@ def test_combined_loss_extra_terms_equal_the_functions_and_cap_needs_captions():
 def _bad_new_cases():
     s, t, e, y = _data(4, 3, 5, seed=66, dtype=torch.float32)
     return [
-        ("cap batch", lambda: L.cap_loss(s, t[:3], y), "batch sizes differ"),
+        ("cap batch", lambda: L.cap_loss(s, t[:3], y), "row counts differ"),
         ("cap dim", lambda: L.cap_loss(s, t[:, :2], y), "dimensions differ"),
         ("cap labels", lambda: L.cap_loss(s, t, y[:2]), "shape"),
         ("cap negative labels", lambda: L.cap_loss(s, t, y - 9), "must lie in"),
@@ -561,7 +561,7 @@ def _bad_new_cases():
         ("fd dim", lambda: L.fd_loss(s, t[:, :4]), "dimensions differ"),
         ("icl labels", lambda: L.icl_loss(s, e, y + 3), r"\[0, 2\]"),
         ("icl tau", lambda: L.icl_loss(s, e, y, tau=-1), "tau"),
-        ("crd batch", lambda: L.crd_loss(s, t[:2]), "batch sizes differ"),
+        ("crd batch", lambda: L.crd_loss(s, t[:2]), "row counts differ"),
         ("crd tau", lambda: L.crd_loss(s, t, tau=float("inf")), "tau"),
         ("rkd nan", lambda: L.rkd_loss(s * float("nan"), t), "NaN"),
         ("rkd weight", lambda: L.rkd_loss(s, t, w_dist=-1.0), "w_dist"),
@@ -596,3 +596,100 @@ def test_rkd_angle_through_the_gram_matrix_matches_the_difference_vectors_in_flo
     (g_got,) = torch.autograd.grad(got, s32)
     assert float(got) == pytest.approx(float(want), rel=1e-5)
     assert torch.allclose(g_got.double(), g_want, rtol=1e-3, atol=1e-7)
+
+
+# --------------------------------------------------------------------------- the registry
+from vldlib.core.losses import registry as R  # noqa: E402
+
+
+def test_loss_names_derive_from_the_registry_in_the_hashed_order():
+    assert L.LOSS_NAMES == tuple(L.LOSSES) == ("cls", "mse", "im_cst", "vlprox", "cap", "fd", "icl", "crd", "rkd")
+    assert L.PAPER_LOSS_NAMES == tuple(n for n, e in L.LOSSES.items() if e.main) == ("cls", "mse", "im_cst", "vlprox")
+    assert L.LOSS_LABELS["im_cst"] == "L_im-cst" and L.LOSS_LABELS["rkd"] == "RKD (Park et al.)"
+    assert L.losses_needing("captions") == ("cap",) and L.losses_needing("teacher") == ("mse", "im_cst", "vlprox",
+                                                                                       "fd", "crd", "rkd")
+    with pytest.raises(ValueError, match="unknown loss input 'caption'"):
+        L.losses_needing("caption")
+
+
+def test_method_label_joins_the_registry_labels_in_order():
+    assert L.method_label({"im_cst": 1, "mse": 1.0, "cls": 1}) == "L_cls + L_mse + L_im-cst"
+    assert L.method_label({"cls": 1, "fd": 2000.0, "vlprox": 0}) == "L_cls + 2000·FD (CLIP-KD)"
+    with pytest.raises(ValueError, match="unknown loss name"):
+        L.method_label({"kd": 1})
+
+
+def test_a_new_loss_is_one_decorated_function(monkeypatch):
+    """Registering a loss makes it a term of combined_loss, with only its declared inputs checked."""
+    monkeypatch.setattr(R, "_REGISTRY", dict(R._REGISTRY))
+    seen = {}
+
+    @R.register_loss("cos_gap", needs=("teacher",), label="L_gap")
+    def cos_gap(x: R.LossInputs):
+        seen.update(text=x.text, labels=x.labels, captions=x.captions)
+        return (1 - (x.student * x.teacher).sum(dim=1)).mean()
+
+    s, t, e, y = _data(6, 3, 5, seed=90)
+    bad_text = e[:, :2]  # would fail the dimension check, but no active term needs text
+    total, terms = L.combined_loss({"cos_gap": 2.0, "mse": 1.0}, student=s, teacher=t, text=bad_text, labels=y)
+    assert list(terms) == ["mse", "cos_gap"]  # the main four first, then registration order
+    assert float(terms["cos_gap"]) == pytest.approx(float(L.mse_loss(s, t)) / 2, rel=1e-12)
+    assert torch.equal(total, 1.0 * terms["mse"] + 2.0 * terms["cos_gap"])
+    assert seen == {"text": None, "labels": None, "captions": None}  # undeclared inputs are not handed over
+    with pytest.raises(ValueError, match=r"teacher features are required by the terms \['cos_gap'\]"):
+        L.combined_loss({"cos_gap": 1.0}, student=s)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(name="cls"), "must be a new identifier"),
+    (dict(name="my loss"), "must be a new identifier"),
+    (dict(name="new", needs=("images",)), "needs must name inputs"),
+    (dict(name="new", needs_if={"margin": ("text",)}), "needs_if options"),
+])
+def test_register_loss_rejects_bad_entries(monkeypatch, kw, match):
+    monkeypatch.setattr(R, "_REGISTRY", dict(R._REGISTRY))
+    with pytest.raises(ValueError, match=match):
+        R.register_loss(**kw)
+
+
+def test_combined_loss_names_the_terms_needing_a_missing_input():
+    s, t, e, y = _data(4, 3, 5, seed=91)
+    with pytest.raises(ValueError, match=r"required by the terms \['icl', 'vlprox'\]"):
+        L.combined_loss({"mse": 1, "icl": 1, "vlprox": 1}, student=s, teacher=t, labels=y)
+    with pytest.raises(ValueError, match=r"text features and labels are required by the terms \['im_cst'\]"):
+        L.combined_loss({"im_cst": 1}, student=s, teacher=t, im_cst_filter=True)
+    with pytest.raises(ValueError, match=r"labels are required by the terms \['cap'\]"):
+        L.combined_loss({"cap": 1}, student=s, captions=t)
+
+
+def test_loss_inputs_checks_once_and_normalises():
+    s, t, e, y = _data(5, 4, 3, seed=92)
+    x = L.loss_inputs(("teacher", "text", "labels"), student=s, teacher=t, text=e, labels=y.int(), tau=0.5)
+    assert torch.allclose(x.student.norm(dim=1), torch.ones(5, dtype=s.dtype))
+    assert x.labels.dtype == torch.long and x.captions is None and x.tau == 0.5
+    with pytest.raises(AttributeError):
+        x.tau = 1.0  # frozen: a loss cannot change the batch another loss sees
+    with pytest.raises(L.NonFiniteInput, match="teacher contains NaN") as err:
+        L.loss_inputs(("teacher",), student=s, teacher=t * float("nan"))
+    assert err.value.name == "teacher"
+
+
+def test_core_modules_are_at_most_450_lines():
+    from pathlib import Path
+
+    core = Path(L.__file__).resolve().parents[1]
+    long = {p.relative_to(core).as_posix(): n for p in core.rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 450}
+    assert long == {}
+
+
+def test_method_label_gives_the_chapters_row_labels():
+    """The labels the chapters write by hand (TABLE1_LABELS, field_losses' labels) follow from the
+    registry, except the rows with a chapter-specific wording of L_cls alone."""
+    from vldlib.study.chapters import TABLE1_LABELS, chapter
+    from vldlib.study.reference import FIELD_LOSS_METHODS, TABLE1_METHODS
+
+    for methods, labels in ((TABLE1_METHODS, TABLE1_LABELS), (FIELD_LOSS_METHODS, chapter("field_losses").labels)):
+        for key, weights in methods.items():
+            if key != "cls":
+                assert L.method_label(weights) == labels[key], key

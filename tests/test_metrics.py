@@ -350,3 +350,25 @@ def test_cuda_matches_cpu():
            M.m_vlalign(s.cuda(), t.cuda(), e.cuda(), [2, 3], chunk_size=64))
     assert gpu == cpu
     assert M.zero_shot_predict(s.cuda(), e.cuda()).device.type == "cuda"
+
+
+def test_metrics_and_losses_share_their_input_checks():
+    """One module of checks (vldlib.core.checks): the same one-line errors from a metric and a loss."""
+    from vldlib.core import losses as L
+    from vldlib.core.checks import NonFiniteInput
+
+    g = torch.Generator().manual_seed(5)
+    s, t = torch.randn(6, 4, generator=g), torch.randn(5, 4, generator=g)
+    errors = []
+    for fn in (lambda: M.m_rel(s, t), lambda: L.mse_loss(s, t)):
+        with pytest.raises(ValueError, match="row counts differ: student has 6 rows, teacher has 5") as err:
+            fn()
+        errors.append(str(err.value))
+    assert errors[0] == errors[1]
+    bad = t.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(NonFiniteInput, match="teacher contains NaN") as err:
+        M.m_neigh(s[:5], bad, 2)
+    assert err.value.name == "teacher"
+    with pytest.raises(ValueError, match="pred must hold integer class indices"):
+        M.per_class_accuracy(torch.tensor([0.5]), torch.tensor([0]))

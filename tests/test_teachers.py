@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from model_fixtures import TINY_OPENCLIP_DIM, make_tiny_openclip_checkpoint, tiny_openclip_model
 from vldlib.data.fashion_mnist import CLASS_NAMES, class_split, read_idx
 from vldlib.core.metrics import zero_shot_predict
-from vldlib.models.teachers import ConSEProxyTeacher, OpenCLIPTeacher, Teacher, imagenet_class_names, load_teacher
+from vldlib.models.specs import TeacherSpec, declares, register_teacher, teacher_spec, unregister_teacher
+from vldlib.models.teachers import (TEACHERS, ConSEProxyTeacher, OpenCLIPTeacher, Teacher, imagenet_class_names,
+                                    load_teacher)
 
 
 # ----------------------------------------------------------------------------- open_clip
@@ -231,7 +233,7 @@ def test_conse_openvino_backend_agrees_with_reference(conse: ConSEProxyTeacher) 
     """The fast backend (OpenVINO, resize inside the graph) gives the reference's features up to
     bf16 rounding, and its preprocess_id (so the image-feature cache key) differs; the text
     side, keyed by the identifier, is shared."""
-    from vldlib.models.teachers import _resize_matrix
+    from vldlib.models.efficientnet import _resize_matrix
 
     x = torch.rand(3, 1, 32, 32)
     r = _resize_matrix(32, 224)  # the exact linear map of the reference resize
@@ -248,3 +250,147 @@ def test_conse_openvino_backend_agrees_with_reference(conse: ConSEProxyTeacher) 
         cos = F.cosine_similarity(fast.encode_image(images), conse.encode_image(images), dim=-1)
         assert cos.min() > 0.99, cos
     assert fast.imagenet_probs(grey).shape == (6, 1000)
+
+
+# ----------------------------------------------------------------------------- the registry and declared capabilities
+
+#: A tiny fake teacher's spec: the one registry line that adds a teacher (registered by a fixture only).
+TINY_SPEC = TeacherSpec(name="tiny-fake", factory=f"{__name__}:TinyFakeTeacher", label="tiny fake teacher")
+
+
+class TinyFakeTeacher:
+    """A whole teacher in a few lines: mean colour times a fixed projection; counts its forward passes."""
+
+    spec = TINY_SPEC
+
+    def __init__(self, dim: int = 4, device: str = "cpu") -> None:
+        self.embed_dim, self.device = int(dim), torch.device(device)
+        self.identifier, self.preprocess_id = f"tiny-fake:d{dim}", "mean-rgb"
+        self.proj = torch.arange(3 * self.embed_dim, dtype=torch.float32).view(3, self.embed_dim) / 10
+        self.images = 0
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        self.images += len(images)
+        return images.expand(-1, 3, -1, -1).mean(dim=(2, 3)) @ self.proj + 1
+
+    def encode_text(self, texts) -> torch.Tensor:
+        return torch.stack([torch.full((self.embed_dim,), float(len(t))) for t in texts])
+
+    # what prompt learning and the proxy captioner call, present but NOT declared in the spec
+    token_width = 8
+
+    def encode_text_with_context(self, ctx, texts):  # pragma: no cover - must never be reached
+        raise AssertionError("called although the spec does not declare prompt_learning")
+
+    def imagenet_probs(self, images):  # pragma: no cover - must never be reached
+        raise AssertionError("called although the spec does not declare imagenet_classifier")
+
+    logits = imagenet_probs
+
+
+@pytest.fixture
+def tiny_registered():
+    register_teacher(TINY_SPEC)
+    try:
+        yield TINY_SPEC
+    finally:
+        unregister_teacher(TINY_SPEC.name)
+
+
+def _tiny_split(n: int = 10):
+    from vldlib.data import TensorImageSplit
+
+    images = torch.randint(0, 256, (n, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    return TensorImageSplit(images, [f"img/{i}" for i in range(n)], [i % 2 for i in range(n)], name="train",
+                            source="tiny:8", load_size=8)
+
+
+def test_a_registered_teacher_is_built_by_name_and_its_features_are_cached(tiny_registered, tmp_path: Path) -> None:
+    """Adding a teacher is one module (the class above) and one registry line (``register_teacher``)."""
+    from vldlib.features import LazyTeacher, teacher_image_features, text_features
+
+    t = load_teacher("tiny-fake", dim=4)
+    assert isinstance(t, TinyFakeTeacher) and isinstance(t, Teacher) and t.spec is tiny_registered
+    split = _tiny_split()
+    first = teacher_image_features(t, split, dataset_id="tiny", cache_dir=tmp_path, progress=False)
+    assert first.shape == (10, 4) and t.images == 10
+    again = teacher_image_features(t, split, dataset_id="tiny", cache_dir=tmp_path, progress=False)
+    assert torch.equal(again, first) and t.images == 10  # served from the store: no forward pass
+    assert text_features(t, ["a", "bcd"], tmp_path).tolist() == [[1.0] * 4, [3.0] * 4]
+
+    meta = tmp_path / "teacher-meta"
+    LazyTeacher("tiny-fake", {"dim": 4}, meta)  # builds it once through load_teacher, remembers its identity
+    lazy = LazyTeacher("tiny-fake", {"dim": 4}, meta)
+    assert lazy.spec is tiny_registered and lazy.identifier == t.identifier
+    cached = teacher_image_features(lazy, split, dataset_id="tiny", cache_dir=tmp_path, progress=False)
+    assert torch.equal(cached, first) and not lazy.loaded  # features cached: the teacher is never built
+    with pytest.raises(ValueError, match="bad option for teacher 'tiny-fake'.*Valid options: \\['dim', 'device'\\]"):
+        load_teacher("tiny-fake", size=3)
+
+
+def test_an_unregistered_teacher_is_gone(tiny_registered) -> None:
+    unregister_teacher("tiny-fake")
+    with pytest.raises(ValueError, match="unknown teacher 'tiny-fake': known teachers are \\['conse', 'openclip'\\]"):
+        load_teacher("tiny-fake")
+    register_teacher(TINY_SPEC)  # for the fixture's clean-up
+    with pytest.raises(ValueError, match="registered already"):
+        register_teacher(TINY_SPEC)
+
+
+def test_capabilities_are_declared_not_probed(tiny_registered, tmp_path: Path) -> None:
+    """The fake has ``encode_text_with_context``, ``token_width`` and ``imagenet_probs`` but its spec
+    declares neither capability: prompt learning and the proxy captioner refuse it in one line
+    (the old ``hasattr`` probes called them)."""
+    from vldlib.features import CachedTextTeacher, LazyTeacher, imagenet_logits, proxy_caption_classes
+    from vldlib.models.prompts import PromptLearner
+
+    t = load_teacher("tiny-fake")
+    lazy = LazyTeacher("tiny-fake", {}, tmp_path / "meta")
+    assert CachedTextTeacher(lazy, tmp_path).spec is tiny_registered
+    for teacher in (t, lazy):
+        assert not declares(teacher, "prompt_learning") and not declares(teacher, "imagenet_classifier")
+        with pytest.raises(ValueError, match="^prompt learning needs a teacher with encode_text_with_context "
+                                             "\\(open_clip or the ConSE proxy\\); 'tiny-fake:d4' has none$"):
+            PromptLearner(2, 8)(teacher, [["X X cat."]])
+        with pytest.raises(ValueError, match="^captions='proxy' needs the ConSE proxy teacher \\(an ImageNet "
+                                             "classifier\\); 'tiny-fake:d4' has none: use captions='file'$"):
+            proxy_caption_classes(teacher, _tiny_split(), dataset_id="tiny", top=3, cache_dir=tmp_path, progress=False)
+        with pytest.raises(ValueError, match="imagenet_logits needs the ConSE proxy teacher"):
+            imagenet_logits(teacher, _tiny_split(), dataset_id="tiny", cache_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="^teacher 'tiny-fake:d4' does not support prompt learning$"):
+        lazy.token_width
+    with pytest.raises(ValueError, match="does not support prompt learning"):
+        lazy.encode_text_with_context(torch.zeros(2, 8), ["X X cat."])
+    with pytest.raises(ValueError, match="unknown teacher capability 'captioner'"):
+        declares(t, "captioner")
+
+
+def test_the_built_in_specs_declare_what_their_classes_offer() -> None:
+    """Each family's class carries its registered spec, and what the spec declares the class has."""
+    members = {"prompt_learning": ("token_width", "encode_text_with_context"),
+               "imagenet_classifier": ("imagenet_probs", "logits")}
+    for name, cls in TEACHERS.items():
+        assert cls.spec is teacher_spec(name)
+        for capability, needed in members.items():
+            assert all(hasattr(cls, m) for m in needed) == getattr(cls.spec, capability), (name, capability)
+    assert teacher_spec("conse").prompt_learning and teacher_spec("conse").imagenet_classifier
+    assert teacher_spec("openclip").prompt_learning and not teacher_spec("openclip").imagenet_classifier
+
+
+def test_teacher_modules_are_split_by_job_and_keep_their_import_paths() -> None:
+    """No module of vldlib/models or vldlib/features is over 450 lines; every name the repository
+    imports from vldlib.models.teachers (and the old vldlib.teachers) still comes from there."""
+    import importlib
+
+    import vldlib.models.teachers as facade
+
+    root = Path(__file__).resolve().parents[1] / "vldlib"
+    sizes = {p.relative_to(root).as_posix(): len(p.read_text("utf-8").splitlines())
+             for p in [*(root / "models").glob("*.py"), *(root / "features").glob("*.py")]}
+    assert "features/store.py" in sizes and {k: v for k, v in sizes.items() if v > 450} == {}
+    names = ["CONSE_ENSEMBLE", "CONSE_BACKENDS", "CONSE_COMBINE", "ConSEProxyTeacher", "MiniLMTextEncoder",
+             "MissingWeightsError", "OpenCLIPTeacher", "PYTHON_CHECKPOINT_FIX", "TEACHERS", "Teacher", "_resize_matrix",
+             "conse_combine", "conse_identifier", "conse_name_embeddings", "conse_text_space",
+             "ensure_openclip_weights", "openclip_needs_weights", "imagenet_class_names", "load_teacher"]
+    assert [n for n in names if not hasattr(facade, n)] == []
+    assert importlib.import_module("vldlib.teachers") is facade

@@ -11,7 +11,8 @@ Similarities are computed in row chunks ``[c, N]``; ``chunk_size=None`` picks c 
 and its temporaries stay within :data:`DEFAULT_CHUNK_BYTES` (256 MiB). CPU and CUDA tensors work
 alike (computation happens on the inputs' device, in float32, or float64 if an input is float64).
 
-Ties are deterministic: whenever several candidates are equally near, **the smaller index wins**
+Input checks (shapes, dtypes, finite values, class indices) are :mod:`vldlib.core.checks`, shared
+with the losses. Ties are deterministic: whenever several candidates are equally near, **the smaller index wins**
 (nearest neighbours, top-k label lists, zero-shot argmax).
 
 - :func:`feature_error`            Table 2: (mse, angle in degrees)
@@ -31,6 +32,9 @@ from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
+
+from vldlib.core.checks import (check_count, check_finite_norms, check_indices, check_matrix, check_same_dim,
+                                check_same_rows)
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -56,18 +60,10 @@ def _work_dtype(*xs: Tensor) -> torch.dtype:
 
 def _features(x: object, name: str, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
     """Validate ``[N, D]`` features; return (x in the working dtype, row norms clamped to eps)."""
-    if not isinstance(x, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape [N, D], got {type(x).__name__}")
-    if x.dim() != 2:
-        raise ValueError(f"{name} must be 2-D [N, D] (one feature row per item), got shape {tuple(x.shape)}")
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); pass at least one non-empty feature row")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}; convert with .float()")
-    x = x.detach().to(dtype or _work_dtype(x))
+    x = check_matrix(x, name, rows="N", row_is="item").detach()
+    x = x.to(dtype or _work_dtype(x))
     norms = torch.linalg.vector_norm(x, dim=1)
-    if not bool(torch.isfinite(norms).all()):
-        raise ValueError(f"{name} contains NaN or inf values (or values so large their norm overflows); check the features")
+    check_finite_norms(norms, name)
     return x, norms.clamp_min(_EPS)
 
 
@@ -75,14 +71,9 @@ def _pair(a: object, b: object, na: str, nb: str, same_rows: bool) -> tuple[Tens
     dtype = _work_dtype(*(t for t in (a, b) if isinstance(t, Tensor)))
     a, an = _features(a, na, dtype)
     b, bn = _features(b, nb, dtype)
-    if a.device != b.device:
-        raise ValueError(f"{na} is on {a.device} but {nb} is on {b.device}; move both to the same device")
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"feature dimensions differ: {na} has D={a.shape[1]}, {nb} has D={b.shape[1]}")
-    if same_rows and a.shape[0] != b.shape[0]:
-        raise ValueError(
-            f"{na} has {a.shape[0]} rows but {nb} has {b.shape[0]}; row i of both must be the same image"
-        )
+    check_same_dim(a, b, na, nb)
+    if same_rows:
+        check_same_rows(a, b, na, nb)
     return a, an, b, bn
 
 
@@ -92,10 +83,7 @@ def _ks(k: object, upper: int, what: str) -> tuple[list[int], bool]:
     ks = [k] if scalar else (list(k) if isinstance(k, Sequence) and not isinstance(k, str) else None)
     if not ks:
         raise ValueError(f"k must be an int >= 1 or a non-empty sequence of ints, got {k!r}")
-    for v in ks:
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"k must be an integer >= 1 (or a sequence of them), got {v!r}")
-    ks = [int(v) for v in ks]
+    ks = [check_count(v, "k", " (or a sequence of them)") for v in ks]
     for v in ks:
         if v > upper:
             raise ValueError(f"k={v} is too large: at most {upper} {what}")
@@ -255,10 +243,7 @@ def m_vlalign(
     dtype = _work_dtype(*(x for x in (student, teacher, text) if isinstance(x, Tensor)))
     s, _, t, _ = _pair(student, teacher, "student", "teacher", same_rows=True)
     e, en = _features(text, "text", dtype)
-    if e.shape[1] != s.shape[1]:
-        raise ValueError(f"feature dimensions differ: images have D={s.shape[1]}, text has D={e.shape[1]}")
-    if e.device != s.device:
-        raise ValueError(f"text is on {e.device} but the image features are on {s.device}; move them together")
+    check_same_dim(s, e, "student", "text")
     n, c = s.shape[0], e.shape[0]
     ks, scalar = _ks(k, c, "(number of label texts)")
     kmax = max(ks)
@@ -292,11 +277,8 @@ def per_class_accuracy(pred: Tensor, labels: Tensor, num_classes: int | None = N
     Classes with no sample in ``labels`` are NaN. ``num_classes`` defaults to ``max(labels) + 1``
     and must cover every label.
     """
-    for x, name in ((pred, "pred"), (labels, "labels")):
-        if not isinstance(x, Tensor) or x.dim() != 1:
-            raise ValueError(f"{name} must be a 1-D tensor of class indices")
-        if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
-            raise ValueError(f"{name} must hold integer class indices, got dtype {x.dtype}")
+    check_indices(pred, "pred")
+    check_indices(labels, "labels")
     if pred.shape != labels.shape:
         raise ValueError(f"pred has {pred.shape[0]} entries but labels has {labels.shape[0]}; they must match")
     if labels.numel() == 0:

@@ -134,36 +134,35 @@ def _official_identity(folder: str, stamp: tuple) -> str:
                     **{s: info.splits[s] for s in OFFICIAL_SPLITS}})
 
 
-def data_identity(name: str, options: Mapping[str, Any]) -> dict[str, str]:
-    """``{"sha256": identity, "source": where the data was found}`` of ``load_dataset(name, **options)``.
-
-    Fashion-MNIST is looked for as its loader does (``root``, ``$VLD_DATA``, the system copy, an
+def fashion_mnist_data_identity(options: Mapping[str, Any]) -> dict[str, str]:
+    """Fashion-MNIST is looked for as its loader does (``root``, ``$VLD_DATA``, the system copy, an
     earlier download), never downloading: where none is found and no location was named, the
-    loader will download the standard files, so the identity is :data:`FASHION_MNIST_SHA256`.
-    A named location without the files, or an official folder that is missing or malformed, raises
-    the loader's ``FileNotFoundError`` / ``ValueError``."""
-    key = name.lower().replace("_", "-")
-    if key in ("fashion-mnist", "fashionmnist", "fmnist"):
-        root = options.get("root")
-        try:
-            folder = find_fashion_mnist(root, download=False, cache_dir=options.get("cache_dir"))
-        except FileNotFoundError:
-            if root is not None or os.environ.get("VLD_DATA"):
-                raise
-            return {"sha256": FASHION_MNIST_SHA256, "source": "torchvision download (the standard files)"}
-        return {"sha256": fashion_mnist_identity(folder), "source": str(Path(folder).resolve())}
-    if key == "official":
-        root = options.get("root")
-        if not root:
-            raise ValueError("dataset 'official' needs dataset_options={'root': <data root>}")
-        folder = Path(str(options.get("splits") or root)).expanduser()
-        if not folder.is_dir():
-            raise FileNotFoundError(f"dataset root {str(folder)!r} does not exist; set "
-                                    "dataset_options={'root': <folder with train/, val/, val_on_train/>}")
-        return {"sha256": official_identity(folder), "source": str(folder.resolve())}
-    if key == "folder":
-        root = options.get("root")
-        if not root:
-            raise ValueError("dataset 'folder' needs dataset_options={'root': <image folder>}")
-        return {"sha256": folder_identity(root), "source": str(Path(str(root)).expanduser().resolve())}
-    raise ValueError(f"unknown dataset {name!r}; no data identity for it")
+    loader will download the standard files, so the identity is :data:`FASHION_MNIST_SHA256`."""
+    root = options.get("root")
+    try:
+        folder = find_fashion_mnist(root, download=False, cache_dir=options.get("cache_dir"))
+    except FileNotFoundError:
+        if root is not None or os.environ.get("VLD_DATA"):
+            raise
+        return {"sha256": FASHION_MNIST_SHA256, "source": "torchvision download (the standard files)"}
+    return {"sha256": fashion_mnist_identity(folder), "source": str(Path(folder).resolve())}
+
+
+def official_data_identity(options: Mapping[str, Any]) -> dict[str, str]:
+    """An official folder (``splits``, else ``root``) by the content of its lists and descriptions."""
+    root = options.get("root")
+    if not root:
+        raise ValueError("dataset 'official' needs dataset_options={'root': <data root>}")
+    folder = Path(str(options.get("splits") or root)).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"dataset root {str(folder)!r} does not exist; set "
+                                "dataset_options={'root': <folder with train/, val/, val_on_train/>}")
+    return {"sha256": official_identity(folder), "source": str(folder.resolve())}
+
+
+def folder_data_identity(options: Mapping[str, Any]) -> dict[str, str]:
+    """An image folder by its classes and every image's key and size (:func:`folder_identity`)."""
+    root = options.get("root")
+    if not root:
+        raise ValueError("dataset 'folder' needs dataset_options={'root': <image folder>}")
+    return {"sha256": folder_identity(root), "source": str(Path(str(root)).expanduser().resolve())}

@@ -16,10 +16,11 @@ from typing import Any
 from .fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
 from .fashion_mnist import load_fashion_mnist
 from .folder import DESCRIPTIONS_FILE, load_folder
+from .identity import fashion_mnist_data_identity, folder_data_identity, official_data_identity
 from .official import load_official
 from .splits import DatasetSplits
 
-__all__ = ["DatasetSpec", "DATASET_SPECS", "DEFAULT_DATASET", "register_dataset", "dataset_spec"]
+__all__ = ["DatasetSpec", "DATASET_SPECS", "DEFAULT_DATASET", "register_dataset", "dataset_spec", "data_identity"]
 
 #: Images of each Fashion-MNIST class in the pooled train + t10k files.
 FASHION_MNIST_PER_CLASS = 7000
@@ -37,6 +38,8 @@ class DatasetSpec:
     ``official_descriptions``: the data folder ships main-prompt descriptions, read with
     ``descriptions="official"`` (``chatgpt.txt``; for ``own_descriptions_file``, when that file
     exists in the root). ``images_per_class``: images of each unseen class, from the options alone.
+    ``identity``: ``options -> {"sha256", "source"}``, the content of the data a run reads (in the
+    run hash where it differs from the default book's, :mod:`vldlib.train.inputs`).
     """
 
     name: str
@@ -51,6 +54,7 @@ class DatasetSpec:
     official_descriptions: bool = False
     own_descriptions_file: str | None = None
     images_per_class: Callable[[Mapping[str, Any]], int | None] = lambda options: None
+    identity: Callable[[Mapping[str, Any]], dict[str, str]] | None = None
 
     def options(self) -> list[str]:
         """The loader's option names (everything but ``root``)."""
@@ -86,6 +90,12 @@ class DatasetSpec:
         root = options.get("root")
         return bool(root) and (Path(str(root)) / self.own_descriptions_file).is_file()
 
+    def data_identity(self, options: Mapping[str, Any]) -> dict[str, str]:
+        """``{"sha256": identity, "source": where the data was found}`` of the data ``options`` name."""
+        if self.identity is None:
+            raise ValueError(f"dataset {self.name!r} declares no data identity (DatasetSpec.identity)")
+        return self.identity(options)
+
 
 #: Every dataset by name.
 DATASET_SPECS: dict[str, DatasetSpec] = {}
@@ -114,6 +124,13 @@ def dataset_spec(name: str) -> DatasetSpec:
                      "Flowers, Cars, Food-101, SUN397, tiered-ImageNet; 'folder' for your own root/<class>/<images>)")
 
 
+def data_identity(name: str, options: Mapping[str, Any]) -> dict[str, str]:
+    """``{"sha256": identity, "source": where the data was found}`` of ``load_dataset(name, **options)``
+    (the spec's ``identity``). A named location without the files, or a data folder that is missing
+    or malformed, raises the loader's ``FileNotFoundError`` / ``ValueError``."""
+    return dataset_spec(name).data_identity(options)
+
+
 def _fashion_mnist_per_class(options: Mapping[str, Any]) -> int | None:
     default = inspect.signature(load_fashion_mnist).parameters["per_class"].default
     cap = options.get("per_class", default)
@@ -124,16 +141,17 @@ register_dataset(DatasetSpec(
     name="fashion-mnist", loader=load_fashion_mnist, aliases=("fashionmnist", "fmnist"),
     summary="Fashion-MNIST, the offline default (10 classes, seeded 5/5 class splits)",
     split_seed_required=True, builtin_classes=tuple(FASHION_MNIST_CLASSES), shipped_descriptions=True,
-    images_per_class=_fashion_mnist_per_class))
+    images_per_class=_fashion_mnist_per_class, identity=fashion_mnist_data_identity))
 register_dataset(DatasetSpec(
     name="official", loader=load_official, rooted=True,
     summary="one of the paper's six datasets in the official format (label2text.txt and split lists)",
     root_hint="a folder with train/, val/, val_on_train/ and label2text.txt",
-    official_descriptions=True))
+    official_descriptions=True, identity=official_data_identity))
 register_dataset(DatasetSpec(
     name="folder", loader=load_folder, rooted=True,
     summary="your own image folder root/<class>/<images> (seeded class splits)",
-    root_hint="an image folder root/<class>/<images>", own_descriptions_file=DESCRIPTIONS_FILE))
+    root_hint="an image folder root/<class>/<images>", own_descriptions_file=DESCRIPTIONS_FILE,
+    identity=folder_data_identity))
 
 #: The dataset a config names when it names none.
 DEFAULT_DATASET = "fashion-mnist"

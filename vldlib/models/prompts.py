@@ -8,9 +8,10 @@ runs. Initialised from N(0, 0.02²) in the token-embedding width (768 for ViT-L/
 transformer, 384 for the proxy teacher's MiniLM). The text features are recomputed from the
 current context at every step, so gradients reach the context vectors; the teacher stays frozen.
 
-A teacher supports prompt learning when it has ``token_width`` and
-``encode_text_with_context(ctx, texts)`` (:class:`vldlib.models.teachers.OpenCLIPTeacher`,
-:class:`vldlib.models.teachers.ConSEProxyTeacher`).
+A teacher supports prompt learning when its spec declares ``prompt_learning``
+(:func:`vldlib.models.specs.declares`): it is then a :class:`vldlib.models.base.PromptTeacher`,
+with ``token_width`` and ``encode_text_with_context(ctx, texts)``
+(:class:`vldlib.models.openclip.OpenCLIPTeacher`, :class:`vldlib.models.conse.ConSEProxyTeacher`).
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from vldlib.models.specs import declares
 
 __all__ = ["PROMPT_LEARNING_DEFAULTS", "PromptLearner", "coop_texts", "prompt_learning_options"]
 
@@ -66,7 +69,7 @@ class PromptLearner(nn.Module):
         self.ctx = nn.Parameter(torch.randn(int(n_ctx), int(width), generator=generator) * float(init_std))
 
     def forward(self, teacher: Any, prompts: Sequence[Sequence[str]], mode: str = "first") -> Tensor:
-        if not hasattr(teacher, "encode_text_with_context"):
+        if not declares(teacher, "prompt_learning"):
             raise ValueError(f"prompt learning needs a teacher with encode_text_with_context (open_clip or "
                              f"the ConSE proxy); {getattr(teacher, 'identifier', teacher)!r} has none")
         if mode == "first":

@@ -39,6 +39,7 @@ from typing import Any
 
 import pandas as pd
 
+from vldlib.core.losses import PAPER_LOSS_NAMES
 from vldlib.data.fashion_mnist import CLASS_NAMES, class_split
 from vldlib.io import finite_json, read_json, write_json_atomic
 from vldlib.runs import RunStore
@@ -53,7 +54,7 @@ __all__ = ["DEV_SPLITS", "TEST_SPLITS", "CANDIDATES", "CRITERION",
            "search_table", "splits_table", "plot_search"]
 
 
-_FULL = {"cls": 1.0, "mse": 1.0, "im_cst": 1.0, "vlprox": 1.0}
+_FULL = {name: 1.0 for name in PAPER_LOSS_NAMES}
 _ADAMW = {"optimizer": "adamw", "lr": 2e-3, "schedule": "onecycle", "weight_decay": 0.01}
 
 #: The recipes tried: overrides of the offline profile over images per class, student width, epochs

@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from vldlib.core.losses import LOSSES
 from vldlib.data import distinct_split_seeds
 from vldlib.data.specs import dataset_spec
 from vldlib.runs import config_hash, record_row
@@ -242,14 +243,15 @@ def make_grid(
 def expected_cost(config: Mapping[str, Any]) -> float:
     """A run's cost relative to a CNN run of the same profile, from what measurably makes a run
     slower on the CPU (about 2x each: a ViT student, CoOp prompt learning through the text encoder,
-    RKD's pairwise angles). Only orders the missing runs of a grid, longest first; changes no number."""
+    a loss whose registry entry declares a cost, e.g. RKD's pairwise angles). Only orders the missing runs of a grid, longest first; changes no number."""
     cost = 1.0
     if str(config.get("student", "")).startswith("vit"):
         cost *= 2.0
     if config.get("prompt_learning"):
         cost *= 1.8
-    if float((config.get("weights") or {}).get("rkd", 0)) > 0:
-        cost *= 1.8
+    for name, weight in (config.get("weights") or {}).items():  # a loss's own cost (the registry's)
+        if name in LOSSES and float(weight) > 0:
+            cost *= LOSSES[name].cost
     if config.get("fewshot"):
         cost *= 1.3
     return cost

@@ -2,7 +2,7 @@
 
 A run's identity (:func:`vldlib.train.config.config_hash`) is its canonical config plus these:
 
-- ``"data"``: the dataset's content identity (:func:`vldlib.data.identity.data_identity`: the
+- ``"data"``: the dataset's content identity (:func:`vldlib.data.specs.data_identity`: the
   Fashion-MNIST idx files' bytes; an official folder's class list and split lists), never the
   path it was found under;
 - ``"descriptions"`` (when ``descriptions`` is set): the description set the run uses, whatever its
@@ -23,7 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from vldlib.data.identity import FASHION_MNIST_SHA256, data_identity
+from vldlib.data.identity import FASHION_MNIST_SHA256
+from vldlib.data.specs import data_identity
 from vldlib.text.captions import CAPTION_FILE, caption_digest
 from vldlib.text.descriptions import description_digest, description_key, descriptions_source
 
