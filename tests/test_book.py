@@ -678,6 +678,29 @@ def test_smoke_book_injected_parameters_are_collapsed(smoke_book):
 
 
 @pytest.mark.slow
+def test_smoke_book_pages_carry_no_warning_nor_local_path(smoke_book):
+    """Bug: every chapter page showed tqdm's "IProgress not found" warning with the full path of the
+    virtual environment. No output of an executed page (nor a generated one) names the venv or the
+    repository, or shows a Python warning."""
+    smoke_book.require_success()
+    pages = sorted(smoke_book.executed.glob("*.ipynb"))
+    assert {p.stem for p in pages} == set(book.toc_notebooks())
+    bad = []
+    for page in pages:
+        outputs = [o for c in nbformat.read(page, as_version=4).cells for o in c.get("outputs", [])]
+        text = json.dumps(outputs)
+        bad += [f"{page.name}: {what}" for what, needle in (("IProgress", "IProgress"), ("venv path", sys.prefix),
+                                                              ("repository path", str(REPO)))
+                if needle in text]
+        bad += [f"{page.name}: a warning on stderr" for o in outputs
+                if o.get("name") == "stderr" and re.search(r"\w+Warning: ", o.get("text", ""))]
+    for page in sorted(smoke_book.executed.glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        bad += [f"{page.name}: {needle}" for needle in (sys.prefix, str(REPO)) if needle in text]
+    assert bad == []
+
+
+@pytest.mark.slow
 def test_smoke_book_leaves_the_repository_alone(smoke_book):
     smoke_book.require_success()
     assert smoke_book.repo_before == smoke_book.repo_after, "the smoke build wrote into book/executed or _build"
