@@ -14,7 +14,8 @@
    it anyway); every other one is executed by :func:`papermill.execute_notebook` (kernel ``python3``, cwd = the
    repository root) into ``book/executed/<name>.ipynb`` (written atomically); papermill's
    ``injected-parameters`` cell, the ``parameters`` cell and every other code cell are tagged
-   ``hide-input``, so the HTML shows prose, tables and figures with the code folded behind a toggle.
+   ``hide-input``, so the HTML shows prose, tables and figures with the code folded behind a toggle,
+   and no warning reaches a page (:mod:`vldlib.book.pages`).
    Each chapter's progress is printed with its elapsed seconds, then a table of times.
 3. The front page's findings (``<executed>/findings.md``, :mod:`vldlib.findings`, included by
    ``book/intro.md``): one line per claim the chapters declare, each number a ``{glue:text}``
@@ -23,7 +24,7 @@
    notebook writes them into ``<executed>/.downloads.new/`` first, and they replace its old ones
    only when it succeeded. The fingerprints are written after every notebook (atomically), so an
    interrupt keeps the finished notebooks, their tables and their fingerprints.
-4. The page "How this book was built" (``<executed>/build_info.md``, :func:`write_build_info`) is
+4. The page "How this book was built" (``<executed>/build_info.md``, :func:`~vldlib.book.build.write_build_page`) is
    generated from the machine, the library versions, the git commit, the chapter times measured
    here (kept in each executed notebook's metadata, ``metadata.vldbook``), the run store and the cache.
 5. ``_toc.yml`` and the front page's list of chapters are generated from :data:`~vldlib.book.contents.PARTS`;
@@ -36,6 +37,7 @@ Every other clear error (a run of the up-front training that failed, a config th
 rejects, a folder that cannot be written or is full, folders that overlap) is one line on stderr
 and exit 2, checked before anything runs where it can be (:mod:`vldlib.book_faults`). Ctrl-C is
 130, SIGTERM 143: either stops the up-front training's workers at once and keeps what finished.
+
 The package's modules, one job each: :mod:`~vldlib.book.contents` (the book's parts and pages,
 declared once), :mod:`~vldlib.book.planning` (sources and parameters), :mod:`~vldlib.book.execute`
 (papermill, the up-front training, the tables), :mod:`~vldlib.book.fingerprints` (the cache of
