@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import textwrap
 from html.parser import HTMLParser
 from pathlib import Path
@@ -17,6 +18,7 @@ import nbformat
 import pytest
 
 from vldlib import book
+from vldlib.study.chapters import CHAPTERS
 
 pytest_plugins = ["book_fixtures"]
 REPO = Path(__file__).resolve().parents[1]
@@ -405,12 +407,61 @@ def test_usage_errors_are_one_line_exit_2(capsys):
     assert err[0].startswith("vldlib.book: error: argument --timeout: invalid float value: 'soon'")
 
 
-def test_unreadable_table_of_contents_is_a_book_error(tmp_path):
-    with pytest.raises(book.BookError, match=r"cannot read the book's table of contents .*_toc.yml: .*restore it"):
-        book.toc_notebooks(tmp_path)
+def test_toc_is_generated_from_the_declared_parts_and_rewritten_when_stale(tmp_path):
+    """The chapter list is written once (``vldlib.book.contents.PARTS``): the committed _toc.yml is
+    what it renders, and a build rewrites a book root's stale or missing _toc.yml from it."""
+    assert (REPO / "_toc.yml").read_text(encoding="utf-8") == book.render_toc(), \
+        "_toc.yml differs from vldlib/book/contents.py: run the book (it rewrites _toc.yml) and commit it"
+    import yaml
+
+    toc = yaml.safe_load(book.render_toc())
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    assert [Path(f).stem for f in files if f.startswith("book/executed/")] == [*book.toc_notebooks(), book.BUILD_INFO]
+    assert [part["caption"] for part in toc["parts"]] == [part.caption for part in book.PARTS]
+    assert book.write_toc(tmp_path) is True  # missing: written
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: [unclosed\n")
-    with pytest.raises(book.BookError, match=r"cannot read the book's table of contents"):
-        book.toc_notebooks(tmp_path)
+    assert book.write_toc(tmp_path) is True and (tmp_path / "_toc.yml").read_text() == book.render_toc()
+    assert book.write_toc(tmp_path) is False  # unchanged: left alone
+
+
+def test_every_chapter_is_in_the_book_once_and_listed_on_the_front_page():
+    """Bug: the front page listed 6 of the 12 chapters; every chapter module has a page, in one place."""
+    names = [p.name for p in book.contents.pages()]
+    assert len(names) == len(set(names))
+    assert set(CHAPTERS) <= set(book.BOOK_ORDER), "a chapter module has no page in vldlib/book/contents.py"
+    front = book.render_front_list()
+    listed = re.findall(r"\{doc\}`/book/executed/(\w+)`", front)
+    assert listed == [n for n in book.toc_notebooks() if n in CHAPTERS or n == book.SUMMARY]
+    assert len(listed) == len(set(CHAPTERS)) + 1
+    intro = (REPO / "book" / "intro.md").read_text(encoding="utf-8")
+    assert f"```{{include}} executed/{book.FRONT_LIST}" in intro and "- **Teacher zero-shot**" not in intro
+
+
+def test_kernel_warnings_are_added_once_to_the_users_filters():
+    assert book.pages.kernel_warnings(None) == ",".join(book.KERNEL_WARNINGS)
+    assert book.pages.kernel_warnings("error::DeprecationWarning") == ",".join(["error::DeprecationWarning",
+                                                                               *book.KERNEL_WARNINGS])
+    twice = book.pages.kernel_warnings(book.pages.kernel_warnings("default"))
+    assert twice.count("IProgress") == 1
+
+
+def test_strip_warnings_takes_library_warnings_and_their_paths_off_the_page():
+    """Bug: every chapter page showed tqdm's "IProgress not found" warning with the venv's path."""
+    venv = f"{sys.prefix}/lib/python3.12/site-packages/tqdm/auto.py"
+    warning = (f"{venv}:21: TqdmWarning: IProgress not found. Please update jupyter and ipywidgets.\n"
+               "  from .autonotebook import tqdm as notebook_tqdm\n")
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import tqdm.auto", outputs=[
+            nbformat.v4.new_output("stream", name="stderr", text=warning),
+            nbformat.v4.new_output("stream", name="stdout", text="profile smoke: 3 runs\n")]),
+        nbformat.v4.new_code_cell("x", outputs=[
+            nbformat.v4.new_output("stream", name="stderr", text="a real message\n" + warning + "after\n")]),
+    ])
+    found = book.strip_warnings(nb)
+    assert len(found) == 2 and all("IProgress not found" in line for line in found)
+    assert [o["text"] for o in nb.cells[0].outputs] == ["profile smoke: 3 runs\n"]
+    assert [o["text"] for o in nb.cells[1].outputs] == ["a real message\nafter\n"]
+    assert sys.prefix not in nbformat.writes(nb)
 
 
 # ----------------------------------------------------------------------------- kernel: small notebooks
@@ -452,6 +503,20 @@ def test_parameters_reach_the_kernel_and_injected_cell_is_hidden(tmp_path, run_b
     assert len(injected) == 1 and "hide-input" in injected[0].metadata["tags"]
     assert 'profile = "smoke"' in injected[0].source and "epochs = 7" in injected[0].source
     assert sorted(p.name for p in executed.iterdir()) == [".fingerprints.json", "main_results.ipynb"]  # no temp files
+
+
+def test_a_kernel_page_carries_no_warning_nor_local_path(tmp_path):
+    """Bug: every chapter page showed tqdm's "IProgress not found" warning (``tqdm.auto`` in a
+    kernel without ipywidgets) with the full path of the virtual environment."""
+    folder = write_notebooks(tmp_path / "nbs", bodies={"main_results": (
+        "from tqdm.auto import tqdm\nimport warnings\nwarnings.warn('a library says something')\n"
+        "print('shown', sum(1 for _ in tqdm(range(3), disable=True)))\n")})
+    src = next(s for s in book.notebook_sources(folder, folder / "summary.py") if s.name == "main_results")
+    out = book.execute_notebook(src, {"profile": "smoke", "results_dir": str(tmp_path / "r")}, tmp_path / "executed")
+    text = json.dumps([o for c in nbformat.read(out, as_version=4).cells for o in c.get("outputs", [])])
+    assert "shown 3" in text
+    assert "IProgress" not in text and "a library says something" not in text
+    assert sys.prefix not in text and str(REPO) not in text
 
 
 @pytest.mark.slow
@@ -613,6 +678,29 @@ def test_smoke_book_injected_parameters_are_collapsed(smoke_book):
 
 
 @pytest.mark.slow
+def test_smoke_book_pages_carry_no_warning_nor_local_path(smoke_book):
+    """Bug: every chapter page showed tqdm's "IProgress not found" warning with the full path of the
+    virtual environment. No output of an executed page (nor a generated one) names the venv or the
+    repository, or shows a Python warning."""
+    smoke_book.require_success()
+    pages = sorted(smoke_book.executed.glob("*.ipynb"))
+    assert {p.stem for p in pages} == set(book.toc_notebooks())
+    bad = []
+    for page in pages:
+        outputs = [o for c in nbformat.read(page, as_version=4).cells for o in c.get("outputs", [])]
+        text = json.dumps(outputs)
+        bad += [f"{page.name}: {what}" for what, needle in (("IProgress", "IProgress"), ("venv path", sys.prefix),
+                                                              ("repository path", str(REPO)))
+                if needle in text]
+        bad += [f"{page.name}: a warning on stderr" for o in outputs
+                if o.get("name") == "stderr" and re.search(r"\w+Warning: ", o.get("text", ""))]
+    for page in sorted(smoke_book.executed.glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        bad += [f"{page.name}: {needle}" for needle in (sys.prefix, str(REPO)) if needle in text]
+    assert bad == []
+
+
+@pytest.mark.slow
 def test_smoke_book_leaves_the_repository_alone(smoke_book):
     smoke_book.require_success()
     assert smoke_book.repo_before == smoke_book.repo_after, "the smoke build wrote into book/executed or _build"
@@ -768,6 +856,20 @@ def test_build_info_page_is_generated_from_measurements(tmp_path, monkeypatch):
     assert "| started but unfinished runs | 1 |" in text
     assert "2.0 KiB in 1 files" in text
     assert re.search(r"Git commit `[0-9a-f]{40}", text)
+    assert str(REPO) not in build_info.render(build_info.collect(
+        root=REPO, results_dir=REPO / "results", cache_dir=REPO / ".cache", times={}, order=[], executed_now=[],
+        profile=None, started=None))
+
+
+def test_build_page_shows_folders_without_the_machine_layout(tmp_path):
+    """Bug: "How this book was built" showed the run store and cache by their full local paths."""
+    from vldlib import build_info
+
+    assert build_info.shown_path(REPO / "results", REPO) == "results"
+    assert build_info.shown_path(REPO, REPO) == "."
+    assert build_info.shown_path(Path.home() / ".cache" / "vldbook", REPO) == "~/.cache/vldbook"
+    assert build_info.shown_path(Path.home(), REPO) == "~"
+    assert build_info.shown_path(Path("/srv/runs"), REPO) == "/srv/runs"
 
 
 # ----------------------------------------------------------------------------- fast: tools/ensure_data.sh

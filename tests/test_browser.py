@@ -31,9 +31,7 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists() and shutil.which("chromium") is None,
                        reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium)"),
 ]
-TOC_PAGES = ["book/intro", "book/method", "book/offline",
-             *(f"book/executed/{n}" for n in (*book.BOOK_ORDER, book.SUMMARY)), "book/paper_profile",
-             "book/references", f"book/executed/{book.BUILD_INFO}"]
+TOC_PAGES = [book.contents.INTRO, *(page.doc for page in book.contents.pages())]
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -233,12 +231,12 @@ def _findings_rows(browser, base: str) -> list[dict]:
 def test_front_page_glues_a_number_per_chapter_equal_to_the_run_store(served, browser, smoke_book):
     from vldlib.runs import RunStore, record_row
     from vldlib.study import report
-    from vldlib.study.chapters import CHAPTERS, chapter, open_chapter
+    from vldlib.study.chapters import chapter, open_chapter
 
     base, _ = served
     rows = _findings_rows(browser, base)
     by_claim = {r["claim"]: r for r in rows}
-    for name in [n for n in book.BOOK_ORDER if n in CHAPTERS]:  # the declared chapters
+    for name in book.CHAPTER_ORDER:  # the declared chapters
         mine = [r for r in rows if r["link"].endswith(f"executed/{name}.html")]
         assert any(r["glued"] >= 3 and any(ch.isdigit() for ch in r["ours"]) for r in mine), \
             f"the front page carries no glued number of chapter {name}: {mine}"

@@ -22,9 +22,7 @@ from vldlib.study.parameters import parameters_cell  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
-ORDER = ["teacher_zero_shot", "feature_errors", "main_results", "prompt_detail", "k_ablation",
-         "language_enrichment", "field_losses", "vit_student", "fewshot_retrieval", "continual",
-         "description_controls"]
+from vldlib.book import CHAPTER_ORDER as ORDER  # noqa: E402 - the chapters in book order, declared once
 
 
 @pytest.fixture(scope="module")

@@ -101,6 +101,17 @@ def run_store_counts(results_dir: Path, since: float | None = None) -> dict[str,
     return {"records": len(records), "new": new, "unfinished": max(started - len(records), 0)}
 
 
+def shown_path(path: Path, root: Path) -> str:
+    """``path`` as the page shows it, without this machine's layout: relative to the repository
+    ``root`` when inside it, else from ``~`` when under the home folder, else as it is."""
+    path = Path(path).resolve()
+    for base, prefix in ((Path(root).resolve(), ""), (Path.home().resolve(), "~/")):
+        if path == base or base in path.parents:
+            rel = path.relative_to(base).as_posix()
+            return (prefix + rel).rstrip("/") if rel != "." else (prefix.rstrip("/") or ".")
+    return str(path)
+
+
 def collect(*, root: Path, results_dir: Path, cache_dir: Path, times: Mapping[str, Mapping[str, Any]],
             order: list[str], executed_now: list[str], profile: str | None, started: float | None,
             pretrain: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -128,8 +139,8 @@ def collect(*, root: Path, results_dir: Path, cache_dir: Path, times: Mapping[st
                 "dirty": bool(dirty) if dirty is not None else None},
         "chapters": [{"name": name, **dict(times.get(name, {})), "now": name in executed_now} for name in order],
         "pretrain": dict(pretrain) if isinstance(pretrain, Mapping) and isinstance(pretrain.get("seconds"), (int, float)) else None,
-        "runs": {"dir": str(results_dir), **run_store_counts(results_dir, started)},
-        "cache": {"dir": str(cache_dir), "files": cache_files, "bytes": cache_bytes},
+        "runs": {"dir": shown_path(results_dir, root), **run_store_counts(results_dir, started)},
+        "cache": {"dir": shown_path(cache_dir, root), "files": cache_files, "bytes": cache_bytes},
     }
 
 
