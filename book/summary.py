@@ -119,10 +119,11 @@ if TOTAL_TIME in used.columns:
 # page is built (`vldlib.models.students.student_cost`).
 
 # %%
+from vldlib.core.losses import PAPER_LOSS_NAMES
 from vldlib.models.students import load_student, student_cost
 from vldlib.study.chapters import ACCURACY_NAMES
 
-full = used[(used[[f"weights.{n}" for n in ("cls", "mse", "im_cst", "vlprox")]].fillna(0) > 0).all(axis=1)
+full = used[(used[[f"weights.{n}" for n in PAPER_LOSS_NAMES]].fillna(0) > 0).all(axis=1)
             & used.get("descriptions", pd.Series(None, index=used.index)).isna()
             & used.get("description_control", pd.Series(None, index=used.index)).isna()
             & ~used.get("fewshot.continual", pd.Series(False, index=used.index)).fillna(False).astype(bool)] \
