@@ -95,3 +95,11 @@ def test_the_runs_are_the_declared_variants_and_comparisons(profile):
             assert {c.treatment, c.baseline} <= rows | {"chance"}, (name, c)
     k = chapters.open_chapter("k_ablation", profile=profile, results_dir="/tmp/unused")
     assert "k=1" in k.variants and Comparison("k=1", "reference", "acc_ood_zeroshot") in k.comparisons
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_diagnosis_chapter_trains_nothing_the_main_results_do_not(profile):
+    """Its runs are the main-results chapter's (same configs): it reads them, it adds no training."""
+    main = {row[3] for row in chapter_configs("main_results", profile)}
+    diagnosis = {row[3] for row in chapter_configs("diagnosis", profile)}
+    assert diagnosis and diagnosis <= main

@@ -34,14 +34,14 @@ from typing import Any
 
 import torch
 
-from vldlib.core.geometry import mean_norm, mean_pairwise_cosine, principal_zero_shot, variance_split
-from vldlib.core.metrics import mean_per_class_accuracy, zero_shot_predict
+from vldlib.core.geometry import variance_split
 from vldlib.data import load_dataset
 from vldlib.features import LazyTeacher, imagenet_logits, text_features
 from vldlib.io import finite_json, read_json, write_json_atomic
 from vldlib.models.teachers import (CONSE_ENSEMBLE, conse_combine, conse_name_embeddings, conse_text_space,
                                     imagenet_class_names)
 from vldlib.paths import default_cache_dir
+from vldlib.study.diagnosis import feature_geometry
 from vldlib.study.grid import DEV_SPLITS, TEST_SPLITS
 from vldlib.study.stats import t_interval
 from vldlib.train.profiles import profile_config
@@ -110,10 +110,6 @@ def teacher_options(opts: Mapping[str, Any], base: Mapping[str, Any]) -> dict[st
     return out
 
 
-def _acc(feats: torch.Tensor, text: torch.Tensor, labels: torch.Tensor) -> float:
-    return 100.0 * mean_per_class_accuracy(zero_shot_predict(feats, text), labels)
-
-
 def score_splits(splits: Sequence[int] = DEV_SPLITS, *, grid: Mapping[str, Sequence[Any]] = GRID,
                  profile: str = "offline", cache_dir: str | Path | None = None,
                  ks: Sequence[int] = (4, 16), log: bool = True) -> tuple[list[dict[str, Any]], dict[str, float]]:
@@ -162,16 +158,9 @@ def score_splits(splits: Sequence[int] = DEV_SPLITS, *, grid: Mapping[str, Seque
             seen = conse_text_space(class_text[s]["seen"], mu, opts["centre"])
             unseen = conse_text_space(class_text[s]["unseen"], mu, opts["centre"])
             labels = {part: torch.as_tensor(getattr(ds, part).labels) for part in ("train", "id", "ood")}
-            split_ = variance_split(feats["train"], labels["train"])
-            row = {"candidate": candidate_name(opts), "split_seed": int(s),
-                   "acc_ood_zeroshot": _acc(feats["ood"], unseen, labels["ood"]),
-                   "acc_id": _acc(feats["id"], seen, labels["id"]),
-                   "mean_cos": mean_pairwise_cosine(feats["train"]), "mean_norm": mean_norm(feats["train"]),
-                   "between_share": split_["between_share"], "variance": split_["total"]}
-            for k in ks:
-                row[f"acc_ood_top{k}"] = 100.0 * principal_zero_shot(feats["ood"], unseen, labels["ood"], k,
-                                                                     basis=feats["train"])
-            rows.append(row)
+            rows.append({"candidate": candidate_name(opts), "split_seed": int(s),
+                         **feature_geometry(feats, labels, seen, unseen, ks),
+                         "variance": variance_split(feats["train"], labels["train"])["total"]})
     cost["combine_s"] = time.perf_counter() - t0
     return rows, cost
 

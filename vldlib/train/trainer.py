@@ -60,7 +60,7 @@ from vldlib.train.stages import RunStages
 from vldlib.train.state import isolated_rng
 from vldlib.train.texts import RunTexts
 
-__all__ = ["TrainConfig", "train", "train_validated", "Interrupted", "SCHEMA", "retrieval_accuracy",
+__all__ = ["TrainConfig", "train", "train_validated", "Interrupted", "SCHEMA", "retrieval_accuracy", "held_out_features",
            "damaged_weights", "Diverged", "NonFiniteFeatures", "CHECKPOINT", "STUDENT", "STUDENT_FEWSHOT",
            "WEIGHTS", "RECORD_FILE"]
 
@@ -152,6 +152,24 @@ def retrieval_accuracy(config: TrainConfig | Mapping[str, Any], run_dir: str | o
     cfg = TrainConfig.from_dict(config).validate()
     if cfg.fewshot is None:
         raise ValueError("retrieval_accuracy needs a config with fewshot set (its support and evaluation images)")
+    run = _stored_student(cfg, run_dir, cache_dir)
+    run._fewshot_setup()
+    c = run.cfg
+    query = run.fs_ood.embed(run.student, run.device, c.eval_batch_size, False)
+    support = run.evals["ood"].subset(run.support_idx)
+    keys = {"teacher": run.sup_t, "student": support.embed(run.student, run.device, c.eval_batch_size, False)}
+    labels = run.fs_ood.labels
+    out = {"acc_ood_zeroshot_fs_eval": accuracy(query, run.text_unseen, labels)}
+    for name, k in keys.items():
+        logits = retrieval_logits(query, k, run.sup_y, run.text_unseen, alpha=alpha, beta=beta)
+        out[f"acc_ood_retrieval_{name}_keys"] = 100.0 * float(mean_per_class_accuracy(logits.argmax(1), labels))
+    return out
+
+
+def _stored_student(cfg: TrainConfig, run_dir: str | os.PathLike,
+                    cache_dir: str | os.PathLike | None) -> "_Run":
+    """A finished run set up on the CPU (data, teacher features, class texts) with its saved
+    main-stage student loaded (its sha256 checked against the run's record); nothing trained."""
     weights = Path(run_dir) / STUDENT
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} not found: train the run first (RunStore.run) so that its student is saved")
@@ -164,17 +182,19 @@ def retrieval_accuracy(config: TrainConfig | Mapping[str, Any], run_dir: str | o
     run._setup()
     run.student = run._build_student()
     run.student.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    run._fewshot_setup()
-    c = run.cfg
-    query = run.fs_ood.embed(run.student, run.device, c.eval_batch_size, False)
-    support = run.evals["ood"].subset(run.support_idx)
-    keys = {"teacher": run.sup_t, "student": support.embed(run.student, run.device, c.eval_batch_size, False)}
-    labels = run.fs_ood.labels
-    out = {"acc_ood_zeroshot_fs_eval": accuracy(query, run.text_unseen, labels)}
-    for name, k in keys.items():
-        logits = retrieval_logits(query, k, run.sup_y, run.text_unseen, alpha=alpha, beta=beta)
-        out[f"acc_ood_retrieval_{name}_keys"] = 100.0 * float(mean_per_class_accuracy(logits.argmax(1), labels))
-    return out
+    return run
+
+
+def held_out_features(config: TrainConfig | Mapping[str, Any], run_dir: str | os.PathLike, *,
+                      cache_dir: str | os.PathLike | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The features of a finished run's main-stage student (``run_dir/student.pt``) and of its
+    teacher on the held-out images: ``{"id": (student, teacher), "ood": (student, teacher)}``
+    (X_id and X_ood, eval transform, fp32 on the CPU). Nothing is trained; the teacher's come from
+    the feature cache. What the diagnosis of how much of the teacher a student learned reads."""
+    cfg = TrainConfig.from_dict(config).validate()
+    run = _stored_student(cfg, run_dir, cache_dir)
+    return {split: (run.evals[split].embed(run.student, run.device, cfg.eval_batch_size, False).float().cpu(),
+                    run.tfeat[split].float().cpu()) for split in ("id", "ood")}
 
 
 class _Run(RunTexts, RunStages, RunFewshot, RunCheckpoints, RunRecord):
