@@ -218,7 +218,7 @@ def test_sigterm_to_the_cli_process_resumes_from_its_checkpoint(tmp_path):
             "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--quiet"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
            "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([*args, "--epochs", "400"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([*args, "--epochs", "100"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     t0 = time.monotonic()
     while not any(out.glob("*/checkpoint.pt")):
@@ -231,7 +231,7 @@ def test_sigterm_to_the_cli_process_resumes_from_its_checkpoint(tmp_path):
     run_dir = next(out.glob("*/checkpoint.pt")).parent
     assert not (run_dir / "record.json").exists()
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
-    again = subprocess.run([*args, "--epochs", "400"], env=env, capture_output=True, text=True, timeout=900)
+    again = subprocess.run([*args, "--epochs", "100"], env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-2000:]
     record = json.loads((run_dir / "record.json").read_text())
     assert record["resumed_from"] is not None and record["resumed_from"]["epoch"] >= 1

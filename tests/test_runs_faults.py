@@ -142,12 +142,6 @@ def test_record_trained_under_another_thread_count_is_not_served(tmp_path, monke
     assert store.run(cfg)["final"]["acc_id"] == 70.0
 
 
-@pytest.fixture(scope="module")
-def smoke_cache(tmp_path_factory):
-    """One teacher-feature cache for the tests that train the smoke profile for real."""
-    return tmp_path_factory.mktemp("cache")
-
-
 def test_rejected_record_is_retrained_from_scratch_not_resumed(tmp_path, smoke_cache):
     """A present record the store rejects (here: trained under another thread count) is retrained
     in a fresh folder: the finished run's last checkpoint is not resumed (which would write the

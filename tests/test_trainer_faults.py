@@ -60,7 +60,7 @@ def test_checkpoint_bit_flip_is_found_and_the_run_restarts(tmp_path):
 
 
 @pytest.mark.slow
-def test_same_config_same_numbers_whatever_the_callers_threads(tmp_path):
+def test_same_config_same_numbers_whatever_the_callers_threads(smoke_cache):
     """The trainer applies ``threads`` itself, so the caller's torch setting (a 1-thread pool
     worker, a 2-thread notebook, a Ray task) never changes the numbers; another ``threads`` does."""
     import torch
@@ -73,10 +73,10 @@ def test_same_config_same_numbers_whatever_the_callers_threads(tmp_path):
     try:
         for caller in (1, 2):
             torch.set_num_threads(caller)
-            rec = train(cfg, progress=False)
+            rec = train(cfg, cache_dir=smoke_cache, progress=False)
             assert rec["torch_threads"] == 2 and torch.get_num_threads() == caller
             finals.append([(h["loss"], h["acc_id"], h["acc_ood_zeroshot"]) for h in rec["history"]])
-        other = train({**cfg, "threads": 1}, progress=False)
+        other = train({**cfg, "threads": 1}, cache_dir=smoke_cache, progress=False)
     finally:
         torch.set_num_threads(before)
     assert finals[0] == finals[1]
