@@ -21,12 +21,12 @@ $(STAMP): pyproject.toml
 data:
 	sh tools/ensure_data.sh
 
-# `make test` lists its 25 slowest tests (to keep the suite within 12 minutes on 2 cores).
 # Headless Chromium for the browser tests: installed through apt as root / with sudo, else a note
 # (the browser tests then skip) (tools/ensure_browser.sh).
 browser:
 	sh tools/ensure_browser.sh
 
+# `make test` lists its 25 slowest tests (to keep the suite within 12 minutes on 2 cores).
 test: data browser setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=25
 
