@@ -288,9 +288,13 @@ def test_benchmark_gpu_skips_without_a_gpu(tmp_path):
 def local_ray():
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_agent_register_timeout_ms", "120000")  # slow, busy CI machines
-    executors._start_local_ray(ray, num_cpus=2)  # retried: Ray's node start-up deadline is 30 s
-    yield ray
-    ray.shutdown()
+    sigterm = signal.getsignal(signal.SIGTERM)  # ray.init installs its own, even when it fails
+    try:
+        executors._start_local_ray(ray, num_cpus=2)  # retried: Ray's node start-up deadline is 30 s
+        yield ray
+        ray.shutdown()
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)  # the later tests of the session see pytest's handler
 
 
 @pytest.mark.slow
