@@ -55,9 +55,10 @@ def book_env() -> dict[str, str]:
     return env
 
 
-def _run_book(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``python -m vldlib.book ARGS`` from the repo root, stdout and stderr merged."""
-    return subprocess.run([sys.executable, "-m", "vldlib.book", *args], cwd=REPO, env=book_env(),
+def _run_book(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``python -m vldlib.book ARGS`` from the repo root, stdout and stderr merged (``env``: extra
+    environment variables)."""
+    return subprocess.run([sys.executable, "-m", "vldlib.book", *args], cwd=REPO, env={**book_env(), **(env or {})},
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
 
 
@@ -68,13 +69,15 @@ def run_book():
 
 
 @pytest.fixture(scope="session")
-def smoke_book(tmp_path_factory: pytest.TempPathFactory) -> SmokeBook:
-    """The smoke-profile book, executed and built once per session (not asserted here)."""
+def smoke_book(tmp_path_factory: pytest.TempPathFactory, smoke_cache: Path) -> SmokeBook:
+    """The smoke-profile book, executed and built once per session (not asserted here), its
+    teacher features in the session's shared smoke cache (``$VLD_CACHE``)."""
     root = tmp_path_factory.mktemp("smoke_book")
     results, executed, build = root / "results", root / "executed", root / "build"
     before = repo_outputs()
     start = time.perf_counter()
     proc = _run_book("--profile", "smoke", "--results-dir", str(results), "--executed-dir", str(executed),
-                    "--build-dir", str(build), timeout=SMOKE_TIMEOUT_S)
+                    "--build-dir", str(build), timeout=SMOKE_TIMEOUT_S,
+                     env={"VLD_CACHE": str(smoke_cache)})
     return SmokeBook(proc.returncode, proc.stdout, time.perf_counter() - start, results, executed,
                      build / "_build" / "html", before, repo_outputs())

@@ -32,3 +32,13 @@ def fashion_mnist_root() -> Path:
     if not (root / "t10k-labels-idx1-ubyte.gz").exists() and not (root / "t10k-labels-idx1-ubyte").exists():
         pytest.skip(f"Fashion-MNIST not installed at {root} (apt-get install dataset-fashion-mnist)")
     return root
+
+
+@pytest.fixture(scope="session")
+def smoke_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One teacher-feature cache for every test that trains the smoke profile for real but does not
+    test the cache itself (pass it as ``cache_dir`` / ``--cache-dir`` / ``$VLD_CACHE``). The smoke
+    teacher's features of the smoke data take most of a first smoke run (~40 s on 2 cores); later
+    runs read them (~1 s). The cache is keyed by teacher and data and verified on read, so sharing
+    it changes no number."""
+    return tmp_path_factory.mktemp("smoke-cache")

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 
+import vldlib.runs
 from vldlib.__main__ import main as vldlib_main
 from vldlib.cli import train as cli_train
 from vldlib.study import design
 
 sys.path.insert(0, str(Path(__file__).parent))
 from data_fixtures import write_tiny_official_root  # noqa: E402
+from fault_fixtures import Trainer  # noqa: E402
 from model_fixtures import make_tiny_openclip_checkpoint, tiny_openclip_model  # noqa: E402
 
 
@@ -216,7 +218,7 @@ def test_sigterm_to_the_cli_process_resumes_from_its_checkpoint(tmp_path):
             "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--quiet"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
            "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([*args, "--epochs", "400"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([*args, "--epochs", "100"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     t0 = time.monotonic()
     while not any(out.glob("*/checkpoint.pt")):
@@ -229,7 +231,54 @@ def test_sigterm_to_the_cli_process_resumes_from_its_checkpoint(tmp_path):
     run_dir = next(out.glob("*/checkpoint.pt")).parent
     assert not (run_dir / "record.json").exists()
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
-    again = subprocess.run([*args, "--epochs", "400"], env=env, capture_output=True, text=True, timeout=900)
+    again = subprocess.run([*args, "--epochs", "100"], env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-2000:]
     record = json.loads((run_dir / "record.json").read_text())
     assert record["resumed_from"] is not None and record["resumed_from"]["epoch"] >= 1
+
+
+# ---------------------------------------------------------------------- train: missing root, results folder, Ctrl-C
+def test_cli_data_root_missing_is_exit_2(tmp_path, capsys):
+    from vldlib.cli.train import main
+
+    rc = main(["--profile", "smoke", "--data-root", str(tmp_path / "nope"), "--out", str(tmp_path / "res"),
+               "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(tmp_path / "nope") in err and "Traceback" not in err
+    assert not list((tmp_path / "res").glob("*/record.json"))
+
+
+def _cli(tmp_path, *extra):
+    from vldlib.cli.train import main
+
+    return main(["--profile", "smoke", "--quiet", "--cache-dir", str(tmp_path / "cache"), *extra])
+
+
+def test_cli_results_dir_is_a_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(vldlib.runs, "train_validated", Trainer())
+    out = tmp_path / "results"
+    out.write_text("not a folder")
+    rc = _cli(tmp_path, "--out", str(out))
+    err = capsys.readouterr().err
+    assert rc == 2 and str(out) in err and "a file stands where a folder is needed" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cli_unwritable_dir_is_one_line(tmp_path, capsys, monkeypatch):
+    """A read-only results or cache folder (simulated: the tests may run as root, which ignores
+    permission bits) gives one line naming the path, exit 2."""
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "cache" / "teacher-features"))
+
+    monkeypatch.setattr(vldlib.runs, "train_validated", denied)
+    rc = _cli(tmp_path, "--out", str(tmp_path / "res"))
+    err = capsys.readouterr().err
+    assert rc == 2 and "Permission denied" in err and str(tmp_path / "cache") in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_ctrl_c_is_one_line_and_130(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(vldlib.runs, "train_validated", Trainer(fail=KeyboardInterrupt()))
+    rc = _cli(tmp_path, "--out", str(tmp_path / "res"))
+    err = capsys.readouterr().err
+    assert rc == 130 and err.strip() == "vldlib train: interrupted; run again to resume"

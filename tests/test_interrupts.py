@@ -22,9 +22,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from data_fixtures import write_tiny_official_root  # noqa: E402
 from model_fixtures import make_tiny_openclip_checkpoint, tiny_openclip_model  # noqa: E402
 
+from vldlib.__main__ import main as vldlib_main  # noqa: E402
 from vldlib.train import train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+#: Epochs of a run that is interrupted: enough that the signal, sent once its first checkpoint is
+#: written, lands well before the run ends (~30 ms an epoch on 2 idle cores), few enough that the
+#: rerun and the uninterrupted reference stay short.
+LONG_EPOCHS = 100
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups and SIGINT are POSIX")
 
 
@@ -86,11 +91,9 @@ def partial_files(folder: Path) -> list[str]:
 @pytest.mark.slow
 def test_ctrl_c_during_cli_train_is_one_line_130_and_resumes_to_the_same_numbers(world):
     out = world["base"] / "cli"
-    # warm the teacher-feature cache so that the interrupt lands in training
-    warm = subprocess.run([sys.executable, "-m", "vldlib", "train", *cli_args(world, world["base"] / "warm", 1)],
-                          cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
-    assert warm.returncode == 0, warm.stderr
-    proc = start(["vldlib", "train", *cli_args(world, out, 400)])
+    # warm the teacher-feature cache (in this process: the same CLI) so that the interrupt lands in training
+    assert vldlib_main(["train", *cli_args(world, world["base"] / "warm", 1)]) == 0
+    proc = start(["vldlib", "train", *cli_args(world, out, LONG_EPOCHS)])
     wait_for(lambda: any(out.glob("*/checkpoint.pt")))
     code, stdout, stderr = ctrl_c(proc)
     assert code == 130, stderr
@@ -99,7 +102,7 @@ def test_ctrl_c_during_cli_train_is_one_line_130_and_resumes_to_the_same_numbers
     run_dir = next(out.glob("*/checkpoint.pt")).parent
     assert not (run_dir / "record.json").exists()
     assert partial_files(out) == []
-    again = subprocess.run([sys.executable, "-m", "vldlib", "train", *cli_args(world, out, 400)], cwd=REPO,
+    again = subprocess.run([sys.executable, "-m", "vldlib", "train", *cli_args(world, out, LONG_EPOCHS)], cwd=REPO,
                            env=env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     rec = json.loads((run_dir / "record.json").read_text())
@@ -139,16 +142,16 @@ def write_book(folder: Path, sleep: dict[str, int]) -> Path:
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_the_book_is_one_line_130_keeps_runs_and_notebooks(world, tmp_path):
+def test_ctrl_c_during_the_book_is_one_line_130_keeps_runs_and_notebooks(world, tmp_path, capsys):
     """Ctrl-C while the second notebook trains: exit 130, one line, no partial notebook, the first
     notebook and the finished run kept; the rerun finishes the interrupted run from its checkpoint."""
     nbs = write_book(tmp_path / "nbs", {"feature_errors": 0})
     executed, results = tmp_path / "executed", tmp_path / "results"
     configs = []
-    for epochs in (1, 300):  # the first run finishes, the second is interrupted
-        proc = subprocess.run([sys.executable, "-m", "vldlib", "train", *cli_args(world, tmp_path / "x", epochs),
-                               "--print-config"], cwd=REPO, env=env(), capture_output=True, text=True, timeout=120)
-        configs.append(json.loads(proc.stdout)["config"])
+    capsys.readouterr()
+    for epochs in (1, LONG_EPOCHS):  # the first run finishes, the second is interrupted
+        assert vldlib_main(["train", *cli_args(world, tmp_path / "x", epochs), "--print-config"]) == 0
+        configs.append(json.loads(capsys.readouterr().out)["config"])
     (tmp_path / "configs.json").write_text(json.dumps(configs))
     args = ["vldlib.book", "--profile", "smoke", "--notebooks-dir", str(nbs), "--summary", str(nbs / "summary.py"),
             "--no-build", "--executed-dir", str(executed), "--results-dir", str(results)]
@@ -174,7 +177,7 @@ def test_ctrl_c_during_the_book_is_one_line_130_keeps_runs_and_notebooks(world, 
     assert again.returncode == 0, again.stdout + again.stderr
     assert done.read_bytes() == finished  # reused, not retrained
     recs = [json.loads(p.read_text()) for p in results.glob("*/record.json")]
-    resumed = next(r for r in recs if r["config"]["epochs"] == 300)
+    resumed = next(r for r in recs if r["config"]["epochs"] == LONG_EPOCHS)
     assert resumed["resumed_from"] is not None
     ref = train(resumed["config"], cache_dir=world["cache"], progress=False)
     assert resumed["final"] == ref["final"]
@@ -345,16 +348,17 @@ def _cmdline(pid: int) -> str:
 
 
 @pytest.mark.slow
-def test_sigterm_during_the_smoke_books_training_leaves_no_worker_and_resumes(tmp_path):
+def test_sigterm_during_the_smoke_books_training_leaves_no_worker_and_resumes(tmp_path, smoke_cache):
     """A real SIGTERM to a smoke-profile driver (the driver alone, as ``kill`` sends it) while its
     two pool workers train a chapter's runs: exit 143, one line, no worker left; the next build
     keeps the finished runs and resumes the interrupted ones from their checkpoints."""
     executed, results = tmp_path / "executed", tmp_path / "results"
     args = ["vldlib.book", "--profile", "smoke", "--only", "feature_errors", "-p", "epochs", "15", "--no-build",
             "--executed-dir", str(executed), "--results-dir", str(results)]
+    book_env = {**env(), "VLD_CACHE": str(smoke_cache)}  # the smoke teacher's features, shared
     log = tmp_path / "stderr.txt"  # a file, not a pipe: the progress bar would fill a pipe nobody reads yet
     with log.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=book_env, stdout=subprocess.DEVNULL,
                                 stderr=err, text=True, start_new_session=True, preexec_fn=_default_sigint)
     workers: list[int] = []
     try:
@@ -380,7 +384,7 @@ def test_sigterm_during_the_smoke_books_training_leaves_no_worker_and_resumes(tm
     finished = {p: p.read_bytes() for p in results.glob("*/record.json")}
     assert 1 <= len(finished) < 5
     assert not (executed / "feature_errors.ipynb").exists()
-    again = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env(), capture_output=True, text=True,
+    again = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=book_env, capture_output=True, text=True,
                            timeout=900)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert {p: p.read_bytes() for p in finished} == finished  # kept, not trained again

@@ -212,12 +212,12 @@ def test_ddp_two_ranks_resume_to_the_uninterrupted_numbers(world, tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_cli_writes_one_record(fashion_mnist_root, tmp_path):
+def test_torchrun_cli_writes_one_record(fashion_mnist_root, tmp_path, smoke_cache):
     """`torchrun --standalone --nproc-per-node 2 -m vldlib train --profile smoke --no-fewshot`."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "vldlib", "train", "--profile", "smoke", "--no-fewshot", "--quiet",
-           "--out", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")]
+           "--out", str(tmp_path / "results"), "--cache-dir", str(smoke_cache)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = RunStore(tmp_path / "results").records()
@@ -288,9 +288,13 @@ def test_benchmark_gpu_skips_without_a_gpu(tmp_path):
 def local_ray():
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_agent_register_timeout_ms", "120000")  # slow, busy CI machines
-    executors._start_local_ray(ray, num_cpus=2)  # retried: Ray's node start-up deadline is 30 s
-    yield ray
-    ray.shutdown()
+    sigterm = signal.getsignal(signal.SIGTERM)  # ray.init installs its own, even when it fails
+    try:
+        executors._start_local_ray(ray, num_cpus=2)  # retried: Ray's node start-up deadline is 30 s
+        yield ray
+        ray.shutdown()
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)  # the later tests of the session see pytest's handler
 
 
 @pytest.mark.slow
@@ -309,22 +313,26 @@ def test_ray_grid_equals_local_and_reports_failures(world, tmp_path, local_ray):
 
 
 @pytest.mark.slow
-def test_book_main_results_on_ray_equals_local(tmp_path, fashion_mnist_root, local_ray):
+def test_book_main_results_on_ray_equals_local(tmp_path, fashion_mnist_root, local_ray, smoke_cache):
     """`python -m vldlib.book --profile smoke --only main_results --no-build --executor ray`
-    (two Table 1 rows to keep it short) gives the local executor's records: same hashes, same
-    finals. The notebook kernel connects to the Ray this test started (address "auto")."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "VLD_CACHE": str(tmp_path / "cache"),
+    (two Table 1 rows to keep it short) gives the local executor's records: the runs the chapter
+    plans locally (same hashes), trained here by the local executor to the same finals. The notebook
+    kernel connects to the Ray this test started (address "auto")."""
+    methods = ["cls", "cls+imcst"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "VLD_CACHE": str(smoke_cache),
            "VLD_PROGRESS": "0"}
-    stores = {}
-    for name, extra in (("local", []), ("ray", ["--executor", "ray", "--ray-address", "auto"])):
-        results = tmp_path / f"results-{name}"
-        cmd = [sys.executable, "-m", "vldlib.book", "--profile", "smoke", "--only", "main_results",
-               "--no-build", "--results-dir", str(results), "--executed-dir", str(tmp_path / f"nb-{name}"),
-               "-p", "methods", '["cls", "cls+imcst"]', *extra]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=REPO)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-        stores[name] = RunStore(results)
-    assert finals(stores["local"]) == finals(stores["ray"]) and len(finals(stores["ray"])) == 2
+    cmd = [sys.executable, "-m", "vldlib.book", "--profile", "smoke", "--only", "main_results",
+           "--no-build", "--results-dir", str(tmp_path / "results-ray"), "--executed-dir", str(tmp_path / "nb-ray"),
+           "-p", "methods", json.dumps(methods), "--executor", "ray", "--ray-address", "auto"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    with contextlib.redirect_stdout(io.StringIO()):
+        chapter = chapters.open_chapter("main_results", profile="smoke", methods=methods,
+                                        results_dir=str(tmp_path / "unused"))
+    local = RunStore(tmp_path / "results-local", cache_dir=smoke_cache)
+    run_grid(local, chapter.grid.configs, workers=1, log=False)
+    remote = finals(RunStore(tmp_path / "results-ray"))
+    assert finals(local) == remote and len(remote) == 2
 
 
 # ---------------------------------------------------------------------- the CLI's --executor ray
@@ -342,7 +350,8 @@ def test_cli_executor_flags_are_checked_before_anything_trains(tmp_path, capsys)
 
 
 @pytest.mark.slow
-def test_cli_train_on_ray_writes_the_local_record(tmp_path, fashion_mnist_root, local_ray, capsys, monkeypatch):
+def test_cli_train_on_ray_writes_the_local_record(tmp_path, fashion_mnist_root, local_ray, capsys, monkeypatch,
+                                                  smoke_cache):
     """`python -m vldlib train --profile smoke --no-fewshot --executor ray`: the one run is a Ray task
     (run_grid with executor "ray"; the Ray this module started is reused) and writes the record the
     local executor writes: same hash, same final metrics, same loss history. A second call reads it back."""
@@ -352,8 +361,7 @@ def test_cli_train_on_ray_writes_the_local_record(tmp_path, fashion_mnist_root, 
     real = executors._execute_ray
     monkeypatch.setattr(executors, "_execute_ray",
                         lambda store, jobs, *a: on_ray.append(len(jobs)) or real(store, jobs, *a))
-    cache = str(tmp_path / "cache")
-    base = ["train", "--profile", "smoke", "--no-fewshot", "--quiet", "--threads", "1", "--cache-dir", cache]
+    base = ["train", "--profile", "smoke", "--no-fewshot", "--quiet", "--threads", "1", "--cache-dir", str(smoke_cache)]
     stores = {}
     for name, extra in (("local", []), ("ray", ["--executor", "ray"])):
         stores[name] = RunStore(tmp_path / name)
