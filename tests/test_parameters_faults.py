@@ -7,6 +7,7 @@ import pytest
 
 def test_every_notebook_parameter_is_declared_and_its_default_fits():
     from vldlib import book
+    from vldlib.study.chapters import CHAPTERS
     from vldlib.study.parameters import PARAMETERS, check_value
 
     for src in book.notebook_sources():
@@ -15,7 +16,9 @@ def test_every_notebook_parameter_is_declared_and_its_default_fits():
             check_value(name, default, base=book.ROOT)
         text = src.path.read_text()
         first_code = text.split('tags=["parameters"]', 1)[1].split("\n# %%", 1)[1]
-        assert "globals().update(check_parameters(globals()))" in first_code.split("\n# %%", 1)[0], src.name
+        opens = (f'open_chapter("{src.name}", globals(), page=True)' if src.name in CHAPTERS
+                 else "globals().update(check_parameters(globals()))")
+        assert opens in first_code.split("\n# %%", 1)[0], src.name
 
 
 def test_notebook_parameters_checked_in_the_notebook_too():

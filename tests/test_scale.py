@@ -115,7 +115,7 @@ def test_every_training_chapter_takes_the_executor(monkeypatch):
     def fake_run_grid(store, grid, **kw):
         raise Called(kw)
 
-    monkeypatch.setattr(chapters, "run_grid", fake_run_grid)
+    monkeypatch.setattr(chapters.run, "run_grid", fake_run_grid)
     for name in training:
         with contextlib.redirect_stdout(io.StringIO()):
             ch = chapters.open_chapter(name, {"profile": "smoke", "executor": "ray", "ray_address": "auto"},
