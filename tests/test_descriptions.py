@@ -699,7 +699,7 @@ def test_hand_edited_cache_with_bad_text_is_refused_in_one_line(tmp_path, bad, w
 
 
 def test_captions_are_cleaned_and_cut_to_length(tmp_path):
-    from vldlib.text.llm import generate_captions
+    from vldlib.text.llm_captions import generate_captions
 
     answers = iter(["a\x00 cat\ton a\x1b mat", "pixel " * 3_000_000])
     out = tmp_path / "caps.json"

@@ -106,7 +106,7 @@ def test_llm_captioner_fills_the_caption_file_resumes_and_retries(world, tmp_pat
 
     from vldlib.cli.caption import main as caption_main
     from vldlib.text.captions import read_caption_cache, read_caption_file
-    from vldlib.text.llm import CaptionsUnavailable, LLMResponseError, generate_captions
+    from vldlib.text.llm_captions import CaptionsUnavailable, LLMResponseError, generate_captions
 
     out = tmp_path / "caps.json"
     imgs = torch.rand(4, 3, 8, 8)

@@ -179,3 +179,10 @@ def test_chapters_look_up_official_descriptions_under_the_folder_name(module, mo
         (SimpleNamespace(descriptions={}), "succinct")
     run.descriptions_for(*args)
     assert asked == [("Flower102", "succinct")]
+
+
+def test_no_library_module_is_over_450_lines():
+    """Issue 20: modules split by job; none holds several (vldlib/**/*.py at most 450 lines)."""
+    long = {str(p.relative_to(REPO)): n for p in PKG.rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 450}
+    assert long == {}, long

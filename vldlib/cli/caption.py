@@ -13,7 +13,7 @@ from typing import Sequence
 
 from vldlib.data import load_dataset
 from vldlib.text.captions import CAPTION_FILE
-from vldlib.text.llm import CAPTION_INSTRUCTION, LLMResponseError, generate_captions
+from vldlib.text.llm_captions import CAPTION_INSTRUCTION, LLMResponseError, generate_captions
 
 __all__ = ["build_parser", "main"]
 

@@ -6,7 +6,7 @@ text encoder (raw caption, no "a photo of" prefix). Two sources here:
 - ``"file"``: a per-image caption file, ``captions.json`` in the dataset root (or any path),
   a JSON object ``{image key: caption}`` whose keys are the split's image keys (official data:
   the listed relative paths), or the file ``python -m vldlib caption`` writes through any
-  OpenAI-compatible vision chat endpoint (:func:`vldlib.text.llm.generate_captions`;
+  OpenAI-compatible vision chat endpoint (:func:`vldlib.text.llm_captions.generate_captions`;
   ``{"format": "vldbook.captions/1", "model", "instruction", "captions": {...}, "provenance":
   {...}}``). :func:`read_caption_file` validates either.
 - ``"proxy"`` (the offline world): a **proxy captioner**, *not a real captioner*: the caption of
