@@ -73,7 +73,22 @@ ch.show_table(data)
 teacher = ch.show_teacher()
 
 # %% [markdown]
+# ## L_im-cst against L_mse
+#
+# The paper's first principle: imitate the teacher's visual space (L_im-cst) rather than match its
+# features (L_mse). Paired differences over the diagnosed class splits, beside the paper's.
+
+# %%
+effects = ch.show_effects(data)
+
+# %% [markdown]
+# ## The paper's claims, tested here
+
+# %%
+ch.show_claims(effects)
+
+# %% [markdown]
 # ## Reading
 
 # %%
-ch.show_reading(data, None)
+ch.show_reading(data, effects)

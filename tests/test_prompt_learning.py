@@ -109,7 +109,7 @@ def test_cli_prompt_learning_on_the_smoke_profile(tmp_path, fashion_mnist_root):
             "--out", str(tmp_path), "--quiet", "--threads", "1"]
     assert main(argv) == 0
     rec = json.loads(next(tmp_path.glob("*/record.json")).read_text())
-    assert rec["config"]["prompt_learning"] == {"n_ctx": 8}
+    assert rec["config"]["prompt_learning"] == {"n_ctx": 8, "init_std": 0.02}  # typed: every option, explicit
     assert rec["prompt_learning"]["example"].startswith("X X X X X X X X ")
     assert all(h["acc_id"] is not None for h in rec["history"])
 

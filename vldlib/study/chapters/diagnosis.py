@@ -18,10 +18,12 @@ from IPython.display import display
 
 from vldlib.runs import config_hash
 from vldlib.study import report
-from vldlib.study.chapters import ACCURACY, Chapter, ChapterRun
+from vldlib.study.chapters import ACCURACY, Chapter, ChapterRun, Claim
 from vldlib.study.chapters import main_results
 from vldlib.study.diagnosis import KS, student_geometry, teacher_geometry
 from vldlib.study.grid import Grid
+from vldlib.study.readings import Comparison as C
+from vldlib.study.reference import paper_table
 from vldlib.study.teacher_search import load_result
 
 #: The Table 1 rows diagnosed (their runs are the main-results chapter's).
@@ -52,6 +54,13 @@ CHAPTER = Chapter(
     labels=main_results.TABLE1_LABELS,
     module=__name__,
     csv="diagnosis",
+    paper_keys={m: m for m in DIAGNOSED},
+    paper_column="method_key",
+    comparisons=(C("imcst", "mse", "acc_id"), C("imcst", "mse", "acc_ood_zeroshot")),
+    effects_title="L_im-cst minus L_mse (ours) and the paper's difference ({paper_dataset})",
+    claims=(Claim("imcst_beats_mse_zeroshot", "Table 1", "Imitating the teacher's visual space with L_im-cst "
+                  "beats matching its features with plain L_mse on unseen classes",
+                  C("imcst", "mse", "acc_ood_zeroshot")),),
 )
 
 
@@ -77,11 +86,17 @@ class Run(ChapterRun):
         return runs
 
     def table(self, data: pd.DataFrame) -> pd.DataFrame:
-        """Per student: its and the teacher's X_id accuracy and its R² (mean, 95% interval over splits)."""
+        """Per student: its and the teacher's X_id accuracy and its R² (mean, 95% interval over splits),
+        beside the paper's X_id of the same row and of its CLIP ViT-L/14 teacher."""
         present = [c for c in STUDENT_COLUMNS if c in data.columns and data[c].notna().any()]
         summary = report.summarize(data, "method", present)
         table = report.interval_table(summary, "method", labels={c: STUDENT_COLUMNS[c] for c in present},
                                       digits=2, order=self.variants_run(data))
+        dataset = self.grid.paper_dataset
+        paper = paper_table("table1", dataset=dataset).set_index("method_key")["id_acc"]
+        table[f"paper student X_id (%, {dataset})"] = [f"{paper[m]:.1f}" if m in paper.index else "–"
+                                                      for m in table.index]
+        table[f"paper teacher X_id (%, {dataset})"] = f"{paper['teacher_clip_vit_l14']:.1f}"
         return table.rename(index=self.chapter.label)
 
     def teacher_table(self) -> pd.DataFrame:
@@ -147,4 +162,5 @@ class Run(ChapterRun):
         curve = ", ".join(f"top-{k} {t[f'acc_ood_top{k}']:.1f} %" for k in KS)
         parts.append(f"Kept to its top principal directions, the teacher's zero-shot X_ood accuracy is {curve}, "
                      f"against {t['acc_ood_zeroshot']:.1f} % with all of them.")
-        return " ".join(parts)
+        effect_lines = super().reading(data, effects) if effects is not None and not effects.empty else ""
+        return " ".join(parts) + (f"\n\n{effect_lines}" if effect_lines else "")

@@ -39,7 +39,8 @@ def vit_overrides(grid: Grid, params: Mapping) -> dict[str, Any]:
     wd 0.01, OneCycle), the size at the crop size, and the peak learning rates (``vit_lr``,
     ``vit_fewshot_lr``; offline and smoke: :data:`OFFLINE_VIT_LR`)."""
     crop = int(grid.base["dataset_options"].get("crop_size", dataset_spec(grid.dataset).option_default("crop_size")))
-    vit = {"student": "vit_b_32" if crop >= 224 else "vit_tiny",
+    # photos in a data folder: the paper's ViT-B/32; the offline world's small images: a tiny ViT
+    vit = {"student": "vit_b_32" if dataset_spec(grid.dataset).rooted else "vit_tiny",
            "student_options": {"image_size": crop},
            "optimizer": "auto", "schedule": "auto", "weight_decay": "auto", "lr": "auto"}
     lr, fs_lr = params.get("vit_lr"), params.get("vit_fewshot_lr")
