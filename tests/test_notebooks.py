@@ -99,6 +99,8 @@ def test_notebook_runs_under_papermill_smoke(name, work, tmp_path):
     html = [o for o in outs if "text/html" in o.get("data", {})]
     assert any("<table" in "".join(o["data"]["text/html"]) for o in html), f"{name}: no HTML table"
     assert any("image/png" in o.get("data", {}) for o in outs), f"{name}: no figure"
+    shown_twice = [o for o in outs if o["output_type"] == "execute_result" and "text/html" in o.get("data", {})]
+    assert not shown_twice, f"{name}: a section's table is shown again as its cell's value"
     markdown = "".join("".join(o["data"]["text/markdown"]) for o in outs if "text/markdown" in o.get("data", {}))
     assert markdown.strip(), f"{name}: no computed reading"
     if name == "main_results":  # two paired runs: intervals are defined and the reading uses them

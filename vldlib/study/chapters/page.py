@@ -38,8 +38,9 @@ class Page:
             display(Markdown(notes))
         return data
 
-    def show_table(self, data: pd.DataFrame, what: str = "runs") -> pd.DataFrame:
-        """The chapter's table with its CSV, its figure, and the runs the figure shows."""
+    def show_table(self, data: pd.DataFrame, what: str = "runs") -> None:
+        """The chapter's table with its CSV, its figure, and the runs the figure shows (returns
+        nothing: a notebook's last line would show the table a second time)."""
         table = self.table(data)
         display(table, self.csv(table, self.chapter.csv))
         above = self.above_chance_table(data)
@@ -51,7 +52,6 @@ class Page:
         if self.figure(data) is not None:
             plt.show()
         display(self.runs_csv(data, what=what))
-        return table
 
     def show_effects(self, data: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
         """The paired effects with their CSV and, when the chapter titles one, their figure."""

@@ -84,8 +84,8 @@ class Run(ChapterRun):
         """The teacher's zero-shot accuracies (:meth:`zero_shot`; this chapter trains no student)."""
         return self.zero_shot()
 
-    def show_table(self, acc: pd.DataFrame, what: str = "teacher evaluations (text set x class split)") -> pd.DataFrame:
-        return super().show_table(acc, what)
+    def show_table(self, acc: pd.DataFrame, what: str = "teacher evaluations (text set x class split)") -> None:
+        super().show_table(acc, what)
 
     def zero_shot(self) -> pd.DataFrame:
         """Zero-shot accuracy of the teacher per class split and text set (features cached)."""
