@@ -22,13 +22,13 @@ from vldlib.study.executors import check_executor
 from vldlib.study.grid import Grid, make_grid, run_grid
 from vldlib.study.readings import Comparison
 from vldlib.study.reference import paper_table
-from vldlib.study.stats import Interval
+from vldlib.study.stats import CHANCE_CLASSES, Interval
 from vldlib.study.transfer import paper_transfer
 
 __all__ = ["ChapterRun", "ABOVE_CHANCE"]
 
 #: Our accuracy columns given as shares of the teacher's above chance -> the paper's fields.
-ABOVE_CHANCE: dict[str, str] = {"acc_id": "id_acc", "acc_ood_zeroshot": "ood_zero_shot_acc"}
+ABOVE_CHANCE: dict[str, str] = {m: ACCURACY[m] for m in CHANCE_CLASSES}
 
 
 class ChapterRun(Page):
@@ -185,10 +185,14 @@ class ChapterRun(Page):
         shares = paper_transfer()
         dataset = self.grid.paper_dataset if self.grid.paper_dataset in set(shares["dataset"]) else "Average"
         shares = shares[shares["dataset"] == dataset].set_index("method_key")
-        paper = pd.DataFrame({(cols[c], f"paper ({dataset})"): [
-            f"{shares.loc[keys[v], ABOVE_CHANCE[c[len('above_chance_'):]]]:.2f}"
-            if keys.get(v) in shares.index and pd.notna(shares.loc[keys[v], ABOVE_CHANCE[c[len('above_chance_'):]]])
-            else "–" for v in ours.index] for c in present}, index=ours.index)
+        fields = {f"above_chance_{m}": field for m, field in ABOVE_CHANCE.items()}
+
+        def share(variant: str, field: str) -> str:
+            value = shares.loc[keys[variant], field] if keys.get(variant) in shares.index else float("nan")
+            return "–" if pd.isna(value) else f"{value:.2f}"
+
+        paper = pd.DataFrame({(cols[c], f"paper ({dataset})"): [share(v, fields[c]) for v in ours.index]
+                              for c in present}, index=ours.index)
         table = pd.concat([ours, paper], axis=1)
         table = table[[col for c in present for col in table.columns if col[0] == cols[c]]]
         return table.rename(index=self.chapter.label)
