@@ -66,7 +66,7 @@ ch.show_table(data)
 # %% [markdown]
 # ## The teacher's features
 #
-# Per class split, and for the default and the chosen options of the proxy-teacher search (its
+# Per class split, and for the teacher before the proxy-teacher search and the one it chose (the book's teacher; its
 # recorded means over the development splits, computed by `python -m vldlib.study.teacher_search`).
 
 # %%

@@ -13,14 +13,25 @@ def test_grid_and_names():
     assert len(set(names)) == len(names)
     # temperature only with probabilities: 3 backbones x 2 templates x 2 centring x (3 + 1) x 4 top-T
     assert len(cands) == 3 * 2 * 2 * 4 * 4
-    assert ts.candidate_name(ts.DEFAULT) in names
+    assert ts.candidate_name(ts.BASELINE) in names
 
 
-def test_default_teacher_options_keep_the_profile():
-    base = profile_config("offline")["teacher_options"]
-    assert ts.teacher_options(ts.DEFAULT, base) == base  # so the default book's run hashes stay
-    opts = {**ts.DEFAULT, "centre": True, "top_t": 50}
-    assert ts.teacher_options(opts, base) == {**base, "centre": True, "top_t": 50}
+def test_teacher_options_name_a_candidate_one_way():
+    base = ts.base_options("offline")
+    assert base == {"backend": "openvino"}  # the search varies everything else
+    assert ts.teacher_options(ts.BASELINE, base) == {"backbone": "lite0", "backend": "openvino"}  # the old default
+    opts = {**ts.BASELINE, "centre": True, "top_t": 50}
+    assert ts.teacher_options(opts, base) == {"backbone": "lite0", "backend": "openvino", "centre": True, "top_t": 50}
+    # options of the profile that the search varies never leak into another candidate
+    assert ts.teacher_options(ts.BASELINE, profile_config("offline")["teacher_options"]) == \
+        {"backbone": "lite0", "backend": "openvino"}
+
+
+def test_the_offline_profile_uses_the_searchs_winner():
+    result = ts.load_result()
+    teacher = profile_config("offline")["teacher_options"]
+    assert teacher == result["winner_teacher_options"]
+    assert teacher == ts.teacher_options(result["winner_options"], ts.base_options("offline"))
 
 
 def _row(name, split, ood, acc_id, cos):

@@ -46,7 +46,7 @@ from vldlib.study.grid import DEV_SPLITS, TEST_SPLITS
 from vldlib.study.stats import t_interval
 from vldlib.train.profiles import profile_config
 
-__all__ = ["GRID", "CRITERION", "DEFAULT", "MAX_ID_DROP", "RESULT_PATH", "candidates", "candidate_name",
+__all__ = ["GRID", "CRITERION", "BASELINE", "MAX_ID_DROP", "RESULT_PATH", "candidates", "candidate_name", "base_options", "teacher_options",
            "score_splits", "choose", "load_result", "main"]
 
 RESULT_PATH = Path(__file__).resolve().parents[1] / "resources" / "teacher_search.json"
@@ -64,8 +64,9 @@ GRID: dict[str, list[Any]] = {
     "top_t": [5, 10, 50, 1000],
 }
 
-#: Today's teacher (the offline book's default options; the reference the constraints compare to).
-DEFAULT: dict[str, Any] = {"backbone": "lite0", "template": _SINGLE, "centre": False, "combine": "probs",
+#: The offline teacher before the search (the reference the constraints compare to). The search's
+#: winner is now the offline profile's teacher (a test checks that the two agree).
+BASELINE: dict[str, Any] = {"backbone": "lite0", "template": _SINGLE, "centre": False, "combine": "probs",
                            "temperature": 1.0, "top_t": 10}
 
 #: The most the mean X_id zero-shot accuracy may fall below the default's (percentage points).
@@ -98,10 +99,15 @@ def candidate_name(opts: Mapping[str, Any]) -> str:
     return f"{opts['backbone']}-{tpl}-{'centred' if opts['centre'] else 'raw'}-{comb}-T{opts['top_t']}"
 
 
+def base_options(profile: str = "offline") -> dict[str, Any]:
+    """The profile's teacher options that the search does not vary (e.g. the backend)."""
+    return {k: v for k, v in profile_config(profile)["teacher_options"].items() if k not in GRID}
+
+
 def teacher_options(opts: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``teacher_options`` of a run that uses candidate ``opts`` on top of the profile's ``base``
-    (options at their default value are left out, so the default keeps its run hashes)."""
-    out = dict(base)
+    """The ``teacher_options`` of a run that uses candidate ``opts`` on top of ``base`` (options at the
+    teacher's own default value are left out, so a config names each teacher one way only)."""
+    out = {k: v for k, v in base.items() if k not in GRID}
     out["backbone"] = opts["backbone"]
     for key, default in (("template", _SINGLE), ("centre", False), ("combine", "probs"), ("temperature", 1.0),
                          ("top_t", 10)):
@@ -117,7 +123,7 @@ def score_splits(splits: Sequence[int] = DEV_SPLITS, *, grid: Mapping[str, Seque
     cost in seconds (``logits_s`` per backbone, ``text_s``, ``combine_s``)."""
     cfg = profile_config(profile)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    base = dict(cfg["teacher_options"])
+    base = base_options(profile)
     data = {s: load_dataset(cfg["dataset"], **{**cfg["dataset_options"], "split_seed": int(s)}) for s in splits}
     cost: dict[str, float] = {}
     cands = candidates(grid)
@@ -165,7 +171,7 @@ def score_splits(splits: Sequence[int] = DEV_SPLITS, *, grid: Mapping[str, Seque
     return rows, cost
 
 
-def choose(rows: Sequence[Mapping[str, Any]], default: str = candidate_name(DEFAULT), *,
+def choose(rows: Sequence[Mapping[str, Any]], default: str = candidate_name(BASELINE), *,
            max_id_drop: float = MAX_ID_DROP) -> tuple[str, list[dict[str, Any]]]:
     """The winner by :data:`CRITERION` and the ranked table (means over splits, t-interval of the primary)."""
     by: dict[str, list[Mapping[str, Any]]] = {}
@@ -192,7 +198,8 @@ def choose(rows: Sequence[Mapping[str, Any]], default: str = candidate_name(DEFA
 
 
 def load_result(path: str | Path = RESULT_PATH) -> dict[str, Any]:
-    """The recorded teacher search."""
+    """The recorded teacher search (its ``default`` is :data:`BASELINE`, the teacher before the search;
+    ``winner_teacher_options`` the offline profile's teacher options since)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no teacher search result at {path}; run `python -m vldlib.study.teacher_search`")
@@ -217,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             winner = load_result(args.json)["winner_options"]
             rows: list[dict[str, Any]] = []
             cost: dict[str, float] = {}
-            for opts in (DEFAULT, winner):
+            for opts in (BASELINE, winner):
                 r, c = score_splits(splits, grid={k: [opts[k]] for k in GRID}, cache_dir=args.cache_dir)
                 rows += r
                 cost.update(c)
@@ -236,10 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(r)
         return 0
     opts = {candidate_name(c): c for c in candidates(GRID)}
-    base = profile_config("offline")["teacher_options"]
+    base = base_options("offline")
     result = {
-        "criterion": CRITERION, "max_id_drop": MAX_ID_DROP, "grid": GRID, "default": candidate_name(DEFAULT),
-        "default_options": DEFAULT, "dev_splits": list(DEV_SPLITS), "test_splits_not_used": len(TEST_SPLITS),
+        "criterion": CRITERION, "max_id_drop": MAX_ID_DROP, "grid": GRID, "default": candidate_name(BASELINE),
+        "default_options": BASELINE, "dev_splits": list(DEV_SPLITS), "test_splits_not_used": len(TEST_SPLITS),
         "winner": winner_name, "winner_options": opts[winner_name],
         "winner_teacher_options": teacher_options(opts[winner_name], base),
         "table": table, "rows": rows, "candidates": opts,

@@ -101,14 +101,15 @@ class Run(ChapterRun):
 
     def teacher_table(self) -> pd.DataFrame:
         """The teacher's measurements (mean, 95% interval over the diagnosed splits), beside the
-        proxy-teacher search's default and chosen options (its recorded means, development splits)."""
+        proxy-teacher search's baseline (the teacher before it) and its winner (the profile's teacher since; the
+        recorded means over the development splits)."""
         present = [c for c in TEACHER_COLUMNS if c in self.teacher_rows.columns]
         summary = report.summarize(self.teacher_rows, "world", present)
         ours = report.interval_table(summary, "world", labels={c: TEACHER_COLUMNS[c] for c in present}, digits=2)
         search = load_result()
         rows = {entry["candidate"]: entry for entry in search["table"]}
-        picked = {f"search, default ({search['default']})": rows.get(search["default"], {}),
-                  f"search, chosen ({search['winner']})": rows.get(search["winner"], {})}
+        picked = {f"search, teacher before it ({search['default']})": rows.get(search["default"], {}),
+                  f"search, chosen: the book's teacher ({search['winner']})": rows.get(search["winner"], {})}
         other = pd.DataFrame({name: {TEACHER_COLUMNS[c]: (f"{entry[c]:.2f}" if c in entry else "–") for c in present}
                               for name, entry in picked.items()}).T
         return pd.concat([ours, other])
