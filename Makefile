@@ -26,9 +26,11 @@ data:
 browser:
 	sh tools/ensure_browser.sh
 
-# `make test` lists its 25 slowest tests (to keep the suite within 12 minutes on 2 cores).
+# `make test` runs on two pytest-xdist workers (tests that share the smoke book or start process
+# trees of their own stay on one worker: tests/conftest.py) and lists its 25 slowest tests.
+TEST_WORKERS ?= 2
 test: data browser setup
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=25
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 test-fast: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow and not browser"

@@ -11,7 +11,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+#: Under pytest-xdist (``make test`` runs ``-n 2``) each worker gets a share of the cores.
+XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // XDIST_WORKERS))
 
 REPO = Path(__file__).resolve().parents[1]
 OFFICIAL_DATA = REPO.parent / "shared" / "reference" / "official-data"
@@ -42,3 +44,19 @@ def smoke_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     runs read them (~1 s). The cache is keyed by teacher and data and verified on read, so sharing
     it changes no number."""
     return tmp_path_factory.mktemp("smoke-cache")
+
+
+#: Tests that must share one worker under ``pytest -n``: the smoke book (a session fixture built
+#: once), and the tests that start process trees of their own (local Ray, torchrun, signals), which
+#: would compete for ports and time out beside each other.
+SERIAL_GROUPS = {"smoke_book": lambda item: "smoke_book" in getattr(item, "fixturenames", ()),
+                 "processes": lambda item: item.path.name in ("test_scale.py", "test_interrupts.py",
+                                                              "test_raywatch.py")}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for group, belongs in SERIAL_GROUPS.items():
+            if belongs(item) and not item.get_closest_marker("xdist_group"):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break

@@ -183,7 +183,16 @@ def test_ctrl_c_during_the_book_is_one_line_130_keeps_runs_and_notebooks(world, 
     assert resumed["final"] == ref["final"]
 
 
-def test_quiet_after_interrupt_drops_only_what_is_logged_after_ctrl_c(caplog):
+@pytest.fixture
+def python_sigint_handler():
+    """Python's own SIGINT handler in place for the test (a library an earlier test loaded in this
+    process, e.g. Ray, may have left its own), the handler found restored after it."""
+    found = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, found)
+
+
+def test_quiet_after_interrupt_drops_only_what_is_logged_after_ctrl_c(caplog, python_sigint_handler):
     """The book driver's Ctrl-C is one line: what nbclient and asyncio log while papermill unwinds
     (a race: CI once printed "Kernel died ..." and a task traceback around it) is dropped; what is
     logged before the interrupt, or in a run that is not interrupted, is kept."""

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+pytest_plugins = ["book_fixtures"]
 
 jupytext = pytest.importorskip("jupytext")
 papermill = pytest.importorskip("papermill")
@@ -81,16 +84,9 @@ def test_sources_follow_book_conventions():
         assert all(b - a <= 1 for a, b in zip(levels, levels[1:])), (name, headings)
 
 
-# Extra smoke parameters: main_results runs two seeds so that the interval and paired-effect
-# paths of a notebook are exercised (the smoke profile's default is a single replicate).
-EXTRA = {"main_results": {"seeds": [0, 1],
-                          "methods": ["cls", "cls+imcst", "cls+imcst+mse", "cls+imcst+vlprox(+mse)"]}}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ORDER)
-def test_notebook_runs_under_papermill_smoke(name, work, tmp_path):
-    nb = execute(name, {**smoke_parameters(work), **EXTRA.get(name, {})}, tmp_path)
+def check_chapter_page(name: str, nb: dict, store: Path) -> None:
+    """What every executed chapter notebook shows: no error, no traceback, an HTML table, a figure,
+    each table once, a computed reading, the smoke profile reported, runs recorded in ``store``."""
     outs = outputs(nb)
     errors = [o for o in outs if o["output_type"] == "error"]
     assert not errors, errors[0].get("evalue")
@@ -103,13 +99,42 @@ def test_notebook_runs_under_papermill_smoke(name, work, tmp_path):
     assert not shown_twice, f"{name}: a section's table is shown again as its cell's value"
     markdown = "".join("".join(o["data"]["text/markdown"]) for o in outs if "text/markdown" in o.get("data", {}))
     assert markdown.strip(), f"{name}: no computed reading"
-    if name == "main_results":  # two paired runs: intervals are defined and the reading uses them
-        assert "95% CI" in markdown and "2 paired runs" in markdown, markdown[:1500]
     # the smoke parameters reached the kernel: the notebook reports the smoke profile
     text = "".join("".join(o.get("text", "")) for o in outs if o.get("name") == "stdout")
     assert "profile smoke" in text, text[:500]
     if name != "teacher_zero_shot":
-        assert any((work / "results").glob("*/record.json")), "no run was recorded in the tmp store"
+        assert any(store.glob("*/record.json")), "no run was recorded in the tmp store"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ORDER)
+def test_every_chapter_page_of_the_smoke_book(name, smoke_book):
+    """Each chapter notebook as the smoke book executed it under papermill (the runs trained up front
+    by the book driver, the notebook reading them)."""
+    smoke_book.require_success()
+    check_chapter_page(name, json.loads((smoke_book.executed / f"{name}.ipynb").read_text()), smoke_book.results)
+
+
+# main_results runs two seeds here so that the interval and paired-effect paths of a notebook are
+# exercised (the smoke profile's default is a single replicate), and trains its runs in its kernel
+# (the book trains them up front).
+EXTRA = {"main_results": {"seeds": [0, 1],
+                          "methods": ["cls", "cls+imcst", "cls+imcst+mse", "cls+imcst+vlprox(+mse)"]}}
+
+
+@pytest.mark.slow
+def test_a_notebook_trains_its_runs_in_its_kernel_under_papermill(work, tmp_path):
+    nb = execute("main_results", {**smoke_parameters(work), **EXTRA["main_results"]}, tmp_path)
+    check_chapter_page("main_results", nb, work / "results")
+    markdown = "".join("".join(o["data"]["text/markdown"]) for o in outputs(nb) if "text/markdown" in o.get("data", {}))
+    assert "95% CI" in markdown and "2 paired runs" in markdown, markdown[:1500]
+    text = "".join("".join(o.get("text", "")) for o in outputs(nb) if o.get("name") == "stdout")
+    assert re.search(r"(\d+) runs: 0 reused from .*, \1 trained", text), text[-2000:]
+
+
+#: The chapters nbmake runs: the way a notebook is handed over (values written into its parameters
+#: cell, run as plain .ipynb) is the same for every chapter; each chapter's own code runs in the smoke book.
+NBMAKE = ("teacher_zero_shot", "k_ablation")
 
 
 @pytest.mark.slow
@@ -120,7 +145,7 @@ def test_nbmake_runs_generated_notebooks_with_smoke_parameters(work, tmp_path):
     folder = tmp_path / "nbs"
     folder.mkdir()
     params = smoke_parameters(work)
-    for name in ORDER:
+    for name in NBMAKE:
         nb = jupytext.read(NOTEBOOKS / f"{name}.py")
         cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
         lines = []
@@ -135,7 +160,7 @@ def test_nbmake_runs_generated_notebooks_with_smoke_parameters(work, tmp_path):
         [sys.executable, "-m", "pytest", "--nbmake", "--nbmake-timeout=900", "-q", "-p", "no:cacheprovider",
          str(folder)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert f"{len(ORDER)} passed" in proc.stdout, proc.stdout[-2000:]
+    assert f"{len(NBMAKE)} passed" in proc.stdout, proc.stdout[-2000:]
     # the injected values were used: no run landed anywhere but the tmp store
     assert any((work / "results").glob("*/record.json"))
 
