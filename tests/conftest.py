@@ -47,11 +47,10 @@ def smoke_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 #: Tests that must share one worker under ``pytest -n``: the smoke book (a session fixture built
-#: once), and the tests that start process trees of their own (local Ray, torchrun, signals), which
-#: would compete for ports and time out beside each other.
+#: once), and the scale tests (local Ray clusters, torchrun), whose check that no process of a
+#: killed driver's Ray is left must not run beside another test's Ray.
 SERIAL_GROUPS = {"smoke_book": lambda item: "smoke_book" in getattr(item, "fixturenames", ()),
-                 "processes": lambda item: item.path.name in ("test_scale.py", "test_interrupts.py",
-                                                              "test_raywatch.py")}
+                 "scale": lambda item: item.path.name == "test_scale.py"}
 
 
 def pytest_collection_modifyitems(config, items):
