@@ -65,11 +65,21 @@ def sample_crop_params(n: int, height: int, width: int, *, scale: tuple[float, f
     The torchvision algorithm, vectorised: ``attempts`` tries of area ``H·W·U(scale)`` and aspect
     ``exp(U(log r0, log r1))``, ``w = round(sqrt(area·aspect))``, ``h = round(sqrt(area/aspect))``;
     the first try with ``0 < w ≤ W, 0 < h ≤ H`` is kept with ``i ~ U{0..H-h}``, ``j ~ U{0..W-w}``;
-    otherwise the centre crop clamped to the ratio range.
+    otherwise the centre crop clamped to the ratio range (:func:`crop_params_from_uniforms`).
     """
-    area = float(height * width)
     dev = generator.device if generator is not None else torch.device("cpu")
     u = torch.rand(n, attempts, 2, generator=generator, dtype=torch.float64, device=dev).cpu()
+    pos = torch.rand(n, 2, generator=generator, dtype=torch.float64, device=dev).cpu()
+    return crop_params_from_uniforms(u, pos, height, width, scale=scale, ratio=ratio)
+
+
+def crop_params_from_uniforms(u: torch.Tensor, pos: torch.Tensor, height: int, width: int, *,
+                              scale: tuple[float, float] = (0.08, 1.0),
+                              ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
+    """The boxes of :func:`sample_crop_params` from its uniform draws: ``u`` ``[n, attempts, 2]``
+    (area and log-aspect of each try) and ``pos`` ``[n, 2]`` (the box's position), float64 in [0, 1)."""
+    n = u.shape[0]
+    area = float(height * width)
     target = area * (scale[0] + (scale[1] - scale[0]) * u[..., 0])
     log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[..., 1]
     aspect = torch.exp(log_r)
@@ -90,7 +100,6 @@ def sample_crop_params(n: int, height: int, width: int, *, scale: tuple[float, f
         fw, fh = width, height
     h_sel = torch.where(any_ok, h_sel, torch.full_like(h_sel, fh))
     w_sel = torch.where(any_ok, w_sel, torch.full_like(w_sel, fw))
-    pos = torch.rand(n, 2, generator=generator, dtype=torch.float64, device=dev).cpu()
     i = torch.floor(pos[:, 0] * (height - h_sel + 1)).long().clamp_(max=height - h_sel)
     j = torch.floor(pos[:, 1] * (width - w_sel + 1)).long().clamp_(max=width - w_sel)
     i = torch.where(any_ok, i, (height - h_sel) // 2)
@@ -177,6 +186,17 @@ def resized_crop_grid(x: torch.Tensor, boxes: torch.Tensor, size: int,
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def resize_crops(x: torch.Tensor, boxes: torch.Tensor, size: int, flips: torch.Tensor | None = None,
+                 method: str = "auto") -> torch.Tensor:
+    """:func:`resized_crop` (``"matmul"``) or :func:`resized_crop_loop` (``"loop"``) of ``x`` as
+    float; ``"auto"`` picks the matmuls on CUDA or for images of at most 128 x 128 pixels, else the
+    loop (measured by ``benchmarks/transforms.py``)."""
+    if method == "auto":
+        method = "matmul" if x.is_cuda or x.shape[2] * x.shape[3] <= 128 * 128 else "loop"
+    resize = resized_crop if method == "matmul" else resized_crop_loop
+    return resize(x.float(), boxes, size, flips)
+
+
 class StudentTrainTransform:
     """RandomResizedCrop + horizontal flip + normalisation on a batch (see module docstring).
 
@@ -212,13 +232,16 @@ class StudentTrainTransform:
         dev = g.device if g is not None else torch.device("cpu")
         flips = ((torch.rand(n, generator=g, device=dev) < 0.5).cpu() if self.flip
                  else torch.zeros(n, dtype=torch.bool))
-        method = self.method
-        if method == "auto":  # measured by benchmarks/transforms.py
-            method = "matmul" if x.is_cuda or x.shape[2] * x.shape[3] <= 128 * 128 else "loop"
-        resize = resized_crop if method == "matmul" else resized_crop_loop
-        out = resize(x.float(), boxes, self.crop_size, flips)
-        out = self.normalize(out)
+        out = self.replay(x, boxes, flips)
         return out[0] if single else out
+
+    def replay(self, x: torch.Tensor, boxes: torch.Tensor, flips: torch.Tensor,
+               size: int | None = None, normalize: bool = True) -> torch.Tensor:
+        """Crops ``boxes`` ``[B or 1, 4]`` of a batch ``[B, C, S, S]``, mirrored where ``flips``,
+        resized to ``size`` (default ``crop_size``) and normalised (unless ``normalize=False``): the
+        draw of :meth:`__call__` applied as given (stored teacher views replay it)."""
+        out = resize_crops(x, boxes, self.crop_size if size is None else int(size), flips, self.method)
+        return self.normalize(out) if normalize else out
 
 
 class StudentEvalTransform:

@@ -87,7 +87,12 @@ class TrainConfig:
     Hashing (one rule, :func:`canonical_config`): a field at its declared default is left out of
     the canonical config; the fields of schema 1 (:data:`BASELINE_FIELDS`) are filled back in
     for the hash, so a field added since (threads, precision, description_control, captions,
-    prompt_learning, world_size, fewshot.continual) changes a run's hash only when it is set.
+    prompt_learning, world_size, fewshot.continual, teacher_views) changes a run's hash only when it is set.
+
+    Teacher views: ``teacher_views`` = K > 0 stores K augmented views of each X_train image with the
+    teacher's embedding of each (MobileCLIP's dataset reinforcement, :mod:`vldlib.train.views`); each
+    epoch the student sees one of them and imitates that view's embedding. 0: the teacher's view of
+    the whole image (the paper's centre crop), the student a fresh augmentation.
 
     Optimisation (paper §5.3): ``optimizer="auto"`` is SGD (lr 0.05, momentum 0.9, wd 1e-4,
     x0.1 at 1/3 and 2/3 of the epochs) for CNN students and AdamW + OneCycle (peak 2e-4,
@@ -175,6 +180,7 @@ class TrainConfig:
     cache_dir: str | None = None
     world_size: int = 1
     report_to: str | None = None
+    teacher_views: int = 0
 
     def __post_init__(self) -> None:
         # the typed sub-configs, given as dicts in JSON (unknown keys: one ValueError)
@@ -262,6 +268,7 @@ class TrainConfig:
         _int("threads", self.threads, 1, extra=" (torch CPU threads of the run; part of its identity)")
         _int("last_n", self.last_n, 1)
         _int("world_size", self.world_size, 1, extra=" (processes launched by torchrun --nproc-per-node)")
+        _int("teacher_views", self.teacher_views, 0, extra=" (stored views per X_train image; 0: the centre crop)")
         if self.last_n > self.epochs:
             raise ValueError(f"last_n={self.last_n} exceeds epochs={self.epochs} (the reported number averages "
                              f"the last last_n epochs): set last_n to at most {self.epochs}, or epochs to at "

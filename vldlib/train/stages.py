@@ -59,6 +59,9 @@ class RunStages:
             f"the teacher image features of {ds.name}/{split.name}":
                 (self.tfeat[key], lambda s=split: image_feature_file(self.teacher, s, dataset_id=ds.name, cache_dir=cache))
             for key, split in ds.splits.items()}
+        if self.views is not None:
+            inputs[f"the teacher's embeddings of the stored views of {ds.name}/train"] = (
+                self.views.features, lambda: self.views.cache_file)
         texts = lambda: text_feature_folder(self.teacher, cache)  # noqa: E731
         if self.prompt is None:  # learned prompts' texts are outputs of the run, not inputs
             inputs["the teacher text features of the seen classes"] = (self.text_seen, texts)
@@ -74,15 +77,16 @@ class RunStages:
     def _stage(self, name: str, start: int, epochs: int, last_n: int, loss: LossSpec,
                batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]],
                oods: Sequence[tuple[str, EvalSet, torch.Tensor, int]], history: list[dict[str, Any]],
-               images: int) -> None:
+               images: int, augmented: bool = False) -> None:
         """The one stage loop (main and few-shot): for each outer epoch, train on ``batches()``
         (:func:`vldlib.train.loop.run_epoch`), step the schedule, evaluate where reported,
         append the epoch to ``history``, report it (:mod:`vldlib.train.reporting`; ``images``:
-        the training images of one outer epoch), checkpoint."""
+        the training images of one outer epoch), checkpoint. ``augmented``: the batches hold the
+        student's crops already (stored teacher views), else the student's augmentation is drawn here."""
         prefix = "" if name == "main" else "fewshot_"
 
         def augment(x: torch.Tensor) -> torch.Tensor:
-            return self.train_tf(x, generator=self.gens["aug"])
+            return x if augmented else self.train_tf(x, generator=self.gens["aug"])
 
         for epoch in range(start + 1, epochs + 1):
             lr = self.opt.param_groups[0]["lr"]
@@ -122,20 +126,24 @@ class RunStages:
         imgs, t_train = self.images["train"], self.tfeat["train"]
         y_all = imgs.labels.to(self.device)
 
-        caps = self.caption_feats
+        caps, views = self.caption_feats, self.views
 
         def batches() -> Iterator[tuple[torch.Tensor, ...]]:
             for _ in range(r["repeat_epochs"]):
                 index = train_index_batches(imgs.n, c.batch_size, self.gens["shuffle"])
                 for idx, x in zip(index, imgs.batches(index)):
                     idx_d = idx.to(self.device)
-                    batch = (x.to(self.device, non_blocking=True), t_train[idx_d], y_all[idx_d])
+                    x = x.to(self.device, non_blocking=True)
+                    # stored views: the student's crop of one view per image and the teacher's embedding of it
+                    x, t = views.batch(idx, x, self.gens["aug"]) if views is not None else (x, t_train[idx_d])
+                    batch = (x, t, y_all[idx_d])
                     yield batch if caps is None else (*batch, caps[idx_d])
 
         text = self.text_seen if self.prompt is None else (lambda: self._prompt_text("seen"))
         # the unseen texts (None) are read at evaluation time: prompt learning refreshes them
         self._stage("main", start, c.epochs, c.last_n, LossSpec.of_config(c, text), batches,
-                    [("acc_ood_zeroshot", self.evals["ood"], None, 0)], self.history, imgs.n * r["repeat_epochs"])
+                    [("acc_ood_zeroshot", self.evals["ood"], None, 0)], self.history, imgs.n * r["repeat_epochs"],
+                    augmented=views is not None)
 
     def _analysis(self) -> dict[str, Any]:
         t0 = time.perf_counter()

@@ -59,6 +59,7 @@ from vldlib.train.reporting import RunReporter, check_report_to
 from vldlib.train.stages import RunStages
 from vldlib.train.state import isolated_rng
 from vldlib.train.texts import RunTexts
+from vldlib.train.views import TrainViews
 
 __all__ = ["TrainConfig", "train", "train_validated", "Interrupted", "SCHEMA", "retrieval_accuracy", "held_out_features",
            "damaged_weights", "Diverged", "NonFiniteFeatures", "CHECKPOINT", "STUDENT", "STUDENT_FEWSHOT",
@@ -240,13 +241,16 @@ class _Run(RunTexts, RunStages, RunFewshot, RunCheckpoints, RunRecord):
                 self.tfeat[name] = teacher_image_features(
                     self.teacher, split, dataset_id=ds.name, cache_dir=self.cache_dir,
                     num_workers=self.workers, progress=self.log).float().to(self.device)
+            self.train_tf = student_train_transform(ds, per_image=cfg.per_image_aug)
+            self.views = (TrainViews.of_split(self.teacher, ds.train, cfg.teacher_views, self.train_tf,
+                                              dataset_id=ds.name, cache_dir=self.cache_dir, device=self.device,
+                                              progress=self.log) if cfg.teacher_views else None)
             self.text_seen, self.text_unseen = self._texts()
             self.caption_feats = self._caption_features()
             self.timings["teacher_features_s"] = time.perf_counter() - t0
             self.images = images_of_splits(ds.splits, self.workers, self.device, self.cache_dir,
                                            progress=self.log)
 
-        self.train_tf = student_train_transform(ds, per_image=cfg.per_image_aug)
         self.eval_tf = student_eval_transform(ds)
         self.evals = {n: EvalSet(self.images[n], self.eval_tf) for n in ("id", "ood")}
 
