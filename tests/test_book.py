@@ -743,7 +743,8 @@ CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
 #: A work named in a chapter's prose -> the bib key a chapter that names it must cite.
 NAMED_WORKS = {r"\bCoOp\b": "zhou2022coop", r"\bRKD\b": "park2019rkd", r"\bTip-Adapter\b": "zhang2022tipadapter",
                r"\bWaffleCLIP\b": "roth2023waffle", r"\bCLIP-KD\b": "yang2024clipkd", r"\bCuPL\b": "pratt2023cupl",
-               r"\bConSE\b": "norouzi2014conse", r"classification by description": "menon2023visual"}
+               r"\bConSE\b": "norouzi2014conse", r"classification by description": "menon2023visual",
+               r"\bMobileCLIP\b": "vasu2024mobileclip"}
 
 
 def _notebook_markdown(name: str) -> str:

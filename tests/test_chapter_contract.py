@@ -103,3 +103,23 @@ def test_the_diagnosis_chapter_trains_nothing_the_main_results_do_not(profile):
     main = {row[3] for row in chapter_configs("main_results", profile)}
     diagnosis = {row[3] for row in chapter_configs("diagnosis", profile)}
     assert diagnosis and diagnosis <= main
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_teacher_view_chapter_reuses_the_centre_crop_runs(profile):
+    """Its centre-crop rows are the main-results chapter's runs (same hashes); each own-view row is the
+    same config with teacher_views set, so the book trains only the own-view runs."""
+    from vldlib.study.chapters.teacher_view import VIEW
+
+    main = {row[3] for row in chapter_configs("main_results", profile)}
+    rows = chapter_configs("teacher_view", profile)
+    assert {r[0] for r in rows} == {"mse", "imcst", "cls+imcst+vlprox(+mse)"} | {
+        m + VIEW for m in ("mse", "imcst", "cls+imcst+vlprox(+mse)")}
+    assert all(r[3] in main for r in rows if not r[0].endswith(VIEW))
+    assert not any(r[3] in main for r in rows if r[0].endswith(VIEW))
+    with contextlib.redirect_stdout(io.StringIO()):
+        ch = chapters.open_chapter("teacher_view", profile=profile, results_dir="/tmp/unused")
+    configs = {(labels["method"], labels["split_seed"]): cfg for labels, cfg in ch.grid.configs}
+    for (method, split), cfg in configs.items():
+        if method.endswith(VIEW):
+            assert cfg == {**configs[(method.removesuffix(VIEW), split)], "teacher_views": 2}

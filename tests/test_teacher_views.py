@@ -201,3 +201,17 @@ def test_smoke_profile_views_are_reproducible(smoke_cache, fashion_mnist_root):
     assert a["final"] == b["final"] and _numbers(a) == _numbers(b)
     centre = train({**cfg, "teacher_views": 0}, cache_dir=smoke_cache, progress=False)
     assert _numbers(centre) != _numbers(a)
+
+
+def test_the_executors_warm_the_views_before_the_runs(world):
+    """Parallel workers never embed the same views: the warm-up (once per dataset) embeds them."""
+    from types import SimpleNamespace
+
+    from vldlib.study.executors import view_counts, warm_teacher_features
+
+    jobs = [SimpleNamespace(config=_config(world, teacher_views=k)) for k in (0, 2, 3, 2)]
+    assert view_counts(jobs) == (2, 3)
+    cache = world["base"] / "warmed"
+    warm_teacher_features(jobs[1].config, cache, views=(2,))
+    rec = train(_config(world, epochs=2, last_n=1), cache_dir=cache, progress=False)
+    assert rec["teacher_forward_detail"]["images"] == 0  # features and views were all cached

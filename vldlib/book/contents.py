@@ -71,7 +71,7 @@ PARTS: tuple[Part, ...] = (
     Part("Experiments", tuple(Page(name, "notebook") for name in (
         "teacher_zero_shot", "feature_errors", "main_results", "prompt_detail", "k_ablation",
         "language_enrichment", "field_losses", "vit_student", "fewshot_retrieval", "continual",
-        "description_controls", "diagnosis")), listed=True),
+        "description_controls", "diagnosis", "teacher_view")), listed=True),
     Part("Results", (Page("summary", "summary", "All our results beside the paper's reference values, computed "
                                                 "from the run store, with the cost of every run."),
                      Page("paper_profile", "page")), listed=True),

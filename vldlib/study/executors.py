@@ -38,17 +38,18 @@ from typing import Any
 
 import torch
 
-from vldlib.data import load_dataset
-from vldlib.features import LazyTeacher, proxy_caption_classes, teacher_image_features
+from vldlib.data import load_dataset, student_train_transform
+from vldlib.features import LazyTeacher, proxy_caption_classes, teacher_image_features, teacher_view_features
 from vldlib.paths import default_cache_dir
 from vldlib.progress import Progress, progress_default, progress_stream
 from vldlib.runs import RunStore
 from vldlib.study import raywatch
 from vldlib.text.captions import PROXY_CAPTION_TOP
 from vldlib.train.config import TrainConfig, resolve_workers
+from vldlib.train.views import view_spec
 
 __all__ = ["EXECUTORS", "RAY_EXTRA", "Job", "RunFailure", "GridRunError", "run_threads", "data_key",
-           "warm_teacher_features", "describe_error", "import_ray", "ray_init", "execute", "check_executor",
+           "warm_teacher_features", "view_counts", "describe_error", "import_ray", "ray_init", "execute", "check_executor",
            "CONNECT_TIMEOUT_S", "RayUnavailable", "connect_timeout_s", "ray_endpoint", "check_ray_resources"]
 
 EXECUTORS: tuple[str, ...] = ("local", "ray")
@@ -113,11 +114,12 @@ def data_key(config: Mapping[str, Any]) -> str:
 
 
 def warm_teacher_features(config: Mapping[str, Any], cache_dir: str | os.PathLike | None = None, *,
-                          proxy_captions: bool = False, progress: bool = False) -> None:
+                          proxy_captions: bool = False, views: Sequence[int] = (), progress: bool = False) -> None:
     """Compute (or find cached) the teacher image features of every split of ``config``'s dataset,
     exactly as the trainer caches them, so that parallel workers never encode the same images;
-    with ``proxy_captions`` also the proxy captioner's classes of X_train (L_cap runs);
-    ``progress``: lines tagged ``teacher`` (:mod:`vldlib.progress`)."""
+    with ``proxy_captions`` also the proxy captioner's classes of X_train (L_cap runs); for each
+    count in ``views`` the teacher's embeddings of that many stored views of each X_train image
+    (``teacher_views`` runs); ``progress``: lines tagged ``teacher`` (:mod:`vldlib.progress`)."""
     opts = dict(config["dataset_options"])
     root = opts.pop("root", None)
     ds = load_dataset(config["dataset"], root=root, **opts)
@@ -131,11 +133,21 @@ def warm_teacher_features(config: Mapping[str, Any], cache_dir: str | os.PathLik
     if proxy_captions:
         proxy_caption_classes(teacher, ds.train, dataset_id=ds.name, top=PROXY_CAPTION_TOP, cache_dir=cache,
                               progress=log)
+    transform = student_train_transform(ds, per_image=bool(config.get("per_image_aug", True)))
+    for count in views:
+        teacher_view_features(teacher, ds.train, view_spec(count, ds.train.load_size, transform), dataset_id=ds.name,
+                              cache_dir=cache, progress=log)
 
 
 def needs_proxy_captions(jobs: Sequence["Job"]) -> bool:
     """Whether any of ``jobs`` trains L_cap with the proxy captioner (its caption cache is warmed too)."""
     return any(TrainConfig.from_dict(j.config).caption_source() == "proxy" for j in jobs)
+
+
+def view_counts(jobs: Sequence["Job"]) -> tuple[int, ...]:
+    """The stored-view counts (``teacher_views`` > 0) that ``jobs`` train with (their teacher
+    embeddings are warmed with the features)."""
+    return tuple(sorted({int(j.config.get("teacher_views") or 0) for j in jobs} - {0}))
 
 
 def describe_error(exc: BaseException) -> str:
@@ -150,9 +162,10 @@ def _train_one(root: str, cache_dir: str | None, config: dict, threads: int = 1,
     return RunStore(root, cache_dir=cache_dir).run(config, progress=progress)
 
 
-def _warm_one(config: dict, cache_dir: str | None, threads: int = 1, proxy_captions: bool = False) -> None:
+def _warm_one(config: dict, cache_dir: str | None, threads: int = 1, proxy_captions: bool = False,
+              views: Sequence[int] = ()) -> None:
     torch.set_num_threads(threads)
-    warm_teacher_features(config, cache_dir, proxy_captions=proxy_captions)
+    warm_teacher_features(config, cache_dir, proxy_captions=proxy_captions, views=views)
 
 
 def _worker_init() -> None:
@@ -220,7 +233,7 @@ def _warm_locally(jobs: Sequence[Job], cache_dir: str | None, failed: Failed, pr
         same = [j for j in jobs if data_key(j.config) == key]
         try:
             warm_teacher_features(same[0].config, cache_dir, proxy_captions=needs_proxy_captions(same),
-                                  progress=progress)
+                                  views=view_counts(same), progress=progress)
         except Exception as exc:  # noqa: BLE001
             for j in jobs:
                 if data_key(j.config) == key:
@@ -391,7 +404,8 @@ def _execute_ray(store: RunStore, jobs: Sequence[Job], address: str | None, done
         by_key.setdefault(data_key(j.config), []).append(j)
     warms = {warm_task.options(**resources(group[0].config)).remote(group[0].config, cache_dir,
                                                                      run_threads(group[0].config),
-                                                                     needs_proxy_captions(group)): key
+                                                                     needs_proxy_captions(group),
+                                                                     view_counts(group)): key
              for key, group in by_key.items()}
     ready_keys: list[str] = []
     for ref, key in warms.items():

@@ -250,6 +250,8 @@ PARAMETERS: dict[str, Param] = {
                              default=1.0, help="weight of the cache (Tip-Adapter's default and the official code's)"),
     "retrieval_beta": Param("float", "5.5", minimum=0,
                             default=5.5, help='sharpness of the affinity (same)'),
+    "teacher_views": Param("int", "4", minimum=1,
+                           default=2, help="stored augmented views per X_train image for the own-view rows (2: sized by the teacher's cost)"),
     "executor": Param("str", "ray", choices=EXECUTORS,
                       default="local", help='where missing runs train: "local" (this machine) or "ray" (one Ray task per run)'),
     "ray_address": Param("str", "auto", optional=True,
