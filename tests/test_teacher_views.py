@@ -215,3 +215,25 @@ def test_the_executors_warm_the_views_before_the_runs(world):
     warm_teacher_features(jobs[1].config, cache, views=(2,))
     rec = train(_config(world, epochs=2, last_n=1), cache_dir=cache, progress=False)
     assert rec["teacher_forward_detail"]["images"] == 0  # features and views were all cached
+
+
+def test_the_warm_up_builds_a_teacher_once_for_all_class_splits(world, monkeypatch):
+    """Each class split's X_train may hold images whose views are not embedded yet: with the caller's
+    ``teachers`` the teacher is built once for them all (a build is most of a small warm-up)."""
+    import vldlib.features.lazy as lazy
+    from vldlib.study.executors import warm_teacher_features
+
+    built = []
+    real = lazy.load_teacher
+    monkeypatch.setattr(lazy, "load_teacher", lambda *a, **k: built.append(a) or real(*a, **k))
+    configs = [_config(world, dataset_options={"root": str(world["root"]), "load_size": 32, "crop_size": 28,
+                                               "split_seed": s}) for s in (0, 1, 2)]
+    cache = world["base"] / "splits-once"
+    teachers: dict = {}
+    for cfg in configs:
+        warm_teacher_features(cfg, cache, views=(2,), teachers=teachers)
+    assert len(built) == 1 and len(teachers) == 1
+    built.clear()
+    for cfg in configs:  # without it every split with new views builds its own teacher
+        warm_teacher_features(cfg, world["base"] / "splits-each", views=(2,))
+    assert len(built) >= 2

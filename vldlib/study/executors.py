@@ -114,17 +114,26 @@ def data_key(config: Mapping[str, Any]) -> str:
 
 
 def warm_teacher_features(config: Mapping[str, Any], cache_dir: str | os.PathLike | None = None, *,
-                          proxy_captions: bool = False, views: Sequence[int] = (), progress: bool = False) -> None:
+                          proxy_captions: bool = False, views: Sequence[int] = (), progress: bool = False,
+                          teachers: dict[str, LazyTeacher] | None = None) -> None:
     """Compute (or find cached) the teacher image features of every split of ``config``'s dataset,
     exactly as the trainer caches them, so that parallel workers never encode the same images;
     with ``proxy_captions`` also the proxy captioner's classes of X_train (L_cap runs); for each
     count in ``views`` the teacher's embeddings of that many stored views of each X_train image
-    (``teacher_views`` runs); ``progress``: lines tagged ``teacher`` (:mod:`vldlib.progress`)."""
+    (``teacher_views`` runs); ``progress``: lines tagged ``teacher`` (:mod:`vldlib.progress`);
+    ``teachers``: the caller's teachers by identity, kept between calls (a teacher is built once for
+    the warm-up of several class splits, each of which may hold images not yet encoded)."""
     opts = dict(config["dataset_options"])
     root = opts.pop("root", None)
     ds = load_dataset(config["dataset"], root=root, **opts)
     cache = Path(cache_dir or config.get("cache_dir") or default_cache_dir())
-    teacher = LazyTeacher(config["teacher"], config["teacher_options"], cache / "teacher-meta")
+    known = {} if teachers is None else teachers
+    who = json.dumps([config["teacher"], config["teacher_options"], str(cache)], sort_keys=True, default=str)
+    if who not in known:
+        for other in known.values():  # at most one teacher's weights held at a time
+            other.release()
+        known[who] = LazyTeacher(config["teacher"], config["teacher_options"], cache / "teacher-meta")
+    teacher = known[who]
     log = Progress("teacher", progress_stream(progress))
     workers = resolve_workers(config.get("num_workers") or 0)
     for split in ds.splits.values():
@@ -229,11 +238,12 @@ def _execute_local(store: RunStore, jobs: Sequence[Job], workers: int | None, pr
 def _warm_locally(jobs: Sequence[Job], cache_dir: str | None, failed: Failed, progress: bool = False) -> set[str]:
     """Warm the feature cache once per data key; the keys that worked (runs of the others fail)."""
     ok: set[str] = set()
+    teachers: dict[str, LazyTeacher] = {}  # each teacher built at most once for all the datasets' warm-ups
     for key in dict.fromkeys(data_key(j.config) for j in jobs):
         same = [j for j in jobs if data_key(j.config) == key]
         try:
             warm_teacher_features(same[0].config, cache_dir, proxy_captions=needs_proxy_captions(same),
-                                  views=view_counts(same), progress=progress)
+                                  views=view_counts(same), progress=progress, teachers=teachers)
         except Exception as exc:  # noqa: BLE001
             for j in jobs:
                 if data_key(j.config) == key:

@@ -7,7 +7,8 @@ same views); the student sees that view at its crop size and imitates the teache
 the same view in every loss that reads the teacher's image features (L_mse, L_im-cst, L_vlprox).
 
 With K = 0 nothing here is used: the teacher's features of the whole image are the target and the
-student sees a fresh augmentation (the paper's setting). The 5-shot stage keeps that setting.
+student sees a fresh augmentation (the paper's setting). The 5-shot stage keeps that setting. Views
+are drawn per image whatever ``per_image_aug`` says (one view shared by a batch would not be stored views).
 """
 from __future__ import annotations
 

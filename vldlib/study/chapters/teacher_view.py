@@ -122,10 +122,10 @@ class Run(ChapterRun):
             up = [TABLE1_LABELS.get(t.removesuffix(VIEW), t) for t, lo in zip(hit["treatment"], hit["ci_low"]) if lo > 0]
             down = [TABLE1_LABELS.get(t.removesuffix(VIEW), t) for t, hi in zip(hit["treatment"], hit["ci_high"]) if hi < 0]
             if len(hit):
-                lines.append(f"- {ACCURACY_NAMES[metric]}: the own view helps "
-                             f"{', '.join(up) or 'no method'} and hurts {', '.join(down) or 'no method'} "
-                             f"(95% intervals over class splits that exclude 0; {len(hit) - len(up) - len(down)} "
-                             "of the methods show no clear difference).")
+                lines.append(f"- {ACCURACY_NAMES[metric]} accuracy with the own view instead of the centre crop: "
+                             f"higher for {', '.join(up) or 'no method'}, lower for {', '.join(down) or 'no method'}; "
+                             f"{len(hit) - len(up) - len(down)} of {len(hit)} methods show no difference their 95% "
+                             "interval over class splits can tell from 0.")
         lines.append("- The paper does not ask this question (its teacher target is always the official centre "
                      "crop), so these effects have no paper value to agree or disagree with.")
         return "\n".join(lines)
