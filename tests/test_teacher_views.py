@@ -237,3 +237,13 @@ def test_the_warm_up_builds_a_teacher_once_for_all_class_splits(world, monkeypat
     for cfg in configs:  # without it every split with new views builds its own teacher
         warm_teacher_features(cfg, world["base"] / "splits-each", views=(2,))
     assert len(built) >= 2
+
+
+def test_the_command_line_says_a_bad_view_count_in_one_line(capsys):
+    from vldlib.cli.train import main
+
+    assert main(["--profile", "smoke", "--set", "teacher_views=-1", "--print-config"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "teacher_views must be an integer >= 0" in err and "-1" in err
+    assert main(["--profile", "smoke", "--set", "teacher_views=2", "--print-config"]) == 0
+    assert '"teacher_views": 2' in capsys.readouterr().out
