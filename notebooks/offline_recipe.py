@@ -56,7 +56,7 @@ recipe_page.show_fewshot(result, results_dir)
 # %% [markdown]
 # ## The proxy teacher
 #
-# The ConSE proxy's own options are free choices too: which packaged ImageNet classifier
+# The ConSE proxy's ({cite:t}`norouzi2014conse`) own options are free choices too: which packaged ImageNet classifier
 # (EfficientNet-Lite0, Lite1 or Lite2), which ImageNet-name prompts, whether the name embeddings are
 # centred, how the top-T class probabilities are combined. They were searched after the recipe, on the
 # same development splits, by the teacher alone: no student was trained and no method compared, so
