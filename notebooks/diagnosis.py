@@ -14,10 +14,12 @@
 # %% [markdown]
 # # Diagnosis: how much of the teacher can a student learn here?
 #
-# The offline world differs from the paper's {cite}`li2023distilling` in kind, not only in size.
-# Here the proxy teacher is weaker on seen classes than a student trained on labels, and a student
-# trained with L_mse alone stays near chance. This chapter measures why, on the Table 1 students'
-# own runs (the main-results chapter's configs: nothing new is trained). It looks at the teacher's
+# The offline world can differ from the paper's {cite}`li2023distilling` in kind, not only in size:
+# a proxy teacher may know less about the seen classes than a student trained on their labels, and
+# its features may sit in so narrow a cone that a student trained with L_mse alone learns little
+# beyond their mean (both were so with the teacher before the proxy-teacher search of the recipe
+# page). This chapter measures both, on the Table 1 students' own runs (the main-results chapter's
+# configs: nothing new is trained). It looks at the teacher's
 # features (how narrow a cone they sit in, how much of their variance separates classes, how much
 # of its zero-shot accuracy lives in a few principal directions) and at each student's features
 # (the share of the teacher's centred variance they explain on held-out images, R²).
