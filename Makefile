@@ -26,11 +26,12 @@ data:
 browser:
 	sh tools/ensure_browser.sh
 
-# `make test` runs on two pytest-xdist workers (tests that share the smoke book or start process
-# trees of their own stay on one worker: tests/conftest.py) and lists its 25 slowest tests.
+# `make test` runs on two pytest-xdist workers, a test file on one worker (the scale tests' local Ray
+# clusters never run beside each other; the smoke book is built once for both: tests/book_fixtures.py),
+# and lists its 25 slowest tests.
 TEST_WORKERS ?= 2
 test: data browser setup
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 test-fast: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow and not browser"

@@ -6,14 +6,16 @@ touched). Used by ``test_book.py`` and ``test_browser.py``.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_TIMEOUT_S = 1500
@@ -71,13 +73,26 @@ def run_book():
 @pytest.fixture(scope="session")
 def smoke_book(tmp_path_factory: pytest.TempPathFactory, smoke_cache: Path) -> SmokeBook:
     """The smoke-profile book, executed and built once per session (not asserted here), its
-    teacher features in the session's shared smoke cache (``$VLD_CACHE``)."""
-    root = tmp_path_factory.mktemp("smoke_book")
-    results, executed, build = root / "results", root / "executed", root / "build"
-    before = repo_outputs()
-    start = time.perf_counter()
-    proc = _run_book("--profile", "smoke", "--results-dir", str(results), "--executed-dir", str(executed),
-                    "--build-dir", str(build), timeout=SMOKE_TIMEOUT_S,
-                     env={"VLD_CACHE": str(smoke_cache)})
-    return SmokeBook(proc.returncode, proc.stdout, time.perf_counter() - start, results, executed,
-                     build / "_build" / "html", before, repo_outputs())
+    teacher features in the session's shared smoke cache (``$VLD_CACHE``). Under pytest-xdist the
+    workers share one build: the first to need it builds it under a file lock, the others wait and
+    read what it recorded (``smoke_book.json`` beside the build)."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the session's folder, above each worker's own
+    root = shared / "smoke_book"
+    record = shared / "smoke_book.json"
+    with FileLock(str(shared / "smoke_book.lock")):
+        if record.is_file():
+            saved = json.loads(record.read_text())
+            return SmokeBook(**{**saved, **{k: Path(saved[k]) for k in ("results", "executed", "html")}})
+        root.mkdir()
+        results, executed, build = root / "results", root / "executed", root / "build"
+        before = repo_outputs()
+        start = time.perf_counter()
+        proc = _run_book("--profile", "smoke", "--results-dir", str(results), "--executed-dir", str(executed),
+                         "--build-dir", str(build), timeout=SMOKE_TIMEOUT_S,
+                         env={"VLD_CACHE": str(smoke_cache)})
+        book = SmokeBook(proc.returncode, proc.stdout, time.perf_counter() - start, results, executed,
+                         build / "_build" / "html", before, repo_outputs())
+        record.write_text(json.dumps({**asdict(book), **{k: str(getattr(book, k)) for k in ("results", "executed", "html")}}))
+        return book

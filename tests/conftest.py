@@ -44,18 +44,3 @@ def smoke_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     runs read them (~1 s). The cache is keyed by teacher and data and verified on read, so sharing
     it changes no number."""
     return tmp_path_factory.mktemp("smoke-cache")
-
-
-#: Tests that must share one worker under ``pytest -n``: the smoke book (a session fixture built
-#: once), and the scale tests (local Ray clusters, torchrun), whose check that no process of a
-#: killed driver's Ray is left must not run beside another test's Ray.
-SERIAL_GROUPS = {"smoke_book": lambda item: "smoke_book" in getattr(item, "fixturenames", ()),
-                 "scale": lambda item: item.path.name == "test_scale.py"}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        for group, belongs in SERIAL_GROUPS.items():
-            if belongs(item) and not item.get_closest_marker("xdist_group"):
-                item.add_marker(pytest.mark.xdist_group(group))
-                break

@@ -218,8 +218,12 @@ def test_paper_profile_gpu_defaults_and_offline_hashes_unchanged():
     assert paper["amp"] is True and paper["num_workers"] == "auto"
     assert resolve_workers("auto", cores=2) == 1 and resolve_workers("auto", cores=64) == 8
     assert resolve_workers("auto", cores=1) == 0 and resolve_workers(3) == 3
-    # the default offline book's run hashes (users' run stores) stay as they were
-    assert config_hash(profile_config("offline")) == "bfc42658687d897a"
+    # the default book's run hashes (users' run stores) stay as they are: the offline one since its
+    # teacher became the teacher search's winner; with the teacher before it, as before
+    assert config_hash(profile_config("offline")) == "057ca155cdbfe35b"
+    before = profile_config("offline")
+    before["teacher_options"] = {"backbone": "lite0", "backend": "openvino"}
+    assert config_hash(before) == "bfc42658687d897a"
     assert config_hash(profile_config("smoke")) == "2cece888d7742664"
 
 
