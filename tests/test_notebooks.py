@@ -84,9 +84,10 @@ def test_sources_follow_book_conventions():
         assert all(b - a <= 1 for a, b in zip(levels, levels[1:])), (name, headings)
 
 
-def check_chapter_page(name: str, nb: dict, store: Path) -> None:
+def check_chapter_page(name: str, nb: dict, store: Path) -> tuple[str, str]:
     """What every executed chapter notebook shows: no error, no traceback, an HTML table, a figure,
-    each table once, a computed reading, the smoke profile reported, runs recorded in ``store``."""
+    each table once, a computed reading, the smoke profile reported, runs recorded in ``store``.
+    Returns the page's markdown outputs and its stdout, for the caller's own checks."""
     outs = outputs(nb)
     errors = [o for o in outs if o["output_type"] == "error"]
     assert not errors, errors[0].get("evalue")
@@ -104,6 +105,7 @@ def check_chapter_page(name: str, nb: dict, store: Path) -> None:
     assert "profile smoke" in text, text[:500]
     if name != "teacher_zero_shot":
         assert any(store.glob("*/record.json")), "no run was recorded in the tmp store"
+    return markdown, text
 
 
 @pytest.mark.slow
@@ -125,10 +127,8 @@ EXTRA = {"main_results": {"seeds": [0, 1],
 @pytest.mark.slow
 def test_a_notebook_trains_its_runs_in_its_kernel_under_papermill(work, tmp_path):
     nb = execute("main_results", {**smoke_parameters(work), **EXTRA["main_results"]}, tmp_path)
-    check_chapter_page("main_results", nb, work / "results")
-    markdown = "".join("".join(o["data"]["text/markdown"]) for o in outputs(nb) if "text/markdown" in o.get("data", {}))
+    markdown, text = check_chapter_page("main_results", nb, work / "results")
     assert "95% CI" in markdown and "2 paired runs" in markdown, markdown[:1500]
-    text = "".join("".join(o.get("text", "")) for o in outputs(nb) if o.get("name") == "stdout")
     assert re.search(r"(\d+) runs: 0 reused from .*, \1 trained", text), text[-2000:]
 
 

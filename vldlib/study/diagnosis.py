@@ -27,10 +27,16 @@ from vldlib.paths import default_cache_dir
 from vldlib.train.texts import config_text_features
 from vldlib.train.trainer import held_out_features
 
-__all__ = ["KS", "feature_geometry", "teacher_geometry", "student_geometry"]
+__all__ = ["KS", "GEOMETRY_LABELS", "feature_geometry", "teacher_geometry", "student_geometry"]
 
 #: The principal directions kept (besides all of them: the plain zero-shot accuracy).
 KS: tuple[int, ...] = (1, 2, 4, 8, 16)
+
+#: The page names of a teacher's measurements (:func:`feature_geometry`'s fields).
+GEOMETRY_LABELS: dict[str, str] = {
+    "acc_id": "X_id (%)", "acc_ood_zeroshot": "X_ood zero-shot (%)", "mean_cos": "mean cosine",
+    "mean_norm": "norm of the mean", "between_share": "between-class share",
+    **{f"acc_ood_top{k}": f"X_ood, top-{k} directions (%)" for k in KS}}
 
 
 def _accuracy(feats: torch.Tensor, text: torch.Tensor, labels: torch.Tensor) -> float:

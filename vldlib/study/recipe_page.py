@@ -11,15 +11,16 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from vldlib.study import design, teacher_search
+from vldlib.study.diagnosis import GEOMETRY_LABELS
 from vldlib.study.downloads import save_csv
 
 __all__ = ["show_search", "show_fewshot", "show_splits", "teacher_search_table", "show_teacher_search"]
 
 #: The teacher search's columns shown, with their page names.
-TEACHER_COLUMNS = {"rank": "rank", "acc_ood_zeroshot": "X_ood zero-shot (%)", "acc_ood_low": "low",
-                   "acc_ood_high": "high", "acc_id": "X_id zero-shot (%)", "mean_cos": "mean cosine",
-                   "mean_norm": "norm of the mean", "between_share": "between-class share",
-                   "acc_ood_top4": "X_ood, top-4 directions (%)", "eligible": "eligible"}
+TEACHER_COLUMNS = {"rank": "rank", "acc_ood_zeroshot": GEOMETRY_LABELS["acc_ood_zeroshot"], "acc_ood_low": "low",
+                   "acc_ood_high": "high", "acc_id": "X_id zero-shot (%)",
+                   **{k: GEOMETRY_LABELS[k] for k in ("mean_cos", "mean_norm", "between_share", "acc_ood_top4")},
+                   "eligible": "eligible"}
 
 
 def show_search(result: Mapping[str, Any], results_dir: str) -> None:

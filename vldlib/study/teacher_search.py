@@ -99,15 +99,20 @@ def candidate_name(opts: Mapping[str, Any]) -> str:
     return f"{opts['backbone']}-{tpl}-{'centred' if opts['centre'] else 'raw'}-{comb}-T{opts['top_t']}"
 
 
+def _unsearched(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` without those the search varies (what a candidate sets itself)."""
+    return {k: v for k, v in options.items() if k not in GRID}
+
+
 def base_options(profile: str = "offline") -> dict[str, Any]:
     """The profile's teacher options that the search does not vary (e.g. the backend)."""
-    return {k: v for k, v in profile_config(profile)["teacher_options"].items() if k not in GRID}
+    return _unsearched(profile_config(profile)["teacher_options"])
 
 
 def teacher_options(opts: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
     """The ``teacher_options`` of a run that uses candidate ``opts`` on top of ``base`` (options at the
     teacher's own default value are left out, so a config names each teacher one way only)."""
-    out = {k: v for k, v in base.items() if k not in GRID}
+    out = _unsearched(base)
     out["backbone"] = opts["backbone"]
     for key, default in (("template", _SINGLE), ("centre", False), ("combine", "probs"), ("temperature", 1.0),
                          ("top_t", 10)):

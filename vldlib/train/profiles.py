@@ -36,6 +36,7 @@ from typing import Any, Mapping
 
 from vldlib.core.losses import PAPER_LOSS_NAMES
 from vldlib.data import ROOTED_DATASETS
+from vldlib.models.conse import CONSE_ENSEMBLE
 from vldlib.train.config import TrainConfig
 
 _FULL_METHOD = {name: 1.0 for name in PAPER_LOSS_NAMES}
@@ -51,9 +52,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         # splits by the teacher's own zero-shot accuracy and spread): EfficientNet-Lite2, ConSE over
         # centred 7-template ImageNet-name embeddings at temperature 4; OpenVINO: the fast CPU engine
         "teacher_options": {"backbone": "lite2", "backend": "openvino", "centre": True, "temperature": 4.0,
-                            "template": ["itap of a {c}.", "a bad photo of the {c}.", "a origami {c}.",
-                                         "a photo of the large {c}.", "a {c} in a video game.", "art of the {c}.",
-                                         "a photo of the small {c}."]},
+                            "template": list(CONSE_ENSEMBLE)},
         "template": "a photo of a {name}",
         "enriched_template": "a photo of a {name} . {description}",
         "student": "small",

@@ -20,7 +20,7 @@ from vldlib.runs import config_hash
 from vldlib.study import report
 from vldlib.study.chapters import ACCURACY, Chapter, ChapterRun, Claim
 from vldlib.study.chapters import main_results
-from vldlib.study.diagnosis import KS, student_geometry, teacher_geometry
+from vldlib.study.diagnosis import GEOMETRY_LABELS, KS, student_geometry, teacher_geometry
 from vldlib.study.grid import Grid
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import paper_table
@@ -32,9 +32,7 @@ DIAGNOSED = ("cls", "mse", "imcst", "cls+imcst+vlprox(+mse)")
 MAX_SPLITS = 8
 STUDENT_COLUMNS = {"acc_id": "student X_id (%)", "teacher_acc_id": "teacher X_id (%)",
                    "r2_id": "R² X_id", "r2_ood": "R² X_ood", "r2_ood_mapped": "R² X_ood, mapped"}
-TEACHER_COLUMNS = {"acc_id": "X_id (%)", "acc_ood_zeroshot": "X_ood zero-shot (%)", "mean_cos": "mean cosine",
-                   "mean_norm": "norm of the mean", "between_share": "between-class share",
-                   **{f"acc_ood_top{k}": f"X_ood, top-{k} directions (%)" for k in KS}}
+TEACHER_COLUMNS = GEOMETRY_LABELS
 
 
 def variants(grid: Grid, params) -> dict[str, dict]:
