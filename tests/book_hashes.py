@@ -19,7 +19,8 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+from unittest import mock
 
 from vldlib.models.teachers import MissingWeightsError
 from vldlib.study.chapters import CHAPTERS, open_chapter
@@ -33,6 +34,13 @@ FIXTURE = Path(__file__).parent / "data" / "book_hashes.json"
 PROFILES: tuple[str, ...] = ("offline", "smoke", "paper")
 
 
+@contextlib.contextmanager
+def bf16_machine() -> Iterator[None]:
+    """Build configs as on a CPU that computes bf16 natively (``precision="auto"`` -> ``"bf16"``)."""
+    with mock.patch("vldlib.device.cpu_bf16_native", return_value=True):
+        yield
+
+
 def book_configs(workdir: Path) -> dict[str, list[dict[str, Any]]]:
     """``{profile: [config, ...]}``: every config the book's chapters run under each profile."""
     root = write_tiny_official_root(workdir / "official", per_class=8, size=8)
@@ -44,7 +52,7 @@ def book_configs(workdir: Path) -> dict[str, list[dict[str, Any]]]:
         configs = []
         for name in CHAPTERS:
             try:
-                with contextlib.redirect_stdout(io.StringIO()):
+                with contextlib.redirect_stdout(io.StringIO()), bf16_machine():
                     ch = open_chapter(name, **params)
             except MissingWeightsError:  # a chapter that reads the teacher itself and trains no run
                 continue

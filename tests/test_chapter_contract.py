@@ -16,13 +16,15 @@ from vldlib.study import chapters
 from vldlib.study.readings import Comparison
 from vldlib.train.config import config_hash
 
+from book_hashes import bf16_machine
+
 PINNED = Path(__file__).with_name("chapter_configs.json")
 PROFILES = ("offline", "smoke")
 
 
 def chapter_configs(name: str, profile: str) -> list[list]:
     """Every run of chapter ``name``'s grid under ``profile``: [row label, seed, split seed, hash], sorted."""
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), bf16_machine():  # the pins' machine (book_hashes)
         ch = chapters.open_chapter(name, profile=profile, results_dir="/tmp/unused")
     column = ch.chapter.column
     return sorted([str(labels.get(column)), labels.get("seed"), labels.get("split_seed"), config_hash(cfg)]

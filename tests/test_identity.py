@@ -25,6 +25,7 @@ from vldlib.train.inputs import BASELINES, UNRESOLVED
 from vldlib.train.profiles import profile_config
 
 sys.path.insert(0, str(Path(__file__).parent))
+from book_hashes import bf16_machine  # noqa: E402
 from data_fixtures import write_tiny_official_root  # noqa: E402
 
 FULL = {"cls": 1.0, "mse": 1.0, "im_cst": 1.0, "vlprox": 1.0}
@@ -49,7 +50,8 @@ DEFAULT_BOOK_HASHES = [
 
 @pytest.mark.parametrize("overrides,split,expected", DEFAULT_BOOK_HASHES)
 def test_default_offline_book_hashes_are_unchanged(overrides, split, expected):
-    cfg = profile_config("offline", analysis=True, seed=0, **overrides, **{"dataset_options.split_seed": split})
+    with bf16_machine():  # the machine the pins were written on (precision "auto" -> "bf16")
+        cfg = profile_config("offline", analysis=True, seed=0, **overrides, **{"dataset_options.split_seed": split})
     assert config_hash(cfg) != expected  # the default teacher is the search's winner
     cfg["teacher_options"] = dict(BEFORE_SEARCH_TEACHER)
     assert config_hash(cfg) == expected == config_hash(cfg, inputs={})  # its inputs are the baselines

@@ -38,6 +38,28 @@ def test_profile_contents_follow_the_paper_and_the_design():
     assert smoke["epochs"] < off["epochs"]
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_offline_precision_is_the_fast_one_on_this_cpu_and_explicit_in_the_config(native):
+    """The offline profile's ``precision="auto"`` becomes bf16 where the CPU computes bf16 natively and
+    fp32 where it would be emulated (about 10x slower): resolved when the config is built, so the two
+    hash apart and a stored run names the precision it trained in. An explicit value always wins."""
+    from unittest import mock
+
+    from vldlib.train.config import config_hash
+
+    with mock.patch("vldlib.device.cpu_bf16_native", return_value=native):
+        cfg = profile_config("offline")
+        assert cfg["precision"] == ("bf16" if native else "fp32")
+        assert profile_config("offline", precision="auto")["precision"] == cfg["precision"]
+        for explicit in ("fp32", "bf16"):
+            assert profile_config("offline", precision=explicit)["precision"] == explicit
+        assert profile_config("smoke")["precision"] is None  # the amp rule: fp32 on a CPU
+        other = profile_config("offline", precision="fp32" if native else "bf16")
+    assert config_hash(cfg) != config_hash(other)
+    with pytest.raises(ValueError, match="'auto' is resolved by profile_config"):
+        TrainConfig.from_dict({**cfg, "precision": "auto"}).validate()
+
+
 def test_paper_epochs_and_fewshot_resolve_per_dataset_size():
     cfg = TrainConfig.from_dict(profile_config("paper", **{"dataset_options.root": "/d"}))
     small = resolve_optim(cfg, 4122)  # CUB X_train

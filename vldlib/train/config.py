@@ -275,7 +275,7 @@ class TrainConfig:
                              f"least {self.last_n}")
         _choice("eval_epochs", self.eval_epochs, EVAL_EPOCHS)
         if self.precision is not None:
-            _choice("precision", self.precision, PRECISIONS, extra="or None (the amp flag decides)")
+            _choice("precision", self.precision, PRECISIONS, extra="or None (the amp flag decides); 'auto' is resolved by profile_config")
         if not isinstance(self.device, str) or not (
                 self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")

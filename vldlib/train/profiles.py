@@ -13,7 +13,9 @@ validated config dict, ready for :func:`vldlib.train.train` or ``vldlib.runs.Run
   epochs. The recipe (images per class, width, epochs, optimiser) is the winner of the recipe
   search on development class splits (:mod:`vldlib.study.design`,
   ``vldlib/resources/recipe_search.json``; a test checks that the two agree). The engine's fast
-  paths are on: the student trains under bf16 autocast (``precision="bf16"``) and the proxy
+  paths are on: the student trains under bf16 autocast where the CPU computes bf16 natively (AVX-512
+  BF16 / AMX) and in fp32 elsewhere (``precision="auto"``, resolved to ``"bf16"`` or ``"fp32"`` when the
+  config is built, :func:`vldlib.device.fast_precision`, so a run's hash names the one it used) and the proxy
   teacher's image encoder runs through OpenVINO (``teacher_options.backend="openvino"``); both
   are measured by ``benchmarks/``. 5-shot fine-tuning runs 3 epochs (the budget) at OneCycle peak
   lr 0.3, the winner of the 5-shot search on the development splits (``python -m vldlib.study.design
@@ -36,6 +38,7 @@ from typing import Any, Mapping
 
 from vldlib.core.losses import PAPER_LOSS_NAMES
 from vldlib.data import ROOTED_DATASETS
+from vldlib.device import fast_precision
 from vldlib.models.conse import CONSE_ENSEMBLE
 from vldlib.train.config import TrainConfig
 
@@ -57,7 +60,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "enriched_template": "a photo of a {name} . {description}",
         "student": "small",
         "student_options": {"width": 16},  # the recipe search's winner (vldlib/study/design.py)
-        "precision": "bf16",  # engine: bf16 autocast of the student on the CPU
+        # engine: bf16 autocast of the student where this CPU computes bf16 natively, else fp32
+        # (emulated bf16 is ~10x slower); resolved when the config is built, so the hash names it
+        "precision": "auto",
         "weights": dict(_FULL_METHOD),
         "k": 256,
         "epochs": 10,
@@ -131,7 +136,7 @@ def profile_config(profile: str = "offline", **overrides: Any) -> dict[str, Any]
         raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
     base = TrainConfig().to_dict()
     base.update(copy.deepcopy(PROFILES[profile]))
-    config = apply_overrides(base, overrides)
+    config = apply_overrides(base, overrides)  # also resolves precision "auto" (fast_precision)
     cfg = TrainConfig.from_dict(config)
     _validate_except_data_root(cfg)
     return cfg.to_dict()
@@ -163,6 +168,8 @@ def apply_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
             out[head] = {**out[head], **value}
         else:
             out[head] = value
+    if out.get("precision") == "auto":  # the one machine-dependent default, made explicit here
+        out["precision"] = fast_precision(out.get("device", "cpu"))
     return out
 
 
