@@ -45,6 +45,7 @@ seeds = None  # training seeds; None: the profile's replicates
 split_seeds = None  # class splits (which classes are seen); None: the profile's (official: its lists)
 paper_dataset = None  # the paper's column to show beside ours; None: matching folder or "Average"
 overrides = {}  # any other TrainConfig fields, e.g. {"teacher_options": {"pretrained": "/path/ckpt.pt"}, "num_workers": 0}
+vit_model = None  # the ViT student; None: vit_b_32 on photos (the paper's), vit_tiny on 28 px Fashion-MNIST
 vit_lr = None  # the ViT's peak lr; None: the paper's 2e-4 (paper profile), 2e-3 offline
 vit_fewshot_lr = None  # the ViT's few-shot peak lr; None: the paper's 1e-4 (paper profile), 1e-3 offline
 

@@ -125,3 +125,22 @@ def test_the_teacher_view_chapter_reuses_the_centre_crop_runs(profile):
     for (method, split), cfg in configs.items():
         if method.endswith(VIEW):
             assert cfg == {**configs[(method.removesuffix(VIEW), split)], "teacher_views": 2}
+
+
+def test_vit_student_defaults_to_vit_b_32_on_photos(tmp_path):
+    """The ViT chapter's student: the paper's ViT-B/32 on a photo data root, the tiny ViT on 28 px
+    Fashion-MNIST, and whatever ``vit_model`` names (the paper-profile notebook test uses the tiny one)."""
+    from data_fixtures import write_tiny_official_root
+
+    root = write_tiny_official_root(tmp_path / "Flower102", per_class=8, size=8)
+
+    def students(**params) -> set[str]:
+        with contextlib.redirect_stdout(io.StringIO()):
+            ch = chapters.open_chapter("vit_student", results_dir=str(tmp_path / "results"), **params)
+        return {cfg["student"] for _, cfg in ch.grid.configs}
+
+    assert students(profile="paper", dataset_root=str(root)) == {"resnet18", "vit_b_32"}
+    assert students(profile="paper", dataset_root=str(root), vit_model="vit_tiny") == {"resnet18", "vit_tiny"}
+    assert students(profile="offline") == {"small", "vit_tiny"}
+    with pytest.raises(ValueError, match="parameter vit_model = 'vit_huge'"):
+        chapters.check_chapter_parameters("vit_student", {"profile": "offline", "vit_model": "vit_huge"})

@@ -40,7 +40,8 @@ def vit_overrides(grid: Grid, params: Mapping) -> dict[str, Any]:
     ``vit_fewshot_lr``; offline and smoke: :data:`OFFLINE_VIT_LR`)."""
     crop = int(grid.base["dataset_options"].get("crop_size", dataset_spec(grid.dataset).option_default("crop_size")))
     # photos in a data folder: the paper's ViT-B/32; the offline world's small images: a tiny ViT
-    vit = {"student": "vit_b_32" if dataset_spec(grid.dataset).rooted else "vit_tiny",
+    default = "vit_b_32" if dataset_spec(grid.dataset).rooted else "vit_tiny"
+    vit = {"student": params.get("vit_model") or default,
            "student_options": {"image_size": crop},
            "optimizer": "auto", "schedule": "auto", "weight_decay": "auto", "lr": "auto"}
     lr, fs_lr = params.get("vit_lr"), params.get("vit_fewshot_lr")
@@ -84,7 +85,7 @@ CHAPTER = Chapter(
     labels={f"{s} {m}": f"{name}: {TABLE1_LABELS[m]}" for s, name in (("cnn", "CNN"), ("vit", "ViT"))
             for m in METHODS},
     module=__name__,
-    parameters=declared("vit_lr", "vit_fewshot_lr"),
+    parameters=declared("vit_model", "vit_lr", "vit_fewshot_lr"),
     paper_keys=PAPER_KEYS,
     paper_column="method",
     effects_title="ViT effects (ours) and the paper's Table 8 differences",
