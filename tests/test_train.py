@@ -15,6 +15,7 @@ import torch
 
 from vldlib.train.fewshot import fewshot_batches, fewshot_labels, select_support
 from vldlib.runs import RunStore, config_hash
+import vldlib.core.checks
 import vldlib.train.trainer
 from vldlib.cli.train import main
 from vldlib.train import Interrupted, TrainConfig, train
@@ -390,6 +391,22 @@ def test_diverging_run_is_said_to_diverge_not_blamed_on_the_cache(world, overrid
     assert msg.startswith(f"run {config_hash(cfg)} diverged at epoch 1 (") and "\n" not in msg
     assert re.search(said, msg), msg
     assert "cached features" not in msg and "the teacher features are finite" in msg
+
+
+def test_outputs_too_large_to_normalise_are_a_divergence_not_bad_features():
+    """Bug: a student whose evaluation features were finite but overflowed their row norm (tiny data,
+    batch-norm statistics of a 2-image batch) failed inside the metrics with "image_feats contains NaN
+    ... check the features"; its outputs are the student's, so the run is said to diverge."""
+    from vldlib.train.health import check_outputs, check_run
+
+    huge = torch.full((2, 4), 3e19)
+    with pytest.raises(vldlib.core.checks.NonFiniteInput) as caught:
+        check_outputs(huge, "X_id")
+    assert caught.value.name == "student" and "X_id" in str(caught.value)
+    assert check_outputs(torch.full((2, 4), 1e18), "X_id") is not None  # large, normalisable: fine
+    with pytest.raises(vldlib.train.trainer.Diverged, match="diverged at epoch 1"):
+        check_run("abc", "main", 1, {"loss": 1.0}, [torch.nn.Linear(2, 2)], lr=("lr", 0.05), tau=0.07,
+                  inputs={"teacher image features": (torch.ones(2, 2), lambda: "cache")}, cause=caught.value)
 
 
 def test_non_finite_features_are_blamed_on_their_cache_file(world, monkeypatch):

@@ -28,6 +28,9 @@ class DiskFullError(OSError):
         self.message = message
         self.folder = Path(folder)
 
+    def __reduce__(self):  # rebuilt from its arguments when it crosses a process boundary
+        return type(self), (self.message, self.folder)
+
     def __str__(self) -> str:
         return self.message
 

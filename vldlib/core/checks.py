@@ -39,6 +39,9 @@ class NonFiniteInput(ValueError):
         super().__init__(message)
         self.name = name
 
+    def __reduce__(self):  # pickled by a worker process: rebuilt from both arguments, not str(self) alone
+        return type(self), (str(self), self.name)
+
 
 def check_matrix(x: object, name: str, *, rows: str = "B", row_is: str = "sample") -> Tensor:
     """``x`` as a non-empty floating ``[rows, D]`` tensor (one feature row per ``row_is``)."""

@@ -32,6 +32,9 @@ class MissingWeightsError(RuntimeError):
         self.model, self.tag, self.problem, self.cache, self.repo = model, tag, problem, cache, repo
         super().__init__(self.with_fix(PYTHON_CHECKPOINT_FIX.format(model=model)))
 
+    def __reduce__(self):  # rebuilt from its arguments when it crosses a process boundary
+        return type(self), (self.model, self.tag, self.problem, self.cache, self.repo)
+
     def with_fix(self, checkpoint_fix: str) -> str:
         """The whole message, ending with the fixes; ``checkpoint_fix`` says how to use a local file."""
         fetch = f"huggingface-cli download {self.repo}" if self.repo else "huggingface-cli download <the tag's repo>"

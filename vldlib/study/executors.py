@@ -91,6 +91,10 @@ class GridRunError(RuntimeError):
         lines = [f"  {f.name} (run {f.hash}): {f.error}" for f in self.failures]
         super().__init__(f"{len(self.failures)} run(s) failed ({finished} finished and are stored); "
                          "fix the cause and run the grid again to train only these:\n" + "\n".join(lines))
+        self.finished = finished
+
+    def __reduce__(self):  # rebuilt from its arguments when it crosses a process boundary
+        return type(self), (self.failures, self.finished)
 
 
 def check_executor(executor: str) -> str:

@@ -20,6 +20,7 @@ validated, no data loaded), so a bad override fails before anything trains as we
 """
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,10 +52,13 @@ class ParameterError(ValueError):
     """A notebook parameter with a value of the wrong type or outside its choices."""
 
     def __init__(self, name: str, value: Any, expected: str, example: str, *, cli: bool = False) -> None:
-        self.name, self.value, self.expected, self.example = name, value, expected, example
+        self.name, self.value, self.expected, self.example, self.cli = name, value, expected, example, cli
         shown = f"-p {name} {value!r}" if cli else f"parameter {name} = {value!r}"
         how = f"-p {name} {_shell(example)}" if cli else f"{name} = {example}"
         super().__init__(f"{shown}: expected {expected}; for example {how}")
+
+    def __reduce__(self):  # rebuilt from its arguments when it crosses a process boundary
+        return functools.partial(type(self), cli=self.cli), (self.name, self.value, self.expected, self.example)
 
 
 @dataclass(frozen=True)

@@ -42,9 +42,12 @@ def short_number(value: float) -> str:
 
 
 def check_outputs(features: torch.Tensor, what: str) -> torch.Tensor:
-    """``features`` (the student's outputs on ``what``), or :class:`NonFiniteInput` when they hold NaN/inf."""
-    if not all_finite([features]):
-        raise NonFiniteInput(f"the student's outputs on {what} contain NaN or inf values", "student")
+    """``features`` (the student's outputs on ``what``), or :class:`NonFiniteInput` when they hold NaN/inf
+    or values so large that their row norm overflows (the metrics normalise each row; such a student
+    has diverged as surely as one with NaN outputs)."""
+    if not all_finite([features]) or not all_finite([features.float().norm(dim=-1)]):
+        raise NonFiniteInput(f"the student's outputs on {what} contain NaN or inf values (or values so "
+                             "large their norm overflows)", "student")
     return features
 
 
