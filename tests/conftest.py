@@ -15,6 +15,22 @@ import torch  # noqa: E402
 XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // XDIST_WORKERS))
 
+#: ``make test``'s files, longest first (as measured with ``--durations``), run with xdist's
+#: ``--dist loadfile --no-loadscope-reorder``: each worker takes the next file when it runs short,
+#: so the two finish close together, and the smoke book's readers (test_book, test_browser) come
+#: after test_notebooks has started building it instead of waiting for it. Other files follow in
+#: collection order.
+LONGEST_FIRST: tuple[str, ...] = ("test_notebooks.py", "test_notebooks_paper.py", "test_interrupts.py",
+                                  "test_scale.py", "test_datasets_book.py", "test_report.py", "test_book.py",
+                                  "test_browser.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order the collected tests by :data:`LONGEST_FIRST` (a stable sort: order within a file is kept)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 REPO = Path(__file__).resolve().parents[1]
 OFFICIAL_DATA = REPO.parent / "shared" / "reference" / "official-data"
 PAPER_TABLES = REPO.parent / "shared" / "reference" / "paper_tables.json"
