@@ -28,6 +28,7 @@ browser:
 
 # `make test` runs on two pytest-xdist workers, a test file on one worker (the scale tests' local Ray
 # clusters never run beside each other; the smoke book is built once for both: tests/book_fixtures.py),
+# the longest files first (tests/conftest.py LONGEST_FIRST, kept in that order by --no-loadscope-reorder),
 # and lists its 25 slowest tests.
 TEST_WORKERS ?= 2
 test: data browser setup
