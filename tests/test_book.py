@@ -848,6 +848,10 @@ def test_build_info_page_is_generated_from_measurements(tmp_path, monkeypatch):
     import platform
 
     assert f"| cores | {os.cpu_count()} |" in text and f"| Python | {platform.python_version()} |" in text
+    from vldlib.device import cpu_bf16_native
+
+    assert f"| bf16 in hardware | {'yes' if cpu_bf16_native() else 'no'}: the offline student trains in " \
+           f"{'bf16' if cpu_bf16_native() else 'fp32'}" in text
     for name in ("torch", "jupyter-book", "vldbook", "sphinxcontrib-bibtex"):
         assert re.search(rf"^\| {re.escape(name)} \| \S", text, flags=re.M), name
     assert "| main_results | 12.5 | smoke | this build |" in text

@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from vldlib.device import cpu_bf16_native
 from vldlib.io import write_text_atomic
 
 PACKAGES: tuple[str, ...] = ("vldbook", "torch", "torchvision", "open_clip_torch", "numpy", "pandas",
@@ -119,9 +120,11 @@ def collect(*, root: Path, results_dir: Path, cache_dir: Path, times: Mapping[st
     up-front training of every chapter's missing runs (``seconds``, ``profile``, ``finished``)."""
     commit = _git(root, "rev-parse", "HEAD")
     dirty = _git(root, "status", "--porcelain", "--untracked-files=no")
-    gpu = None
+    gpu, bf16 = None, None
     try:
         import torch
+
+        bf16 = cpu_bf16_native()
 
         if torch.cuda.is_available():
             gpu = f"{torch.cuda.get_device_name(0)} (x{torch.cuda.device_count()})"
@@ -133,7 +136,7 @@ def collect(*, root: Path, results_dir: Path, cache_dir: Path, times: Mapping[st
         "profile": profile,
         "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "memory_gib": _memory_gib(),
                     "gpu": gpu, "os": platform.platform(), "python": platform.python_version(),
-                    "executable": sys.executable},
+                    "executable": sys.executable, "bf16": bf16},
         "versions": {name: _version(name) for name in PACKAGES},
         "git": {"commit": commit, "branch": _git(root, "rev-parse", "--abbrev-ref", "HEAD"),
                 "dirty": bool(dirty) if dirty is not None else None},
@@ -152,6 +155,14 @@ def _bytes(n: int) -> str:
     return f"{n} B"
 
 
+def _bf16_cell(native: bool | None) -> str:
+    """Whether the CPU computes bf16 natively, and so the offline student's precision (``precision="auto"``)."""
+    if native is None:
+        return "unknown"
+    return ("yes: the offline student trains in bf16" if native
+            else "no: the offline student trains in fp32 (bf16 would be emulated, several times slower)")
+
+
 def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("`", "'")
 
@@ -168,6 +179,7 @@ def render(info: Mapping[str, Any]) -> str:
              "no number on it is typed by hand.", "",
              "## Machine", "", "| | |", "|---|---|",
              f"| CPU | {_cell(m['cpu'])} |", f"| cores | {m['cores']} |", f"| memory | {mem} |",
+             f"| bf16 in hardware | {_bf16_cell(m.get('bf16'))} |",
              f"| GPU | {_cell(m['gpu'] or 'none used (CPU only)')} |", f"| system | {_cell(m['os'])} |",
              f"| Python | {m['python']} |", "",
              "## Software", "", f"Git commit `{_cell(commit)}`" + (f" on branch `{_cell(g['branch'])}`" if g.get("branch") else "")
