@@ -54,6 +54,8 @@ def test_offline_precision_is_the_fast_one_on_this_cpu_and_explicit_in_the_confi
         for explicit in ("fp32", "bf16"):
             assert profile_config("offline", precision=explicit)["precision"] == explicit
         assert profile_config("smoke")["precision"] is None  # the amp rule: fp32 on a CPU
+        # on CUDA bf16, whether or not this machine has a GPU (configs are built and hashed anywhere)
+        assert profile_config("offline", device="cuda")["precision"] == "bf16"
         other = profile_config("offline", precision="fp32" if native else "bf16")
     assert config_hash(cfg) != config_hash(other)
     with pytest.raises(ValueError, match="'auto' is resolved by profile_config"):

@@ -51,11 +51,13 @@ def cpu_bf16_native() -> bool:
 
 def fast_precision(device: str | torch.device) -> str:
     """The faster student precision on ``device``: ``"bf16"`` on CUDA and on a CPU that computes bf16
-    natively (:func:`cpu_bf16_native`), else ``"fp32"``. Emulated bf16 is the slow choice there:
-    ``benchmarks/train.py`` measured the offline student at ~90 img/s in bf16 against ~960 in fp32 on
-    an AVX2-only CPU (one thread)."""
-    dev = resolve_device(device)
-    if dev.type == "cuda":
+    natively (:func:`cpu_bf16_native`), else ``"fp32"``. Emulated bf16 is the slow choice there: on an
+    AVX2-only CPU the offline student ran at ~90 img/s in bf16 against ~960 in fp32 (one thread).
+    A CUDA device need not be present (configs are built, and hashed, before they train)."""
+    kind = device.type if isinstance(device, torch.device) else str(device).split(":")[0]
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cuda":
         return "bf16"
     return "bf16" if cpu_bf16_native() else "fp32"
 
