@@ -20,7 +20,7 @@ import pandas as pd
 from vldlib.runs import RunStore
 from vldlib.study.grid import DEV_SPLITS
 from vldlib.study.stats import above_chance_share, t_interval
-from vldlib.train.profiles import profile_config
+from vldlib.train.profiles import PROFILES, profile_config
 
 __all__ = ["mse_budget", "summary", "main"]
 
@@ -31,11 +31,11 @@ def mse_budget(results_dir: str | Path, epochs: Sequence[int], *, splits: Sequen
     of the teacher's above-chance ability and the final training loss. Runs are kept in (and reused
     from) the run store ``results_dir``."""
     store = RunStore(results_dir, cache_dir=cache_dir)
+    last_n = profile_config(profile)["last_n"]
     rows = []
     for n in epochs:
         for split in splits:
-            cfg = profile_config(profile, weights={"mse": 1.0}, epochs=int(n), fewshot=None,
-                                 last_n=min(int(n), profile_config(profile)["last_n"]),
+            cfg = profile_config(profile, weights={"mse": 1.0}, epochs=int(n), fewshot=None, last_n=min(int(n), last_n),
                                  **{"dataset_options.split_seed": int(split)})
             record = store.run(cfg, progress=False)
             final, chance = record["final"], 100.0 / len(record["dataset"]["seen_classes"])
@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, nargs="+", default=[10, 40], help="budgets to compare (default 10 40)")
     ap.add_argument("--splits", type=int, nargs="+", default=list(DEV_SPLITS),
                     help="class splits (default: the development splits)")
-    ap.add_argument("--profile", default="offline")
+    ap.add_argument("--profile", default="offline", choices=tuple(PROFILES))
     ap.add_argument("--results", required=True, help="run store for these runs (kept, reused)")
     ap.add_argument("--cache-dir", default=None)
     args = ap.parse_args(argv)

@@ -246,7 +246,7 @@ PARAMETERS: dict[str, Param] = {
                    default=8, help='CoOp context vectors (the paper: 8)'),
     "losses": Param("list[str]", "['cls', 'cls+rkd']", optional=True, choices=tuple(FIELD_LOSS_METHODS),
                     default=None, help="rows; None: all eight (L_cls alone, + each of the paper's three, + each of the field's four)"),
-    "vit_model": Param("str", "'vit_tiny'", optional=True, choices=("vit_b_32", "vit_tiny"), default=None,
+    "vit_model": Param("str", "'vit_tiny'", optional=True, choices=tuple(s for s in STUDENTS if s.startswith("vit")), default=None,
                        help="the ViT student; None: vit_b_32 on photos (the paper's), vit_tiny on 28 px Fashion-MNIST"),
     "vit_lr": Param("float", "0.002", optional=True, minimum=0,
                     default=None, help="the ViT's peak lr; None: the paper's 2e-4 (paper profile), 2e-3 offline"),

@@ -45,7 +45,7 @@ def check_outputs(features: torch.Tensor, what: str) -> torch.Tensor:
     """``features`` (the student's outputs on ``what``), or :class:`NonFiniteInput` when they hold NaN/inf
     or values so large that their row norm overflows (the metrics normalise each row; such a student
     has diverged as surely as one with NaN outputs)."""
-    if not all_finite([features]) or not all_finite([features.float().norm(dim=-1)]):
+    if not all_finite([features.float().norm(dim=-1)]):  # a NaN/inf value makes its row norm non-finite too
         raise NonFiniteInput(f"the student's outputs on {what} contain NaN or inf values (or values so "
                              "large their norm overflows)", "student")
     return features
