@@ -47,11 +47,10 @@ import warnings
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 import pandas as pd
 from IPython.display import Markdown, display
-from myst_nb import glue
 
 from vldlib.runs import RunStore
 from vldlib.study import report
-from vldlib.study.chapters import from_store
+from vldlib.study.chapters import from_store, glue
 from vldlib.study.downloads import save_csv
 
 pd.set_option("display.max_colwidth", 200)
@@ -64,7 +63,7 @@ TOTAL_TIME = "time.total_s"
 # %%
 store = RunStore(results_dir)
 everything = store.to_frame()
-glue("runs.total", len(everything), display=False)
+glue("runs.total", len(everything))
 display(Markdown(f"Run store `{store.root}`: **{len(everything)}** finished run(s) of every profile."),
         save_csv(everything, "summary", "runs", results_dir, text="All of them, one row per run:", index=False))
 

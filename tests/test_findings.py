@@ -14,6 +14,7 @@ from vldlib import findings
 from vldlib.study import report
 from vldlib.study.chapters import (CHAPTERS, CLAIM_FIELDS, DATASETS_GLUE, PAPER_RESULTS, Chapter, ChapterRun,
                                    Claim, chapter, glue_key, glue_values)
+from vldlib.study.chapters import run as chapter_run
 from vldlib.study.downloads import HREF_FROM_CHAPTER, save_csv
 from vldlib.study.readings import Comparison as C
 
@@ -145,24 +146,19 @@ def test_runs_caption_counts_runs_and_settings(tmp_path, monkeypatch):
 
 def test_publish_claims_glues_every_claim_value(monkeypatch, tmp_path):
     """The one call a notebook makes: every claim field glued (not displayed), the table and its CSV returned."""
-    import myst_nb
-
     glued = {}
-    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: glued.setdefault(name, (value, display)))
+    monkeypatch.setattr(chapter_run, "glue", lambda name, value: glued.setdefault(name, value))
     monkeypatch.setenv("VLD_DOWNLOADS", str(tmp_path / "downloads"))
     run = _run([Claim("a_over_b", "Table 1", "a beats b", C("a", "b", "acc"))])
     table, link = run.publish_claims(_effects([("a", "b")]))
     assert set(glued) == set(glue_values(table)) == {glue_key("a_over_b", f) for f in CLAIM_FIELDS}
-    assert glued["claim.a_over_b.ours"][0] == table.loc["a_over_b", "ours"]
-    assert all(display is False for _, display in glued.values())
+    assert glued["claim.a_over_b.ours"] == table.loc["a_over_b", "ours"]
     assert (tmp_path / "downloads" / "x" / "claims.csv").is_file()
 
 
 def test_findings_page_says_which_datasets_a_chapters_claims_pool(tmp_path, monkeypatch):
     """Several --dataset-root: the chapter glues the datasets its claims pool and the front page names
     them (glued, not typed); a one-dataset book has no such line."""
-    import myst_nb
-
     main = chapter("main_results").claims
     _executed(tmp_path, "main_results", {glue_key(main[0].key, f): "x" for f in CLAIM_FIELDS})
     assert "read across the datasets" not in findings.render(tmp_path, ["main_results"], "paper")
@@ -172,7 +168,7 @@ def test_findings_page_says_which_datasets_a_chapters_claims_pool(tmp_path, monk
     line = next(x for x in page.splitlines() if "read across the datasets" in x)
     assert f"/book/executed/main_results.ipynb::{DATASETS_GLUE}:s" in line and "*Main results*" in line
     glued = {}
-    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: glued.setdefault(name, value))
+    monkeypatch.setattr(chapter_run, "glue", lambda name, value: glued.setdefault(name, value))
     monkeypatch.setenv("VLD_DOWNLOADS", str(tmp_path / "downloads"))
     run = _run([Claim("a_over_b", "Table 1", "a beats b", C("a", "b", "acc"))])
     run.publish_claims(_effects([("a", "b")]))
@@ -180,3 +176,24 @@ def test_findings_page_says_which_datasets_a_chapters_claims_pool(tmp_path, monk
     run.datasets = {"CaltechBirds": None, "mine": None}
     run.publish_claims(_effects([("a", "b")]))
     assert glued[DATASETS_GLUE] == "CaltechBirds, mine"
+
+
+def test_glue_writes_what_myst_nb_glue_writes_without_displaying_it():
+    """Our ``glue`` (no myst_nb import in the kernel) gives the output ``myst_nb.glue(..., display=False)``
+    gives, so ``{glue:text}`` reads it; checked on a number, a string and a DataFrame."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from myst_nb import glue as myst_glue
+
+    shell = InteractiveShell.instance()
+    seen = []
+    publish = shell.display_pub.publish
+    shell.display_pub.publish = lambda data, metadata=None, **kw: seen.append((data, metadata))
+    try:
+        for value in (12, "CaltechBirds, mine", pd.DataFrame({"a": [1.5]})):
+            seen.clear()
+            myst_glue("k", value, display=False)
+            chapter_run.glue("k", value)
+            assert len(seen) == 2 and seen[0] == seen[1], seen
+            assert all(key.startswith("application/papermill.record/") for key in seen[1][0])
+    finally:
+        shell.display_pub.publish = publish

@@ -37,13 +37,13 @@ import pandas as pd
 from vldlib.study.chapters.declaration import (ACCURACY, ACCURACY_NAMES, CLAIM_FIELDS, DATASETS_GLUE,
                                                EXECUTOR_PARAMETERS, GRID_PARAMETERS, PAPER_RESULTS, TABLE1_LABELS,
                                                Chapter, Claim, glue_key, glue_values)
-from vldlib.study.chapters.page import set_theme
+from vldlib.study.chapters.page import glue, set_theme
 from vldlib.study.chapters.run import ChapterRun
 from vldlib.study.parameters import SHARED, check_parameters, declared
 
 __all__ = ["Chapter", "ChapterRun", "Claim", "ACCURACY", "ACCURACY_NAMES", "TABLE1_LABELS", "CHAPTERS",
            "GRID_PARAMETERS", "EXECUTOR_PARAMETERS", "PAPER_RESULTS", "CLAIM_FIELDS", "DATASETS_GLUE", "open_chapter",
-           "chapter", "glue_key", "glue_values", "StoreFindings", "from_store", "declared", "parameter_names",
+           "chapter", "glue", "glue_key", "glue_values", "StoreFindings", "from_store", "declared", "parameter_names",
            "check_chapter_parameters"]
 
 

@@ -14,7 +14,24 @@ from IPython.display import Markdown, display
 
 from vldlib.study import report
 
-__all__ = ["Page", "set_theme"]
+__all__ = ["Page", "glue", "set_theme"]
+
+#: MyST-NB's glue protocol (papermill's record prefix): a display output whose MIME keys carry this
+#: prefix, with ``metadata["scrapbook"]``, is stored for ``{glue:text}`` and not shown on the page.
+GLUE_PREFIX = "application/papermill.record/"
+
+
+def glue(name: str, value: object) -> None:
+    """Glue ``value`` under ``name`` for the book (``{glue:text}`` on another page), not displayed.
+
+    The output is the one ``myst_nb.glue(name, value, display=False)`` writes, made here because
+    importing ``myst_nb.glue`` in a kernel loads nbformat's JSON-schema validators (about 5 s per
+    notebook, for one display call); ``tests/test_findings.py`` checks the two stay identical."""
+    from IPython.core.formatters import format_display_data
+
+    bundle, metadata = format_display_data(value)
+    metadata["scrapbook"] = {"name": name, "mime_prefix": GLUE_PREFIX}
+    display({GLUE_PREFIX + k: v for k, v in bundle.items()}, raw=True, metadata=metadata)
 
 
 def set_theme() -> None:

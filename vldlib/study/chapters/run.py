@@ -15,7 +15,7 @@ from vldlib.runs import RunStore, record_row
 from vldlib.study import report
 from vldlib.study.chapters.declaration import (ACCURACY, ACCURACY_NAMES, DATASETS_GLUE, GRID_PARAMETERS, NOT_RUN,
                                                Chapter, glue_values)
-from vldlib.study.chapters.page import Page
+from vldlib.study.chapters.page import Page, glue
 from vldlib.study.datasets import dataset_grids, dataset_kind, label_runs
 from vldlib.study.downloads import Download, runs_caption, save_csv
 from vldlib.study.executors import check_executor
@@ -254,14 +254,12 @@ class ChapterRun(Page):
         """The chapter's declared claims (:meth:`claim_table` of ``effects``), each value glued for
         the front page (MyST-NB ``glue``, names from :func:`glue_key`, not displayed), and the
         table with its CSV download, to display: ``display(*ch.publish_claims(effects))``."""
-        from myst_nb import glue  # only where a notebook publishes; the library runs without a kernel
-
         claims = self.claim_table(effects)
         for name, value in glue_values(claims).items():
-            glue(name, value, display=False)
+            glue(name, value)
         pooled = getattr(self, "datasets", None)  # absent on a run made without a grid (tests)
         if pooled:  # the claims pool several datasets: the front page names them
-            glue(DATASETS_GLUE, ", ".join(pooled), display=False)
+            glue(DATASETS_GLUE, ", ".join(pooled))
         return claims, self.csv(claims, "claims")
 
     def claim_table(self, effects: pd.DataFrame) -> pd.DataFrame:
