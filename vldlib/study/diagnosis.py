@@ -27,7 +27,7 @@ from vldlib.paths import default_cache_dir
 from vldlib.train.texts import config_text_features
 from vldlib.train.trainer import held_out_features
 
-__all__ = ["KS", "GEOMETRY_LABELS", "feature_geometry", "teacher_geometry", "student_geometry"]
+__all__ = ["KS", "GEOMETRY_LABELS", "GEOMETRY_VERSION", "feature_geometry", "teacher_geometry", "student_geometry"]
 
 #: The principal directions kept (besides all of them: the plain zero-shot accuracy).
 KS: tuple[int, ...] = (1, 2, 4, 8, 16)
@@ -59,6 +59,10 @@ def feature_geometry(feats: Mapping[str, torch.Tensor], labels: Mapping[str, tor
         row[f"acc_ood_top{k}"] = 100.0 * principal_zero_shot(feats["ood"], text_unseen, labels["ood"], k,
                                                              basis=feats["train"])
     return row
+
+
+#: The version of :func:`student_geometry`'s numbers in the runs' memos (bump it when they change).
+GEOMETRY_VERSION = 1
 
 
 def teacher_geometry(config: Mapping[str, Any], *, cache_dir: str | os.PathLike | None = None,

@@ -20,7 +20,8 @@ from vldlib.runs import config_hash
 from vldlib.study import report
 from vldlib.study.chapters import ACCURACY, Chapter, ChapterRun, Claim
 from vldlib.study.chapters import main_results
-from vldlib.study.diagnosis import GEOMETRY_LABELS, KS, student_geometry, teacher_geometry
+from vldlib.study.derived import memoised
+from vldlib.study.diagnosis import GEOMETRY_LABELS, GEOMETRY_VERSION, KS, student_geometry, teacher_geometry
 from vldlib.study.grid import Grid
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import paper_table
@@ -75,7 +76,8 @@ class Run(ChapterRun):
         runs = runs[runs["split_seed"].isin(splits)].reset_index(drop=True)
         configs = {config_hash(cfg): cfg for _, cfg in self.grid.configs}
         cache = self.params.get("cache_dir")
-        geometry = [student_geometry(configs[h], self.store.run_dir(configs[h]), cache_dir=cache)
+        geometry = [memoised(self.store, configs[h], "student_geometry", GEOMETRY_VERSION,
+                             lambda cfg=configs[h]: student_geometry(cfg, self.store.run_dir(cfg), cache_dir=cache))
                     for h in runs["hash"]]
         runs = pd.concat([runs, pd.DataFrame(geometry, index=runs.index)], axis=1)
         first = {cfg["dataset_options"].get("split_seed"): cfg for _, cfg in self.grid.configs}

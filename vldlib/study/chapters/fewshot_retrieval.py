@@ -15,6 +15,7 @@ import pandas as pd
 
 from vldlib.study import report
 from vldlib.study.chapters import Chapter, ChapterRun, Claim, declared
+from vldlib.study.derived import memoised
 from vldlib.study.grid import Grid
 from vldlib.study.readings import Comparison as C
 from vldlib.study.reference import TABLE1_METHODS, paper_table
@@ -26,6 +27,8 @@ METHOD = "cls+imcst+vlprox(+mse)"
 SOURCES = {"zero-shot": "acc_ood_zeroshot_fs_eval", "retrieval (teacher keys)": "acc_ood_retrieval_teacher_keys",
            "retrieval (student keys)": "acc_ood_retrieval_student_keys", "fine-tuning": "acc_ood_5shot"}
 PAPER_KEYS = {"fine-tuning": "Fine-tuning", "retrieval (teacher keys)": "Retrieval"}
+#: The version of :func:`retrieval_accuracy`'s numbers in the runs' memos (bump it when they change).
+RETRIEVAL_VERSION = 1
 
 def variants(grid: Grid, params: Mapping) -> dict[str, dict]:
     """The full method's runs (shared with main_results); their 5-shot stage needs the profile's fewshot."""
@@ -73,9 +76,11 @@ class Run(ChapterRun):
         accuracy in ``acc_ood_5shot``."""
         rows = []
         for (labels, config), (_, run) in zip(self.grid.configs, runs.iterrows()):
-            values = retrieval_accuracy(config, self.store.verified_run_dir(config, progress=False),
-                                        cache_dir=self.store.cache_dir,
-                                        alpha=self.alpha, beta=self.beta)
+            values = memoised(self.store, config, "retrieval_accuracy", RETRIEVAL_VERSION,
+                              lambda config=config: retrieval_accuracy(
+                                  config, self.store.verified_run_dir(config, progress=False),
+                                  cache_dir=self.store.cache_dir, alpha=self.alpha, beta=self.beta),
+                              params={"alpha": self.alpha, "beta": self.beta})
             values["acc_ood_5shot"] = run["acc_ood_5shot"]
             for method, key in SOURCES.items():
                 rows.append({"method": method, "seed": labels["seed"], "split_seed": labels["split_seed"],
