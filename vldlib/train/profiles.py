@@ -101,7 +101,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "dataset": "fashion-mnist",
         "dataset_options": {"per_class": 24, "load_size": 32, "crop_size": 28},
         "teacher": "conse",
-        "teacher_options": {"backbone": "lite0"},
+        # 64 px instead of Lite0's 224: a twelfth of the teacher's cost, enough to run every code path
+        "teacher_options": {"backbone": "lite0", "image_size": 64},
         "template": "a photo of a {name}",
         "enriched_template": "a photo of a {name} . {description}",
         "student": "small",
