@@ -100,11 +100,25 @@ def test_the_runs_are_the_declared_variants_and_comparisons(profile):
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-def test_the_diagnosis_chapter_trains_nothing_the_main_results_do_not(profile):
-    """Its runs are the main-results chapter's (same configs): it reads them, it adds no training."""
+def test_the_diagnosis_chapter_trains_only_the_longer_l_mse_budgets_beyond_the_main_results(profile):
+    """Its Table 1 rows are the main-results chapter's runs (same configs); what it adds is L_mse
+    alone at 2x and 4x the profile's epochs (none under the paper profile), each the L_mse row's
+    config with only ``epochs`` changed."""
+    from vldlib.study.chapters.diagnosis import budget_key
+
     main = {row[3] for row in chapter_configs("main_results", profile)}
-    diagnosis = {row[3] for row in chapter_configs("diagnosis", profile)}
-    assert diagnosis and diagnosis <= main
+    rows = chapter_configs("diagnosis", profile)
+    with contextlib.redirect_stdout(io.StringIO()):
+        ch = chapters.open_chapter("diagnosis", profile=profile, results_dir="/tmp/unused")
+    epochs = int(ch.grid.base["epochs"])
+    budgets = [] if profile == "paper" else [budget_key(2 * epochs), budget_key(4 * epochs)]
+    assert {r[0] for r in rows} == {"cls", "mse", "imcst", "cls+imcst+vlprox(+mse)", *budgets}
+    assert all(r[3] in main for r in rows if r[0] not in budgets)
+    assert not any(r[3] in main for r in rows if r[0] in budgets)
+    configs = {(labels["method"], labels["split_seed"]): cfg for labels, cfg in ch.grid.configs}
+    for (method, split), cfg in configs.items():
+        if method in budgets:
+            assert {**cfg, "epochs": epochs} == configs[("mse", split)] and cfg["epochs"] != epochs
 
 
 @pytest.mark.parametrize("profile", PROFILES)

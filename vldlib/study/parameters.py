@@ -228,6 +228,8 @@ PARAMETERS: dict[str, Param] = {
                            default={}, help='more rows: {"label": {"cls": 1.0, "vlprox": 1.0}} (loss weights by name)'),
     "analysis": Param("bool", "False",
                       default=True, help='compute the feature analyses too (shares the runs with feature_errors)'),
+    "mse_epochs": Param("list[int]", "[20, 40]", optional=True, minimum=1, distinct=True,
+                        default=None, help="L_mse alone also trained this many epochs; None: 2x and 4x the profile's (none under paper)"),
     "ks": Param("list[int]", "[1, 10]", optional=True, minimum=1,
                 default=None, help="L_vlprox k values besides the reference; None: [1, 2, 3] on Fashion-MNIST, [1, 10] (the paper's) otherwise"),
     "descriptions": Param("str", "main", optional=True, choices=(*DESCRIPTION_VARIANTS, "official"),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -10,7 +11,8 @@ from IPython.display import display
 from vldlib.core.metrics import mean_pairwise_cosine, text_spectrum
 from vldlib.data import load_dataset
 from vldlib.data.specs import dataset_spec
-from vldlib.models.teachers import load_teacher
+from vldlib.features import CachedTextTeacher, LazyTeacher
+from vldlib.paths import default_cache_dir
 from vldlib.study import report
 from vldlib.study.chapters import ACCURACY, ACCURACY_NAMES, Chapter, ChapterRun, Claim, declared
 from vldlib.study.datasets import own_descriptions
@@ -119,7 +121,9 @@ class Run(ChapterRun):
 
     def _text_features(self) -> tuple[pd.DataFrame, pd.DataFrame, int]:
         g = self.grid
-        teacher = load_teacher(g.base["teacher"], **g.base["teacher_options"])
+        cache = self.params.get("cache_dir") or default_cache_dir()  # the text features the runs cached
+        teacher = CachedTextTeacher(LazyTeacher(g.base["teacher"], g.base["teacher_options"],
+                                                Path(cache) / "teacher-meta"), cache)
         mode = self.text_mode or g.base["text_mode"]
         splits = g.split_seeds
         if self.params.get("split_seeds") is None and dataset_spec(g.dataset).split_seed_required:
