@@ -60,7 +60,7 @@ data = ch.show_runs()
 # Each student's and the teacher's X_id accuracy on the same images, and the share of the teacher's
 # centred feature variance the student's features explain on held-out images: in the same space
 # (what L_mse compares) on X_id and X_ood, and after a least-squares map fitted on X_id and scored on
-# X_ood. The rows "mse (N epochs)" are L_mse alone trained N epochs instead of the book's budget (main
+# X_ood. The rows "L_mse, N epochs" are L_mse alone trained N epochs instead of the book's budget (main
 # stage; the rest of the recipe unchanged): does plain regression leave the teacher's mean when it
 # trains longer? The figure: the teacher's zero-shot X_ood accuracy with its features kept to the top-k
 # principal directions of X_train.

@@ -48,7 +48,7 @@ def mse_budgets(grid: Grid, params) -> list[int]:
 
 def budget_key(epochs: int) -> str:
     """The variant of L_mse alone trained for ``epochs`` (else as the Table 1 row)."""
-    return f"mse ({epochs} epochs)"
+    return f"L_mse, {epochs} epochs"
 
 
 def variants(grid: Grid, params) -> dict[str, dict]:
