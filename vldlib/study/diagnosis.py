@@ -22,7 +22,7 @@ from vldlib.core.geometry import (explained_variance, mean_norm, mean_pairwise_c
                                   variance_split)
 from vldlib.core.metrics import mean_per_class_accuracy, zero_shot_predict
 from vldlib.data import load_dataset
-from vldlib.features import LazyTeacher, teacher_image_features
+from vldlib.features import CachedTextTeacher, LazyTeacher, teacher_image_features
 from vldlib.paths import default_cache_dir
 from vldlib.train.texts import config_text_features
 from vldlib.train.trainer import held_out_features
@@ -76,7 +76,7 @@ def teacher_geometry(config: Mapping[str, Any], *, cache_dir: str | os.PathLike 
     feats = {part: teacher_image_features(teacher, getattr(ds, part), dataset_id=ds.name, cache_dir=cache,
                                           progress=False) for part in ("train", "id", "ood")}
     labels = {part: torch.as_tensor(getattr(ds, part).labels) for part in feats}
-    seen, unseen = config_text_features(teacher, config, ds)
+    seen, unseen = config_text_features(CachedTextTeacher(teacher, cache), config, ds)  # as the runs cached them
     return feature_geometry(feats, labels, seen, unseen, ks)
 
 
