@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> dict:
         decode_s = _timed(decode)
         store_s = _timed(lambda: [build_image_store(s, cache, num_workers=workers) for s in ds.splits.values()])
         t0 = time.perf_counter()
-        teacher = LazyTeacher(cfg["teacher"], cfg["teacher_options"], cache / "teacher-meta")  # builds it
+        teacher = LazyTeacher.in_cache(cfg["teacher"], cfg["teacher_options"], cache)  # builds it
         teacher_load_s = time.perf_counter() - t0
         teacher_s = _timed(lambda: [teacher_image_features(teacher, s, dataset_id=ds.name, cache_dir=cache,
                                                            num_workers=workers, progress=False)

@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     # teacher features once (cached), so neither side pays for them
     opts = dict(cfg["dataset_options"])
     ds = load_dataset(cfg["dataset"], root=opts.pop("root", None), **opts)
-    teacher = LazyTeacher(cfg["teacher"], cfg["teacher_options"], cache / "teacher-meta")
+    teacher = LazyTeacher.in_cache(cfg["teacher"], cfg["teacher_options"], cache)
     t0 = time.perf_counter()
     feats = teacher_image_features(teacher, ds.train, dataset_id=ds.name, cache_dir=cache, progress=False)
     for split in (ds.id, ds.ood):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch  # noqa: F401 - tests patch torch.save through this module
 
 from vldlib.features.images import image_feature_file, imagenet_logits, proxy_caption_classes, teacher_image_features
-from vldlib.features.lazy import CachedTextTeacher, LazyTeacher, built_teacher, teacher_meta_path
+from vldlib.features.lazy import TEACHER_META, CachedTextTeacher, LazyTeacher, built_teacher, teacher_meta_path
 from vldlib.features.store import (DEFAULT_CHUNK_ROWS, FORMAT, META, CacheEntryError, FeatureStore, ForeignCacheError,
                                    keys_hash, tensor_sha256)
 from vldlib.features.text import text_feature_folder, text_features
@@ -25,5 +25,5 @@ from vldlib.paths import default_cache_dir
 
 __all__ = ["FORMAT", "DEFAULT_CHUNK_ROWS", "META", "FeatureStore", "CacheEntryError", "ForeignCacheError", "keys_hash",
            "tensor_sha256", "teacher_image_features", "proxy_caption_classes", "imagenet_logits", "image_feature_file",
-           "text_features", "text_feature_folder", "teacher_view_features", "view_feature_store", "LazyTeacher", "CachedTextTeacher", "teacher_meta_path",
+           "text_features", "text_feature_folder", "teacher_view_features", "view_feature_store", "LazyTeacher", "CachedTextTeacher", "TEACHER_META", "teacher_meta_path",
            "built_teacher", "default_cache_dir"]

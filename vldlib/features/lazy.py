@@ -21,7 +21,10 @@ from vldlib.io import try_read_json, write_json_atomic
 from vldlib.models.specs import TeacherSpec, declares, teacher_spec
 from vldlib.models.teachers import load_teacher
 
-__all__ = ["LazyTeacher", "CachedTextTeacher", "teacher_meta_path", "built_teacher"]
+__all__ = ["LazyTeacher", "CachedTextTeacher", "TEACHER_META", "teacher_meta_path", "built_teacher"]
+
+#: The folder of a feature cache where :class:`LazyTeacher` remembers teacher identities.
+TEACHER_META = "teacher-meta"
 
 
 def _stamp(value: Any) -> Any:
@@ -63,6 +66,12 @@ class LazyTeacher:
             self.device = torch.device(meta["device"])
         else:
             self._load()
+
+    @classmethod
+    def in_cache(cls, name: str, options: Mapping[str, Any], cache_dir: str | os.PathLike) -> "LazyTeacher":
+        """The teacher whose identity is remembered in the feature cache ``cache_dir`` (its
+        :data:`TEACHER_META` folder), as the trainer and every reader of that cache use it."""
+        return cls(name, options, Path(cache_dir) / TEACHER_META)
 
     @property
     def loaded(self) -> bool:

@@ -72,7 +72,7 @@ def teacher_geometry(config: Mapping[str, Any], *, cache_dir: str | os.PathLike 
     cache = Path(cache_dir) if cache_dir is not None else Path(config.get("cache_dir") or default_cache_dir())
     options = dict(config["dataset_options"])
     ds = load_dataset(config["dataset"], root=options.pop("root", None), **options)
-    teacher = LazyTeacher(config["teacher"], config["teacher_options"], cache / "teacher-meta")
+    teacher = LazyTeacher.in_cache(config["teacher"], config["teacher_options"], cache)
     feats = {part: teacher_image_features(teacher, getattr(ds, part), dataset_id=ds.name, cache_dir=cache,
                                           progress=False) for part in ("train", "id", "ood")}
     labels = {part: torch.as_tensor(getattr(ds, part).labels) for part in feats}

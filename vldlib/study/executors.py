@@ -136,7 +136,7 @@ def warm_teacher_features(config: Mapping[str, Any], cache_dir: str | os.PathLik
     if who not in known:
         for other in known.values():  # at most one teacher's weights held at a time
             other.release()
-        known[who] = LazyTeacher(config["teacher"], config["teacher_options"], cache / "teacher-meta")
+        known[who] = LazyTeacher.in_cache(config["teacher"], config["teacher_options"], cache)
     teacher = known[who]
     log = Progress("teacher", progress_stream(progress))
     workers = resolve_workers(config.get("num_workers") or 0)

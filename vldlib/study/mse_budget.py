@@ -19,7 +19,7 @@ import pandas as pd
 
 from vldlib.runs import RunStore
 from vldlib.study.grid import DEV_SPLITS
-from vldlib.study.stats import above_chance_share, t_interval
+from vldlib.study.stats import above_chance_share, summarize
 from vldlib.train.profiles import PROFILES, profile_config
 
 __all__ = ["mse_budget", "summary", "main"]
@@ -47,14 +47,14 @@ def mse_budget(results_dir: str | Path, epochs: Sequence[int], *, splits: Sequen
 
 
 def summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per budget: the mean share with its 95% t-interval over the splits, and the mean accuracies."""
-    out = []
-    for n, part in rows.groupby("epochs"):
-        iv = t_interval(part["share"])  # one split: NaN bounds
-        out.append({"epochs": n, "splits": len(part), "share": iv.mean, "share_low": iv.low, "share_high": iv.high,
-                    "acc_id": part["acc_id"].mean(), "teacher_acc_id": part["teacher_acc_id"].mean(),
-                    "loss": part["loss"].mean()})
-    return pd.DataFrame(out)
+    """Per budget: the mean share with its 95% t-interval over the class splits (:func:`summarize`;
+    one split: NaN bounds), and the mean accuracies and loss."""
+    long = summarize(rows, "epochs", ["share", "acc_id", "teacher_acc_id", "loss"])
+    means = long.pivot(index="epochs", columns="metric", values="mean")
+    share = long[long["metric"] == "share"].set_index("epochs")
+    return pd.DataFrame({"epochs": share.index, "splits": share["n"].to_numpy(), "share": share["mean"].to_numpy(),
+                         "share_low": share["ci_low"].to_numpy(), "share_high": share["ci_high"].to_numpy(),
+                         **{m: means.loc[share.index, m].to_numpy() for m in ("acc_id", "teacher_acc_id", "loss")}})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

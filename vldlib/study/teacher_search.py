@@ -135,7 +135,7 @@ def score_splits(splits: Sequence[int] = DEV_SPLITS, *, grid: Mapping[str, Seque
     logits: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
     for backbone in dict.fromkeys(c["backbone"] for c in cands):
         t0 = time.perf_counter()
-        teacher = LazyTeacher(cfg["teacher"], {**base, "backbone": backbone}, cache / "teacher-meta")
+        teacher = LazyTeacher.in_cache(cfg["teacher"], {**base, "backbone": backbone}, cache)
         for s, ds in data.items():
             logits[backbone, s] = {part: imagenet_logits(teacher, getattr(ds, part), dataset_id=ds.name,
                                                          cache_dir=cache, progress=log)
@@ -144,7 +144,7 @@ def score_splits(splits: Sequence[int] = DEV_SPLITS, *, grid: Mapping[str, Seque
         if log:
             print(f"logits {backbone}: {cost[f'logits_s.{backbone}']:.1f} s", file=sys.stderr)
     t0 = time.perf_counter()
-    text_teacher = LazyTeacher(cfg["teacher"], {**base, "backbone": "lite0"}, cache / "teacher-meta")
+    text_teacher = LazyTeacher.in_cache(cfg["teacher"], {**base, "backbone": "lite0"}, cache)
 
     def encode(texts: list[str]) -> torch.Tensor:
         return text_features(text_teacher, texts, cache_dir=cache)

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from vldlib.features import teacher_meta_path
+from vldlib.features import TEACHER_META, teacher_meta_path
 from vldlib.models.specs import teacher_spec
 from vldlib.models.teachers import (PYTHON_CHECKPOINT_FIX, MissingWeightsError, ensure_openclip_weights,
                                     openclip_needs_weights)
@@ -58,7 +58,7 @@ def check_teacher_weights(configs: Iterable[Mapping[str, Any] | TrainConfig], *,
         if key in checked:
             continue
         cache = Path(cache_dir or cfg.cache_dir or default_cache_dir())
-        if teacher_meta_path(cfg.teacher, opts, cache / "teacher-meta").is_file():
+        if teacher_meta_path(cfg.teacher, opts, cache / TEACHER_META).is_file():
             continue
         if finished is not None and finished(config):
             continue

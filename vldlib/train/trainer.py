@@ -235,7 +235,7 @@ class _Run(RunTexts, RunStages, RunFewshot, RunCheckpoints, RunRecord):
 
         with dist.main_first():  # under torchrun rank 0 fills the caches, the others read them
             t0 = time.perf_counter()
-            self.teacher = LazyTeacher(cfg.teacher, cfg.teacher_options, self.cache_dir / "teacher-meta")
+            self.teacher = LazyTeacher.in_cache(cfg.teacher, cfg.teacher_options, self.cache_dir)
             self.tfeat = {}
             for name, split in ds.splits.items():
                 self.tfeat[name] = teacher_image_features(

@@ -10,6 +10,7 @@ import warnings
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from IPython.core.formatters import format_display_data
 from IPython.display import Markdown, display
 
 from vldlib.study import report
@@ -27,8 +28,6 @@ def glue(name: str, value: object) -> None:
     The output is the one ``myst_nb.glue(name, value, display=False)`` writes, made here because
     importing ``myst_nb.glue`` in a kernel loads nbformat's JSON-schema validators (about 5 s per
     notebook, for one display call); ``tests/test_findings.py`` checks the two stay identical."""
-    from IPython.core.formatters import format_display_data
-
     bundle, metadata = format_display_data(value)
     metadata["scrapbook"] = {"name": name, "mime_prefix": GLUE_PREFIX}
     display({GLUE_PREFIX + k: v for k, v in bundle.items()}, raw=True, metadata=metadata)

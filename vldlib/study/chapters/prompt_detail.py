@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -122,8 +121,7 @@ class Run(ChapterRun):
     def _text_features(self) -> tuple[pd.DataFrame, pd.DataFrame, int]:
         g = self.grid
         cache = self.params.get("cache_dir") or default_cache_dir()  # the text features the runs cached
-        teacher = CachedTextTeacher(LazyTeacher(g.base["teacher"], g.base["teacher_options"],
-                                                Path(cache) / "teacher-meta"), cache)
+        teacher = CachedTextTeacher(LazyTeacher.in_cache(g.base["teacher"], g.base["teacher_options"], cache), cache)
         mode = self.text_mode or g.base["text_mode"]
         splits = g.split_seeds
         if self.params.get("split_seeds") is None and dataset_spec(g.dataset).split_seed_required:

@@ -55,7 +55,7 @@ class Run(ChapterRun):
                              "'official' (official datasets' chatgpt.txt) or None")
         cache_dir = self.params.get("cache_dir")
         self.cache = Path(cache_dir) if cache_dir else default_cache_dir()
-        self.teacher = LazyTeacher(cfg["teacher"], cfg["teacher_options"], self.cache / "teacher-meta")
+        self.teacher = LazyTeacher.in_cache(cfg["teacher"], cfg["teacher_options"], self.cache)
         #: key -> (label, description variant, text mode[, description control])
         self.text_sets: dict[str, tuple] = {"plain": ("plain names", None, "first")}
         if desc is not None:
